@@ -1,0 +1,1 @@
+//! flagger.app/v1beta1 API types.

@@ -1,0 +1,35 @@
+//! `flagger-rs`: the one binary users run.
+
+mod crds;
+mod plan;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "flagger-rs", version, about = "Flagger-compatible progressive delivery for Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check Canary, MetricTemplate and AlertProvider manifests; exit 1 on any problem.
+    Validate(validate::Args),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds(crds::Args),
+    /// Show what a Canary will do: its schedule, time to promote and time to roll back.
+    Plan(plan::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Crds(args) => crds::run(&args),
+        Command::Plan(args) => plan::run(&args),
+    }
+}
