@@ -1,0 +1,157 @@
+//! testapp: the "container runtime" of the local cluster. kwok makes pods Running with IPs from 10.244.0.0/16, which
+//! the cluster's netns routes as local (AnyIP); this process listens on 0.0.0.0 on every TCP containerPort any pod
+//! declares, so a connection to <podIP>:<port> lands here, and the connection's local address says which pod it is
+//! for. One listener per port (not per IP) means no race with kwok: the port is open before the pod turns Ready.
+//!
+//! It also serves the local notification receiver (Alertmanager's webhook target) on --receiver-addr.
+
+mod pods;
+mod receiver;
+mod serve;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+use kube::{Api, Client};
+use tokio::net::TcpListener;
+
+#[derive(Parser, Debug)]
+#[command(about = "Answers HTTP for every pod IP of the local cluster like podinfo")]
+struct Args {
+    /// Address pods' ports are bound on; the netns makes every pod IP local to it.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_ip: IpAddr,
+    /// Where the notification receiver listens (Alertmanager webhook: POST /alerts).
+    #[arg(long, default_value = "127.0.0.1:9096")]
+    receiver_addr: SocketAddr,
+    /// Ports never bound even if a pod declares them (served by other processes in the netns).
+    #[arg(long, value_delimiter = ',')]
+    exclude_ports: Vec<u16>,
+    /// Upper bound on distinct listening ports.
+    #[arg(long, default_value_t = 256)]
+    max_ports: usize,
+}
+
+/// A port that failed to bind is retried no more often than this.
+const BIND_RETRY: Duration = Duration::from_secs(5);
+
+struct Ports {
+    bound: BTreeSet<u16>,
+    failed: HashMap<u16, Instant>,
+}
+
+impl Ports {
+    async fn reconcile(&mut self, wanted: &BTreeSet<u16>, args: &Args, state: &serve::AppState) {
+        for &port in wanted {
+            if self.bound.contains(&port) || args.exclude_ports.contains(&port) {
+                continue;
+            }
+            if self.failed.get(&port).is_some_and(|t| t.elapsed() < BIND_RETRY) {
+                continue;
+            }
+            if self.bound.len() >= args.max_ports {
+                tracing::warn!(port, max = args.max_ports, "not listening: too many ports");
+                continue;
+            }
+            match TcpListener::bind((args.bind_ip, port)).await {
+                Ok(listener) => {
+                    tracing::info!(port, "listening for pods");
+                    self.bound.insert(port);
+                    self.failed.remove(&port);
+                    let app = serve::router(state.clone())
+                        .into_make_service_with_connect_info::<serve::Conn>();
+                    tokio::spawn(async move {
+                        if let Err(e) = axum::serve(listener, app).await {
+                            tracing::error!(port, error = %e, "pod listener stopped");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(port, error = %e, "cannot listen for pods (port used by another process?)");
+                    self.failed.insert(port, Instant::now());
+                }
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // reqwest/kube are built without a default crypto provider; pick ring once for the whole process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+
+    let client = Client::try_default()
+        .await
+        .context("building a Kubernetes client (is KUBECONFIG set?)")?;
+    let state = serve::AppState::new();
+    let recv = receiver::Receiver::default();
+
+    let listener = TcpListener::bind(args.receiver_addr)
+        .await
+        .with_context(|| format!("binding receiver on {}", args.receiver_addr))?;
+    let recv_app = receiver::router(recv.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, recv_app).await {
+            tracing::error!(error = %e, "receiver stopped");
+        }
+    });
+
+    let (store, writer) = reflector::store::<Pod>();
+    let events = watcher(Api::<Pod>::all(client), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
+    let mut events = std::pin::pin!(events);
+    let mut ports = Ports {
+        bound: BTreeSet::new(),
+        failed: HashMap::new(),
+    };
+    // Retries ports that failed to bind even when no pod event arrives.
+    let mut retry = tokio::time::interval(BIND_RETRY);
+    let mut synced = false;
+    loop {
+        tokio::select! {
+            ev = events.next() => {
+                match ev {
+                    None => anyhow::bail!("pod watch ended"),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "pod watch error; retrying with backoff");
+                        continue;
+                    }
+                    Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
+                    Some(Ok(watcher::Event::InitDone)) => synced = true,
+                    Some(Ok(_)) => {}
+                }
+                if !synced {
+                    continue;
+                }
+            }
+            _ = retry.tick() => {
+                if !synced {
+                    continue;
+                }
+            }
+        }
+        let index = {
+            let previous = state.index.read().map(|i| Arc::clone(&i)).unwrap_or_default();
+            Arc::new(pods::Index::build(&store.state(), &previous))
+        };
+        let wanted = index.ports.clone();
+        if let Ok(mut slot) = state.index.write() {
+            *slot = index;
+        }
+        ports.reconcile(&wanted, &args, &state).await;
+        recv.synced.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,229 @@
+//! What the testapp knows about each pod: derived from the Pod object alone, so a change to a pod's
+//! annotations takes effect on the next watch event without restarting anything.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use k8s_openapi::api::core::v1::Pod;
+
+pub const ANN_ERROR_RATE: &str = "testapp.flagger-rs.dev/error-rate";
+pub const ANN_LATENCY_MS: &str = "testapp.flagger-rs.dev/latency-ms";
+/// Pods whose ports are served by a real process in the netns (e.g. the loadtester) opt out with "false".
+pub const ANN_SERVE: &str = "testapp.flagger-rs.dev/serve";
+pub const LABEL_VERSION: &str = "app.kubernetes.io/version";
+const ENV_ERROR_RATE: &str = "TESTAPP_ERROR_RATE";
+const ENV_LATENCY_MS: &str = "TESTAPP_LATENCY_MS";
+/// Upper bound on injected latency so a typo in an annotation cannot park connections for hours.
+pub const MAX_LATENCY_MS: u64 = 60_000;
+
+#[derive(Debug)]
+pub struct PodView {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub version: String,
+    pub error_rate: f64,
+    pub latency_ms: u64,
+    /// Request counter driving the error injection, shared across re-derivations of the same pod.
+    pub requests: Arc<AtomicU64>,
+}
+
+impl PodView {
+    /// Errors are spread evenly instead of drawn at random: request n fails when floor((n+1)·r) > floor(n·r).
+    /// Any window of requests then sees the configured rate exactly, which keeps analysis thresholds in tests stable.
+    pub fn next_is_error(&self) -> bool {
+        let r = self.error_rate;
+        if r <= 0.0 {
+            return false;
+        }
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * r).floor() > (n * r).floor()
+    }
+}
+
+/// Pod IPs of a pod that the testapp should answer for, or nothing if it must stay silent.
+fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
+    let Some(status) = &pod.status else {
+        return Vec::new();
+    };
+    if pod.metadata.deletion_timestamp.is_some() || status.phase.as_deref() != Some("Running") {
+        return Vec::new();
+    }
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    if host_network || !serves(pod) {
+        return Vec::new();
+    }
+    let mut ips: Vec<IpAddr> = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .filter_map(|p| p.ip.parse().ok())
+        .collect();
+    if ips.is_empty()
+        && let Some(ip) = status.pod_ip.as_deref().and_then(|s| s.parse().ok())
+    {
+        ips.push(ip);
+    }
+    ips
+}
+
+fn serves(pod: &Pod) -> bool {
+    annotation(pod, ANN_SERVE) != Some("false")
+}
+
+fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+fn env_value<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .flat_map(|c| c.env.iter().flatten())
+        .find(|e| e.name == key)?
+        .value
+        .as_deref()
+}
+
+/// The pod's version as podinfo would report it: the version label, else the first container's image tag.
+pub fn version_of(pod: &Pod) -> String {
+    if let Some(v) = pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_VERSION)) {
+        return v.clone();
+    }
+    let image = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.as_deref())
+        .unwrap_or_default();
+    image_tag(image).unwrap_or("latest").to_string()
+}
+
+fn image_tag(image: &str) -> Option<&str> {
+    let image = image.split('@').next().unwrap_or(image);
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split_once(':').map(|(_, tag)| tag).filter(|t| !t.is_empty())
+}
+
+fn parse_rate(s: Option<&str>) -> f64 {
+    s.and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|r| r.is_finite())
+        .map(|r| r.clamp(0.0, 1.0))
+        .unwrap_or(0.0)
+}
+
+fn parse_ms(s: Option<&str>) -> u64 {
+    s.and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(MAX_LATENCY_MS)
+}
+
+/// TCP container ports the testapp should listen on for this pod.
+/// Taken from every pod, Running or not, so the listener exists before the pod turns Ready and gets traffic.
+pub fn tcp_ports(pod: &Pod) -> Vec<u16> {
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    if host_network || !serves(pod) {
+        return Vec::new();
+    }
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.protocol.as_deref().is_none_or(|p| p == "TCP"))
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+        .filter(|p| *p != 0)
+        .collect()
+}
+
+/// The lookup table requests are answered from: pod IP → pod.
+#[derive(Default)]
+pub struct Index {
+    pub by_ip: HashMap<IpAddr, Arc<PodView>>,
+    pub ports: BTreeSet<u16>,
+}
+
+impl Index {
+    /// Rebuilds the table from the reflector's store; counters of pods that are still there carry over.
+    pub fn build(pods: &[Arc<Pod>], previous: &Index) -> Index {
+        let counters: HashMap<&str, &Arc<AtomicU64>> = previous
+            .by_ip
+            .values()
+            .map(|p| (p.uid.as_str(), &p.requests))
+            .collect();
+        let mut index = Index::default();
+        for pod in pods {
+            index.ports.extend(tcp_ports(pod));
+            let ips = pod_ips(pod);
+            if ips.is_empty() {
+                continue;
+            }
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let requests = counters
+                .get(uid.as_str())
+                .map(|c| Arc::clone(c))
+                .unwrap_or_default();
+            let view = Arc::new(PodView {
+                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                uid,
+                version: version_of(pod),
+                error_rate: parse_rate(annotation(pod, ANN_ERROR_RATE).or(env_value(pod, ENV_ERROR_RATE))),
+                latency_ms: parse_ms(annotation(pod, ANN_LATENCY_MS).or(env_value(pod, ENV_LATENCY_MS))),
+                requests,
+            });
+            for ip in ips {
+                index.by_ip.insert(ip, Arc::clone(&view));
+            }
+        }
+        index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(yaml: serde_json::Value) -> Pod {
+        serde_json::from_value(yaml).unwrap_or_default()
+    }
+
+    fn running(annotations: serde_json::Value, image: &str) -> Pod {
+        pod(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "n", "uid": "u1", "annotations": annotations},
+            "spec": {"containers": [{"name": "c", "image": image, "ports": [{"containerPort": 9898}, {"containerPort": 53, "protocol": "UDP"}]}]},
+            "status": {"phase": "Running", "podIP": "10.244.0.7", "podIPs": [{"ip": "10.244.0.7"}]}
+        }))
+    }
+
+    #[test]
+    fn image_tags() {
+        assert_eq!(image_tag("ghcr.io/stefanprodan/podinfo:6.0.1"), Some("6.0.1"));
+        assert_eq!(image_tag("localhost:5000/podinfo"), None);
+        assert_eq!(image_tag("localhost:5000/podinfo:1.2@sha256:abc"), Some("1.2"));
+    }
+
+    #[test]
+    fn index_uses_annotations_and_tcp_ports() {
+        let p = Arc::new(running(
+            serde_json::json!({ANN_ERROR_RATE: "0.25", ANN_LATENCY_MS: "999999"}),
+            "podinfo:6.0.0",
+        ));
+        let idx = Index::build(&[p], &Index::default());
+        assert_eq!(idx.ports.iter().copied().collect::<Vec<_>>(), vec![9898]);
+        let view = &idx.by_ip[&"10.244.0.7".parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]))];
+        assert_eq!(view.version, "6.0.0");
+        assert_eq!(view.latency_ms, MAX_LATENCY_MS);
+        let errors = (0..1000).filter(|_| view.next_is_error()).count();
+        assert_eq!(errors, 250);
+    }
+
+    #[test]
+    fn opted_out_pods_are_silent() {
+        let p = Arc::new(running(serde_json::json!({ANN_SERVE: "false"}), "loadtester:1"));
+        let idx = Index::build(&[p], &Index::default());
+        assert!(idx.ports.is_empty() && idx.by_ip.is_empty());
+    }
+}
