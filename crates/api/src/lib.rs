@@ -1,1 +1,25 @@
-//! flagger.app/v1beta1 API types.
+//! `flagger.app/v1beta1`: Canary, MetricTemplate and AlertProvider, field for field with Flagger,
+//! plus the extra fields the seed documents describe. No I/O: everything else depends on this crate.
+
+pub mod alert_provider;
+pub mod analysis;
+pub mod canary;
+pub mod crd;
+pub mod duration;
+pub mod istio;
+pub mod metric_template;
+pub mod number;
+pub mod service;
+pub mod status;
+pub mod string_match;
+
+pub use alert_provider::{AlertProvider, AlertProviderSpec};
+pub use analysis::{CanaryAlert, CanaryAnalysis, CanaryMetric, CanaryWebhook, HookType};
+pub use canary::{Canary, CanarySpec, TargetRef};
+pub use metric_template::{MetricTemplate, MetricTemplateSpec};
+pub use number::Number;
+pub use service::CanaryService;
+pub use status::{CanaryPhase, CanaryStatus, CheckRecord, Condition};
+
+pub const GROUP: &str = "flagger.app";
+pub const API_VERSION: &str = "flagger.app/v1beta1";
