@@ -45,6 +45,13 @@ impl From<i64> for Number {
     }
 }
 
+impl From<f64> for Number {
+    /// Non-finite values have no JSON form and become 0.
+    fn from(v: f64) -> Self {
+        Number(serde_json::Number::from_f64(v).unwrap_or_else(|| 0.into()))
+    }
+}
+
 impl std::fmt::Display for Number {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)

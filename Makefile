@@ -1,0 +1,59 @@
+# flagger-rs: `make demo` runs the main job, `make test` runs every test tier.
+# Both install what they need on a fresh machine (Rust toolchain components, Go tools for the local
+# cluster, Debian packages for Prometheus and Alertmanager).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+
+# CI runs on a fresh clone: reuse registry crates and build outputs across runs when the cache is
+# there, never depend on it.
+ifeq ($(CI),true)
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/flagger-rs/target
+endif
+export CARGO_TERM_COLOR ?= never
+
+BIN = $(or $(CARGO_TARGET_DIR),target)/debug/flagger-rs
+
+.PHONY: help demo test setup build lint test-unit test-e2e crds bench mutants cluster-up cluster-down
+
+help:
+	@echo "make demo   - the main job: build, then show flagger-rs on the examples and the local cluster"
+	@echo "make test   - every test tier: fmt, clippy, unit/table/property tests, e2e on the local cluster"
+	@echo "make crds   - regenerate deploy/crds/flagger.yaml from the API types"
+
+setup:
+	@hack/setup
+
+build: setup
+	$(CARGO) build --locked -p flagger-rs
+
+demo: build
+	@hack/demo
+
+test: setup lint test-unit test-e2e
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+test-unit:
+	$(CARGO) test --locked --workspace
+
+test-e2e:
+	@hack/e2e
+
+crds: build
+	$(BIN) crds > deploy/crds/flagger.yaml
+
+bench:
+	$(CARGO) bench --locked -p flagger-core
+
+mutants:
+	$(CARGO) mutants -p flagger-core
+
+cluster-up:
+	@hack/cluster/up
+
+cluster-down:
+	@hack/cluster/down
