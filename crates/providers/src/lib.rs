@@ -1,0 +1,6 @@
+//! Adapters, one file per backend, behind three small traits: `router::Router`,
+//! `metrics::MetricProvider` and `notify::Notifier`.
+
+pub mod metrics;
+pub mod notify;
+pub mod router;

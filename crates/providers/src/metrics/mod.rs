@@ -1,0 +1,1 @@
+//! Metric providers: run a query, return one number.

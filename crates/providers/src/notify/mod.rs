@@ -1,0 +1,1 @@
+//! Notifiers: deliver one alert to a chat or webhook endpoint.

@@ -1,0 +1,1 @@
+//! Routers: apply routes, set and read weights.
