@@ -1,1 +1,28 @@
-//! The rollout state machine.
+//! The rollout state machine: every decision the operator makes, as pure functions.
+//!
+//! [`advance`] takes the normalised spec ([`normalize`]), the persisted status, what the shell
+//! observed and the current time, and returns the next status with the effects to carry out. No
+//! I/O, no clock: the status is the only memory, so a controller can stop between any two ticks
+//! and resume from the status alone.
+
+pub mod action;
+mod checks;
+mod deletion;
+mod init;
+mod machine;
+pub mod normalize;
+pub mod observation;
+pub mod plan;
+mod promotion;
+mod revision;
+mod rollback;
+mod runstart;
+pub mod status;
+mod strategy;
+mod tick;
+pub mod weights;
+
+pub use action::{Action, Alert, Event, EventName, EventType, FailedCheck, Need, Outcome, Reason, Routes, Severity};
+pub use machine::advance;
+pub use normalize::{Ladder, Mirror, MetricCheck, MetricKind, Ramp, RolloutSpec, Settings, SpecError, Strategy, normalize};
+pub use observation::{HookResult, MetricOutcome, MetricResult, Observation, Readiness, RouteState};

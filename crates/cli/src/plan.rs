@@ -1,0 +1,150 @@
+//! `flagger-rs plan FILE`: what a Canary will do, tick by tick, before it is applied.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use flagger_api::Canary;
+use flagger_core::plan::{Plan, plan};
+use flagger_core::{Settings, normalize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// YAML file with one or more Canary documents (other kinds are skipped).
+    pub file: PathBuf,
+    /// Simulate every check failing from this tick on (tick 0 detects the new revision).
+    #[arg(long)]
+    pub fail_at: Option<u32>,
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: Output,
+    /// Controller `-mesh-provider`, used for canaries without `spec.provider`.
+    #[arg(long, default_value = "istio")]
+    pub mesh_provider: String,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    match plans(args) {
+        Ok(plans) => {
+            let text = match args.output {
+                Output::Json if plans.len() == 1 => serde_json::to_string_pretty(&plans[0]),
+                Output::Json => serde_json::to_string_pretty(&plans),
+                Output::Text => Ok(plans.iter().map(render).collect::<Vec<_>>().join("\n")),
+            };
+            match text {
+                Ok(text) => {
+                    // A closed pipe (`| head`) is the reader's choice, not an error worth a panic.
+                    let _ = writeln!(std::io::stdout().lock(), "{}", text.trim_end());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn plans(args: &Args) -> Result<Vec<Plan>, String> {
+    let path = args.file.display();
+    let text = std::fs::read_to_string(&args.file).map_err(|e| format!("{path}: {e}"))?;
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).map_err(|e| format!("{path}: {e}"))?;
+    let settings = Settings {
+        mesh_provider: args.mesh_provider.clone(),
+        ..Settings::default()
+    };
+    let mut plans = Vec::new();
+    for (i, doc) in docs.into_iter().enumerate() {
+        if doc.get("kind").and_then(|k| k.as_str()) != Some("Canary") {
+            continue;
+        }
+        let n = i + 1;
+        let canary: Canary = serde_json::from_value(doc).map_err(|e| format!("{path}:{n}: {e}"))?;
+        let spec = normalize(&canary, &settings).map_err(|e| format!("{path}:{n}: {e}"))?;
+        plans.push(plan(&spec, args.fail_at));
+    }
+    if plans.is_empty() {
+        return Err(format!("{path}: no Canary document found"));
+    }
+    Ok(plans)
+}
+
+fn duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+fn render(p: &Plan) -> String {
+    let mut out = format!(
+        "Canary {}.{} ({} strategy, interval {})\n",
+        p.name,
+        p.namespace,
+        p.strategy,
+        duration(p.interval_seconds)
+    );
+    if let Some(n) = p.fail_at {
+        out.push_str(&format!("Checks fail from tick {n}\n"));
+    }
+    out.push_str(&format!(
+        "{:>4}  {:>8}  {:<17} {:>7}  {:>6}  {:<24} {}\n",
+        "TICK", "TIME", "PHASE", "ROUTES", "MIRROR", "WEBHOOKS", "CHECKS"
+    ));
+    for s in &p.steps {
+        let mirror = if s.mirror_weight > 0 {
+            format!("{}%", s.mirror_weight)
+        } else {
+            "-".into()
+        };
+        let hooks = if s.webhooks.is_empty() {
+            "-".to_string()
+        } else {
+            s.webhooks.join(",")
+        };
+        let checks = if s.checks.is_empty() {
+            "-".to_string()
+        } else {
+            s.checks.join(",")
+        };
+        out.push_str(&format!(
+            "{:>4}  {:>8}  {:<17} {:>7}  {:>6}  {:<24} {}\n",
+            s.tick,
+            duration(s.elapsed_seconds),
+            s.phase.as_str(),
+            format!("{}/{}", s.primary_weight, s.canary_weight),
+            mirror,
+            hooks,
+            checks
+        ));
+    }
+    match p.promote_after_seconds {
+        Some(t) => out.push_str(&format!(
+            "Promotion after: {} (all checks passing)\n",
+            duration(t)
+        )),
+        None => out.push_str("Promotion after: never (the run does not finish)\n"),
+    }
+    match p.rollback_after_seconds {
+        Some(t) => out.push_str(&format!(
+            "Rollback after:  {} (checks failing from tick {})\n",
+            duration(t),
+            p.fail_at.unwrap_or(1)
+        )),
+        None => out.push_str("Rollback after:  never by checks (no metric or hook can fail)\n"),
+    }
+    out
+}

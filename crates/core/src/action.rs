@@ -1,0 +1,234 @@
+//! What one tick decides: effects for the shell to carry out, as plain data.
+
+use std::time::Duration;
+
+use flagger_api::analysis::HookType;
+use flagger_api::status::{CanaryPhase, CheckKind, CheckRecord};
+use serde::{Serialize, Serializer};
+
+/// One effect. The shell executes them in order; any failure ends the tick and the next tick retries
+/// from the status it had before (every effect is an idempotent apply of a desired state).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Action {
+    AddFinalizer,
+    RemoveFinalizer,
+    /// Services, primary workload and its `-primary` configs (initialisation).
+    EnsurePrimary,
+    /// Apex Service selects the primary pods; routing objects exist (initialisation).
+    RouteApexToPrimary,
+    /// §4.3 scale from zero (and canary pod overrides).
+    ScaleTargetUp,
+    /// §4.2 scale to zero (and removal of canary pod overrides).
+    ScaleTargetToZero,
+    PauseTargetScaler,
+    ResumeTargetScaler,
+    ReconcilePrimaryScaler,
+    /// Copy the target's template to the primary (§7.5).
+    Promote,
+    SetRoutes(Routes),
+    /// Deletion: give the target back its replicas (§7.8 step 3).
+    RestoreTarget,
+    /// Deletion: apex Service selector and routing objects as the user had them (§7.8 steps 5-6).
+    RevertRouting,
+    /// Fire-and-forget hooks (`post-rollout`): failures only become events.
+    CallWebhooks {
+        #[serde(serialize_with = "hook_type")]
+        kind: HookType,
+        phase: CanaryPhase,
+        hooks: Vec<String>,
+    },
+    /// The tick cannot be decided without these results: run them, put the results in the
+    /// observation and call `advance` again with the same status.
+    Need(Need),
+    Event(Event),
+    Alert(Alert),
+    /// A run ended; drives the success/failure/rollback counters and `analysis-complete` hooks.
+    Report(Outcome),
+    RequeueAfter(Duration),
+    /// Controller dry-run: what would have been done, for the log only.
+    DryRun(Box<Action>),
+}
+
+impl Action {
+    /// Effects that change traffic, workloads, the Canary object or the outside world; these are
+    /// the ones dry-run turns into log lines.
+    pub fn is_effect(&self) -> bool {
+        !matches!(
+            self,
+            Action::Need(_) | Action::Event(_) | Action::Report(_) | Action::RequeueAfter(_) | Action::DryRun(_)
+        )
+    }
+
+    pub fn is_traffic_or_workload(&self) -> bool {
+        matches!(
+            self,
+            Action::EnsurePrimary
+                | Action::RouteApexToPrimary
+                | Action::ScaleTargetUp
+                | Action::ScaleTargetToZero
+                | Action::PauseTargetScaler
+                | Action::ResumeTargetScaler
+                | Action::ReconcilePrimaryScaler
+                | Action::Promote
+                | Action::SetRoutes(_)
+                | Action::RestoreTarget
+                | Action::RevertRouting
+        )
+    }
+}
+
+/// Desired routes. `mirror` is the percentage of requests mirrored to the canary (0 = no mirror).
+/// A/B routers apply `primary`/`canary` to the match rule only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Routes {
+    pub primary: u32,
+    pub canary: u32,
+    pub mirror: u32,
+}
+
+impl Routes {
+    pub const PRIMARY: Routes = Routes { primary: 100, canary: 0, mirror: 0 };
+    pub const CANARY: Routes = Routes { primary: 0, canary: 100, mirror: 0 };
+
+    pub fn split(canary: u32) -> Routes {
+        let canary = canary.min(100);
+        Routes { primary: 100 - canary, canary, mirror: 0 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "need", rename_all = "camelCase")]
+pub enum Need {
+    /// Call these hooks in order (payload `phase`); results may stop early, the core asks again
+    /// for whatever it still needs.
+    Webhooks {
+        #[serde(serialize_with = "hook_type")]
+        kind: HookType,
+        phase: CanaryPhase,
+        hooks: Vec<String>,
+    },
+    /// Query these metrics in order; same early-stop contract as webhooks.
+    Metrics { names: Vec<String> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// Lifecycle names of webhooks-alerts.md §1.4, used by event-webhook filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventName {
+    Initialized,
+    Waiting,
+    RevisionDetected,
+    Restarted,
+    AnalysisStarted,
+    CheckFailed,
+    WeightAdvanced,
+    IterationAdvanced,
+    WaitingTrafficIncrease,
+    WaitingPromotion,
+    PromotionStarted,
+    Succeeded,
+    Rollback,
+    Failed,
+    Terminating,
+    Terminated,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub type_: EventType,
+    pub name: EventName,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub severity: Severity,
+    pub message: String,
+    pub fields: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "camelCase")]
+pub enum Outcome {
+    Succeeded { skipped: bool },
+    RolledBack { reason: Reason },
+    PromotionFailed { reason: Reason },
+}
+
+/// Why a run failed or halted, in a form alerts and logs can explain without parsing text.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    /// One check failed this tick (the run goes on while `failedChecks < threshold`).
+    CheckFailed { check: FailedCheck },
+    FailedChecks {
+        failed_checks: u32,
+        threshold: u32,
+        /// The check whose failure reached the threshold (absent after a restart mid-count).
+        last: Option<FailedCheck>,
+        /// Every failed check recorded during the run.
+        records: Vec<CheckRecord>,
+    },
+    ProgressDeadline { message: String },
+    PrimaryNotReady { message: String },
+    ManualWebhook { hook: String },
+    Reverted { revision: String },
+    PromotionFailed { message: String },
+}
+
+impl Reason {
+    /// The `reason` label of `flagger_canary_rollbacks_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reason::CheckFailed { .. } | Reason::FailedChecks { .. } => "failed_checks",
+            Reason::ProgressDeadline { .. } => "progress_deadline",
+            Reason::PrimaryNotReady { .. } => "primary_not_ready",
+            Reason::ManualWebhook { .. } => "manual_webhook",
+            Reason::Reverted { .. } => "reverted",
+            Reason::PromotionFailed { .. } => "promotion_failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedCheck {
+    pub kind: CheckKind,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// e.g. `min 99`, `max 500`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    pub message: String,
+}
+
+fn hook_type<S: Serializer>(kind: &HookType, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.as_str())
+}

@@ -1,0 +1,154 @@
+//! The analysis of one tick (state-machine.md T25, §8.2): hooks, then metrics; the first failure
+//! is one failed check, and the threshold-th failure rolls back in the same tick (D-2).
+
+use flagger_api::analysis::HookType;
+use flagger_api::status::{AnalysisRecords, CanaryPhase, CheckKind, CheckRecord};
+
+use crate::action::{EventName, EventType, FailedCheck, Need, Reason};
+use crate::normalize::{MetricCheck, MetricKind};
+use crate::observation::{MetricOutcome, MetricResult};
+use crate::rollback::{failed_checks_reason, rollback};
+use crate::status::StatusExt;
+use crate::tick::{Flow, Stop, Tick};
+
+/// Tick number within the run for check records; 1 is the first analysis tick.
+pub(crate) fn record_iteration(t: &Tick) -> i32 {
+    // Records are cleared at run start, and a first tick without pre-rollout hooks leaves none.
+    match t.start.records().iter().map(|r| r.iteration).max() {
+        Some(last) => last + 1,
+        None if t.first_analysis => 1,
+        None => 2,
+    }
+}
+
+/// Keeps the latest tick's records and every failed check of the run (bounded by `threshold`).
+pub(crate) fn record(t: &mut Tick, record: CheckRecord) {
+    let n = record.iteration;
+    let records = t.status.canary_analysis.get_or_insert_with(AnalysisRecords::default).iterations.get_or_insert_with(Vec::new);
+    records.retain(|r| r.iteration == n || (r.failed && r.kind != CheckKind::Gate));
+    records.push(record);
+}
+
+pub(crate) fn new_record(t: &Tick, kind: CheckKind, name: &str, failed: bool, message: Option<String>) -> CheckRecord {
+    CheckRecord {
+        iteration: record_iteration(t),
+        time: t.now,
+        kind,
+        name: name.to_string(),
+        value: None,
+        threshold: None,
+        failed,
+        message,
+    }
+}
+
+/// Counts one failed check; rolls back when it reaches the threshold.
+fn fail(t: &mut Tick, check: FailedCheck) -> Flow {
+    let mut rec = new_record(t, check.kind, &check.name, true, Some(check.message.clone()));
+    rec.value = check.value;
+    rec.threshold = check.threshold.clone();
+    record(t, rec);
+    t.event_with(EventType::Warning, EventName::CheckFailed, check.message.clone(), Reason::CheckFailed {
+        check: check.clone(),
+    });
+    let f = t.status.failed() + 1;
+    t.status.set_failed(f);
+    if f >= t.spec.threshold {
+        let reason = failed_checks_reason(t, Some(check));
+        return Err(rollback(t, reason));
+    }
+    Err(Stop::End)
+}
+
+fn hook_check(t: &mut Tick, kind: HookType, record_kind: CheckKind, halt: &str, passed_event: Option<&str>) -> Flow {
+    let run = t.hooks(kind, CanaryPhase::Progressing, false)?;
+    for hook in run.passed {
+        let rec = new_record(t, record_kind, &hook.name, false, None);
+        record(t, rec);
+        if let Some(text) = passed_event {
+            t.normal(EventName::Other, format!("{text} {} passed", hook.name));
+        }
+    }
+    if let Some((hook, err)) = run.stopped_by {
+        let message = format!("Halt {} advancement {halt} {} failed {err}", t.spec.key(), hook.name);
+        return fail(t, FailedCheck {
+            kind: record_kind,
+            name: hook.name.clone(),
+            value: None,
+            threshold: None,
+            query: None,
+            message,
+        });
+    }
+    Ok(())
+}
+
+/// `pre-rollout` hooks of the first analysis tick.
+pub(crate) fn pre_rollout(t: &mut Tick) -> Flow {
+    t.normal(EventName::AnalysisStarted, format!("Starting canary analysis for {}", t.spec.target_key()));
+    hook_check(t, HookType::PreRollout, CheckKind::PreRollout, "pre-rollout check", Some("Pre-rollout check"))
+}
+
+/// `rollout` hooks, then metrics, of every later analysis tick.
+pub(crate) fn analyse(t: &mut Tick) -> Flow {
+    hook_check(t, HookType::Rollout, CheckKind::Webhook, "external check", None)?;
+    let spec = t.spec;
+    for (i, check) in spec.metrics.iter().enumerate() {
+        let Some(result) = t.obs.metric(&check.name) else {
+            let names = spec.metrics[i..].iter().map(|m| m.name.clone()).collect();
+            return Err(Stop::Need(Need::Metrics { names }));
+        };
+        let verdict = evaluate(&spec.key(), check, result);
+        let mut rec = new_record(t, CheckKind::Metric, &check.name, verdict.is_err(), None);
+        rec.threshold = threshold_text(check);
+        if let MetricOutcome::Value(v) = result.outcome {
+            rec.value = Some(v);
+        }
+        match verdict {
+            Ok(()) => record(t, rec),
+            Err(failed) => return fail(t, failed),
+        }
+    }
+    Ok(())
+}
+
+fn threshold_text(check: &MetricCheck) -> Option<String> {
+    let parts: Vec<String> = [("min", check.min), ("max", check.max)]
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| format!("{name} {v}")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// Go-style rendering of a duration in milliseconds (`500ms`, `1.515s`).
+fn millis(v: f64) -> String {
+    if v.abs() < 1000.0 { format!("{v}ms") } else { format!("{}s", v / 1000.0) }
+}
+
+fn evaluate(key: &str, check: &MetricCheck, result: &MetricResult) -> Result<(), FailedCheck> {
+    let failed = |value: Option<f64>, message: String| FailedCheck {
+        kind: CheckKind::Metric,
+        name: check.name.clone(),
+        value,
+        threshold: threshold_text(check),
+        query: result.query.clone(),
+        message,
+    };
+    let v = match &result.outcome {
+        MetricOutcome::Value(v) => *v,
+        MetricOutcome::NoData(message) | MetricOutcome::Error(message) => return Err(failed(None, message.clone())),
+    };
+    let below = check.min.filter(|min| v < *min || v.is_nan());
+    let above = check.max.filter(|max| v > *max || v.is_nan());
+    let (op, bound) = match (below, above) {
+        (Some(min), _) => ("<", min),
+        (None, Some(max)) => (">", max),
+        (None, None) => return Ok(()),
+    };
+    let message = match check.kind {
+        MetricKind::SuccessRate => format!("Halt {key} advancement success rate {v:.2}% {op} {bound}%"),
+        MetricKind::Duration => format!("Halt {key} advancement request duration {} {op} {}", millis(v), millis(bound)),
+        MetricKind::Custom => format!("Halt {key} advancement {} {v:.2} {op} {bound}", check.name),
+    };
+    Err(failed(Some(v), message))
+}

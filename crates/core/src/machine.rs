@@ -1,0 +1,177 @@
+//! One tick, in the order of state-machine.md §5.
+
+use flagger_api::status::{CanaryPhase, CanaryStatus};
+use jiff::Timestamp;
+
+use crate::action::{Action, EventName, Reason};
+use crate::normalize::RolloutSpec;
+use crate::observation::{Observation, RouteState};
+use crate::revision::{new_reset, reverted, revision_changed};
+use crate::rollback::{failed_checks_reason, rollback};
+use crate::status::StatusExt;
+use crate::tick::{Flow, Stop, Tick, after};
+use crate::weights::routes_from_status;
+use crate::{checks, deletion, init, promotion, runstart, strategy};
+
+/// Decides one tick: the new status and the effects that get there.
+///
+/// When the decision needs webhook or metric results that are not in `observation`, the answer is
+/// the unchanged status and a single [`Action::Need`]; call again with the results added.
+pub fn advance(
+    spec: &RolloutSpec,
+    status: &CanaryStatus,
+    observation: &Observation,
+    now: Timestamp,
+) -> (CanaryStatus, Vec<Action>) {
+    let mut t = Tick::new(spec, status, observation, now);
+    if let Err(Stop::Need(need)) = run(&mut t) {
+        return (status.clone(), vec![Action::Need(need)]);
+    }
+    let Tick { status: mut new, mut actions, .. } = t;
+    let moved = new.phase != status.phase
+        || new.canary_weight != status.canary_weight
+        || new.failed_checks != status.failed_checks
+        || new.iterations != status.iterations;
+    // D-28: the printer column only moves when something a user would call a transition happens.
+    if moved {
+        new.last_transition_time = Some(now);
+    }
+    if spec.dry_run {
+        for a in &mut actions {
+            if a.is_effect() {
+                let inner = std::mem::replace(a, Action::RemoveFinalizer);
+                *a = Action::DryRun(Box::new(inner));
+            }
+        }
+    }
+    actions.push(Action::RequeueAfter(spec.interval));
+    (new, actions)
+}
+
+fn run(t: &mut Tick) -> Flow {
+    let spec = t.spec;
+    if t.obs.deleting {
+        return Err(deletion::run(t));
+    }
+    if spec.suspend {
+        t.normal(EventName::Other, "skipping canary run as object is suspended".into());
+        return Err(Stop::End);
+    }
+    if spec.revert_on_deletion && !t.obs.has_finalizer {
+        t.push(Action::AddFinalizer);
+    } else if !spec.revert_on_deletion && t.obs.has_finalizer {
+        t.push(Action::RemoveFinalizer);
+    }
+
+    let phase = t.phase();
+    match phase {
+        CanaryPhase::New | CanaryPhase::Initializing => return init::run(t),
+        CanaryPhase::Terminating | CanaryPhase::Terminated => return Err(Stop::End),
+        _ => {}
+    }
+
+    // T13: idle canaries go on only for a new revision.
+    let changed = revision_changed(t.start, t.obs) || new_reset(t.start, t.obs);
+    match phase {
+        CanaryPhase::Initialized | CanaryPhase::Succeeded if !changed => return Err(Stop::End),
+        CanaryPhase::Failed => {
+            // Re-applying the failed revision, or reverting to the promoted one, must not re-run.
+            t.status.last_applied_spec = Some(t.obs.revision.clone());
+            t.status.tracked_configs = Some(t.obs.configs.clone());
+            if !changed {
+                return Err(Stop::End);
+            }
+        }
+        _ => {}
+    }
+
+    // T14
+    let skipping = spec.skip_analysis || t.obs.skip_analysis_annotation;
+    if !skipping && let Err((failed, message)) = t.readiness(&t.obs.primary) {
+        if !failed || matches!(phase, CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed) {
+            t.warning(EventName::Other, format!("{}-primary.{} not ready: {message}", spec.target_name, spec.namespace));
+            return Err(Stop::End);
+        }
+        if matches!(phase, CanaryPhase::Promoting | CanaryPhase::Finalising) {
+            return Err(crate::rollback::failed_promotion(t, message));
+        }
+        return Err(rollback(t, Reason::PrimaryNotReady { message }));
+    }
+
+    // T15: dry-run never wrote the router, so the status is the truth there.
+    let routes: RouteState = if spec.dry_run {
+        routes_from_status(spec, &t.status)
+    } else {
+        match &t.obs.routes {
+            Ok(r) => *r,
+            Err(e) => {
+                t.warning(EventName::Other, format!("Error reading routes of {}: {e}", spec.key()));
+                return Err(Stop::End);
+            }
+        }
+    };
+
+    match phase {
+        CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed | CanaryPhase::Waiting => {
+            return Err(runstart::start(t));
+        }
+        CanaryPhase::Progressing | CanaryPhase::WaitingPromotion => {
+            // T17
+            if reverted(t.start, t.obs) {
+                let revision = t.obs.revision.clone();
+                return Err(rollback(t, Reason::Reverted { revision }));
+            }
+            if changed {
+                return Err(runstart::restart(t));
+            }
+            // T18
+            if let Err((failed, message)) = t.readiness(&t.obs.canary) {
+                if failed {
+                    return Err(rollback(t, Reason::ProgressDeadline { message }));
+                }
+                let what = if spec.target_kind == "Deployment" { "canary deployment" } else { "canary" };
+                t.warning(EventName::Other, format!("{what} {} not ready: {message}", spec.target_key()));
+                return Err(Stop::End);
+            }
+        }
+        _ => {}
+    }
+
+    // T19
+    if skipping {
+        return Err(promotion::skip(t));
+    }
+    match phase {
+        CanaryPhase::Promoting => return Err(promotion::promoting(t, routes)),
+        CanaryPhase::Finalising => return Err(promotion::finalise(t)),
+        _ => {}
+    }
+
+    // T20
+    runstart::rollback_hooks(t)?;
+    // T23: only after a crash between a failed check and its rollback, or a lowered threshold.
+    if t.status.failed() >= spec.threshold {
+        let reason = failed_checks_reason(t, None);
+        return Err(rollback(t, reason));
+    }
+
+    let first = routes.canary == 0 && t.status.iter() == 0 && !(spec.mirror.is_some() && routes.mirrored);
+    t.first_analysis = first;
+    if first {
+        // T24 (seed extra): warm-up hold before the first analysis step.
+        if !spec.delay.is_zero() {
+            match t.status.delay_until {
+                None => {
+                    t.status.delay_until = Some(after(t.now, spec.delay));
+                    return Err(Stop::End);
+                }
+                Some(until) if t.now < until => return Err(Stop::End),
+                Some(_) => {}
+            }
+        }
+        checks::pre_rollout(t)?;
+    } else {
+        checks::analyse(t)?;
+    }
+    Err(strategy::step(t, routes))
+}

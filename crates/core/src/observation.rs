@@ -1,0 +1,105 @@
+//! What the shell saw at the start of a tick, plus the results of the hooks and queries the core
+//! asked for (`Action::Need`).
+
+use std::collections::BTreeMap;
+
+use flagger_api::analysis::HookType;
+use jiff::Timestamp;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// Revision hash of the target now (state-machine.md §3.1).
+    pub revision: String,
+    /// Checksums of the tracked ConfigMaps/Secrets, keyed `configmap/<name>` / `secret/<name>`.
+    pub configs: BTreeMap<String, String>,
+    pub primary: Readiness,
+    /// Readiness of the target (the canary workload).
+    pub canary: Readiness,
+    /// Routes as read back from the router. Ignored in dry-run, where the status is the truth.
+    pub routes: Result<RouteState, String>,
+    /// Annotation `flagger.app/skip-analysis: "true"`.
+    pub skip_analysis_annotation: bool,
+    /// Annotation `flagger.app/reset`.
+    pub reset_token: Option<String>,
+    pub deleting: bool,
+    pub has_finalizer: bool,
+    pub webhooks: Vec<HookResult>,
+    pub metrics: Vec<MetricResult>,
+}
+
+impl Observation {
+    /// A canary whose workloads are ready and whose routes are at `routes`; no hook or metric
+    /// results yet.
+    pub fn ready(revision: impl Into<String>, routes: RouteState) -> Observation {
+        Observation {
+            revision: revision.into(),
+            configs: BTreeMap::new(),
+            primary: Readiness::Ready,
+            canary: Readiness::Ready,
+            routes: Ok(routes),
+            skip_analysis_annotation: false,
+            reset_token: None,
+            deleting: false,
+            has_finalizer: false,
+            webhooks: Vec::new(),
+            metrics: Vec::new(),
+        }
+    }
+
+    pub(crate) fn hook(&self, kind: HookType, name: &str) -> Option<&Result<(), String>> {
+        self.webhooks
+            .iter()
+            .find(|h| h.kind == kind && h.name == name)
+            .map(|h| &h.outcome)
+    }
+
+    pub(crate) fn metric(&self, name: &str) -> Option<&MetricResult> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+}
+
+/// `(p, w, mirrored)` of state-machine.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteState {
+    pub primary: u32,
+    pub canary: u32,
+    pub mirrored: bool,
+}
+
+impl RouteState {
+    pub const PRIMARY: RouteState = RouteState { primary: 100, canary: 0, mirrored: false };
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Readiness {
+    Ready,
+    /// Retriable. `since` is when the workload stopped making progress; once it is older than the
+    /// canary's `progressDeadlineSeconds` the core treats the workload as failed.
+    Waiting { message: String, since: Option<Timestamp> },
+    /// Non-retriable (e.g. the Deployment's own `ProgressDeadlineExceeded`).
+    Failed { message: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HookResult {
+    pub kind: HookType,
+    pub name: String,
+    /// `Err` carries the response body or the transport error.
+    pub outcome: Result<(), String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricResult {
+    pub name: String,
+    /// The rendered query, for failure reports.
+    pub query: Option<String>,
+    pub outcome: MetricOutcome,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricOutcome {
+    Value(f64),
+    /// The provider answered without a value; the message is the full "no values found" text.
+    NoData(String),
+    Error(String),
+}

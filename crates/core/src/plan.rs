@@ -1,0 +1,180 @@
+//! `flagger-rs plan`: the core run against simulated observations, so users see what a Canary
+//! will do before applying it.
+
+use flagger_api::analysis::HookType;
+use flagger_api::status::{CanaryPhase, CanaryStatus};
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::action::{Action, Need};
+use crate::advance;
+use crate::normalize::{MetricCheck, RolloutSpec};
+use crate::observation::{HookResult, MetricOutcome, MetricResult, Observation, RouteState};
+use crate::tick::after;
+
+/// Upper bound on simulated ticks; a spec needs at most a few hundred (100 iterations or weight
+/// steps of 1), so reaching it means the run never ends.
+const MAX_TICKS: u32 = 10_000;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub name: String,
+    pub namespace: String,
+    pub strategy: String,
+    pub interval_seconds: u64,
+    /// Checks fail from this tick on (`--fail-at`); absent for the healthy schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_at: Option<u32>,
+    pub steps: Vec<PlanStep>,
+    /// From the tick that detects the new revision to `Succeeded`, all checks passing.
+    pub promote_after_seconds: Option<u64>,
+    /// From the tick that detects the new revision to the rollback, every check failing from
+    /// `failAt` (default: from the first analysis tick); absent when nothing can fail.
+    pub rollback_after_seconds: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStep {
+    pub tick: u32,
+    pub elapsed_seconds: u64,
+    pub phase: CanaryPhase,
+    /// Routed weights after the tick (for A/B: on the requests matching `analysis.match`).
+    pub canary_weight: u32,
+    pub primary_weight: u32,
+    pub mirror_weight: u32,
+    /// Hooks called during the tick, in order.
+    pub webhooks: Vec<String>,
+    /// Metric checks run during the tick, in order.
+    pub checks: Vec<String>,
+    /// Event messages of the tick.
+    pub events: Vec<String>,
+}
+
+struct Run {
+    steps: Vec<PlanStep>,
+    ended_at: Option<(CanaryPhase, u64)>,
+}
+
+fn passing(m: &MetricCheck) -> f64 {
+    m.min.or(m.max).unwrap_or(0.0)
+}
+
+fn failing(m: &MetricCheck) -> f64 {
+    match (m.min, m.max) {
+        (Some(min), _) => min - 1.0,
+        (None, Some(max)) => max + 1.0,
+        (None, None) => f64::NAN,
+    }
+}
+
+fn simulate(spec: &RolloutSpec, fail_at: Option<u32>) -> Run {
+    let start = Timestamp::UNIX_EPOCH;
+    let mut status = CanaryStatus {
+        phase: Some(CanaryPhase::Initialized),
+        last_applied_spec: Some("r1.current".into()),
+        last_promoted_spec: Some("r1.current".into()),
+        ..CanaryStatus::default()
+    };
+    let mut router = RouteState::PRIMARY;
+    let mut mirror = 0;
+    let mut steps = Vec::new();
+    for tick in 0..MAX_TICKS {
+        let elapsed = spec.interval.as_secs().saturating_mul(u64::from(tick));
+        let now = after(start, spec.interval.saturating_mul(tick));
+        let fails = fail_at.is_some_and(|n| tick >= n);
+        let mut obs = Observation::ready("r1.next", router);
+        let mut step = PlanStep {
+            tick,
+            elapsed_seconds: elapsed,
+            phase: CanaryPhase::New,
+            canary_weight: 0,
+            primary_weight: 100,
+            mirror_weight: 0,
+            webhooks: Vec::new(),
+            checks: Vec::new(),
+            events: Vec::new(),
+        };
+        let (next, actions) = loop {
+            let (next, actions) = advance(spec, &status, &obs, now);
+            match actions.first() {
+                Some(Action::Need(Need::Webhooks { kind, hooks, .. })) => {
+                    for name in hooks {
+                        step.webhooks.push(name.clone());
+                        let outcome = match kind {
+                            HookType::Rollback => Err("no rollback".to_string()),
+                            HookType::PreRollout | HookType::Rollout if fails => Err("simulated failure".to_string()),
+                            _ => Ok(()),
+                        };
+                        obs.webhooks.push(HookResult { kind: *kind, name: name.clone(), outcome });
+                    }
+                }
+                Some(Action::Need(Need::Metrics { names })) => {
+                    for name in names {
+                        let Some(check) = spec.metrics.iter().find(|m| &m.name == name) else { continue };
+                        step.checks.push(name.clone());
+                        let value = if fails { failing(check) } else { passing(check) };
+                        obs.metrics.push(MetricResult {
+                            name: name.clone(),
+                            query: None,
+                            outcome: MetricOutcome::Value(value),
+                        });
+                    }
+                }
+                _ => break (next, actions),
+            }
+        };
+        for action in &actions {
+            match action {
+                Action::SetRoutes(r) => {
+                    router = RouteState { primary: r.primary, canary: r.canary, mirrored: r.mirror > 0 };
+                    mirror = r.mirror;
+                }
+                Action::CallWebhooks { hooks, .. } => step.webhooks.extend(hooks.iter().cloned()),
+                Action::Event(e) => step.events.push(e.message.clone()),
+                _ => {}
+            }
+        }
+        status = next;
+        step.phase = status.phase.unwrap_or_default();
+        step.canary_weight = router.canary;
+        step.primary_weight = router.primary;
+        step.mirror_weight = mirror;
+        steps.push(step);
+        if matches!(status.phase, Some(CanaryPhase::Succeeded | CanaryPhase::Failed)) {
+            let phase = status.phase.unwrap_or_default();
+            return Run { steps, ended_at: Some((phase, elapsed)) };
+        }
+    }
+    Run { steps, ended_at: None }
+}
+
+/// The schedule of one run of `spec` from the moment a new revision is detected: healthy, or with
+/// every check failing from tick `fail_at` on.
+pub fn plan(spec: &RolloutSpec, fail_at: Option<u32>) -> Plan {
+    let mut spec = spec.clone();
+    // A plan is about the canary's own behaviour, whatever the controller's mode.
+    spec.dry_run = false;
+    let healthy = simulate(&spec, None);
+    let promote_after_seconds = match healthy.ended_at {
+        Some((CanaryPhase::Succeeded, t)) => Some(t),
+        _ => None,
+    };
+    let failing_run = simulate(&spec, Some(fail_at.unwrap_or(1)));
+    let rollback_after_seconds = match failing_run.ended_at {
+        Some((CanaryPhase::Failed, t)) => Some(t),
+        _ => None,
+    };
+    let steps = if fail_at.is_some() { failing_run.steps } else { healthy.steps };
+    Plan {
+        name: spec.name.clone(),
+        namespace: spec.namespace.clone(),
+        strategy: spec.strategy.label().to_string(),
+        interval_seconds: spec.interval.as_secs(),
+        fail_at,
+        steps,
+        promote_after_seconds,
+        rollback_after_seconds,
+    }
+}
