@@ -56,7 +56,11 @@ impl Action {
     pub fn is_effect(&self) -> bool {
         !matches!(
             self,
-            Action::Need(_) | Action::Event(_) | Action::Report(_) | Action::RequeueAfter(_) | Action::DryRun(_)
+            Action::Need(_)
+                | Action::Event(_)
+                | Action::Report(_)
+                | Action::RequeueAfter(_)
+                | Action::DryRun(_)
         )
     }
 
@@ -89,12 +93,24 @@ pub struct Routes {
 }
 
 impl Routes {
-    pub const PRIMARY: Routes = Routes { primary: 100, canary: 0, mirror: 0 };
-    pub const CANARY: Routes = Routes { primary: 0, canary: 100, mirror: 0 };
+    pub const PRIMARY: Routes = Routes {
+        primary: 100,
+        canary: 0,
+        mirror: 0,
+    };
+    pub const CANARY: Routes = Routes {
+        primary: 0,
+        canary: 100,
+        mirror: 0,
+    };
 
     pub fn split(canary: u32) -> Routes {
         let canary = canary.min(100);
-        Routes { primary: 100 - canary, canary, mirror: 0 }
+        Routes {
+            primary: 100 - canary,
+            canary,
+            mirror: 0,
+        }
     }
 }
 
@@ -184,7 +200,9 @@ pub enum Outcome {
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Reason {
     /// One check failed this tick (the run goes on while `failedChecks < threshold`).
-    CheckFailed { check: FailedCheck },
+    CheckFailed {
+        check: FailedCheck,
+    },
     FailedChecks {
         failed_checks: u32,
         threshold: u32,
@@ -193,11 +211,21 @@ pub enum Reason {
         /// Every failed check recorded during the run.
         records: Vec<CheckRecord>,
     },
-    ProgressDeadline { message: String },
-    PrimaryNotReady { message: String },
-    ManualWebhook { hook: String },
-    Reverted { revision: String },
-    PromotionFailed { message: String },
+    ProgressDeadline {
+        message: String,
+    },
+    PrimaryNotReady {
+        message: String,
+    },
+    ManualWebhook {
+        hook: String,
+    },
+    Reverted {
+        revision: String,
+    },
+    PromotionFailed {
+        message: String,
+    },
 }
 
 impl Reason {

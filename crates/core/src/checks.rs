@@ -24,12 +24,23 @@ pub(crate) fn record_iteration(t: &Tick) -> i32 {
 /// Keeps the latest tick's records and every failed check of the run (bounded by `threshold`).
 pub(crate) fn record(t: &mut Tick, record: CheckRecord) {
     let n = record.iteration;
-    let records = t.status.canary_analysis.get_or_insert_with(AnalysisRecords::default).iterations.get_or_insert_with(Vec::new);
+    let records = t
+        .status
+        .canary_analysis
+        .get_or_insert_with(AnalysisRecords::default)
+        .iterations
+        .get_or_insert_with(Vec::new);
     records.retain(|r| r.iteration == n || (r.failed && r.kind != CheckKind::Gate));
     records.push(record);
 }
 
-pub(crate) fn new_record(t: &Tick, kind: CheckKind, name: &str, failed: bool, message: Option<String>) -> CheckRecord {
+pub(crate) fn new_record(
+    t: &Tick,
+    kind: CheckKind,
+    name: &str,
+    failed: bool,
+    message: Option<String>,
+) -> CheckRecord {
     CheckRecord {
         iteration: record_iteration(t),
         time: t.now,
@@ -44,13 +55,24 @@ pub(crate) fn new_record(t: &Tick, kind: CheckKind, name: &str, failed: bool, me
 
 /// Counts one failed check; rolls back when it reaches the threshold.
 fn fail(t: &mut Tick, check: FailedCheck) -> Flow {
-    let mut rec = new_record(t, check.kind, &check.name, true, Some(check.message.clone()));
+    let mut rec = new_record(
+        t,
+        check.kind,
+        &check.name,
+        true,
+        Some(check.message.clone()),
+    );
     rec.value = check.value;
     rec.threshold = check.threshold.clone();
     record(t, rec);
-    t.event_with(EventType::Warning, EventName::CheckFailed, check.message.clone(), Reason::CheckFailed {
-        check: check.clone(),
-    });
+    t.event_with(
+        EventType::Warning,
+        EventName::CheckFailed,
+        check.message.clone(),
+        Reason::CheckFailed {
+            check: check.clone(),
+        },
+    );
     let f = t.status.failed() + 1;
     t.status.set_failed(f);
     if f >= t.spec.threshold {
@@ -60,7 +82,13 @@ fn fail(t: &mut Tick, check: FailedCheck) -> Flow {
     Err(Stop::End)
 }
 
-fn hook_check(t: &mut Tick, kind: HookType, record_kind: CheckKind, halt: &str, passed_event: Option<&str>) -> Flow {
+fn hook_check(
+    t: &mut Tick,
+    kind: HookType,
+    record_kind: CheckKind,
+    halt: &str,
+    passed_event: Option<&str>,
+) -> Flow {
     let run = t.hooks(kind, CanaryPhase::Progressing, false)?;
     for hook in run.passed {
         let rec = new_record(t, record_kind, &hook.name, false, None);
@@ -70,28 +98,50 @@ fn hook_check(t: &mut Tick, kind: HookType, record_kind: CheckKind, halt: &str, 
         }
     }
     if let Some((hook, err)) = run.stopped_by {
-        let message = format!("Halt {} advancement {halt} {} failed {err}", t.spec.key(), hook.name);
-        return fail(t, FailedCheck {
-            kind: record_kind,
-            name: hook.name.clone(),
-            value: None,
-            threshold: None,
-            query: None,
-            message,
-        });
+        let message = format!(
+            "Halt {} advancement {halt} {} failed {err}",
+            t.spec.key(),
+            hook.name
+        );
+        return fail(
+            t,
+            FailedCheck {
+                kind: record_kind,
+                name: hook.name.clone(),
+                value: None,
+                threshold: None,
+                query: None,
+                message,
+            },
+        );
     }
     Ok(())
 }
 
 /// `pre-rollout` hooks of the first analysis tick.
 pub(crate) fn pre_rollout(t: &mut Tick) -> Flow {
-    t.normal(EventName::AnalysisStarted, format!("Starting canary analysis for {}", t.spec.target_key()));
-    hook_check(t, HookType::PreRollout, CheckKind::PreRollout, "pre-rollout check", Some("Pre-rollout check"))
+    t.normal(
+        EventName::AnalysisStarted,
+        format!("Starting canary analysis for {}", t.spec.target_key()),
+    );
+    hook_check(
+        t,
+        HookType::PreRollout,
+        CheckKind::PreRollout,
+        "pre-rollout check",
+        Some("Pre-rollout check"),
+    )
 }
 
 /// `rollout` hooks, then metrics, of every later analysis tick.
 pub(crate) fn analyse(t: &mut Tick) -> Flow {
-    hook_check(t, HookType::Rollout, CheckKind::Webhook, "external check", None)?;
+    hook_check(
+        t,
+        HookType::Rollout,
+        CheckKind::Webhook,
+        "external check",
+        None,
+    )?;
     let spec = t.spec;
     for (i, check) in spec.metrics.iter().enumerate() {
         let Some(result) = t.obs.metric(&check.name) else {
@@ -122,7 +172,11 @@ fn threshold_text(check: &MetricCheck) -> Option<String> {
 
 /// Go-style rendering of a duration in milliseconds (`500ms`, `1.515s`).
 fn millis(v: f64) -> String {
-    if v.abs() < 1000.0 { format!("{v}ms") } else { format!("{}s", v / 1000.0) }
+    if v.abs() < 1000.0 {
+        format!("{v}ms")
+    } else {
+        format!("{}s", v / 1000.0)
+    }
 }
 
 fn evaluate(key: &str, check: &MetricCheck, result: &MetricResult) -> Result<(), FailedCheck> {
@@ -136,7 +190,9 @@ fn evaluate(key: &str, check: &MetricCheck, result: &MetricResult) -> Result<(),
     };
     let v = match &result.outcome {
         MetricOutcome::Value(v) => *v,
-        MetricOutcome::NoData(message) | MetricOutcome::Error(message) => return Err(failed(None, message.clone())),
+        MetricOutcome::NoData(message) | MetricOutcome::Error(message) => {
+            return Err(failed(None, message.clone()));
+        }
     };
     let below = check.min.filter(|min| v < *min || v.is_nan());
     let above = check.max.filter(|max| v > *max || v.is_nan());
@@ -146,8 +202,14 @@ fn evaluate(key: &str, check: &MetricCheck, result: &MetricResult) -> Result<(),
         (None, None) => return Ok(()),
     };
     let message = match check.kind {
-        MetricKind::SuccessRate => format!("Halt {key} advancement success rate {v:.2}% {op} {bound}%"),
-        MetricKind::Duration => format!("Halt {key} advancement request duration {} {op} {}", millis(v), millis(bound)),
+        MetricKind::SuccessRate => {
+            format!("Halt {key} advancement success rate {v:.2}% {op} {bound}%")
+        }
+        MetricKind::Duration => format!(
+            "Halt {key} advancement request duration {} {op} {}",
+            millis(v),
+            millis(bound)
+        ),
         MetricKind::Custom => format!("Halt {key} advancement {} {v:.2} {op} {bound}", check.name),
     };
     Err(failed(Some(v), message))

@@ -22,15 +22,24 @@ pub(crate) fn run(t: &mut Tick) -> Stop {
                 // D-14: written before the finalizer goes, so a retried finalisation is a no-op.
                 t.set_phase(CanaryPhase::Terminated);
                 t.push(Action::RemoveFinalizer);
-                t.normal(EventName::Terminated, format!("Terminated canary {}", t.spec.key()));
+                t.normal(
+                    EventName::Terminated,
+                    format!("Terminated canary {}", t.spec.key()),
+                );
             }
             Err((_, message)) => {
-                t.warning(EventName::Other, format!("{} not ready: {message}", t.spec.target_key()));
+                t.warning(
+                    EventName::Other,
+                    format!("{} not ready: {message}", t.spec.target_key()),
+                );
             }
         },
         _ => {
             t.set_phase(CanaryPhase::Terminating);
-            t.normal(EventName::Terminating, format!("Terminating canary {}", t.spec.key()));
+            t.normal(
+                EventName::Terminating,
+                format!("Terminating canary {}", t.spec.key()),
+            );
             t.push(Action::ResumeTargetScaler);
             t.push(Action::RestoreTarget);
         }

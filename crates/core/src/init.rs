@@ -12,7 +12,13 @@ pub(crate) fn run(t: &mut Tick) -> Flow {
     t.push(Action::EnsurePrimary);
     // D-11: never scale the target down before the primary can serve, whatever the failure.
     if let Err((_, message)) = t.readiness(&t.obs.primary) {
-        t.warning(EventName::Other, format!("{}-primary.{} not ready: {message}", t.spec.target_name, t.spec.namespace));
+        t.warning(
+            EventName::Other,
+            format!(
+                "{}-primary.{} not ready: {message}",
+                t.spec.target_name, t.spec.namespace
+            ),
+        );
         return Err(Stop::End);
     }
     t.push(Action::PauseTargetScaler);
@@ -23,8 +29,19 @@ pub(crate) fn run(t: &mut Tick) -> Flow {
     t.status.last_promoted_spec = Some(t.obs.revision.clone());
     // A token present at creation is history, not a request.
     t.status.last_handled_reset = t.obs.reset_token.clone();
-    t.normal(EventName::Initialized, format!("Initialization done! {}", t.spec.key()));
+    t.normal(
+        EventName::Initialized,
+        format!("Initialization done! {}", t.spec.key()),
+    );
     let fields = t.detail_fields();
-    t.alert(Severity::Info, format!("New {} detected, initialization completed.", t.spec.target_kind), fields, None);
+    t.alert(
+        Severity::Info,
+        format!(
+            "New {} detected, initialization completed.",
+            t.spec.target_kind
+        ),
+        fields,
+        None,
+    );
     Err(Stop::End)
 }

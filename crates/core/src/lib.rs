@@ -22,7 +22,15 @@ mod strategy;
 mod tick;
 pub mod weights;
 
-pub use action::{Action, Alert, Event, EventName, EventType, FailedCheck, Need, Outcome, Reason, Routes, Severity};
+pub use action::{
+    Action, Alert, Event, EventName, EventType, FailedCheck, Need, Outcome, Reason, Routes,
+    Severity,
+};
 pub use machine::advance;
-pub use normalize::{Ladder, Mirror, MetricCheck, MetricKind, Ramp, RolloutSpec, Settings, SpecError, Strategy, normalize};
-pub use observation::{HookResult, MetricOutcome, MetricResult, Observation, Readiness, RouteState};
+pub use normalize::{
+    Ladder, MetricCheck, MetricKind, Mirror, Ramp, RolloutSpec, Settings, SpecError, Strategy,
+    normalize,
+};
+pub use observation::{
+    HookResult, MetricOutcome, MetricResult, Observation, Readiness, RouteState,
+};

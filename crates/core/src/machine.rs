@@ -27,7 +27,11 @@ pub fn advance(
     if let Err(Stop::Need(need)) = run(&mut t) {
         return (status.clone(), vec![Action::Need(need)]);
     }
-    let Tick { status: mut new, mut actions, .. } = t;
+    let Tick {
+        status: mut new,
+        mut actions,
+        ..
+    } = t;
     let moved = new.phase != status.phase
         || new.canary_weight != status.canary_weight
         || new.failed_checks != status.failed_checks
@@ -54,7 +58,10 @@ fn run(t: &mut Tick) -> Flow {
         return Err(deletion::run(t));
     }
     if spec.suspend {
-        t.normal(EventName::Other, "skipping canary run as object is suspended".into());
+        t.normal(
+            EventName::Other,
+            "skipping canary run as object is suspended".into(),
+        );
         return Err(Stop::End);
     }
     if spec.revert_on_deletion && !t.obs.has_finalizer {
@@ -88,8 +95,19 @@ fn run(t: &mut Tick) -> Flow {
     // T14
     let skipping = spec.skip_analysis || t.obs.skip_analysis_annotation;
     if !skipping && let Err((failed, message)) = t.readiness(&t.obs.primary) {
-        if !failed || matches!(phase, CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed) {
-            t.warning(EventName::Other, format!("{}-primary.{} not ready: {message}", spec.target_name, spec.namespace));
+        if !failed
+            || matches!(
+                phase,
+                CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed
+            )
+        {
+            t.warning(
+                EventName::Other,
+                format!(
+                    "{}-primary.{} not ready: {message}",
+                    spec.target_name, spec.namespace
+                ),
+            );
             return Err(Stop::End);
         }
         if matches!(phase, CanaryPhase::Promoting | CanaryPhase::Finalising) {
@@ -105,14 +123,20 @@ fn run(t: &mut Tick) -> Flow {
         match &t.obs.routes {
             Ok(r) => *r,
             Err(e) => {
-                t.warning(EventName::Other, format!("Error reading routes of {}: {e}", spec.key()));
+                t.warning(
+                    EventName::Other,
+                    format!("Error reading routes of {}: {e}", spec.key()),
+                );
                 return Err(Stop::End);
             }
         }
     };
 
     match phase {
-        CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed | CanaryPhase::Waiting => {
+        CanaryPhase::Initialized
+        | CanaryPhase::Succeeded
+        | CanaryPhase::Failed
+        | CanaryPhase::Waiting => {
             return Err(runstart::start(t));
         }
         CanaryPhase::Progressing | CanaryPhase::WaitingPromotion => {
@@ -129,8 +153,15 @@ fn run(t: &mut Tick) -> Flow {
                 if failed {
                     return Err(rollback(t, Reason::ProgressDeadline { message }));
                 }
-                let what = if spec.target_kind == "Deployment" { "canary deployment" } else { "canary" };
-                t.warning(EventName::Other, format!("{what} {} not ready: {message}", spec.target_key()));
+                let what = if spec.target_kind == "Deployment" {
+                    "canary deployment"
+                } else {
+                    "canary"
+                };
+                t.warning(
+                    EventName::Other,
+                    format!("{what} {} not ready: {message}", spec.target_key()),
+                );
                 return Err(Stop::End);
             }
         }
@@ -155,7 +186,8 @@ fn run(t: &mut Tick) -> Flow {
         return Err(rollback(t, reason));
     }
 
-    let first = routes.canary == 0 && t.status.iter() == 0 && !(spec.mirror.is_some() && routes.mirrored);
+    let first =
+        routes.canary == 0 && t.status.iter() == 0 && !(spec.mirror.is_some() && routes.mirrored);
     t.first_analysis = first;
     if first {
         // T24 (seed extra): warm-up hold before the first analysis step.

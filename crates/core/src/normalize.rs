@@ -22,7 +22,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { mesh_provider: "istio".into(), min_interval: Duration::from_secs(10), dry_run: false }
+        Settings {
+            mesh_provider: "istio".into(),
+            min_interval: Duration::from_secs(10),
+            dry_run: false,
+        }
     }
 }
 
@@ -124,27 +128,41 @@ pub struct SpecError {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> SpecError {
-    SpecError { field: field.to_string(), message: message.into() }
+    SpecError {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 fn int(field: &str, value: Option<&Number>) -> Result<Option<i64>, SpecError> {
     match value {
         None => Ok(None),
-        Some(n) => n.integer().map(Some).ok_or_else(|| invalid(field, format!("must be an integer, got {n}"))),
+        Some(n) => n
+            .integer()
+            .map(Some)
+            .ok_or_else(|| invalid(field, format!("must be an integer, got {n}"))),
     }
 }
 
 fn count(field: &str, value: Option<&Number>) -> Result<u32, SpecError> {
     match int(field, value)? {
         None => Ok(0),
-        Some(v) => u32::try_from(v).map_err(|_| invalid(field, format!("must be between 0 and {}, got {v}", u32::MAX))),
+        Some(v) => u32::try_from(v).map_err(|_| {
+            invalid(
+                field,
+                format!("must be between 0 and {}, got {v}", u32::MAX),
+            )
+        }),
     }
 }
 
 fn percent(field: &str, value: Option<&Number>) -> Result<u32, SpecError> {
     let v = count(field, value)?;
     if v > 100 {
-        return Err(invalid(field, format!("must be between 0 and 100, got {v}")));
+        return Err(invalid(
+            field,
+            format!("must be between 0 and 100, got {v}"),
+        ));
     }
     Ok(v)
 }
@@ -188,10 +206,14 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
         None | Some("") => Duration::ZERO,
         Some(s) => duration::parse(s).map_err(|e| invalid("spec.analysis.delay", e.to_string()))?,
     };
-    let progress_deadline = match int("spec.progressDeadlineSeconds", spec.progress_deadline_seconds.as_ref())? {
+    let progress_deadline = match int(
+        "spec.progressDeadlineSeconds",
+        spec.progress_deadline_seconds.as_ref(),
+    )? {
         None => Duration::from_secs(600),
         Some(s) => Duration::from_secs(
-            u64::try_from(s).map_err(|_| invalid("spec.progressDeadlineSeconds", "must not be negative"))?,
+            u64::try_from(s)
+                .map_err(|_| invalid("spec.progressDeadlineSeconds", "must not be negative"))?,
         ),
     };
 
@@ -212,13 +234,20 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
 
     let strategy = if kubernetes {
         if has_match {
-            warnings.push("A/B testing is not supported when using the kubernetes provider".to_string());
+            warnings.push(
+                "A/B testing is not supported when using the kubernetes provider".to_string(),
+            );
         }
         if iterations < 1 {
-            warnings.push("Progressive traffic is not supported when using the kubernetes provider".to_string());
+            warnings.push(
+                "Progressive traffic is not supported when using the kubernetes provider"
+                    .to_string(),
+            );
             warnings.push("Setting canaryAnalysis.iterations: 10".to_string());
         }
-        Strategy::BlueGreen { iterations: if iterations < 1 { 10 } else { iterations } }
+        Strategy::BlueGreen {
+            iterations: if iterations < 1 { 10 } else { iterations },
+        }
     } else if iterations > 0 && has_match {
         Strategy::AbTesting { iterations }
     } else if iterations > 0 {
@@ -231,25 +260,42 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
             ));
         }
         if step_weights.first() == Some(&0) || step_weights.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(invalid("spec.analysis.stepWeights", "must be strictly increasing and greater than 0"));
+            return Err(invalid(
+                "spec.analysis.stepWeights",
+                "must be strictly increasing and greater than 0",
+            ));
         }
-        Strategy::Canary(Ladder { step_weight, step_weights, max_weight })
+        Strategy::Canary(Ladder {
+            step_weight,
+            step_weights,
+            max_weight,
+        })
     };
 
     let mirror = if a.mirror.unwrap_or(false) {
         let blue_green = matches!(strategy, Strategy::BlueGreen { .. });
         if matches!(strategy, Strategy::AbTesting { .. }) || !can_mirror(&provider, blue_green) {
-            warnings.push(format!("MirrorUnsupported: mirroring is not supported by {provider} with this strategy"));
+            warnings.push(format!(
+                "MirrorUnsupported: mirroring is not supported by {provider} with this strategy"
+            ));
             None
         } else {
             let weight = percent("spec.analysis.mirrorWeight", a.mirror_weight.as_ref())?;
-            Some(Mirror { weight, ramp: ramp(a.canary_analysis.as_ref(), weight)? })
+            Some(Mirror {
+                weight,
+                ramp: ramp(a.canary_analysis.as_ref(), weight)?,
+            })
         }
     } else {
         None
     };
 
-    let metrics = a.metrics.iter().flatten().map(metric_check).collect::<Result<Vec<_>, _>>()?;
+    let metrics = a
+        .metrics
+        .iter()
+        .flatten()
+        .map(metric_check)
+        .collect::<Result<Vec<_>, _>>()?;
     let hooks = a
         .webhooks
         .iter()
@@ -257,9 +303,16 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
         .enumerate()
         .map(|(i, w)| {
             let kind = w.hook_type().ok_or_else(|| {
-                invalid(&format!("spec.analysis.webhooks[{i}].type"), format!("unknown webhook type {:?}", w.type_))
+                invalid(
+                    &format!("spec.analysis.webhooks[{i}].type"),
+                    format!("unknown webhook type {:?}", w.type_),
+                )
             })?;
-            Ok(Hook { name: w.name.clone(), kind, mute_alert: w.mute_alert.unwrap_or(false) })
+            Ok(Hook {
+                name: w.name.clone(),
+                kind,
+                mute_alert: w.mute_alert.unwrap_or(false),
+            })
         })
         .collect::<Result<Vec<_>, SpecError>>()?;
 
@@ -274,7 +327,10 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
         threshold,
         strategy,
         mirror,
-        step_weight_promotion: percent("spec.analysis.stepWeightPromotion", a.step_weight_promotion.as_ref())?,
+        step_weight_promotion: percent(
+            "spec.analysis.stepWeightPromotion",
+            a.step_weight_promotion.as_ref(),
+        )?,
         delay,
         progress_deadline,
         skip_analysis: spec.skip_analysis.unwrap_or(false),
@@ -287,14 +343,24 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
     })
 }
 
-fn ramp(extras: Option<&flagger_api::analysis::CanaryAnalysisExtras>, weight: u32) -> Result<Option<Ramp>, SpecError> {
-    let Some(extras) = extras else { return Ok(None) };
+fn ramp(
+    extras: Option<&flagger_api::analysis::CanaryAnalysisExtras>,
+    weight: u32,
+) -> Result<Option<Ramp>, SpecError> {
+    let Some(extras) = extras else {
+        return Ok(None);
+    };
     let field = "spec.analysis.canaryAnalysis";
     let in_range = |name: &str, v: i64| {
         u32::try_from(v)
             .ok()
             .filter(|v| (1..=100).contains(v))
-            .ok_or_else(|| invalid(&format!("{field}.{name}"), format!("must be between 1 and 100, got {v}")))
+            .ok_or_else(|| {
+                invalid(
+                    &format!("{field}.{name}"),
+                    format!("must be between 1 and 100, got {v}"),
+                )
+            })
     };
     let step = match extras.step_weight_promotion {
         None | Some(0) => return Ok(None),
@@ -306,16 +372,25 @@ fn ramp(extras: Option<&flagger_api::analysis::CanaryAnalysisExtras>, weight: u3
     };
     let base = if weight > 0 { weight } else { step };
     if max < base {
-        return Err(invalid(&format!("{field}.maxMirrorWeight"), format!("must be at least the starting mirror weight {base}")));
+        return Err(invalid(
+            &format!("{field}.maxMirrorWeight"),
+            format!("must be at least the starting mirror weight {base}"),
+        ));
     }
     let iterations = match extras.iterations {
         None => 1 + (max - base).div_ceil(step),
-        Some(n) => u32::try_from(n)
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| invalid(&format!("{field}.iterations"), format!("must be at least 1, got {n}")))?,
+        Some(n) => u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+            invalid(
+                &format!("{field}.iterations"),
+                format!("must be at least 1, got {n}"),
+            )
+        })?,
     };
-    Ok(Some(Ramp { step, max, iterations }))
+    Ok(Some(Ramp {
+        step,
+        max,
+        iterations,
+    }))
 }
 
 fn float(field: &str, n: Option<&Number>) -> Result<Option<f64>, SpecError> {
@@ -335,7 +410,10 @@ fn metric_check(m: &CanaryMetric) -> Result<MetricCheck, SpecError> {
     };
     let field = format!("spec.analysis.metrics[{}]", m.name);
     let (min, max) = if let Some(range) = &m.threshold_range {
-        (float(&field, range.min.as_ref())?, float(&field, range.max.as_ref())?)
+        (
+            float(&field, range.min.as_ref())?,
+            float(&field, range.max.as_ref())?,
+        )
     } else {
         let t = float(&field, m.threshold.as_ref())?;
         match kind {
@@ -344,7 +422,12 @@ fn metric_check(m: &CanaryMetric) -> Result<MetricCheck, SpecError> {
             MetricKind::Custom => (None, Some(t.unwrap_or(0.0))),
         }
     };
-    Ok(MetricCheck { name: m.name.clone(), kind, min, max })
+    Ok(MetricCheck {
+        name: m.name.clone(),
+        kind,
+        min,
+        max,
+    })
 }
 
 impl RolloutSpec {

@@ -67,7 +67,11 @@ pub struct RouteState {
 }
 
 impl RouteState {
-    pub const PRIMARY: RouteState = RouteState { primary: 100, canary: 0, mirrored: false };
+    pub const PRIMARY: RouteState = RouteState {
+        primary: 100,
+        canary: 0,
+        mirrored: false,
+    };
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -75,9 +79,14 @@ pub enum Readiness {
     Ready,
     /// Retriable. `since` is when the workload stopped making progress; once it is older than the
     /// canary's `progressDeadlineSeconds` the core treats the workload as failed.
-    Waiting { message: String, since: Option<Timestamp> },
+    Waiting {
+        message: String,
+        since: Option<Timestamp>,
+    },
     /// Non-retriable (e.g. the Deployment's own `ProgressDeadlineExceeded`).
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

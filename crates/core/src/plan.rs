@@ -104,17 +104,29 @@ fn simulate(spec: &RolloutSpec, fail_at: Option<u32>) -> Run {
                         step.webhooks.push(name.clone());
                         let outcome = match kind {
                             HookType::Rollback => Err("no rollback".to_string()),
-                            HookType::PreRollout | HookType::Rollout if fails => Err("simulated failure".to_string()),
+                            HookType::PreRollout | HookType::Rollout if fails => {
+                                Err("simulated failure".to_string())
+                            }
                             _ => Ok(()),
                         };
-                        obs.webhooks.push(HookResult { kind: *kind, name: name.clone(), outcome });
+                        obs.webhooks.push(HookResult {
+                            kind: *kind,
+                            name: name.clone(),
+                            outcome,
+                        });
                     }
                 }
                 Some(Action::Need(Need::Metrics { names })) => {
                     for name in names {
-                        let Some(check) = spec.metrics.iter().find(|m| &m.name == name) else { continue };
+                        let Some(check) = spec.metrics.iter().find(|m| &m.name == name) else {
+                            continue;
+                        };
                         step.checks.push(name.clone());
-                        let value = if fails { failing(check) } else { passing(check) };
+                        let value = if fails {
+                            failing(check)
+                        } else {
+                            passing(check)
+                        };
                         obs.metrics.push(MetricResult {
                             name: name.clone(),
                             query: None,
@@ -128,7 +140,11 @@ fn simulate(spec: &RolloutSpec, fail_at: Option<u32>) -> Run {
         for action in &actions {
             match action {
                 Action::SetRoutes(r) => {
-                    router = RouteState { primary: r.primary, canary: r.canary, mirrored: r.mirror > 0 };
+                    router = RouteState {
+                        primary: r.primary,
+                        canary: r.canary,
+                        mirrored: r.mirror > 0,
+                    };
                     mirror = r.mirror;
                 }
                 Action::CallWebhooks { hooks, .. } => step.webhooks.extend(hooks.iter().cloned()),
@@ -142,12 +158,21 @@ fn simulate(spec: &RolloutSpec, fail_at: Option<u32>) -> Run {
         step.primary_weight = router.primary;
         step.mirror_weight = mirror;
         steps.push(step);
-        if matches!(status.phase, Some(CanaryPhase::Succeeded | CanaryPhase::Failed)) {
+        if matches!(
+            status.phase,
+            Some(CanaryPhase::Succeeded | CanaryPhase::Failed)
+        ) {
             let phase = status.phase.unwrap_or_default();
-            return Run { steps, ended_at: Some((phase, elapsed)) };
+            return Run {
+                steps,
+                ended_at: Some((phase, elapsed)),
+            };
         }
     }
-    Run { steps, ended_at: None }
+    Run {
+        steps,
+        ended_at: None,
+    }
 }
 
 /// The schedule of one run of `spec` from the moment a new revision is detected: healthy, or with
@@ -166,7 +191,11 @@ pub fn plan(spec: &RolloutSpec, fail_at: Option<u32>) -> Plan {
         Some((CanaryPhase::Failed, t)) => Some(t),
         _ => None,
     };
-    let steps = if fail_at.is_some() { failing_run.steps } else { healthy.steps };
+    let steps = if fail_at.is_some() {
+        failing_run.steps
+    } else {
+        healthy.steps
+    };
     Plan {
         name: spec.name.clone(),
         namespace: spec.namespace.clone(),

@@ -13,9 +13,14 @@ use crate::tick::{Flow, Stop, Tick};
 pub(crate) fn gate(t: &mut Tick) -> Flow {
     let run = t.hooks(HookType::ConfirmPromotion, CanaryPhase::Progressing, false)?;
     for hook in run.passed {
-        t.normal(EventName::Other, format!("Confirm-promotion check {} passed", hook.name));
+        t.normal(
+            EventName::Other,
+            format!("Confirm-promotion check {} passed", hook.name),
+        );
     }
-    let Some((hook, message)) = run.stopped_by else { return Ok(()) };
+    let Some((hook, message)) = run.stopped_by else {
+        return Ok(());
+    };
     let rec = new_record(t, CheckKind::Gate, &hook.name, true, Some(message));
     record(t, rec);
     // D-3: weight and iterations stay as they are, so the status keeps telling the routed truth.
@@ -23,10 +28,19 @@ pub(crate) fn gate(t: &mut Tick) -> Flow {
         t.set_phase(CanaryPhase::WaitingPromotion);
         t.warning(
             EventName::WaitingPromotion,
-            format!("Halt {} advancement waiting for promotion approval {}", t.spec.key(), hook.name),
+            format!(
+                "Halt {} advancement waiting for promotion approval {}",
+                t.spec.key(),
+                hook.name
+            ),
         );
         if !hook.mute_alert {
-            t.alert(Severity::Warn, "Canary promotion is waiting for approval.".into(), Vec::new(), None);
+            t.alert(
+                Severity::Warn,
+                "Canary promotion is waiting for approval.".into(),
+                Vec::new(),
+                None,
+            );
         }
     }
     Err(Stop::End)
@@ -37,7 +51,12 @@ pub(crate) fn promote(t: &mut Tick) -> Stop {
     let s = t.spec;
     t.normal(
         EventName::PromotionStarted,
-        format!("Copying {} template spec to {}-primary.{}", s.target_key(), s.target_name, s.namespace),
+        format!(
+            "Copying {} template spec to {}-primary.{}",
+            s.target_key(),
+            s.target_name,
+            s.namespace
+        ),
     );
     t.push(Action::Promote);
     t.set_phase(CanaryPhase::Promoting);
@@ -68,7 +87,10 @@ pub(crate) fn promoting(t: &mut Tick, routes: RouteState) -> Stop {
         return finalising(t);
     }
     let p = routes.primary.saturating_add(spw).min(100);
-    t.normal(EventName::WeightAdvanced, format!("Advance {} primary weight {p}", t.spec.key()));
+    t.normal(
+        EventName::WeightAdvanced,
+        format!("Advance {} primary weight {p}", t.spec.key()),
+    );
     t.push(Action::SetRoutes(Routes::split(100 - p)));
     if p == 100 {
         return finalising(t);
@@ -82,8 +104,16 @@ pub(crate) fn finalise(t: &mut Tick) -> Stop {
     t.push(Action::PauseTargetScaler);
     t.push(Action::ScaleTargetToZero);
     succeed(t, false);
-    t.normal(EventName::Succeeded, format!("Promotion completed! Scaling down {}", t.spec.target_key()));
-    t.alert(Severity::Info, "Canary analysis completed successfully, promotion finished.".into(), Vec::new(), None);
+    t.normal(
+        EventName::Succeeded,
+        format!("Promotion completed! Scaling down {}", t.spec.target_key()),
+    );
+    t.alert(
+        Severity::Info,
+        "Canary analysis completed successfully, promotion finished.".into(),
+        Vec::new(),
+        None,
+    );
     Stop::End
 }
 
@@ -103,14 +133,30 @@ pub(crate) fn skip(t: &mut Tick) -> Stop {
     t.push(Action::SetRoutes(Routes::PRIMARY));
     t.normal(
         EventName::PromotionStarted,
-        format!("Copying {} template spec to {}-primary.{}", s.target_key(), s.target_name, s.namespace),
+        format!(
+            "Copying {} template spec to {}-primary.{}",
+            s.target_key(),
+            s.target_name,
+            s.namespace
+        ),
     );
     t.push(Action::Promote);
     t.push(Action::ReconcilePrimaryScaler);
     t.push(Action::PauseTargetScaler);
     t.push(Action::ScaleTargetToZero);
     succeed(t, true);
-    t.normal(EventName::Succeeded, format!("Promotion completed! Canary analysis was skipped for {}", s.target_key()));
-    t.alert(Severity::Info, "Canary analysis was skipped, promotion finished.".into(), Vec::new(), None);
+    t.normal(
+        EventName::Succeeded,
+        format!(
+            "Promotion completed! Canary analysis was skipped for {}",
+            s.target_key()
+        ),
+    );
+    t.alert(
+        Severity::Info,
+        "Canary analysis was skipped, promotion finished.".into(),
+        Vec::new(),
+        None,
+    );
     Stop::End
 }

@@ -14,7 +14,9 @@ fn failed_check_fields(records: &[CheckRecord]) -> Vec<(String, String)> {
         .filter(|r| r.failed)
         .map(|r| {
             let value = match (r.value, &r.threshold) {
-                (Some(v), Some(th)) => format!("{}: {v} ({th}) at iteration {}", r.name, r.iteration),
+                (Some(v), Some(th)) => {
+                    format!("{}: {v} ({th}) at iteration {}", r.name, r.iteration)
+                }
                 _ => format!("{}: {}", r.name, r.message.as_deref().unwrap_or("failed")),
             };
             ("Failed check".to_string(), value)
@@ -27,7 +29,13 @@ pub(crate) fn failed_checks_reason(t: &Tick, last: Option<FailedCheck>) -> Reaso
         failed_checks: t.status.failed(),
         threshold: t.spec.threshold,
         last,
-        records: t.status.records().iter().filter(|r| r.failed).cloned().collect(),
+        records: t
+            .status
+            .records()
+            .iter()
+            .filter(|r| r.failed)
+            .cloned()
+            .collect(),
     }
 }
 
@@ -44,7 +52,12 @@ pub(crate) fn rollback(t: &mut Tick, reason: Reason) -> Stop {
                 reason.clone(),
             );
             let fields = failed_check_fields(t.status.records());
-            t.alert(Severity::Error, format!("Failed checks threshold reached {f}"), fields, Some(reason.clone()));
+            t.alert(
+                Severity::Error,
+                format!("Failed checks threshold reached {f}"),
+                fields,
+                Some(reason.clone()),
+            );
         }
         Reason::ProgressDeadline { message } => {
             let message = message.clone();
@@ -54,7 +67,12 @@ pub(crate) fn rollback(t: &mut Tick, reason: Reason) -> Stop {
                 format!("Rolling back {key} progress deadline exceeded {message}"),
                 reason.clone(),
             );
-            t.alert(Severity::Error, format!("Progress deadline exceeded {message}"), Vec::new(), Some(reason.clone()));
+            t.alert(
+                Severity::Error,
+                format!("Progress deadline exceeded {message}"),
+                Vec::new(),
+                Some(reason.clone()),
+            );
         }
         Reason::PrimaryNotReady { message } => {
             let message = message.clone();
@@ -64,18 +82,33 @@ pub(crate) fn rollback(t: &mut Tick, reason: Reason) -> Stop {
                 format!("Rolling back {key} primary not ready: {message}"),
                 reason.clone(),
             );
-            t.alert(Severity::Error, format!("Rolling back, primary not ready: {message}"), Vec::new(), Some(reason.clone()));
+            t.alert(
+                Severity::Error,
+                format!("Rolling back, primary not ready: {message}"),
+                Vec::new(),
+                Some(reason.clone()),
+            );
         }
         Reason::Reverted { .. } => {
             let message = format!("Rolling back {key}: target reverted to the promoted revision");
-            t.event_with(crate::action::EventType::Warning, EventName::Rollback, message.clone(), reason.clone());
+            t.event_with(
+                crate::action::EventType::Warning,
+                EventName::Rollback,
+                message.clone(),
+                reason.clone(),
+            );
             t.alert(Severity::Error, message, Vec::new(), Some(reason.clone()));
         }
         // The manual-webhook notice is sent where the hook answered.
-        Reason::ManualWebhook { .. } | Reason::CheckFailed { .. } | Reason::PromotionFailed { .. } => {}
+        Reason::ManualWebhook { .. }
+        | Reason::CheckFailed { .. }
+        | Reason::PromotionFailed { .. } => {}
     }
     t.push(Action::SetRoutes(Routes::PRIMARY));
-    t.warning(EventName::Failed, format!("Canary failed! Scaling down {key}"));
+    t.warning(
+        EventName::Failed,
+        format!("Canary failed! Scaling down {key}"),
+    );
     t.push(Action::PauseTargetScaler);
     t.push(Action::ScaleTargetToZero);
     t.sync(CanaryPhase::Failed, 0, 0, 0);
@@ -88,14 +121,24 @@ pub(crate) fn rollback(t: &mut Tick, reason: Reason) -> Stop {
 /// The primary cannot run the promoted template: keep all traffic on the canary, the only healthy
 /// copy of the new revision.
 pub(crate) fn failed_promotion(t: &mut Tick, message: String) -> Stop {
-    let reason = Reason::PromotionFailed { message: message.clone() };
+    let reason = Reason::PromotionFailed {
+        message: message.clone(),
+    };
     t.event_with(
         crate::action::EventType::Warning,
         EventName::Failed,
-        format!("Promotion of {} failed, primary not ready: {message}", t.spec.target_key()),
+        format!(
+            "Promotion of {} failed, primary not ready: {message}",
+            t.spec.target_key()
+        ),
         reason.clone(),
     );
-    t.alert(Severity::Error, format!("Promotion failed, primary not ready: {message}"), Vec::new(), Some(reason.clone()));
+    t.alert(
+        Severity::Error,
+        format!("Promotion failed, primary not ready: {message}"),
+        Vec::new(),
+        Some(reason.clone()),
+    );
     t.push(Action::SetRoutes(Routes::CANARY));
     t.sync(CanaryPhase::Failed, 100, 0, 0);
     t.status.set_mirror(0);

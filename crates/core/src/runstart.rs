@@ -9,7 +9,9 @@ use crate::status::StatusExt;
 use crate::tick::{Stop, Tick};
 
 pub(crate) fn manual_rollback(t: &mut Tick, hook: &str) -> Stop {
-    let reason = Reason::ManualWebhook { hook: hook.to_string() };
+    let reason = Reason::ManualWebhook {
+        hook: hook.to_string(),
+    };
     t.event_with(
         crate::action::EventType::Warning,
         EventName::Rollback,
@@ -17,7 +19,12 @@ pub(crate) fn manual_rollback(t: &mut Tick, hook: &str) -> Stop {
         reason.clone(),
     );
     // D-8: every rollback reaches on-call at error severity.
-    t.alert(Severity::Error, "Rolling back manual webhook invoked".into(), Vec::new(), Some(reason.clone()));
+    t.alert(
+        Severity::Error,
+        "Rolling back manual webhook invoked".into(),
+        Vec::new(),
+        Some(reason.clone()),
+    );
     rollback(t, reason)
 }
 
@@ -26,11 +33,17 @@ pub(crate) fn rollback_hooks(t: &mut Tick) -> Result<(), Stop> {
     let phase = t.phase();
     let run = t.hooks(HookType::Rollback, phase, true)?;
     for hook in run.passed {
-        t.normal(EventName::Other, format!("Rollback hook {} not signaling a rollback", hook.name));
+        t.normal(
+            EventName::Other,
+            format!("Rollback hook {} not signaling a rollback", hook.name),
+        );
     }
     match run.stopped_by {
         Some((hook, _)) => {
-            t.normal(EventName::Other, format!("Rollback check {} passed", hook.name));
+            t.normal(
+                EventName::Other,
+                format!("Rollback check {} passed", hook.name),
+            );
             Err(manual_rollback(t, &hook.name))
         }
         None => Ok(()),
@@ -50,23 +63,46 @@ pub(crate) fn start(t: &mut Tick) -> Stop {
         Err(stop) => return stop,
     };
     for hook in run.passed {
-        t.normal(EventName::Other, format!("Confirm-rollout check {} passed", hook.name));
+        t.normal(
+            EventName::Other,
+            format!("Confirm-rollout check {} passed", hook.name),
+        );
     }
     if let Some((hook, _)) = run.stopped_by {
         if phase != CanaryPhase::Waiting {
             t.set_phase(CanaryPhase::Waiting);
             t.status.set_weight(0);
             t.status.set_iter(0);
-            t.warning(EventName::Waiting, format!("Halt {} advancement waiting for approval {}", t.spec.key(), hook.name));
+            t.warning(
+                EventName::Waiting,
+                format!(
+                    "Halt {} advancement waiting for approval {}",
+                    t.spec.key(),
+                    hook.name
+                ),
+            );
             if !hook.mute_alert {
-                t.alert(Severity::Warn, "Canary is waiting for approval.".into(), Vec::new(), None);
+                t.alert(
+                    Severity::Warn,
+                    "Canary is waiting for approval.".into(),
+                    Vec::new(),
+                    None,
+                );
             }
         }
         return Stop::End;
     }
-    t.normal(EventName::RevisionDetected, format!("New revision detected! Scaling up {}", t.spec.target_key()));
+    t.normal(
+        EventName::RevisionDetected,
+        format!("New revision detected! Scaling up {}", t.spec.target_key()),
+    );
     let fields = t.detail_fields();
-    t.alert(Severity::Info, "New revision detected, progressing canary analysis.".into(), fields, None);
+    t.alert(
+        Severity::Info,
+        "New revision detected, progressing canary analysis.".into(),
+        fields,
+        None,
+    );
     for warning in &t.spec.warnings {
         t.warning(EventName::Other, warning.clone());
     }
@@ -79,7 +115,13 @@ pub(crate) fn start(t: &mut Tick) -> Stop {
 
 /// T17 restart: the canary workload already runs and rolls to the new template by itself.
 pub(crate) fn restart(t: &mut Tick) -> Stop {
-    t.normal(EventName::Restarted, format!("New revision detected! Restarting analysis for {}", t.spec.target_key()));
+    t.normal(
+        EventName::Restarted,
+        format!(
+            "New revision detected! Restarting analysis for {}",
+            t.spec.target_key()
+        ),
+    );
     t.push(Action::SetRoutes(Routes::PRIMARY));
     t.sync(CanaryPhase::Progressing, 0, 0, 0);
     t.clear_run_records();

@@ -42,7 +42,10 @@ impl StatusExt for CanaryStatus {
         count(self.mirror_weight)
     }
     fn records(&self) -> &[CheckRecord] {
-        self.canary_analysis.as_ref().and_then(|a| a.iterations.as_deref()).unwrap_or(&[])
+        self.canary_analysis
+            .as_ref()
+            .and_then(|a| a.iterations.as_deref())
+            .unwrap_or(&[])
     }
     fn set_weight(&mut self, w: u32) {
         self.canary_weight = store(w);
@@ -54,23 +57,45 @@ impl StatusExt for CanaryStatus {
         self.iterations = store(i);
     }
     fn set_mirror(&mut self, m: u32) {
-        self.mirror_weight = if m == 0 && self.mirror_weight.is_none() { None } else { store(m) };
+        self.mirror_weight = if m == 0 && self.mirror_weight.is_none() {
+            None
+        } else {
+            store(m)
+        };
     }
 }
 
 /// The `Promoted` condition of crds.md §3.2 for a phase.
 fn promoted(phase: CanaryPhase, kind: &str) -> (&'static str, String) {
     match phase {
-        CanaryPhase::New | CanaryPhase::Initializing => {
-            ("Unknown", format!("New {kind} detected, starting initialization."))
-        }
+        CanaryPhase::New | CanaryPhase::Initializing => (
+            "Unknown",
+            format!("New {kind} detected, starting initialization."),
+        ),
         CanaryPhase::Initialized => ("True", format!("{kind} initialization completed.")),
-        CanaryPhase::Waiting | CanaryPhase::WaitingPromotion => ("Unknown", "Waiting for approval.".into()),
-        CanaryPhase::Progressing => ("Unknown", "New revision detected, progressing canary analysis.".into()),
-        CanaryPhase::Promoting => ("Unknown", "Canary analysis completed, starting primary rolling update.".into()),
-        CanaryPhase::Finalising => ("Unknown", "Canary analysis completed, routing all traffic to primary.".into()),
-        CanaryPhase::Succeeded => ("True", "Canary analysis completed successfully, promotion finished.".into()),
-        CanaryPhase::Failed => ("False", format!("Canary analysis failed, {kind} scaled to zero.")),
+        CanaryPhase::Waiting | CanaryPhase::WaitingPromotion => {
+            ("Unknown", "Waiting for approval.".into())
+        }
+        CanaryPhase::Progressing => (
+            "Unknown",
+            "New revision detected, progressing canary analysis.".into(),
+        ),
+        CanaryPhase::Promoting => (
+            "Unknown",
+            "Canary analysis completed, starting primary rolling update.".into(),
+        ),
+        CanaryPhase::Finalising => (
+            "Unknown",
+            "Canary analysis completed, routing all traffic to primary.".into(),
+        ),
+        CanaryPhase::Succeeded => (
+            "True",
+            "Canary analysis completed successfully, promotion finished.".into(),
+        ),
+        CanaryPhase::Failed => (
+            "False",
+            format!("Canary analysis failed, {kind} scaled to zero."),
+        ),
         CanaryPhase::Terminating => ("Unknown", "Canary is being finalized.".into()),
         CanaryPhase::Terminated => ("Unknown", "Canary finalized.".into()),
     }

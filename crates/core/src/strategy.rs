@@ -26,25 +26,41 @@ pub(crate) fn step(t: &mut Tick, routes: RouteState) -> Stop {
 /// D-4: asked exactly before a canary weight increase. A closed gate holds the weight; it is not
 /// a failed check. D-13: one alert per halt episode.
 fn traffic_gate(t: &mut Tick) -> Flow {
-    let run = t.hooks(HookType::ConfirmTrafficIncrease, CanaryPhase::Progressing, false)?;
+    let run = t.hooks(
+        HookType::ConfirmTrafficIncrease,
+        CanaryPhase::Progressing,
+        false,
+    )?;
     for hook in run.passed {
-        t.normal(EventName::Other, format!("Confirm-traffic-increase check {} passed", hook.name));
+        t.normal(
+            EventName::Other,
+            format!("Confirm-traffic-increase check {} passed", hook.name),
+        );
     }
-    let Some((hook, message)) = run.stopped_by else { return Ok(()) };
+    let Some((hook, message)) = run.stopped_by else {
+        return Ok(());
+    };
     let previous = record_iteration(t) - 1;
-    let ongoing = t
-        .start
-        .records()
-        .iter()
-        .any(|r| r.kind == CheckKind::Gate && r.failed && r.name == hook.name && r.iteration == previous);
+    let ongoing = t.start.records().iter().any(|r| {
+        r.kind == CheckKind::Gate && r.failed && r.name == hook.name && r.iteration == previous
+    });
     let rec = new_record(t, CheckKind::Gate, &hook.name, true, Some(message));
     record(t, rec);
     t.warning(
         EventName::WaitingTrafficIncrease,
-        format!("Halt {} advancement waiting for traffic increase approval {}", t.spec.key(), hook.name),
+        format!(
+            "Halt {} advancement waiting for traffic increase approval {}",
+            t.spec.key(),
+            hook.name
+        ),
     );
     if !ongoing && !hook.mute_alert {
-        t.alert(Severity::Warn, "Canary traffic increase is waiting for approval.".into(), Vec::new(), None);
+        t.alert(
+            Severity::Warn,
+            "Canary traffic increase is waiting for approval.".into(),
+            Vec::new(),
+            None,
+        );
     }
     Err(Stop::End)
 }
@@ -53,7 +69,10 @@ fn advance_weight(t: &mut Tick, routes: Routes) {
     t.push(Action::SetRoutes(routes));
     t.status.set_weight(routes.canary);
     t.status.set_mirror(routes.mirror);
-    t.normal(EventName::WeightAdvanced, format!("Advance {} canary weight {}", t.spec.key(), routes.canary));
+    t.normal(
+        EventName::WeightAdvanced,
+        format!("Advance {} canary weight {}", t.spec.key(), routes.canary),
+    );
 }
 
 fn canary(t: &mut Tick, ladder: &Ladder, routes: RouteState) -> Flow {
@@ -84,16 +103,30 @@ fn mirror_step(t: &mut Tick, mirror: &Mirror, mirrored: bool, s: u32) -> Flow {
             t.status.set_iter(k);
         }
         // D-4: shadowing moves no user traffic, so no traffic-increase gate.
-        advance_weight(t, Routes { primary: 100, canary: 0, mirror: mirror.percent(k) });
+        advance_weight(
+            t,
+            Routes {
+                primary: 100,
+                canary: 0,
+                mirror: mirror.percent(k),
+            },
+        );
         return Ok(());
     }
     if mirror.ramp.is_some() && i < mirror.iterations() {
         let k = i + 1;
         let pct = mirror.percent(k);
         t.status.set_iter(k);
-        t.push(Action::SetRoutes(Routes { primary: 100, canary: 0, mirror: pct }));
+        t.push(Action::SetRoutes(Routes {
+            primary: 100,
+            canary: 0,
+            mirror: pct,
+        }));
         t.status.set_mirror(pct);
-        t.normal(EventName::WeightAdvanced, format!("Advance {} mirror weight {pct}", t.spec.key()));
+        t.normal(
+            EventName::WeightAdvanced,
+            format!("Advance {} mirror weight {pct}", t.spec.key()),
+        );
         return Ok(());
     }
     traffic_gate(t)?;
@@ -103,7 +136,10 @@ fn mirror_step(t: &mut Tick, mirror: &Mirror, mirrored: bool, s: u32) -> Flow {
 
 fn advance_iteration(t: &mut Tick, i: u32, n: u32) {
     t.status.set_iter(i);
-    t.normal(EventName::IterationAdvanced, format!("Advance {} canary iteration {i}/{n}", t.spec.key()));
+    t.normal(
+        EventName::IterationAdvanced,
+        format!("Advance {} canary iteration {i}/{n}", t.spec.key()),
+    );
 }
 
 fn ab_testing(t: &mut Tick, n: u32) -> Flow {
@@ -127,7 +163,11 @@ fn blue_green(t: &mut Tick, n: u32, routes: RouteState) -> Flow {
         if let (true, Some(mirror)) = (spec.routes_traffic, &spec.mirror) {
             let pct = mirror.percent(next.min(mirror.iterations()));
             if !routes.mirrored || pct != t.status.mirror() {
-                t.push(Action::SetRoutes(Routes { primary: 100, canary: 0, mirror: pct }));
+                t.push(Action::SetRoutes(Routes {
+                    primary: 100,
+                    canary: 0,
+                    mirror: pct,
+                }));
                 t.status.set_mirror(pct);
             }
         }

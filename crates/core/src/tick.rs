@@ -45,8 +45,21 @@ pub(crate) fn after(t: Timestamp, d: std::time::Duration) -> Timestamp {
 }
 
 impl<'a> Tick<'a> {
-    pub fn new(spec: &'a RolloutSpec, status: &'a CanaryStatus, obs: &'a Observation, now: Timestamp) -> Self {
-        Tick { spec, obs, now, start: status, status: status.clone(), actions: Vec::new(), first_analysis: false }
+    pub fn new(
+        spec: &'a RolloutSpec,
+        status: &'a CanaryStatus,
+        obs: &'a Observation,
+        now: Timestamp,
+    ) -> Self {
+        Tick {
+            spec,
+            obs,
+            now,
+            start: status,
+            status: status.clone(),
+            actions: Vec::new(),
+            first_analysis: false,
+        }
     }
 
     pub fn phase(&self) -> CanaryPhase {
@@ -58,11 +71,27 @@ impl<'a> Tick<'a> {
     }
 
     pub fn event(&mut self, type_: EventType, name: EventName, message: String) {
-        self.actions.push(Action::Event(Event { type_, name, message, reason: None }));
+        self.actions.push(Action::Event(Event {
+            type_,
+            name,
+            message,
+            reason: None,
+        }));
     }
 
-    pub fn event_with(&mut self, type_: EventType, name: EventName, message: String, reason: Reason) {
-        self.actions.push(Action::Event(Event { type_, name, message, reason: Some(reason) }));
+    pub fn event_with(
+        &mut self,
+        type_: EventType,
+        name: EventName,
+        message: String,
+        reason: Reason,
+    ) {
+        self.actions.push(Action::Event(Event {
+            type_,
+            name,
+            message,
+            reason: Some(reason),
+        }));
     }
 
     pub fn normal(&mut self, name: EventName, message: String) {
@@ -73,8 +102,19 @@ impl<'a> Tick<'a> {
         self.event(EventType::Warning, name, message);
     }
 
-    pub fn alert(&mut self, severity: Severity, message: String, fields: Vec<(String, String)>, reason: Option<Reason>) {
-        self.actions.push(Action::Alert(Alert { severity, message, fields, reason }));
+    pub fn alert(
+        &mut self,
+        severity: Severity,
+        message: String,
+        fields: Vec<(String, String)>,
+        reason: Option<Reason>,
+    ) {
+        self.actions.push(Action::Alert(Alert {
+            severity,
+            message,
+            fields,
+            reason,
+        }));
     }
 
     pub fn set_phase(&mut self, phase: CanaryPhase) {
@@ -108,7 +148,8 @@ impl<'a> Tick<'a> {
             Readiness::Ready => Ok(()),
             Readiness::Failed { message } => Err((true, message.clone())),
             Readiness::Waiting { message, since } => {
-                let expired = since.is_some_and(|s| after(s, self.spec.progress_deadline) < self.now);
+                let expired =
+                    since.is_some_and(|s| after(s, self.spec.progress_deadline) < self.now);
                 if expired {
                     Err((true, format!("{message}: exceeded its progress deadline")))
                 } else {
@@ -121,16 +162,28 @@ impl<'a> Tick<'a> {
     /// Runs the hooks of `kind` in spec order; stops at the first failure, or at the first success
     /// when `until_success` (rollback hooks). Dry-run calls nothing: gates count as open and
     /// rollback hooks as "no rollback".
-    pub fn hooks(&mut self, kind: HookType, phase: CanaryPhase, until_success: bool) -> Result<HookRun<'a>, Stop> {
+    pub fn hooks(
+        &mut self,
+        kind: HookType,
+        phase: CanaryPhase,
+        until_success: bool,
+    ) -> Result<HookRun<'a>, Stop> {
         let spec: &'a RolloutSpec = self.spec;
         let obs: &'a Observation = self.obs;
-        let mut run = HookRun { passed: Vec::new(), stopped_by: None };
+        let mut run = HookRun {
+            passed: Vec::new(),
+            stopped_by: None,
+        };
         let mut would_call = Vec::new();
         let all: Vec<&'a Hook> = spec.hooks_of(kind).collect();
         for (i, hook) in all.iter().enumerate() {
             let outcome = if spec.dry_run {
                 would_call.push(hook.name.clone());
-                if kind == HookType::Rollback { Err("dry-run".to_string()) } else { Ok(()) }
+                if kind == HookType::Rollback {
+                    Err("dry-run".to_string())
+                } else {
+                    Ok(())
+                }
             } else {
                 match obs.hook(kind, &hook.name) {
                     Some(o) => o.clone(),
@@ -154,7 +207,11 @@ impl<'a> Tick<'a> {
             }
         }
         if !would_call.is_empty() {
-            self.push(Action::DryRun(Box::new(Action::CallWebhooks { kind, phase, hooks: would_call })));
+            self.push(Action::DryRun(Box::new(Action::CallWebhooks {
+                kind,
+                phase,
+                hooks: would_call,
+            })));
         }
         Ok(run)
     }
@@ -182,9 +239,15 @@ impl<'a> Tick<'a> {
             }
         };
         vec![
-            ("Target".into(), format!("{}/{}", s.target_kind, s.target_key())),
+            (
+                "Target".into(),
+                format!("{}/{}", s.target_kind, s.target_key()),
+            ),
             ("Failed checks threshold".into(), s.threshold.to_string()),
-            ("Progress deadline".into(), format!("{}s", s.progress_deadline.as_secs())),
+            (
+                "Progress deadline".into(),
+                format!("{}s", s.progress_deadline.as_secs()),
+            ),
             ("Traffic routing".into(), routing),
         ]
     }

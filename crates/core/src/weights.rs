@@ -41,7 +41,11 @@ impl Mirror {
         let Some(ramp) = &self.ramp else {
             return if self.weight == 0 { 100 } else { self.weight };
         };
-        let base = if self.weight > 0 { self.weight } else { ramp.step };
+        let base = if self.weight > 0 {
+            self.weight
+        } else {
+            ramp.step
+        };
         let raised = base.saturating_add(k.saturating_sub(1).saturating_mul(ramp.step));
         raised.min(ramp.max)
     }
@@ -69,9 +73,17 @@ pub fn routes_from_status(spec: &RolloutSpec, status: &CanaryStatus) -> RouteSta
             if routed && status.iter() > 0 { 100 } else { 0 }
         }
         Strategy::BlueGreen { iterations } => {
-            if spec.routes_traffic && status.iter() > *iterations { 100 } else { 0 }
+            if spec.routes_traffic && status.iter() > *iterations {
+                100
+            } else {
+                0
+            }
         }
     }
     .min(100);
-    RouteState { primary: 100 - canary, canary, mirrored }
+    RouteState {
+        primary: 100 - canary,
+        canary,
+        mirrored,
+    }
 }

@@ -43,7 +43,12 @@ fn routes(p: u32, c: u32) -> String {
 
 /// `a` then `b`, for rows that mix constant and computed effects.
 fn cat(parts: &[&[&str]]) -> Vec<&'static str> {
-    parts.iter().flat_map(|p| p.iter()).filter(|s| !s.is_empty()).map(|s| &*String::leak(s.to_string())).collect()
+    parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .filter(|s| !s.is_empty())
+        .map(|s| &*String::leak(s.to_string()))
+        .collect()
 }
 
 fn leak(s: String) -> &'static str {
@@ -96,13 +101,48 @@ fn s1_canary_promotion() {
     h.revision = "r1.6.0.1".into();
     h.row("t2", ok(), Progressing, (0, 0, 0), "100/0", &SCALE_UP);
     assert_eq!(h.status.last_applied_spec.as_deref(), Some("r1.6.0.1"));
-    h.row("t3", ok(), Progressing, (10, 0, 0), "90/10", &[START, "routes 90/10", &adv(10)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[START, "routes 90/10", &adv(10)],
+    );
     for (t, w) in [(4, 20), (5, 30), (6, 40), (7, 50)] {
-        h.row(&format!("t{t}"), ok(), Progressing, (w, 0, 0), &format!("{}/{w}", 100 - w), &[SR, RD, &routes(100 - w, w), &adv(w)]);
+        h.row(
+            &format!("t{t}"),
+            ok(),
+            Progressing,
+            (w, 0, 0),
+            &format!("{}/{w}", 100 - w),
+            &[SR, RD, &routes(100 - w, w), &adv(w)],
+        );
     }
-    h.row("t8", ok(), Promoting, (50, 0, 0), "50/50", &[SR, RD, COPY, "promote"]);
-    h.row("t9", ok(), Finalising, (0, 0, 0), "100/0", &["primary-scaler", TO_PRIMARY, "routes 100/0"]);
-    h.row("t10", ok(), Succeeded, (0, 0, 0), "100/0", &cat(&[&FINALISE]));
+    h.row(
+        "t8",
+        ok(),
+        Promoting,
+        (50, 0, 0),
+        "50/50",
+        &[SR, RD, COPY, "promote"],
+    );
+    h.row(
+        "t9",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["primary-scaler", TO_PRIMARY, "routes 100/0"],
+    );
+    h.row(
+        "t10",
+        ok(),
+        Succeeded,
+        (0, 0, 0),
+        "100/0",
+        &cat(&[&FINALISE]),
+    );
     assert_eq!(h.status.last_promoted_spec.as_deref(), Some("r1.6.0.1"));
     h.row("t11", ok(), Succeeded, (0, 0, 0), "100/0", &[]);
 }
@@ -122,20 +162,37 @@ fn s1_primary_rollout_still_in_progress_delays_finalising() {
         "50/50",
         &["Warning: podinfo-primary.test not ready: waiting for rollout to finish"],
     );
-    h.row("t10", ok(), Finalising, (0, 0, 0), "100/0", &["primary-scaler", TO_PRIMARY, "routes 100/0"]);
+    h.row(
+        "t10",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["primary-scaler", TO_PRIMARY, "routes 100/0"],
+    );
 }
 
 #[test]
 fn s2_failing_metrics_roll_back_after_exactly_threshold_failures() {
     let mut h = Harness::progressing(s1_spec());
-    h.row("t3", ok(), Progressing, (10, 0, 0), "90/10", &[START, "routes 90/10", &adv(10)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[START, "routes 90/10", &adv(10)],
+    );
     h.row(
         "t4",
         ok().metric("request-success-rate", 95.2),
         Progressing,
         (10, 1, 0),
         "90/10",
-        &[SR, "Warning: Halt podinfo.test advancement success rate 95.20% < 99%"],
+        &[
+            SR,
+            "Warning: Halt podinfo.test advancement success rate 95.20% < 99%",
+        ],
     );
     let mut expected = vec![
         SR,
@@ -144,7 +201,14 @@ fn s2_failing_metrics_roll_back_after_exactly_threshold_failures() {
         "alert error: Failed checks threshold reached 2",
     ];
     expected.extend(rollback_tail("failed_checks"));
-    h.row("t5", ok().metric("request-success-rate", 96.0), Failed, (0, 0, 0), "100/0", &expected);
+    h.row(
+        "t5",
+        ok().metric("request-success-rate", 96.0),
+        Failed,
+        (0, 0, 0),
+        "100/0",
+        &expected,
+    );
     let alert = h
         .last_actions
         .iter()
@@ -154,9 +218,20 @@ fn s2_failing_metrics_roll_back_after_exactly_threshold_failures() {
         })
         .expect("rollback alert");
     let fields: Vec<&str> = alert.fields.iter().map(|(_, v)| v.as_str()).collect();
-    assert_eq!(fields, ["request-success-rate: 95.2 (min 99) at iteration 2", "request-success-rate: 96 (min 99) at iteration 3"]);
+    assert_eq!(
+        fields,
+        [
+            "request-success-rate: 95.2 (min 99) at iteration 2",
+            "request-success-rate: 96 (min 99) at iteration 3"
+        ]
+    );
     match alert.reason {
-        Some(flagger_core::Reason::FailedChecks { failed_checks, threshold, last: Some(last), records }) => {
+        Some(flagger_core::Reason::FailedChecks {
+            failed_checks,
+            threshold,
+            last: Some(last),
+            records,
+        }) => {
             assert_eq!((failed_checks, threshold), (2, 2));
             assert_eq!(last.name, "request-success-rate");
             assert_eq!(last.value, Some(96.0));
@@ -169,10 +244,24 @@ fn s2_failing_metrics_roll_back_after_exactly_threshold_failures() {
     h.row("t6", ok(), Failed, (0, 0, 0), "100/0", &[]);
     h.row("t7 re-apply", ok(), Failed, (0, 0, 0), "100/0", &[]);
     h.revision = "r1.6.0.0".into();
-    h.row("t8 revert to primary", ok(), Failed, (0, 0, 0), "100/0", &[]);
+    h.row(
+        "t8 revert to primary",
+        ok(),
+        Failed,
+        (0, 0, 0),
+        "100/0",
+        &[],
+    );
     assert_eq!(h.status.last_applied_spec.as_deref(), Some("r1.6.0.0"));
     h.revision = "r1.6.0.1".into();
-    h.row("t9 failed version again", ok(), Progressing, (0, 0, 0), "100/0", &SCALE_UP);
+    h.row(
+        "t9 failed version again",
+        ok(),
+        Progressing,
+        (0, 0, 0),
+        "100/0",
+        &SCALE_UP,
+    );
 }
 
 #[test]
@@ -182,8 +271,22 @@ fn s3_failed_checks_are_cumulative() {
     let bad = || ok().metric("request-success-rate", 90.0);
     let halt = "Warning: Halt podinfo.test advancement success rate 90.00% < 99%";
     h.row("t4", bad(), Progressing, (10, 1, 0), "90/10", &[SR, halt]);
-    h.row("t5", ok(), Progressing, (20, 1, 0), "80/20", &[SR, RD, "routes 80/20", &adv(20)]);
-    h.row("t6", ok(), Progressing, (30, 1, 0), "70/30", &[SR, RD, "routes 70/30", &adv(30)]);
+    h.row(
+        "t5",
+        ok(),
+        Progressing,
+        (20, 1, 0),
+        "80/20",
+        &[SR, RD, "routes 80/20", &adv(20)],
+    );
+    h.row(
+        "t6",
+        ok(),
+        Progressing,
+        (30, 1, 0),
+        "70/30",
+        &[SR, RD, "routes 70/30", &adv(30)],
+    );
     let mut expected = vec![
         SR,
         halt,
@@ -196,22 +299,45 @@ fn s3_failed_checks_are_cumulative() {
 
 #[test]
 fn s4_pre_rollout_and_rollout_hook_failures() {
-    let s = spec(json!({"stepWeight": 10, "maxWeight": 50, "threshold": 3, "webhooks": [
-        {"name": "acceptance", "type": "pre-rollout", "url": "http://lt/"},
-        {"name": "load", "type": "rollout", "url": "http://lt/"}
-    ]}));
+    let s = spec(
+        json!({"stepWeight": 10, "maxWeight": 50, "threshold": 3, "webhooks": [
+            {"name": "acceptance", "type": "pre-rollout", "url": "http://lt/"},
+            {"name": "load", "type": "rollout", "url": "http://lt/"}
+        ]}),
+    );
     let mut h = Harness::progressing(s);
     let ask = "ask pre-rollout acceptance (Progressing)";
-    let halt = "Warning: Halt podinfo.test advancement pre-rollout check acceptance failed 500 failed";
-    h.row("t3", ok().fail("acceptance"), Progressing, (0, 1, 0), "100/0", &[ask, START, halt]);
-    h.row("t4", ok().fail("acceptance"), Progressing, (0, 2, 0), "100/0", &[ask, START, halt]);
+    let halt =
+        "Warning: Halt podinfo.test advancement pre-rollout check acceptance failed 500 failed";
+    h.row(
+        "t3",
+        ok().fail("acceptance"),
+        Progressing,
+        (0, 1, 0),
+        "100/0",
+        &[ask, START, halt],
+    );
+    h.row(
+        "t4",
+        ok().fail("acceptance"),
+        Progressing,
+        (0, 2, 0),
+        "100/0",
+        &[ask, START, halt],
+    );
     h.row(
         "t5",
         ok(),
         Progressing,
         (10, 2, 0),
         "90/10",
-        &[ask, START, "Normal: Pre-rollout check acceptance passed", "routes 90/10", &adv(10)],
+        &[
+            ask,
+            START,
+            "Normal: Pre-rollout check acceptance passed",
+            "routes 90/10",
+            &adv(10),
+        ],
     );
     let mut expected = vec![
         "ask rollout load (Progressing)",
@@ -220,51 +346,192 @@ fn s4_pre_rollout_and_rollout_hook_failures() {
         "alert error: Failed checks threshold reached 3",
     ];
     expected.extend(rollback_tail("failed_checks"));
-    h.row("t6 metrics not queried", ok().fail("load"), Failed, (0, 0, 0), "100/0", &expected);
+    h.row(
+        "t6 metrics not queried",
+        ok().fail("load"),
+        Failed,
+        (0, 0, 0),
+        "100/0",
+        &expected,
+    );
 }
 
 #[test]
 fn s5_ab_testing() {
-    let s = spec(json!({"iterations": 10, "threshold": 5, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}));
+    let s = spec(
+        json!({"iterations": 10, "threshold": 5, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}),
+    );
     let mut h = Harness::progressing(s);
-    h.row("t3", ok(), Progressing, (0, 0, 1), "0/100", &[START, "routes 0/100", &iter(1, 10)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (0, 0, 1),
+        "0/100",
+        &[START, "routes 0/100", &iter(1, 10)],
+    );
     for i in 2..=10 {
-        h.row(&format!("t{}", i + 2), ok(), Progressing, (0, 0, i), "0/100", &[SR, RD, "routes 0/100", &iter(i, 10)]);
+        h.row(
+            &format!("t{}", i + 2),
+            ok(),
+            Progressing,
+            (0, 0, i),
+            "0/100",
+            &[SR, RD, "routes 0/100", &iter(i, 10)],
+        );
     }
-    h.row("t13", ok(), Promoting, (0, 0, 10), "0/100", &[SR, RD, COPY, "promote"]);
-    h.row("t14", ok(), Finalising, (0, 0, 0), "100/0", &["primary-scaler", TO_PRIMARY, "routes 100/0"]);
-    h.row("t15", ok(), Succeeded, (0, 0, 0), "100/0", &cat(&[&FINALISE]));
+    h.row(
+        "t13",
+        ok(),
+        Promoting,
+        (0, 0, 10),
+        "0/100",
+        &[SR, RD, COPY, "promote"],
+    );
+    h.row(
+        "t14",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["primary-scaler", TO_PRIMARY, "routes 100/0"],
+    );
+    h.row(
+        "t15",
+        ok(),
+        Succeeded,
+        (0, 0, 0),
+        "100/0",
+        &cat(&[&FINALISE]),
+    );
 }
 
 #[test]
 fn s6_blue_green() {
     let mut h = Harness::progressing(spec(json!({"iterations": 5, "threshold": 2})));
-    h.row("t3", ok(), Progressing, (0, 0, 1), "100/0", &[START, &iter(1, 5)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (0, 0, 1),
+        "100/0",
+        &[START, &iter(1, 5)],
+    );
     for i in 2..=5 {
-        h.row(&format!("t{}", i + 2), ok(), Progressing, (0, 0, i), "100/0", &[SR, RD, &iter(i, 5)]);
+        h.row(
+            &format!("t{}", i + 2),
+            ok(),
+            Progressing,
+            (0, 0, i),
+            "100/0",
+            &[SR, RD, &iter(i, 5)],
+        );
     }
-    h.row("t8", ok(), Progressing, (0, 0, 6), "0/100", &[SR, RD, "Normal: Routing all traffic to canary", "routes 0/100"]);
-    h.row("t9", ok(), Promoting, (0, 0, 6), "0/100", &[SR, RD, COPY, "promote"]);
-    h.row("t10", ok(), Finalising, (0, 0, 0), "100/0", &["primary-scaler", TO_PRIMARY, "routes 100/0"]);
-    h.row("t11", ok(), Succeeded, (0, 0, 0), "100/0", &cat(&[&FINALISE]));
+    h.row(
+        "t8",
+        ok(),
+        Progressing,
+        (0, 0, 6),
+        "0/100",
+        &[
+            SR,
+            RD,
+            "Normal: Routing all traffic to canary",
+            "routes 0/100",
+        ],
+    );
+    h.row(
+        "t9",
+        ok(),
+        Promoting,
+        (0, 0, 6),
+        "0/100",
+        &[SR, RD, COPY, "promote"],
+    );
+    h.row(
+        "t10",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["primary-scaler", TO_PRIMARY, "routes 100/0"],
+    );
+    h.row(
+        "t11",
+        ok(),
+        Succeeded,
+        (0, 0, 0),
+        "100/0",
+        &cat(&[&FINALISE]),
+    );
 }
 
 #[test]
 fn s6b_blue_green_with_the_kubernetes_provider_never_moves_routes() {
-    let s = spec_with(json!({"provider": "kubernetes"}), json!({"iterations": 3, "threshold": 2}), &Settings::default());
+    let s = spec_with(
+        json!({"provider": "kubernetes"}),
+        json!({"iterations": 3, "threshold": 2}),
+        &Settings::default(),
+    );
     let mut h = Harness::progressing(s);
-    h.row("t3", ok(), Progressing, (0, 0, 1), "100/0", &[START, &iter(1, 3)]);
-    h.row("t4", ok(), Progressing, (0, 0, 2), "100/0", &[SR, RD, &iter(2, 3)]);
-    h.row("t5", ok(), Progressing, (0, 0, 3), "100/0", &[SR, RD, &iter(3, 3)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (0, 0, 1),
+        "100/0",
+        &[START, &iter(1, 3)],
+    );
+    h.row(
+        "t4",
+        ok(),
+        Progressing,
+        (0, 0, 2),
+        "100/0",
+        &[SR, RD, &iter(2, 3)],
+    );
+    h.row(
+        "t5",
+        ok(),
+        Progressing,
+        (0, 0, 3),
+        "100/0",
+        &[SR, RD, &iter(3, 3)],
+    );
     h.row("t6", ok(), Progressing, (0, 0, 4), "100/0", &[SR, RD]);
-    h.row("t7", ok(), Promoting, (0, 0, 4), "100/0", &[SR, RD, COPY, "promote"]);
-    h.row("t8", ok(), Finalising, (0, 0, 0), "100/0", &["primary-scaler"]);
-    h.row("t9", ok(), Succeeded, (0, 0, 0), "100/0", &cat(&[&FINALISE]));
+    h.row(
+        "t7",
+        ok(),
+        Promoting,
+        (0, 0, 4),
+        "100/0",
+        &[SR, RD, COPY, "promote"],
+    );
+    h.row(
+        "t8",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["primary-scaler"],
+    );
+    h.row(
+        "t9",
+        ok(),
+        Succeeded,
+        (0, 0, 0),
+        "100/0",
+        &cat(&[&FINALISE]),
+    );
 }
 
 #[test]
 fn s6b_step_weight_with_kubernetes_runs_ten_iterations_and_warns_once_per_run() {
-    let s = spec_with(json!({"provider": "kubernetes"}), json!({"stepWeight": 10, "threshold": 2}), &Settings::default());
+    let s = spec_with(
+        json!({"provider": "kubernetes"}),
+        json!({"stepWeight": 10, "threshold": 2}),
+        &Settings::default(),
+    );
     let mut h = Harness::initialized(s);
     let mut expected = SCALE_UP[..2].to_vec();
     expected.extend([
@@ -273,22 +540,80 @@ fn s6b_step_weight_with_kubernetes_runs_ten_iterations_and_warns_once_per_run() 
     ]);
     expected.extend(&SCALE_UP[2..]);
     h.row("t2", ok(), Progressing, (0, 0, 0), "100/0", &expected);
-    h.row("t3", ok(), Progressing, (0, 0, 1), "100/0", &[START, &iter(1, 10)]);
-    h.row("t4", ok(), Progressing, (0, 0, 2), "100/0", &[SR, RD, &iter(2, 10)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (0, 0, 1),
+        "100/0",
+        &[START, &iter(1, 10)],
+    );
+    h.row(
+        "t4",
+        ok(),
+        Progressing,
+        (0, 0, 2),
+        "100/0",
+        &[SR, RD, &iter(2, 10)],
+    );
 }
 
 #[test]
 fn s7_canary_with_mirroring() {
-    let s = spec(json!({"stepWeight": 20, "maxWeight": 40, "threshold": 2, "mirror": true, "mirrorWeight": 50}));
+    let s = spec(
+        json!({"stepWeight": 20, "maxWeight": 40, "threshold": 2, "mirror": true, "mirrorWeight": 50}),
+    );
     let mut h = Harness::progressing(s);
-    h.row("t3 mirror on", ok(), Progressing, (0, 0, 0), "100/0 +m50", &[START, "routes 100/0 +m50", &adv(0)]);
+    h.row(
+        "t3 mirror on",
+        ok(),
+        Progressing,
+        (0, 0, 0),
+        "100/0 +m50",
+        &[START, "routes 100/0 +m50", &adv(0)],
+    );
     assert_eq!(h.status.mirror(), 50);
-    h.row("t4 mirror off", ok(), Progressing, (20, 0, 0), "80/20", &[SR, RD, "routes 80/20", &adv(20)]);
+    h.row(
+        "t4 mirror off",
+        ok(),
+        Progressing,
+        (20, 0, 0),
+        "80/20",
+        &[SR, RD, "routes 80/20", &adv(20)],
+    );
     assert_eq!(h.status.mirror(), 0);
-    h.row("t5", ok(), Progressing, (40, 0, 0), "60/40", &[SR, RD, "routes 60/40", &adv(40)]);
-    h.row("t6", ok(), Promoting, (40, 0, 0), "60/40", &[SR, RD, COPY, "promote"]);
-    h.row("t7", ok(), Finalising, (0, 0, 0), "100/0", &["primary-scaler", TO_PRIMARY, "routes 100/0"]);
-    h.row("t8", ok(), Succeeded, (0, 0, 0), "100/0", &cat(&[&FINALISE]));
+    h.row(
+        "t5",
+        ok(),
+        Progressing,
+        (40, 0, 0),
+        "60/40",
+        &[SR, RD, "routes 60/40", &adv(40)],
+    );
+    h.row(
+        "t6",
+        ok(),
+        Promoting,
+        (40, 0, 0),
+        "60/40",
+        &[SR, RD, COPY, "promote"],
+    );
+    h.row(
+        "t7",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["primary-scaler", TO_PRIMARY, "routes 100/0"],
+    );
+    h.row(
+        "t8",
+        ok(),
+        Succeeded,
+        (0, 0, 0),
+        "100/0",
+        &cat(&[&FINALISE]),
+    );
 }
 
 #[test]
@@ -299,39 +624,117 @@ fn s7_mirror_on_a_router_that_cannot_mirror_is_ignored() {
         &Settings::default(),
     );
     assert!(s.mirror.is_none());
-    assert!(s.warnings.iter().any(|w| w.starts_with("MirrorUnsupported")));
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.starts_with("MirrorUnsupported"))
+    );
     let mut h = Harness::progressing(s);
-    h.row("t3", ok(), Progressing, (20, 0, 0), "80/20", &[START, "routes 80/20", &adv(20)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (20, 0, 0),
+        "80/20",
+        &[START, "routes 80/20", &adv(20)],
+    );
 }
 
 #[test]
 fn s7b_blue_green_with_mirroring() {
     let s = spec(json!({"iterations": 3, "threshold": 2, "mirror": true, "mirrorWeight": 0}));
     let mut h = Harness::progressing(s);
-    h.row("t3", ok(), Progressing, (0, 0, 1), "100/0 +m100", &[START, "routes 100/0 +m100", &iter(1, 3)]);
-    h.row("t4", ok(), Progressing, (0, 0, 2), "100/0 +m100", &[SR, RD, &iter(2, 3)]);
-    h.row("t5", ok(), Progressing, (0, 0, 3), "100/0 +m100", &[SR, RD, &iter(3, 3)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (0, 0, 1),
+        "100/0 +m100",
+        &[START, "routes 100/0 +m100", &iter(1, 3)],
+    );
+    h.row(
+        "t4",
+        ok(),
+        Progressing,
+        (0, 0, 2),
+        "100/0 +m100",
+        &[SR, RD, &iter(2, 3)],
+    );
+    h.row(
+        "t5",
+        ok(),
+        Progressing,
+        (0, 0, 3),
+        "100/0 +m100",
+        &[SR, RD, &iter(3, 3)],
+    );
     h.row(
         "t6",
         ok(),
         Progressing,
         (0, 0, 4),
         "0/100",
-        &[SR, RD, "Normal: Stop traffic mirroring and route all traffic to canary", "routes 0/100"],
+        &[
+            SR,
+            RD,
+            "Normal: Stop traffic mirroring and route all traffic to canary",
+            "routes 0/100",
+        ],
     );
-    h.row("t7", ok(), Promoting, (0, 0, 4), "0/100", &[SR, RD, COPY, "promote"]);
-    h.row("t8", ok(), Finalising, (0, 0, 0), "100/0", &["primary-scaler", TO_PRIMARY, "routes 100/0"]);
-    h.row("t9", ok(), Succeeded, (0, 0, 0), "100/0", &cat(&[&FINALISE]));
+    h.row(
+        "t7",
+        ok(),
+        Promoting,
+        (0, 0, 4),
+        "0/100",
+        &[SR, RD, COPY, "promote"],
+    );
+    h.row(
+        "t8",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["primary-scaler", TO_PRIMARY, "routes 100/0"],
+    );
+    h.row(
+        "t9",
+        ok(),
+        Succeeded,
+        (0, 0, 0),
+        "100/0",
+        &cat(&[&FINALISE]),
+    );
 }
 
 #[test]
 fn s8_weight_ladders() {
     let cases = [
-        (json!({"stepWeights": [1, 2, 10, 80]}), vec![1, 2, 10, 80], 7),
-        (json!({"stepWeights": [1, 2, 10, 200]}), vec![1, 2, 10, 100], 7),
-        (json!({"stepWeight": 20, "maxWeight": 50}), vec![20, 40, 60], 6),
-        (json!({"stepWeight": 50, "maxWeight": 100}), vec![50, 100], 5),
-        (json!({"stepWeights": [10, 20, 30, 40, 50, 60], "maxWeight": 50}), vec![10, 20, 30, 40, 50, 60], 9),
+        (
+            json!({"stepWeights": [1, 2, 10, 80]}),
+            vec![1, 2, 10, 80],
+            7,
+        ),
+        (
+            json!({"stepWeights": [1, 2, 10, 200]}),
+            vec![1, 2, 10, 100],
+            7,
+        ),
+        (
+            json!({"stepWeight": 20, "maxWeight": 50}),
+            vec![20, 40, 60],
+            6,
+        ),
+        (
+            json!({"stepWeight": 50, "maxWeight": 100}),
+            vec![50, 100],
+            5,
+        ),
+        (
+            json!({"stepWeights": [10, 20, 30, 40, 50, 60], "maxWeight": 50}),
+            vec![10, 20, 30, 40, 50, 60],
+            9,
+        ),
     ];
     for (analysis, ladder, promotion_tick) in cases {
         let mut a = analysis.clone();
@@ -339,7 +742,12 @@ fn s8_weight_ladders() {
         let mut h = Harness::progressing(spec(a));
         for (k, w) in ladder.iter().enumerate() {
             h.run(ok());
-            assert_eq!((h.phase(), h.status.weight()), (Progressing, *w), "{analysis} tick {}", k + 3);
+            assert_eq!(
+                (h.phase(), h.status.weight()),
+                (Progressing, *w),
+                "{analysis} tick {}",
+                k + 3
+            );
             assert_eq!(h.routes(), format!("{}/{w}", 100 - w), "{analysis}");
         }
         let mut tick = 2 + ladder.len() as u32;
@@ -358,24 +766,82 @@ fn s9_spec() -> flagger_core::RolloutSpec {
 #[test]
 fn s9_gradual_promotion() {
     let mut h = Harness::progressing(s9_spec());
-    h.row("t3", ok(), Progressing, (25, 0, 0), "75/25", &[START, "routes 75/25", &adv(25)]);
-    h.row("t4", ok(), Progressing, (50, 0, 0), "50/50", &[SR, RD, "routes 50/50", &adv(50)]);
-    h.row("t5", ok(), Promoting, (50, 0, 0), "50/50", &[SR, RD, COPY, "promote"]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (25, 0, 0),
+        "75/25",
+        &[START, "routes 75/25", &adv(25)],
+    );
+    h.row(
+        "t4",
+        ok(),
+        Progressing,
+        (50, 0, 0),
+        "50/50",
+        &[SR, RD, "routes 50/50", &adv(50)],
+    );
+    h.row(
+        "t5",
+        ok(),
+        Promoting,
+        (50, 0, 0),
+        "50/50",
+        &[SR, RD, COPY, "promote"],
+    );
     let primary = |p: u32| leak(format!("Normal: Advance podinfo.test primary weight {p}"));
-    h.row("t6", ok(), Promoting, (30, 0, 0), "70/30", &["primary-scaler", primary(70), "routes 70/30"]);
-    h.row("t7", ok(), Promoting, (10, 0, 0), "90/10", &["primary-scaler", primary(90), "routes 90/10"]);
-    h.row("t8", ok(), Finalising, (0, 0, 0), "100/0", &["primary-scaler", primary(100), "routes 100/0"]);
-    h.row("t9", ok(), Succeeded, (0, 0, 0), "100/0", &cat(&[&FINALISE]));
+    h.row(
+        "t6",
+        ok(),
+        Promoting,
+        (30, 0, 0),
+        "70/30",
+        &["primary-scaler", primary(70), "routes 70/30"],
+    );
+    h.row(
+        "t7",
+        ok(),
+        Promoting,
+        (10, 0, 0),
+        "90/10",
+        &["primary-scaler", primary(90), "routes 90/10"],
+    );
+    h.row(
+        "t8",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["primary-scaler", primary(100), "routes 100/0"],
+    );
+    h.row(
+        "t9",
+        ok(),
+        Succeeded,
+        (0, 0, 0),
+        "100/0",
+        &cat(&[&FINALISE]),
+    );
 }
 
 #[test]
 fn s10_promotion_gate_closed_then_opened() {
-    let s = spec(json!({"stepWeight": 25, "maxWeight": 50, "threshold": 5, "webhooks": [
-        {"name": "promotion-gate", "type": "confirm-promotion", "url": "http://lt/gate/check"}
-    ]}));
+    let s = spec(
+        json!({"stepWeight": 25, "maxWeight": 50, "threshold": 5, "webhooks": [
+            {"name": "promotion-gate", "type": "confirm-promotion", "url": "http://lt/gate/check"}
+        ]}),
+    );
     let mut h = Harness::progressing(s);
     h.run(ok());
-    h.row("t4", ok(), Progressing, (50, 0, 0), "50/50", &[SR, RD, "routes 50/50", &adv(50)]);
+    h.row(
+        "t4",
+        ok(),
+        Progressing,
+        (50, 0, 0),
+        "50/50",
+        &[SR, RD, "routes 50/50", &adv(50)],
+    );
     let ask = "ask confirm-promotion promotion-gate (Progressing)";
     h.row(
         "t5",
@@ -391,14 +857,25 @@ fn s10_promotion_gate_closed_then_opened() {
             "alert warn: Canary promotion is waiting for approval.",
         ],
     );
-    h.row("t6", ok().fail("promotion-gate"), WaitingPromotion, (50, 0, 0), "50/50", &[SR, RD, ask]);
+    h.row(
+        "t6",
+        ok().fail("promotion-gate"),
+        WaitingPromotion,
+        (50, 0, 0),
+        "50/50",
+        &[SR, RD, ask],
+    );
     h.row(
         "t7",
-        ok().fail("promotion-gate").metric("request-success-rate", 97.0),
+        ok().fail("promotion-gate")
+            .metric("request-success-rate", 97.0),
         WaitingPromotion,
         (50, 1, 0),
         "50/50",
-        &[SR, "Warning: Halt podinfo.test advancement success rate 97.00% < 99%"],
+        &[
+            SR,
+            "Warning: Halt podinfo.test advancement success rate 97.00% < 99%",
+        ],
     );
     h.row(
         "t8",
@@ -406,10 +883,31 @@ fn s10_promotion_gate_closed_then_opened() {
         Promoting,
         (50, 1, 0),
         "50/50",
-        &[SR, RD, ask, "Normal: Confirm-promotion check promotion-gate passed", COPY, "promote"],
+        &[
+            SR,
+            RD,
+            ask,
+            "Normal: Confirm-promotion check promotion-gate passed",
+            COPY,
+            "promote",
+        ],
     );
-    h.row("t9", ok(), Finalising, (0, 1, 0), "100/0", &["primary-scaler", TO_PRIMARY, "routes 100/0"]);
-    h.row("t10", ok(), Succeeded, (0, 1, 0), "100/0", &cat(&[&FINALISE]));
+    h.row(
+        "t9",
+        ok(),
+        Finalising,
+        (0, 1, 0),
+        "100/0",
+        &["primary-scaler", TO_PRIMARY, "routes 100/0"],
+    );
+    h.row(
+        "t10",
+        ok(),
+        Succeeded,
+        (0, 1, 0),
+        "100/0",
+        &cat(&[&FINALISE]),
+    );
 }
 
 #[test]
@@ -442,9 +940,30 @@ fn s10_promotion_gate_on_blue_green_holds_at_n_then_n_plus_one() {
         WaitingPromotion,
         (0, 0, 3),
         "0/100",
-        &[SR, RD, ask, "Normal: Confirm-promotion check g passed", "Normal: Routing all traffic to canary", "routes 0/100"],
+        &[
+            SR,
+            RD,
+            ask,
+            "Normal: Confirm-promotion check g passed",
+            "Normal: Routing all traffic to canary",
+            "routes 0/100",
+        ],
     );
-    h.row("promote", ok(), Promoting, (0, 0, 3), "0/100", &[SR, RD, ask, "Normal: Confirm-promotion check g passed", COPY, "promote"]);
+    h.row(
+        "promote",
+        ok(),
+        Promoting,
+        (0, 0, 3),
+        "0/100",
+        &[
+            SR,
+            RD,
+            ask,
+            "Normal: Confirm-promotion check g passed",
+            COPY,
+            "promote",
+        ],
+    );
 }
 
 #[test]
@@ -455,8 +974,22 @@ fn s11_manual_rollback_through_a_rollback_webhook() {
     let mut h = Harness::progressing(s);
     let ask = "ask rollback rollback (Progressing)";
     let not = "Normal: Rollback hook rollback not signaling a rollback";
-    h.row("t3", ok(), Progressing, (10, 0, 0), "90/10", &[ask, not, START, "routes 90/10", &adv(10)]);
-    h.row("t4", ok(), Progressing, (20, 0, 0), "80/20", &[ask, not, SR, RD, "routes 80/20", &adv(20)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[ask, not, START, "routes 90/10", &adv(10)],
+    );
+    h.row(
+        "t4",
+        ok(),
+        Progressing,
+        (20, 0, 0),
+        "80/20",
+        &[ask, not, SR, RD, "routes 80/20", &adv(20)],
+    );
     let mut expected = vec![
         ask,
         "Normal: Rollback check rollback passed",
@@ -464,7 +997,14 @@ fn s11_manual_rollback_through_a_rollback_webhook() {
         "alert error: Rolling back manual webhook invoked",
     ];
     expected.extend(rollback_tail("manual_webhook"));
-    h.row("t5", ok().rollback("rollback"), Failed, (0, 0, 0), "100/0", &expected);
+    h.row(
+        "t5",
+        ok().rollback("rollback"),
+        Failed,
+        (0, 0, 0),
+        "100/0",
+        &expected,
+    );
 }
 
 #[test]
@@ -478,7 +1018,12 @@ fn s12_progress_deadline() {
     let t2 = h.now;
     h.row("t2 (0s)", ok(), Progressing, (0, 0, 0), "100/0", &SCALE_UP);
     let msg = "waiting for rollout to finish: 0 of 1 (readyThreshold 100%) updated replicas are available";
-    let stuck = || ok().canary(Readiness::Waiting { message: msg.into(), since: Some(t2) });
+    let stuck = || {
+        ok().canary(Readiness::Waiting {
+            message: msg.into(),
+            since: Some(t2),
+        })
+    };
     for s in [15, 30, 45, 60] {
         h.row(
             &format!("{s}s"),
@@ -486,12 +1031,18 @@ fn s12_progress_deadline() {
             Progressing,
             (0, 0, 0),
             "100/0",
-            &[leak(format!("Warning: canary deployment podinfo.test not ready: {msg}"))],
+            &[leak(format!(
+                "Warning: canary deployment podinfo.test not ready: {msg}"
+            ))],
         );
     }
     let mut expected = vec![
-        leak(format!("Warning: Rolling back podinfo.test progress deadline exceeded {msg}: exceeded its progress deadline")),
-        leak(format!("alert error: Progress deadline exceeded {msg}: exceeded its progress deadline")),
+        leak(format!(
+            "Warning: Rolling back podinfo.test progress deadline exceeded {msg}: exceeded its progress deadline"
+        )),
+        leak(format!(
+            "alert error: Progress deadline exceeded {msg}: exceeded its progress deadline"
+        )),
     ];
     expected.extend(rollback_tail("progress_deadline"));
     h.row("75s", stuck(), Failed, (0, 0, 0), "100/0", &expected);
@@ -501,23 +1052,40 @@ fn s12_progress_deadline() {
 fn s12_deployment_deadline_exceeded_rolls_back_at_once() {
     let mut h = Harness::progressing(s1_spec());
     h.run(ok());
-    h.run(ok().canary(Readiness::Failed { message: "exceeded its progress deadline".into() }));
+    h.run(ok().canary(Readiness::Failed {
+        message: "exceeded its progress deadline".into(),
+    }));
     assert_eq!(h.phase(), Failed);
     assert_eq!(h.status.failed(), 0);
-    assert!(h.last.contains(&"report rollback progress_deadline".to_string()));
+    assert!(
+        h.last
+            .contains(&"report rollback progress_deadline".to_string())
+    );
 }
 
 #[test]
 fn s13_target_changed_during_the_analysis() {
-    let mut h = Harness::progressing(spec(json!({"stepWeight": 10, "maxWeight": 50, "threshold": 2})));
-    h.row("t3", ok(), Progressing, (10, 0, 0), "90/10", &[START, "routes 90/10", &adv(10)]);
+    let mut h = Harness::progressing(spec(
+        json!({"stepWeight": 10, "maxWeight": 50, "threshold": 2}),
+    ));
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[START, "routes 90/10", &adv(10)],
+    );
     h.row(
         "t4",
         ok().metric("request-success-rate", 97.0),
         Progressing,
         (10, 1, 0),
         "90/10",
-        &[SR, "Warning: Halt podinfo.test advancement success rate 97.00% < 99%"],
+        &[
+            SR,
+            "Warning: Halt podinfo.test advancement success rate 97.00% < 99%",
+        ],
     );
     h.revision = "r1.6.0.2".into();
     h.row(
@@ -526,7 +1094,10 @@ fn s13_target_changed_during_the_analysis() {
         Progressing,
         (0, 0, 0),
         "100/0",
-        &["Normal: New revision detected! Restarting analysis for podinfo.test", "routes 100/0"],
+        &[
+            "Normal: New revision detected! Restarting analysis for podinfo.test",
+            "routes 100/0",
+        ],
     );
     assert_eq!(h.status.last_applied_spec.as_deref(), Some("r1.6.0.2"));
     h.row(
@@ -537,7 +1108,14 @@ fn s13_target_changed_during_the_analysis() {
         "100/0",
         &["Warning: canary deployment podinfo.test not ready: waiting for rollout to finish"],
     );
-    h.row("t7", ok(), Progressing, (10, 0, 0), "90/10", &[START, "routes 90/10", &adv(10)]);
+    h.row(
+        "t7",
+        ok(),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[START, "routes 90/10", &adv(10)],
+    );
 }
 
 #[test]
@@ -551,7 +1129,10 @@ fn s13_a_tracked_config_change_restarts_the_same_way() {
         Progressing,
         (0, 0, 0),
         "100/0",
-        &["Normal: New revision detected! Restarting analysis for podinfo.test", "routes 100/0"],
+        &[
+            "Normal: New revision detected! Restarting analysis for podinfo.test",
+            "routes 100/0",
+        ],
     );
     assert_eq!(h.status.tracked_configs.as_ref().map(|c| c.len()), Some(1));
 }
@@ -576,8 +1157,22 @@ fn s13_a_change_while_promoting_starts_a_new_run_after_succeeded() {
         h.run(ok());
     }
     h.revision = "r1.6.0.2".into();
-    h.row("promoting", ok(), Finalising, (0, 0, 0), "100/0", &["primary-scaler", TO_PRIMARY, "routes 100/0"]);
-    h.row("finalising", ok(), Succeeded, (0, 0, 0), "100/0", &cat(&[&FINALISE]));
+    h.row(
+        "promoting",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["primary-scaler", TO_PRIMARY, "routes 100/0"],
+    );
+    h.row(
+        "finalising",
+        ok(),
+        Succeeded,
+        (0, 0, 0),
+        "100/0",
+        &cat(&[&FINALISE]),
+    );
     h.row("next run", ok(), Progressing, (0, 0, 0), "100/0", &SCALE_UP);
 }
 
@@ -597,7 +1192,11 @@ fn skip_tail() -> Vec<&'static str> {
 
 #[test]
 fn s14_skip_analysis() {
-    let s = spec_with(json!({"skipAnalysis": true}), json!({"stepWeight": 10, "threshold": 2}), &Settings::default());
+    let s = spec_with(
+        json!({"skipAnalysis": true}),
+        json!({"stepWeight": 10, "threshold": 2}),
+        &Settings::default(),
+    );
     let mut h = Harness::new(s);
     h.row(
         "t0",
@@ -605,7 +1204,10 @@ fn s14_skip_analysis() {
         Initializing,
         (0, 0, 0),
         "100/0",
-        &["ensure-primary", "Warning: podinfo-primary.test not ready: waiting for rollout to finish"],
+        &[
+            "ensure-primary",
+            "Warning: podinfo-primary.test not ready: waiting for rollout to finish",
+        ],
     );
     h.run(ok());
     assert_eq!(h.phase(), Initialized);
@@ -617,18 +1219,26 @@ fn s14_skip_analysis() {
 
 #[test]
 fn s14_skip_analysis_with_a_bad_image_rolls_back_on_the_deadline() {
-    let s = spec_with(json!({"skipAnalysis": true}), json!({"stepWeight": 10, "threshold": 2}), &Settings::default());
+    let s = spec_with(
+        json!({"skipAnalysis": true}),
+        json!({"stepWeight": 10, "threshold": 2}),
+        &Settings::default(),
+    );
     let mut h = Harness::progressing(s);
-    h.run(ok().canary(Readiness::Failed { message: "exceeded its progress deadline".into() }));
+    h.run(ok().canary(Readiness::Failed {
+        message: "exceeded its progress deadline".into(),
+    }));
     assert_eq!(h.phase(), Failed);
     assert_eq!(h.status.last_promoted_spec.as_deref(), Some("r1.6.0.0"));
 }
 
 #[test]
 fn s14_skip_annotation_in_waiting_promotion_bypasses_the_gate() {
-    let s = spec(json!({"stepWeight": 50, "maxWeight": 50, "threshold": 2, "webhooks": [
-        {"name": "g", "type": "confirm-promotion", "url": "http://lt/"}
-    ]}));
+    let s = spec(
+        json!({"stepWeight": 50, "maxWeight": 50, "threshold": 2, "webhooks": [
+            {"name": "g", "type": "confirm-promotion", "url": "http://lt/"}
+        ]}),
+    );
     let mut h = Harness::progressing(s);
     h.run(ok());
     h.run(ok().fail("g"));
@@ -659,8 +1269,20 @@ fn s15_rollout_gate() {
     );
     let rb = "ask rollback rollback (Waiting)";
     let not = "Normal: Rollback hook rollback not signaling a rollback";
-    h.row("t3", ok().fail("gate"), Waiting, (0, 0, 0), "100/0", &[rb, not, "ask confirm-rollout gate (Waiting)"]);
-    let mut expected = vec![rb, not, "ask confirm-rollout gate (Waiting)", "Normal: Confirm-rollout check gate passed"];
+    h.row(
+        "t3",
+        ok().fail("gate"),
+        Waiting,
+        (0, 0, 0),
+        "100/0",
+        &[rb, not, "ask confirm-rollout gate (Waiting)"],
+    );
+    let mut expected = vec![
+        rb,
+        not,
+        "ask confirm-rollout gate (Waiting)",
+        "Normal: Confirm-rollout check gate passed",
+    ];
     expected.extend(SCALE_UP);
     h.row("t4", ok(), Progressing, (0, 0, 0), "100/0", &expected);
 
@@ -674,7 +1296,14 @@ fn s15_rollout_gate() {
         "alert error: Rolling back manual webhook invoked",
     ];
     expected.extend(rollback_tail("manual_webhook"));
-    h.row("t4 rollback", ok().fail("gate").rollback("rollback"), Failed, (0, 0, 0), "100/0", &expected);
+    h.row(
+        "t4 rollback",
+        ok().fail("gate").rollback("rollback"),
+        Failed,
+        (0, 0, 0),
+        "100/0",
+        &expected,
+    );
 }
 
 #[test]
@@ -689,7 +1318,10 @@ fn s15_muted_gate_sends_no_alert() {
         Waiting,
         (0, 0, 0),
         "100/0",
-        &["ask confirm-rollout gate (Initialized)", "Warning: Halt podinfo.test advancement waiting for approval gate"],
+        &[
+            "ask confirm-rollout gate (Initialized)",
+            "Warning: Halt podinfo.test advancement waiting for approval gate",
+        ],
     );
 }
 
@@ -733,7 +1365,16 @@ fn s16_primary_failing_during_the_analysis_rolls_back() {
         "alert error: Rolling back, primary not ready: crash loop",
     ];
     expected.extend(rollback_tail("primary_not_ready"));
-    h.row("t4", ok().primary(Readiness::Failed { message: "crash loop".into() }), Failed, (0, 0, 0), "100/0", &expected);
+    h.row(
+        "t4",
+        ok().primary(Readiness::Failed {
+            message: "crash loop".into(),
+        }),
+        Failed,
+        (0, 0, 0),
+        "100/0",
+        &expected,
+    );
 }
 
 #[test]
@@ -743,7 +1384,14 @@ fn s18_progressive_mirroring() {
         "canaryAnalysis": {"stepWeightPromotion": 30, "maxMirrorWeight": 100, "iterations": 4}
     }));
     let mut h = Harness::progressing(s);
-    h.row("t3", ok(), Progressing, (0, 0, 1), "100/0 +m10", &[START, "routes 100/0 +m10", &adv(0)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (0, 0, 1),
+        "100/0 +m10",
+        &[START, "routes 100/0 +m10", &adv(0)],
+    );
     assert_eq!(h.status.mirror(), 10);
     for (t, i, m) in [(4, 2, 40), (5, 3, 70), (6, 4, 100)] {
         h.row(
@@ -752,15 +1400,48 @@ fn s18_progressive_mirroring() {
             Progressing,
             (0, 0, i),
             &format!("100/0 +m{m}"),
-            &[SR, RD, &format!("routes 100/0 +m{m}"), &format!("Normal: Advance podinfo.test mirror weight {m}")],
+            &[
+                SR,
+                RD,
+                &format!("routes 100/0 +m{m}"),
+                &format!("Normal: Advance podinfo.test mirror weight {m}"),
+            ],
         );
         assert_eq!(h.status.mirror(), m);
     }
-    h.row("t7", ok(), Progressing, (50, 0, 4), "50/50", &[SR, RD, "routes 50/50", &adv(50)]);
+    h.row(
+        "t7",
+        ok(),
+        Progressing,
+        (50, 0, 4),
+        "50/50",
+        &[SR, RD, "routes 50/50", &adv(50)],
+    );
     assert_eq!(h.status.mirror(), 0);
-    h.row("t8", ok(), Promoting, (50, 0, 4), "50/50", &[SR, RD, COPY, "promote"]);
-    h.row("t9", ok(), Finalising, (0, 0, 0), "100/0", &["primary-scaler", TO_PRIMARY, "routes 100/0"]);
-    h.row("t10", ok(), Succeeded, (0, 0, 0), "100/0", &cat(&[&FINALISE]));
+    h.row(
+        "t8",
+        ok(),
+        Promoting,
+        (50, 0, 4),
+        "50/50",
+        &[SR, RD, COPY, "promote"],
+    );
+    h.row(
+        "t9",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["primary-scaler", TO_PRIMARY, "routes 100/0"],
+    );
+    h.row(
+        "t10",
+        ok(),
+        Succeeded,
+        (0, 0, 0),
+        "100/0",
+        &cat(&[&FINALISE]),
+    );
 }
 
 #[test]
@@ -777,9 +1458,24 @@ fn s18_a_failing_check_holds_the_mirror_percentage() {
         Progressing,
         (0, 1, 1),
         "100/0 +m10",
-        &[SR, "Warning: Halt podinfo.test advancement success rate 50.00% < 99%"],
+        &[
+            SR,
+            "Warning: Halt podinfo.test advancement success rate 50.00% < 99%",
+        ],
     );
-    h.row("t5", ok(), Progressing, (0, 1, 2), "100/0 +m40", &[SR, RD, "routes 100/0 +m40", "Normal: Advance podinfo.test mirror weight 40"]);
+    h.row(
+        "t5",
+        ok(),
+        Progressing,
+        (0, 1, 2),
+        "100/0 +m40",
+        &[
+            SR,
+            RD,
+            "routes 100/0 +m40",
+            "Normal: Advance podinfo.test mirror weight 40",
+        ],
+    );
 }
 
 #[test]
@@ -789,27 +1485,69 @@ fn s18_progressive_mirroring_on_blue_green_follows_the_ramp() {
         "canaryAnalysis": {"stepWeightPromotion": 40}
     }));
     let mut h = Harness::progressing(s);
-    h.row("t3", ok(), Progressing, (0, 0, 1), "100/0 +m20", &[START, "routes 100/0 +m20", &iter(1, 4)]);
-    h.row("t4", ok(), Progressing, (0, 0, 2), "100/0 +m60", &[SR, RD, "routes 100/0 +m60", &iter(2, 4)]);
-    h.row("t5", ok(), Progressing, (0, 0, 3), "100/0 +m100", &[SR, RD, "routes 100/0 +m100", &iter(3, 4)]);
-    h.row("t6", ok(), Progressing, (0, 0, 4), "100/0 +m100", &[SR, RD, &iter(4, 4)]);
+    h.row(
+        "t3",
+        ok(),
+        Progressing,
+        (0, 0, 1),
+        "100/0 +m20",
+        &[START, "routes 100/0 +m20", &iter(1, 4)],
+    );
+    h.row(
+        "t4",
+        ok(),
+        Progressing,
+        (0, 0, 2),
+        "100/0 +m60",
+        &[SR, RD, "routes 100/0 +m60", &iter(2, 4)],
+    );
+    h.row(
+        "t5",
+        ok(),
+        Progressing,
+        (0, 0, 3),
+        "100/0 +m100",
+        &[SR, RD, "routes 100/0 +m100", &iter(3, 4)],
+    );
+    h.row(
+        "t6",
+        ok(),
+        Progressing,
+        (0, 0, 4),
+        "100/0 +m100",
+        &[SR, RD, &iter(4, 4)],
+    );
 }
 
 #[test]
 fn s19_warm_up_delay() {
-    let mut h = Harness::progressing(spec(json!({"delay": "90s", "stepWeight": 10, "threshold": 2})));
+    let mut h = Harness::progressing(spec(
+        json!({"delay": "90s", "stepWeight": 10, "threshold": 2}),
+    ));
     let t3 = h.now;
     h.row("t3", ok(), Progressing, (0, 0, 0), "100/0", &[]);
-    assert_eq!(h.status.delay_until, Some(t3 + SignedDuration::from_secs(90)));
+    assert_eq!(
+        h.status.delay_until,
+        Some(t3 + SignedDuration::from_secs(90))
+    );
     h.row("t4 hold", ok(), Progressing, (0, 0, 0), "100/0", &[]);
-    h.row("t5", ok(), Progressing, (10, 0, 0), "90/10", &[START, "routes 90/10", &adv(10)]);
+    h.row(
+        "t5",
+        ok(),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[START, "routes 90/10", &adv(10)],
+    );
 }
 
 #[test]
 fn s19_deadlines_and_rollback_hooks_still_apply_during_the_hold() {
-    let s = spec(json!({"delay": "5m", "stepWeight": 10, "threshold": 2, "webhooks": [
-        {"name": "rb", "type": "rollback", "url": "http://lt/"}
-    ]}));
+    let s = spec(
+        json!({"delay": "5m", "stepWeight": 10, "threshold": 2, "webhooks": [
+            {"name": "rb", "type": "rollback", "url": "http://lt/"}
+        ]}),
+    );
     let mut h = Harness::progressing(s);
     h.run(ok());
     assert!(h.status.delay_until.is_some());
@@ -829,16 +1567,33 @@ fn s20_reset_annotation() {
         o.reset = Some(token);
         o
     };
-    h.row("annotate", reset("true"), Progressing, (0, 0, 0), "100/0", &SCALE_UP);
+    h.row(
+        "annotate",
+        reset("true"),
+        Progressing,
+        (0, 0, 0),
+        "100/0",
+        &SCALE_UP,
+    );
     assert_eq!(h.status.last_handled_reset.as_deref(), Some("true"));
-    h.row("same token", reset("true"), Progressing, (10, 0, 0), "90/10", &[START, "routes 90/10", &adv(10)]);
+    h.row(
+        "same token",
+        reset("true"),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[START, "routes 90/10", &adv(10)],
+    );
     h.row(
         "new token mid-run",
         reset("2"),
         Progressing,
         (0, 0, 0),
         "100/0",
-        &["Normal: New revision detected! Restarting analysis for podinfo.test", "routes 100/0"],
+        &[
+            "Normal: New revision detected! Restarting analysis for podinfo.test",
+            "routes 100/0",
+        ],
     );
     assert_eq!(h.status.last_handled_reset.as_deref(), Some("2"));
 }
@@ -855,7 +1610,11 @@ fn s20_a_token_present_at_initialisation_is_history() {
 
 #[test]
 fn s21_deletion_with_revert_on_deletion() {
-    let s = spec_with(json!({"revertOnDeletion": true}), json!({"stepWeight": 10, "threshold": 2}), &Settings::default());
+    let s = spec_with(
+        json!({"revertOnDeletion": true}),
+        json!({"stepWeight": 10, "threshold": 2}),
+        &Settings::default(),
+    );
     let mut h = Harness::new(s);
     h.run(ok());
     assert_eq!(h.last[0], "add-finalizer");
@@ -872,7 +1631,11 @@ fn s21_deletion_with_revert_on_deletion() {
         Terminating,
         (0, 0, 0),
         "100/0",
-        &["Normal: Terminating canary podinfo.test", "resume-scaler", "restore-target"],
+        &[
+            "Normal: Terminating canary podinfo.test",
+            "resume-scaler",
+            "restore-target",
+        ],
     );
     h.row(
         "target not ready yet",
@@ -888,7 +1651,11 @@ fn s21_deletion_with_revert_on_deletion() {
         Terminated,
         (0, 0, 0),
         "100/0",
-        &["revert-routing", "remove-finalizer", "Normal: Terminated canary podinfo.test"],
+        &[
+            "revert-routing",
+            "remove-finalizer",
+            "Normal: Terminated canary podinfo.test",
+        ],
     );
     assert!(!h.has_finalizer);
 }
@@ -899,9 +1666,23 @@ fn s21_deletion_without_revert_does_nothing_and_drops_a_stale_finalizer() {
     h.run(ok());
     let mut o = ok();
     o.deleting = true;
-    h.row("no finalizer", o.clone(), Initialized, (0, 0, 0), "100/0", &[]);
+    h.row(
+        "no finalizer",
+        o.clone(),
+        Initialized,
+        (0, 0, 0),
+        "100/0",
+        &[],
+    );
     o.finalizer = Some(true);
-    h.row("stale finalizer", o, Initialized, (0, 0, 0), "100/0", &["remove-finalizer"]);
+    h.row(
+        "stale finalizer",
+        o,
+        Initialized,
+        (0, 0, 0),
+        "100/0",
+        &["remove-finalizer"],
+    );
 }
 
 #[test]
@@ -916,7 +1697,9 @@ fn s22_suspend_during_a_run() {
     for t in 6..=8 {
         h.row(
             &format!("t{t}"),
-            ok().canary(Readiness::Failed { message: "ignored".into() }),
+            ok().canary(Readiness::Failed {
+                message: "ignored".into(),
+            }),
             Progressing,
             (30, 0, 0),
             "70/30",
@@ -925,5 +1708,12 @@ fn s22_suspend_during_a_run() {
     }
     assert_eq!(h.status, before);
     h.spec.suspend = false;
-    h.row("t9", ok(), Progressing, (40, 0, 0), "60/40", &[SR, RD, "routes 60/40", &adv(40)]);
+    h.row(
+        "t9",
+        ok(),
+        Progressing,
+        (40, 0, 0),
+        "60/40",
+        &[SR, RD, "routes 60/40", &adv(40)],
+    );
 }

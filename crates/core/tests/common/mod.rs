@@ -3,13 +3,13 @@
 
 #![allow(dead_code)]
 
+use flagger_api::Canary;
 use flagger_api::analysis::HookType;
 use flagger_api::status::{CanaryPhase, CanaryStatus};
-use flagger_api::Canary;
 use flagger_core::status::StatusExt;
 use flagger_core::{
-    Action, HookResult, MetricOutcome, MetricResult, Need, Observation, Outcome, Readiness, RolloutSpec, RouteState,
-    Settings, normalize,
+    Action, HookResult, MetricOutcome, MetricResult, Need, Observation, Outcome, Readiness,
+    RolloutSpec, RouteState, Settings, normalize,
 };
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -55,7 +55,8 @@ fn merge(base: &mut Value, extra: Value) {
 }
 
 pub fn spec_with(spec_extra: Value, analysis: Value, settings: &Settings) -> RolloutSpec {
-    let canary: Canary = serde_json::from_value(canary_json(spec_extra, analysis)).expect("test canary parses");
+    let canary: Canary =
+        serde_json::from_value(canary_json(spec_extra, analysis)).expect("test canary parses");
     normalize(&canary, settings).expect("test canary is valid")
 }
 
@@ -102,7 +103,10 @@ pub fn ok() -> Obs {
 }
 
 pub fn waiting(message: &str) -> Readiness {
-    Readiness::Waiting { message: message.into(), since: None }
+    Readiness::Waiting {
+        message: message.into(),
+        since: None,
+    }
 }
 
 impl Obs {
@@ -158,19 +162,29 @@ pub fn summary(a: &Action) -> String {
         Action::ResumeTargetScaler => "resume-scaler".into(),
         Action::ReconcilePrimaryScaler => "primary-scaler".into(),
         Action::Promote => "promote".into(),
-        Action::SetRoutes(r) if r.mirror > 0 => format!("routes {}/{} +m{}", r.primary, r.canary, r.mirror),
+        Action::SetRoutes(r) if r.mirror > 0 => {
+            format!("routes {}/{} +m{}", r.primary, r.canary, r.mirror)
+        }
         Action::SetRoutes(r) => format!("routes {}/{}", r.primary, r.canary),
         Action::RestoreTarget => "restore-target".into(),
         Action::RevertRouting => "revert-routing".into(),
-        Action::CallWebhooks { kind, phase, hooks } => format!("call {} ({phase}): {}", kind.as_str(), hooks.join(",")),
+        Action::CallWebhooks { kind, phase, hooks } => {
+            format!("call {} ({phase}): {}", kind.as_str(), hooks.join(","))
+        }
         Action::Need(Need::Webhooks { kind, phase, hooks }) => {
             format!("ask {} ({phase}): {}", kind.as_str(), hooks.join(","))
         }
         Action::Need(Need::Metrics { names }) => format!("query {}", names.join(",")),
         Action::Event(e) => format!("{:?}: {}", e.type_, e.message),
-        Action::Alert(al) => format!("alert {:?}: {}", al.severity, al.message).to_lowercase_prefix(),
-        Action::Report(Outcome::Succeeded { skipped }) => format!("report succeeded skipped={skipped}"),
-        Action::Report(Outcome::RolledBack { reason }) => format!("report rollback {}", reason.label()),
+        Action::Alert(al) => {
+            format!("alert {:?}: {}", al.severity, al.message).to_lowercase_prefix()
+        }
+        Action::Report(Outcome::Succeeded { skipped }) => {
+            format!("report succeeded skipped={skipped}")
+        }
+        Action::Report(Outcome::RolledBack { reason }) => {
+            format!("report rollback {}", reason.label())
+        }
         Action::Report(Outcome::PromotionFailed { .. }) => "report promotion-failed".into(),
         Action::RequeueAfter(d) => format!("requeue {}s", d.as_secs()),
         Action::DryRun(inner) => format!("dry-run {}", summary(inner)),
@@ -248,7 +262,12 @@ impl Harness {
             "request-success-rate" => 99.9,
             "request-duration" => 120.0,
             _ => {
-                let m = self.spec.metrics.iter().find(|m| m.name == name).expect("known metric");
+                let m = self
+                    .spec
+                    .metrics
+                    .iter()
+                    .find(|m| m.name == name)
+                    .expect("known metric");
                 m.min.or(m.max).unwrap_or(0.0)
             }
         }
@@ -268,13 +287,21 @@ impl Harness {
                             let name = hooks[0].clone();
                             asked.push(format!("ask {} {name} ({phase})", kind.as_str()));
                             let outcome = if *kind == HookType::Rollback {
-                                if o.rollback.contains(&name.as_str()) { Ok(()) } else { Err("403 closed".to_string()) }
+                                if o.rollback.contains(&name.as_str()) {
+                                    Ok(())
+                                } else {
+                                    Err("403 closed".to_string())
+                                }
                             } else if o.failing.contains(&name.as_str()) {
                                 Err("500 failed".to_string())
                             } else {
                                 Ok(())
                             };
-                            obs.webhooks.push(HookResult { kind: *kind, name, outcome });
+                            obs.webhooks.push(HookResult {
+                                kind: *kind,
+                                name,
+                                outcome,
+                            });
                         }
                         Need::Metrics { names } => {
                             let name = names[0].clone();
@@ -285,7 +312,11 @@ impl Harness {
                                 .find(|(n, _)| *n == name)
                                 .map(|(_, v)| v.clone())
                                 .unwrap_or_else(|| MetricOutcome::Value(self.metric_value(&name)));
-                            obs.metrics.push(MetricResult { name, query: Some("q".into()), outcome });
+                            obs.metrics.push(MetricResult {
+                                name,
+                                query: Some("q".into()),
+                                outcome,
+                            });
                         }
                     }
                     assert!(asked.len() < 64, "the core keeps asking: {asked:?}");
@@ -296,7 +327,11 @@ impl Harness {
         for a in &actions {
             match a {
                 Action::SetRoutes(r) => {
-                    self.router = RouteState { primary: r.primary, canary: r.canary, mirrored: r.mirror > 0 };
+                    self.router = RouteState {
+                        primary: r.primary,
+                        canary: r.canary,
+                        mirrored: r.mirror > 0,
+                    };
                     self.mirror = r.mirror;
                 }
                 Action::AddFinalizer => self.has_finalizer = true,
@@ -307,7 +342,12 @@ impl Harness {
         self.status = status;
         self.last = asked
             .into_iter()
-            .chain(actions.iter().filter(|a| !matches!(a, Action::RequeueAfter(_))).map(summary))
+            .chain(
+                actions
+                    .iter()
+                    .filter(|a| !matches!(a, Action::RequeueAfter(_)))
+                    .map(summary),
+            )
             .collect();
         self.last_actions = actions;
         self.now = self.now + SignedDuration::try_from(self.spec.interval).expect("interval fits");
@@ -316,7 +356,10 @@ impl Harness {
 
     pub fn routes(&self) -> String {
         if self.mirror > 0 {
-            format!("{}/{} +m{}", self.router.primary, self.router.canary, self.mirror)
+            format!(
+                "{}/{} +m{}",
+                self.router.primary, self.router.canary, self.mirror
+            )
         } else {
             format!("{}/{}", self.router.primary, self.router.canary)
         }
@@ -324,10 +367,27 @@ impl Harness {
 
     /// Runs one row and checks the expectation; `label` names the tick in failure messages.
     #[track_caller]
-    pub fn row(&mut self, label: &str, o: Obs, phase: CanaryPhase, wfi: (u32, u32, u32), routes: &str, actions: &[&str]) {
+    pub fn row(
+        &mut self,
+        label: &str,
+        o: Obs,
+        phase: CanaryPhase,
+        wfi: (u32, u32, u32),
+        routes: &str,
+        actions: &[&str],
+    ) {
         self.run(o);
-        let got = (self.status.weight(), self.status.failed(), self.status.iter());
-        assert_eq!(self.phase(), phase, "{label}: phase; effects {:#?}", self.last);
+        let got = (
+            self.status.weight(),
+            self.status.failed(),
+            self.status.iter(),
+        );
+        assert_eq!(
+            self.phase(),
+            phase,
+            "{label}: phase; effects {:#?}",
+            self.last
+        );
         assert_eq!(got, wfi, "{label}: w f i; effects {:#?}", self.last);
         assert_eq!(self.routes(), routes, "{label}: routes");
         // Requests are answered before the tick's effects exist, so they are compared in their own
@@ -335,12 +395,19 @@ impl Harness {
         let is_request = |s: &&str| s.starts_with("ask ") || s.starts_with("query ");
         let split = |list: Vec<&str>| -> (Vec<String>, Vec<String>) {
             let (a, b): (Vec<&str>, Vec<&str>) = list.into_iter().partition(is_request);
-            (a.into_iter().map(String::from).collect(), b.into_iter().map(String::from).collect())
+            (
+                a.into_iter().map(String::from).collect(),
+                b.into_iter().map(String::from).collect(),
+            )
         };
         let (want_asks, want_effects) = split(actions.to_vec());
         let (got_asks, got_effects) = split(self.last.iter().map(String::as_str).collect());
         assert_eq!(got_asks, want_asks, "{label}: requests");
         assert_eq!(got_effects, want_effects, "{label}: effects");
-        assert_eq!(self.router.primary + self.router.canary, 100, "{label}: routes add up");
+        assert_eq!(
+            self.router.primary + self.router.canary,
+            100,
+            "{label}: routes add up"
+        );
     }
 }
