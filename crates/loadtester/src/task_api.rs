@@ -1,0 +1,114 @@
+//! `/` (and every unrouted path): runs the task described by the payload's `metadata`
+//! (spec webhooks-alerts.md §2, "Tasks").
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::hey::{self, Plan};
+use crate::payload::Payload;
+use crate::server::AppState;
+use crate::tasks::{Started, Work};
+
+pub async fn handle(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let payload = match state.payload(&body) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    if payload.metadata.as_ref().is_none_or(|m| m.is_empty()) {
+        return (StatusCode::BAD_REQUEST, "metadata not found in payload").into_response();
+    }
+    let kind = payload.meta("type").unwrap_or("cmd").to_owned();
+    match kind.as_str() {
+        "cmd" => background(&state, &payload),
+        "bash" => match command(&payload) {
+            Ok(cmd) => blocking(&state, &payload, &kind, "bash", vec!["-c", cmd]).await,
+            Err(response) => response,
+        },
+        "helm" | "helmv3" | "kubectl" => match command(&payload) {
+            Ok(cmd) => {
+                let program = if kind == "kubectl" { "kubectl" } else { "helm" };
+                // Flagger runs these without a shell, split on whitespace.
+                let args = cmd.split_whitespace().collect();
+                blocking(&state, &payload, &kind, program, args).await
+            }
+            Err(response) => response,
+        },
+        "concord" | "ngrinder" => (
+            StatusCode::NOT_IMPLEMENTED,
+            format!("task type {kind} is not supported by flagger-rs loadtester"),
+        )
+            .into_response(),
+        other => (
+            StatusCode::BAD_REQUEST,
+            format!("unknown task type {other}"),
+        )
+            .into_response(),
+    }
+}
+
+fn command(payload: &Payload) -> Result<&str, Response> {
+    payload
+        .meta("cmd")
+        .ok_or_else(|| (StatusCode::BAD_REQUEST, "cmd not found in metadata").into_response())
+}
+
+fn background(state: &Arc<AppState>, payload: &Payload) -> Response {
+    let cmd = match command(payload) {
+        Ok(cmd) => cmd,
+        Err(response) => return response,
+    };
+    let work = match hey::plan(cmd) {
+        Ok(Plan::BuiltIn(spec)) => Work::Load(spec),
+        Ok(Plan::Shell) => Work::Shell,
+        // Flagger would accept the task and fail later in its log; a bad load test is a broken
+        // webhook, so say so to the caller.
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let canary = payload.canary();
+    match state
+        .tasks
+        .spawn(&canary, cmd, work, payload.meta_flag("logCmdOutput"))
+    {
+        Ok(Started::Started) => StatusCode::ACCEPTED.into_response(),
+        Ok(Started::AlreadyRunning) => (StatusCode::ACCEPTED, "already running").into_response(),
+        Err(busy) => (StatusCode::SERVICE_UNAVAILABLE, busy.to_string()).into_response(),
+    }
+}
+
+async fn blocking(
+    state: &AppState,
+    payload: &Payload,
+    kind: &str,
+    program: &str,
+    args: Vec<&str>,
+) -> Response {
+    let canary = payload.canary();
+    // Flagger always logs the output of blocking commands.
+    let out = match state
+        .tasks
+        .run_blocking(kind, &canary, program, &args, true)
+        .await
+    {
+        Ok(out) => out,
+        Err(busy) => return (StatusCode::SERVICE_UNAVAILABLE, busy.to_string()).into_response(),
+    };
+    if out.success() {
+        if payload.meta_flag("returnCmdOutput") {
+            (StatusCode::OK, out.output).into_response()
+        } else {
+            StatusCode::OK.into_response()
+        }
+    } else {
+        // Flagger's text: the exit error, then the combined output.
+        let text = format!("{} {}", out.outcome, out.output_text());
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            text.trim_end().to_owned(),
+        )
+            .into_response()
+    }
+}
