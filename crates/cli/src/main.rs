@@ -1,12 +1,13 @@
 //! `flagger-rs`: the one binary users run.
 
 mod crds;
+mod goflags;
 mod plan;
 mod validate;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "flagger-rs", version, about = "Flagger-compatible progressive delivery for Kubernetes")]
@@ -26,7 +27,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = goflags::normalize(&Cli::command(), std::env::args_os().collect());
+    let cli = Cli::parse_from(args);
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Crds(args) => crds::run(&args),

@@ -1,0 +1,378 @@
+//! The controller's own Prometheus metrics, with Flagger's names, types and labels so dashboards
+//! and rules written for Flagger keep working, plus the phase and rollback series flagger-rs adds.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use flagger_api::CanaryPhase;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabels {
+    pub version: String,
+    pub mesh_provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+/// `name` is the *target* name, as in Flagger.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub name: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WeightLabels {
+    pub workload: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabels {
+    pub name: String,
+    pub namespace: String,
+    pub metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub name: String,
+    pub namespace: String,
+    pub deployment_strategy: String,
+    pub analysis_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub name: String,
+    pub namespace: String,
+    pub canary: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RollbackLabels {
+    pub name: String,
+    pub namespace: String,
+    pub canary: String,
+    pub deployment_strategy: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CanaryLabels {
+    pub name: String,
+    pub namespace: String,
+    pub canary: String,
+}
+
+/// Prometheus' Go client defaults, which Flagger's histogram uses.
+const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The phases `flagger_canary_phase` has one series for.
+const PHASES: [CanaryPhase; 11] = [
+    CanaryPhase::Initializing,
+    CanaryPhase::Initialized,
+    CanaryPhase::Waiting,
+    CanaryPhase::Progressing,
+    CanaryPhase::WaitingPromotion,
+    CanaryPhase::Promoting,
+    CanaryPhase::Finalising,
+    CanaryPhase::Succeeded,
+    CanaryPhase::Failed,
+    CanaryPhase::Terminating,
+    CanaryPhase::Terminated,
+];
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub info: Family<InfoLabels, Gauge>,
+    pub canary_total: Family<NamespaceLabels, Gauge>,
+    pub status: Family<TargetLabels, Gauge>,
+    pub weight: Family<WeightLabels, Gauge>,
+    pub metric_analysis: Family<MetricLabels, FloatGauge>,
+    pub duration: Family<TargetLabels, Histogram>,
+    pub successes: Family<OutcomeLabels, Counter>,
+    pub failures: Family<OutcomeLabels, Counter>,
+    pub phase: Family<PhaseLabels, Gauge>,
+    pub rollbacks: Family<RollbackLabels, Counter>,
+    pub analysis_start: Family<CanaryLabels, FloatGauge>,
+}
+
+impl Metrics {
+    /// In dry-run every series carries `dry_run="true"`, so a shadow controller's numbers never mix
+    /// with the real one's.
+    pub fn new(dry_run: bool) -> Metrics {
+        let mut registry = if dry_run {
+            Registry::with_prefix_and_labels(
+                "flagger",
+                [("dry_run".into(), "true".into())].into_iter(),
+            )
+        } else {
+            Registry::with_prefix("flagger")
+        };
+        let metrics = Metrics {
+            info: Family::default(),
+            canary_total: Family::default(),
+            status: Family::default(),
+            weight: Family::default(),
+            metric_analysis: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
+            successes: Family::default(),
+            failures: Family::default(),
+            phase: Family::default(),
+            rollbacks: Family::default(),
+            analysis_start: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "info",
+            "Flagger version and mesh provider information",
+            metrics.info.clone(),
+        );
+        registry.register(
+            "canary_total",
+            "Total number of canary object",
+            metrics.canary_total.clone(),
+        );
+        registry.register(
+            "canary_status",
+            "Last canary analysis result (0 = Progressing, 1 = other phases, 2 = Failed)",
+            metrics.status.clone(),
+        );
+        registry.register(
+            "canary_weight",
+            "The virtual service destination weight current value",
+            metrics.weight.clone(),
+        );
+        registry.register(
+            "canary_metric_analysis",
+            "Last canary analysis result per metric",
+            metrics.metric_analysis.clone(),
+        );
+        registry.register(
+            "canary_duration_seconds",
+            "Seconds spent performing canary analysis.",
+            metrics.duration.clone(),
+        );
+        // prometheus-client appends `_total` to counters: these become Flagger's
+        // flagger_canary_successes_total and flagger_canary_failures_total.
+        registry.register(
+            "canary_successes",
+            "Total number of canary successes",
+            metrics.successes.clone(),
+        );
+        registry.register(
+            "canary_failures",
+            "Total number of canary failures",
+            metrics.failures.clone(),
+        );
+        registry.register(
+            "canary_phase",
+            "Current phase of each canary, one series per phase (1 = current)",
+            metrics.phase.clone(),
+        );
+        registry.register(
+            "canary_rollbacks",
+            "Rollbacks performed, by reason",
+            metrics.rollbacks.clone(),
+        );
+        registry.register(
+            "canary_analysis_start_timestamp_seconds",
+            "Unix time the current canary run started; 0 when idle",
+            metrics.analysis_start.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    /// Records a canary's phase in `flagger_canary_status` (Flagger's code values) and the one-hot
+    /// `flagger_canary_phase`.
+    pub fn set_phase(&self, canary: &str, namespace: &str, target: &str, phase: CanaryPhase) {
+        let status = match phase {
+            CanaryPhase::Progressing => 0,
+            CanaryPhase::Failed => 2,
+            _ => 1,
+        };
+        self.status
+            .get_or_create(&TargetLabels {
+                name: target.into(),
+                namespace: namespace.into(),
+            })
+            .set(status);
+        for candidate in PHASES {
+            let labels = PhaseLabels {
+                name: target.into(),
+                namespace: namespace.into(),
+                canary: canary.into(),
+                phase: candidate.as_str().into(),
+            };
+            self.phase
+                .get_or_create(&labels)
+                .set(i64::from(candidate == phase));
+        }
+    }
+
+    pub fn set_weights(&self, namespace: &str, target: &str, primary: i64, canary: i64) {
+        let series = |workload: String, value: i64| {
+            self.weight
+                .get_or_create(&WeightLabels {
+                    workload,
+                    namespace: namespace.into(),
+                })
+                .set(value);
+        };
+        series(format!("{target}-primary"), primary);
+        series(target.into(), canary);
+    }
+
+    /// Drops the series of a deleted canary so they stop being exported.
+    pub fn forget(&self, canary: &str, namespace: &str, target: &str) {
+        let target_labels = TargetLabels {
+            name: target.into(),
+            namespace: namespace.into(),
+        };
+        self.status.remove(&target_labels);
+        self.duration.remove(&target_labels);
+        for candidate in PHASES {
+            self.phase.remove(&PhaseLabels {
+                name: target.into(),
+                namespace: namespace.into(),
+                canary: canary.into(),
+                phase: candidate.as_str().into(),
+            });
+        }
+        for workload in [format!("{target}-primary"), target.to_string()] {
+            self.weight.remove(&WeightLabels {
+                workload,
+                namespace: namespace.into(),
+            });
+        }
+        self.analysis_start.remove(&CanaryLabels {
+            name: target.into(),
+            namespace: namespace.into(),
+            canary: canary.into(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(metrics: &Metrics) -> String {
+        metrics.encode().unwrap()
+    }
+
+    #[test]
+    fn names_and_types_are_flaggers() {
+        let metrics = Metrics::new(false);
+        metrics
+            .info
+            .get_or_create(&InfoLabels {
+                version: "1.0.0".into(),
+                mesh_provider: "kubernetes".into(),
+            })
+            .set(1);
+        metrics
+            .canary_total
+            .get_or_create(&NamespaceLabels {
+                namespace: "test".into(),
+            })
+            .set(1);
+        metrics.set_phase("podinfo", "test", "podinfo", CanaryPhase::Progressing);
+        metrics.set_weights("test", "podinfo", 90, 10);
+        let outcome = OutcomeLabels {
+            name: "podinfo".into(),
+            namespace: "test".into(),
+            deployment_strategy: "canary".into(),
+            analysis_status: "completed".into(),
+        };
+        metrics.successes.get_or_create(&outcome).inc();
+        metrics.failures.get_or_create(&outcome).inc();
+        metrics
+            .duration
+            .get_or_create(&TargetLabels {
+                name: "podinfo".into(),
+                namespace: "test".into(),
+            })
+            .observe(0.2);
+        let text = exposition(&metrics);
+        for expected in [
+            "# TYPE flagger_info gauge",
+            r#"flagger_info{version="1.0.0",mesh_provider="kubernetes"} 1"#,
+            r#"flagger_canary_total{namespace="test"} 1"#,
+            r#"flagger_canary_status{name="podinfo",namespace="test"} 0"#,
+            r#"flagger_canary_weight{workload="podinfo-primary",namespace="test"} 90"#,
+            r#"flagger_canary_weight{workload="podinfo",namespace="test"} 10"#,
+            "# TYPE flagger_canary_duration_seconds histogram",
+            r#"flagger_canary_duration_seconds_bucket{le="0.25",name="podinfo",namespace="test"} 1"#,
+            "# TYPE flagger_canary_successes counter",
+            r#"flagger_canary_successes_total{name="podinfo",namespace="test",deployment_strategy="canary",analysis_status="completed"} 1"#,
+            r#"flagger_canary_failures_total{name="podinfo",namespace="test",deployment_strategy="canary",analysis_status="completed"} 1"#,
+            r#"flagger_canary_phase{name="podinfo",namespace="test",canary="podinfo",phase="Progressing"} 1"#,
+            r#"flagger_canary_phase{name="podinfo",namespace="test",canary="podinfo",phase="Failed"} 0"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn status_gauge_uses_flaggers_code_values() {
+        let metrics = Metrics::new(false);
+        for (phase, value) in [
+            (CanaryPhase::Progressing, 0),
+            (CanaryPhase::Failed, 2),
+            (CanaryPhase::Succeeded, 1),
+            (CanaryPhase::WaitingPromotion, 1),
+        ] {
+            metrics.set_phase("c", "ns", "t", phase);
+            let text = exposition(&metrics);
+            let line = format!(r#"flagger_canary_status{{name="t",namespace="ns"}} {value}"#);
+            assert!(text.contains(&line), "{phase}: missing {line:?}");
+            let ones = text
+                .lines()
+                .filter(|l| l.starts_with("flagger_canary_phase{") && l.ends_with(" 1"))
+                .count();
+            assert_eq!(ones, 1, "exactly one current phase");
+        }
+    }
+
+    #[test]
+    fn dry_run_series_are_labelled() {
+        let metrics = Metrics::new(true);
+        metrics.set_phase("c", "ns", "t", CanaryPhase::Initialized);
+        assert!(exposition(&metrics).contains(r#"dry_run="true""#));
+    }
+
+    #[test]
+    fn a_deleted_canary_leaves_no_series() {
+        let metrics = Metrics::new(false);
+        metrics.set_phase("c", "ns", "t", CanaryPhase::Progressing);
+        metrics.set_weights("ns", "t", 50, 50);
+        metrics.forget("c", "ns", "t");
+        let text = exposition(&metrics);
+        assert!(!text.contains(r#"namespace="ns""#), "{text}");
+    }
+}
