@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn parses_go_durations() {
         let cases = [
-            ("1h", 3600_000),
+            ("1h", 3_600_000),
             ("1m30s", 90_000),
             ("1.5h", 5_400_000),
             ("300ms", 300),

@@ -93,37 +93,39 @@ impl Flags {
 }
 
 /// Rewrites `-name[=v]` to `--name[=v]` for multi-letter names; clap would read them as short
-/// flags. Values and everything after `--` are left alone.
+/// flags. A separate value is joined as `--name=value`, so a value starting with `-` stays a
+/// value, as in Go. Everything after `--` is left alone.
 pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
-    let mut out = Vec::with_capacity(args.len());
-    let mut value_next = false;
-    let mut rest = false;
-    for (i, arg) in args.into_iter().enumerate() {
-        if i == 0 || rest || std::mem::take(&mut value_next) {
-            out.push(arg);
-            continue;
-        }
+    let mut out: Vec<OsString> = Vec::with_capacity(args.len());
+    let mut args = args.into_iter();
+    out.extend(args.next());
+    while let Some(arg) = args.next() {
         let Some(text) = arg.to_str() else {
             out.push(arg);
             continue;
         };
         if text == "--" {
-            rest = true;
             out.push(arg);
-            continue;
+            out.extend(args.by_ref());
+            break;
         }
         let long = text.strip_prefix("--").or_else(|| {
             text.strip_prefix('-')
                 .filter(|t| t.len() > 1 && t.starts_with(|c: char| c.is_ascii_alphabetic()))
         });
-        match long {
-            Some(flag) => {
-                let name = flag.split('=').next().unwrap_or(flag);
-                value_next = !flag.contains('=') && VALUE_FLAGS.contains(&name);
-                out.push(format!("--{flag}").into());
-            }
-            None => out.push(arg),
+        let Some(flag) = long else {
+            out.push(arg);
+            continue;
+        };
+        let mut rewritten = OsString::from(format!("--{flag}"));
+        if !flag.contains('=')
+            && VALUE_FLAGS.contains(&flag)
+            && let Some(value) = args.next()
+        {
+            rewritten.push("=");
+            rewritten.push(value);
         }
+        out.push(rewritten);
     }
     out
 }

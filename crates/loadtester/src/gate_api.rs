@@ -62,7 +62,7 @@ fn keyed(
             };
             action(state, key)
         }
-        Err(response) => response,
+        Err(rejection) => rejection.into_response(),
     }
 }
 

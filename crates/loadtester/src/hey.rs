@@ -375,3 +375,7 @@ fn invalid(flag: &str, value: &str, reason: &str) -> HeyError {
         reason: reason.to_owned(),
     }
 }
+
+#[cfg(test)]
+#[path = "hey_tests.rs"]
+mod tests;

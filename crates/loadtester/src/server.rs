@@ -41,23 +41,32 @@ impl AppState {
         })
     }
 
-    /// Decodes a payload and applies `-namespace-regexp`; the error is the response to send.
-    pub fn payload(&self, body: &Bytes) -> Result<Payload, Response> {
+    /// Decodes a payload and applies `-namespace-regexp`.
+    pub fn payload(&self, body: &Bytes) -> Result<Payload, Rejection> {
         let payload: Payload = serde_json::from_slice(body).map_err(|e| {
             tracing::error!(error = %e, "decoding the request body failed");
-            (
+            Rejection(
                 StatusCode::BAD_REQUEST,
                 format!("decoding the request body failed: {e}"),
             )
-                .into_response()
         })?;
         if let Some(re) = &self.config.namespace_regexp
             && !re.is_match(&payload.namespace)
         {
             tracing::warn!(namespace = payload.namespace, "namespace not allowed");
-            return Err((StatusCode::FORBIDDEN, "Forbidden").into_response());
+            return Err(Rejection(StatusCode::FORBIDDEN, "Forbidden".into()));
         }
         Ok(payload)
+    }
+}
+
+/// A request refused before any work: its status and text body.
+#[derive(Debug)]
+pub struct Rejection(pub StatusCode, pub String);
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
     }
 }
 

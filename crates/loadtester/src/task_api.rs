@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 
 use crate::hey::{self, Plan};
 use crate::payload::Payload;
-use crate::server::AppState;
+use crate::server::{AppState, Rejection};
 use crate::tasks::{Started, Work};
 
 pub async fn handle(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let payload = match state.payload(&body) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(rejection) => return rejection.into_response(),
     };
     if payload.metadata.as_ref().is_none_or(|m| m.is_empty()) {
         return (StatusCode::BAD_REQUEST, "metadata not found in payload").into_response();
@@ -26,7 +26,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, body: Bytes) -> Response
         "cmd" => background(&state, &payload),
         "bash" => match command(&payload) {
             Ok(cmd) => blocking(&state, &payload, &kind, "bash", vec!["-c", cmd]).await,
-            Err(response) => response,
+            Err(rejection) => rejection.into_response(),
         },
         "helm" | "helmv3" | "kubectl" => match command(&payload) {
             Ok(cmd) => {
@@ -35,7 +35,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, body: Bytes) -> Response
                 let args = cmd.split_whitespace().collect();
                 blocking(&state, &payload, &kind, program, args).await
             }
-            Err(response) => response,
+            Err(rejection) => rejection.into_response(),
         },
         "concord" | "ngrinder" => (
             StatusCode::NOT_IMPLEMENTED,
@@ -50,16 +50,19 @@ pub async fn handle(State(state): State<Arc<AppState>>, body: Bytes) -> Response
     }
 }
 
-fn command(payload: &Payload) -> Result<&str, Response> {
-    payload
-        .meta("cmd")
-        .ok_or_else(|| (StatusCode::BAD_REQUEST, "cmd not found in metadata").into_response())
+fn command(payload: &Payload) -> Result<&str, Rejection> {
+    payload.meta("cmd").ok_or_else(|| {
+        Rejection(
+            StatusCode::BAD_REQUEST,
+            "cmd not found in metadata".to_owned(),
+        )
+    })
 }
 
 fn background(state: &Arc<AppState>, payload: &Payload) -> Response {
     let cmd = match command(payload) {
         Ok(cmd) => cmd,
-        Err(response) => return response,
+        Err(rejection) => return rejection.into_response(),
     };
     let work = match hey::plan(cmd) {
         Ok(Plan::BuiltIn(spec)) => Work::Load(spec),
