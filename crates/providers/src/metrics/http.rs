@@ -1,0 +1,149 @@
+//! The HTTP client shared by the metric backends.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use super::MetricError;
+use super::factory::ProviderConfigError;
+
+static CRYPTO: Once = Once::new();
+
+/// reqwest is built with `rustls-no-provider`: the process must pick a crypto provider once
+/// before the first TLS client is built.
+pub fn install_crypto_provider() {
+    CRYPTO.call_once(|| {
+        // Err means another component installed one first; any installed provider will do.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    pub timeout: Option<Duration>,
+    pub insecure_skip_verify: bool,
+    /// Extra PEM CA bundle trusted in addition to the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+pub fn client(options: &ClientOptions) -> Result<reqwest::Client, ProviderConfigError> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(options.insecure_skip_verify)
+        // Flagger's client follows no proxy settings beyond Go's defaults; keep requests direct
+        // and predictable for in-cluster addresses.
+        .connect_timeout(options.timeout.unwrap_or(Duration::from_secs(5)));
+    if let Some(t) = options.timeout {
+        builder = builder.timeout(t);
+    }
+    if let Some(pem) = &options.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ProviderConfigError(format!("invalid CA bundle: {e}")))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| ProviderConfigError(format!("building the HTTP client: {e}")))
+}
+
+/// Reads a response body, capping what a misbehaving backend can make us hold.
+pub async fn read_body(resp: reqwest::Response) -> Result<(u16, String), MetricError> {
+    const MAX_BODY: usize = 16 * 1024 * 1024;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| MetricError::failed(format!("error reading body: {}", describe(&e))))?;
+    if bytes.len() > MAX_BODY {
+        return Err(MetricError::failed(format!(
+            "response body of {} bytes is larger than {MAX_BODY}",
+            bytes.len()
+        )));
+    }
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); keep the chain.
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut out = if e.is_timeout() {
+        "request timed out".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    let mut depth = 0;
+    while let Some(s) = source {
+        if depth >= 8 {
+            break;
+        }
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+        depth += 1;
+    }
+    out
+}
+
+/// Keeps error messages readable when a backend answers with a whole HTML page.
+pub fn truncate(body: &str) -> String {
+    const MAX: usize = 1024;
+    let body = body.trim();
+    if body.len() <= MAX {
+        return body.to_string();
+    }
+    let mut end = MAX;
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &body[..end], body.len())
+}
+
+/// Sends a request and reads the answer; transport failures become `QueryFailed`.
+pub async fn send(req: reqwest::RequestBuilder) -> Result<(u16, String), MetricError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| MetricError::failed(format!("request failed: {}", describe(&e))))?;
+    read_body(resp).await
+}
+
+/// The error text a JSON backend put in its answer, looking at the fields the vendors use
+/// (`error`, `errors`, `message`, `error.message`), else the body itself.
+pub fn error_message(body: &str) -> String {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
+        return truncate(body);
+    };
+    let pick = |v: &serde_json::Value| -> Option<String> {
+        match v {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Array(items) if !items.is_empty() => Some(
+                items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| i.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            serde_json::Value::Object(o) => o
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string),
+            _ => None,
+        }
+    };
+    ["error", "errors", "message"]
+        .iter()
+        .find_map(|k| json.get(*k).and_then(pick))
+        .unwrap_or_else(|| truncate(body))
+}
+
+/// Seconds since the Unix epoch; a clock before 1970 is treated as the epoch.
+pub fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
