@@ -201,13 +201,13 @@ pub enum Outcome {
 pub enum Reason {
     /// One check failed this tick (the run goes on while `failedChecks < threshold`).
     CheckFailed {
-        check: FailedCheck,
+        check: Box<FailedCheck>,
     },
     FailedChecks {
         failed_checks: u32,
         threshold: u32,
         /// The check whose failure reached the threshold (absent after a restart mid-count).
-        last: Option<FailedCheck>,
+        last: Option<Box<FailedCheck>>,
         /// Every failed check recorded during the run.
         records: Vec<CheckRecord>,
     },

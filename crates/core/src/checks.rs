@@ -70,7 +70,7 @@ fn fail(t: &mut Tick, check: FailedCheck) -> Flow {
         EventName::CheckFailed,
         check.message.clone(),
         Reason::CheckFailed {
-            check: check.clone(),
+            check: Box::new(check.clone()),
         },
     );
     let f = t.status.failed() + 1;
@@ -148,9 +148,9 @@ pub(crate) fn analyse(t: &mut Tick) -> Flow {
             let names = spec.metrics[i..].iter().map(|m| m.name.clone()).collect();
             return Err(Stop::Need(Need::Metrics { names }));
         };
-        let verdict = evaluate(&spec.key(), check, result);
+        let verdict = evaluate(spec.key(), check, result);
         let mut rec = new_record(t, CheckKind::Metric, &check.name, verdict.is_err(), None);
-        rec.threshold = threshold_text(check);
+        rec.threshold = check.threshold.clone();
         if let MetricOutcome::Value(v) = result.outcome {
             rec.value = Some(v);
         }
@@ -160,14 +160,6 @@ pub(crate) fn analyse(t: &mut Tick) -> Flow {
         }
     }
     Ok(())
-}
-
-fn threshold_text(check: &MetricCheck) -> Option<String> {
-    let parts: Vec<String> = [("min", check.min), ("max", check.max)]
-        .into_iter()
-        .filter_map(|(name, v)| v.map(|v| format!("{name} {v}")))
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 /// Go-style rendering of a duration in milliseconds (`500ms`, `1.515s`).
@@ -184,7 +176,7 @@ fn evaluate(key: &str, check: &MetricCheck, result: &MetricResult) -> Result<(),
         kind: CheckKind::Metric,
         name: check.name.clone(),
         value,
-        threshold: threshold_text(check),
+        threshold: check.threshold.clone(),
         query: result.query.clone(),
         message,
     };

@@ -34,6 +34,10 @@ impl Default for Settings {
 pub struct RolloutSpec {
     pub name: String,
     pub namespace: String,
+    /// `{name}.{ns}`, built once: it is in most event texts.
+    pub key: String,
+    /// `{target}.{ns}`.
+    pub target_key: String,
     pub target_kind: String,
     pub target_name: String,
     pub provider: String,
@@ -104,6 +108,8 @@ pub struct MetricCheck {
     pub kind: MetricKind,
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// The bounds as check records show them (`min 99`, `max 500`).
+    pub threshold: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,9 +322,13 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
         })
         .collect::<Result<Vec<_>, SpecError>>()?;
 
+    let name = canary.metadata.name.clone().unwrap_or_default();
+    let namespace = canary.metadata.namespace.clone().unwrap_or_default();
     Ok(RolloutSpec {
-        name: canary.metadata.name.clone().unwrap_or_default(),
-        namespace: canary.metadata.namespace.clone().unwrap_or_default(),
+        key: format!("{name}.{namespace}"),
+        target_key: format!("{}.{namespace}", spec.target_ref.name),
+        name,
+        namespace,
         target_kind: spec.target_ref.kind.clone(),
         target_name: spec.target_ref.name.clone(),
         routes_traffic: !kubernetes,
@@ -422,11 +432,17 @@ fn metric_check(m: &CanaryMetric) -> Result<MetricCheck, SpecError> {
             MetricKind::Custom => (None, Some(t.unwrap_or(0.0))),
         }
     };
+    let parts: Vec<String> = [("min", min), ("max", max)]
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| format!("{name} {v}")))
+        .collect();
+    let threshold = (!parts.is_empty()).then(|| parts.join(" "));
     Ok(MetricCheck {
         name: m.name.clone(),
         kind,
         min,
         max,
+        threshold,
     })
 }
 
@@ -436,12 +452,12 @@ impl RolloutSpec {
     }
 
     /// `{name}.{ns}` of the Canary.
-    pub fn key(&self) -> String {
-        format!("{}.{}", self.name, self.namespace)
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// `{target}.{ns}`.
-    pub fn target_key(&self) -> String {
-        format!("{}.{}", self.target_name, self.namespace)
+    pub fn target_key(&self) -> &str {
+        &self.target_key
     }
 }

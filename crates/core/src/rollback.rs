@@ -28,7 +28,7 @@ pub(crate) fn failed_checks_reason(t: &Tick, last: Option<FailedCheck>) -> Reaso
     Reason::FailedChecks {
         failed_checks: t.status.failed(),
         threshold: t.spec.threshold,
-        last,
+        last: last.map(Box::new),
         records: t
             .status
             .records()

@@ -175,8 +175,8 @@ impl<'a> Tick<'a> {
             stopped_by: None,
         };
         let mut would_call = Vec::new();
-        let all: Vec<&'a Hook> = spec.hooks_of(kind).collect();
-        for (i, hook) in all.iter().enumerate() {
+        let of_kind = |h: &&Hook| h.kind == kind;
+        for (i, hook) in spec.hooks.iter().filter(of_kind).enumerate() {
             let outcome = if spec.dry_run {
                 would_call.push(hook.name.clone());
                 if kind == HookType::Rollback {
@@ -188,7 +188,13 @@ impl<'a> Tick<'a> {
                 match obs.hook(kind, &hook.name) {
                     Some(o) => o.clone(),
                     None => {
-                        let hooks = all[i..].iter().map(|h| h.name.clone()).collect();
+                        let hooks = spec
+                            .hooks
+                            .iter()
+                            .filter(of_kind)
+                            .skip(i)
+                            .map(|h| h.name.clone())
+                            .collect();
                         return Err(Stop::Need(Need::Webhooks { kind, phase, hooks }));
                     }
                 }

@@ -350,7 +350,7 @@ impl Harness {
             )
             .collect();
         self.last_actions = actions;
-        self.now = self.now + SignedDuration::try_from(self.spec.interval).expect("interval fits");
+        self.now += SignedDuration::try_from(self.spec.interval).expect("interval fits");
         &self.last
     }
 
