@@ -2,6 +2,7 @@
 
 mod crds;
 mod goflags;
+mod loadtester;
 mod plan;
 mod validate;
 
@@ -24,6 +25,8 @@ enum Command {
     Crds(crds::Args),
     /// Show what a Canary will do: its schedule, time to promote and time to roll back.
     Plan(plan::Args),
+    /// Run the webhook loadtester: load tests, commands, gates (accepts Flagger's loadtester flags).
+    Loadtester(loadtester::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,5 +36,6 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Crds(args) => crds::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Loadtester(args) => loadtester::run(&args),
     }
 }

@@ -25,8 +25,8 @@ pub struct Flags {
     pub timeout: Duration,
 
     /// Serve only payloads whose namespace matches this regular expression; others get 403.
-    #[arg(long, default_value = "")]
-    pub namespace_regexp: String,
+    #[arg(long)]
+    pub namespace_regexp: Option<String>,
 
     /// Log level: debug, info, warning or error.
     #[arg(long, default_value = "debug")]
@@ -78,10 +78,9 @@ impl Flags {
     }
 
     pub fn config(&self) -> Result<Config, FlagsError> {
-        let namespace_regexp = if self.namespace_regexp.is_empty() {
-            None
-        } else {
-            Some(Regex::new(&self.namespace_regexp)?)
+        let namespace_regexp = match self.namespace_regexp.as_deref() {
+            None | Some("") => None,
+            Some(re) => Some(Regex::new(re)?),
         };
         Ok(Config {
             task_timeout: self.timeout,
@@ -196,7 +195,7 @@ mod tests {
             assert_eq!(f.log_level, "info");
             assert_eq!(f.zap_encoding, "console");
             assert!(f.zap_replace_globals);
-            assert_eq!(f.namespace_regexp, "^test$");
+            assert_eq!(f.namespace_regexp.as_deref(), Some("^test$"));
         }
         Ok(())
     }

@@ -48,6 +48,17 @@ pub enum RunError {
     },
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// [`run`] on a runtime of its own, for a synchronous `main`.
+pub fn run_blocking(flags: &Flags) -> Result<(), RunError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?
+        .block_on(run(flags))
 }
 
 /// Runs the loadtester until SIGINT or SIGTERM.

@@ -25,7 +25,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, body: Bytes) -> Response
     match kind.as_str() {
         "cmd" => background(&state, &payload),
         "bash" => match command(&payload) {
-            Ok(cmd) => blocking(&state, &payload, &kind, "bash", vec!["-c", cmd]).await,
+            Ok(cmd) => blocking(&state, &payload, &kind, cmd, "bash", vec!["-c", cmd]).await,
             Err(rejection) => rejection.into_response(),
         },
         "helm" | "helmv3" | "kubectl" => match command(&payload) {
@@ -33,7 +33,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, body: Bytes) -> Response
                 let program = if kind == "kubectl" { "kubectl" } else { "helm" };
                 // Flagger runs these without a shell, split on whitespace.
                 let args = cmd.split_whitespace().collect();
-                blocking(&state, &payload, &kind, program, args).await
+                blocking(&state, &payload, &kind, cmd, program, args).await
             }
             Err(rejection) => rejection.into_response(),
         },
@@ -86,14 +86,14 @@ async fn blocking(
     state: &AppState,
     payload: &Payload,
     kind: &str,
+    cmd: &str,
     program: &str,
     args: Vec<&str>,
 ) -> Response {
     let canary = payload.canary();
-    // Flagger always logs the output of blocking commands.
     let out = match state
         .tasks
-        .run_blocking(kind, &canary, program, &args, true)
+        .run_blocking(kind, &canary, cmd, program, &args)
         .await
     {
         Ok(out) => out,

@@ -126,21 +126,22 @@ impl TaskRunner {
     }
 
     /// Runs a command to completion within the task timeout; the caller answers with its result.
+    /// `cmd` is the task's command as the user wrote it, for the logs.
     pub async fn run_blocking(
         &self,
         kind: &str,
         canary: &str,
+        cmd: &str,
         program: &str,
         args: &[&str],
-        log_output: bool,
     ) -> Result<CommandOutput, Busy> {
         let _permit = self.permit(kind)?;
         self.metrics.running.inc();
-        let cmd = args.join(" ");
-        tracing::info!(canary, program, cmd, "{kind} command starting");
+        tracing::info!(canary, cmd, "{kind} command starting");
         let out = exec::run(program, args, self.timeout).await;
         self.metrics.running.dec();
-        log_result(canary, &cmd, &out, log_output);
+        // Flagger always logs the output of blocking commands.
+        log_result(canary, cmd, &out, true);
         self.metrics
             .task(kind, if out.success() { "succeeded" } else { "failed" });
         Ok(out)
