@@ -6,6 +6,7 @@
 //!   unknown variables.
 //! * [`builtin`]: the `request-success-rate` / `request-duration` query per router.
 //! * [`verdict`]: value + thresholds + dry-run + no-data policy → [`verdict::Verdict`].
+//! * [`check`]: one `analysis.metrics[]` entry end to end (classify, render, query, decide).
 //! * One file per backend: [`prometheus`], [`datadog`], [`newrelic`], [`graphite`],
 //!   [`influxdb`], [`dynatrace`]; [`factory`] builds one from a MetricTemplate's provider.
 
@@ -15,6 +16,7 @@ use std::pin::Pin;
 use thiserror::Error;
 
 pub mod builtin;
+pub mod check;
 pub mod datadog;
 pub mod dynatrace;
 pub mod factory;
@@ -29,6 +31,7 @@ pub mod verdict;
 #[cfg(test)]
 mod tests;
 
+pub use check::{CheckContext, CheckOptions, CheckOutcome, ResolvedTemplate, check_metric};
 pub use factory::{ProviderConfigError, SecretData, build_provider};
 pub use http::install_crypto_provider;
 pub use template::{QueryModel, RenderError, render};
