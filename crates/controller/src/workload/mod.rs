@@ -4,6 +4,15 @@
 //! merge patches (for the user's own target) out. The controller shell reads the cluster, calls
 //! these functions and writes what they return, so every rule of Flagger's workload handling can be
 //! tested without an API server.
+//!
+//! Contract with the shell:
+//! * [`primary`] objects carry a fresh `flagger-id`, so applying one rolls the primary: apply it
+//!   when the primary is missing and at promotion, not on every tick.
+//! * [`scaling::TargetWrite::pod_overrides`], when set, is written to `status.podOverrides`
+//!   *before* the target patch, so the target's own values are never only in the target.
+//! * Revision hashes ([`revision`]) take `status.podOverrides` as it was when the target was read.
+//! * [`services::desired_service`] and [`configs::TrackedConfigs::primary_copies`] take the live
+//!   object, because what may be applied depends on who owns it.
 
 pub mod checksum;
 pub mod configs;

@@ -305,6 +305,37 @@ mod tests {
     }
 
     #[test]
+    fn ensure_overrides_follows_changed_overrides_without_recapturing() {
+        // Overrides changed mid-run from node selector + tolerations to another node selector only.
+        let canary = with_status(
+            fixtures::canary_with(
+                json!({"analysis": {"canaryAnalysis": {"templateVariables": {
+                    "nodeSelector": {"node-type": "preemptible"}
+                }}}}),
+            ),
+            json!({"nodeSelector": {"node-type": "on-demand"}, "tolerations": [{"key": "dedicated", "operator": "Exists"}], "applied": true}),
+        );
+        let target = fixtures::deployment_with(json!({"spec": {"template": {"spec": {
+            "nodeSelector": {"node-type": "spot"},
+            "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}]
+        }}}}));
+        let spec = target.spec.unwrap().template.spec;
+        let w = ensure_overrides(spec.as_ref(), &canary).unwrap();
+        assert_eq!(
+            w.patch,
+            json!({"spec": {"template": {"spec": {
+                "nodeSelector": {"node-type": "preemptible"},
+                "tolerations": [{"key": "dedicated", "operator": "Exists"}]
+            }}}})
+        );
+        // The own node selector is still the user's, not the previous override.
+        assert_eq!(
+            serde_json::to_value(w.pod_overrides.unwrap()).unwrap(),
+            json!({"nodeSelector": {"node-type": "on-demand"}, "applied": true})
+        );
+    }
+
+    #[test]
     fn ensure_overrides_restores_when_they_were_deleted_from_the_canary() {
         let canary = with_status(
             fixtures::canary(),
