@@ -5,6 +5,7 @@ pub mod alert_provider;
 pub mod analysis;
 pub mod canary;
 pub mod crd;
+pub mod decode;
 pub mod duration;
 pub mod istio;
 pub mod metric_template;
@@ -12,6 +13,7 @@ pub mod number;
 pub mod service;
 pub mod status;
 pub mod string_match;
+pub mod validate;
 
 pub use alert_provider::{AlertProvider, AlertProviderSpec};
 pub use analysis::{CanaryAlert, CanaryAnalysis, CanaryMetric, CanaryWebhook, HookType};
