@@ -88,3 +88,28 @@ async fn invalid_hey_command_is_rejected_with_its_error() -> TestResult {
     assert_eq!(lt.state.tasks.started(), 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hey_request_shape_follows_the_flags() -> TestResult {
+    let lt = loadtester(Config::default()).await?;
+    let target = target(false).await?;
+    let cmd = format!(
+        r#"hey -n 3 -c 1 -m post -T application/json -d '{{"ok": true}}' -H "X-Canary: insider" -host podinfo.test -a user:pw {}"#,
+        target.url
+    );
+    let (status, _) = lt
+        .post("/", &payload("podinfo", json!({"cmd": cmd})))
+        .await?;
+    assert_eq!(status, 202);
+    lt.finished(1).await?;
+    assert_eq!(target.count(), 3);
+    let seen = target.last();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.body, r#"{"ok": true}"#);
+    assert_eq!(seen.header("content-type"), Some("application/json"));
+    assert_eq!(seen.header("x-canary"), Some("insider"));
+    assert_eq!(seen.header("host"), Some("podinfo.test"));
+    assert_eq!(seen.header("user-agent"), Some("hey/0.0.1"));
+    assert_eq!(seen.header("authorization"), Some("Basic dXNlcjpwdw=="));
+    Ok(())
+}

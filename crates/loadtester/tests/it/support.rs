@@ -1,8 +1,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::{HeaderMap, Method};
 use axum::routing::any;
 use flagger_loadtester::{AppState, Config};
 use serde_json::{Value, json};
@@ -72,8 +76,26 @@ impl Loadtester {
 }
 
 /// A target that counts requests; when `hold` is set it answers only once released.
+/// What the target saw in its last request.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 pub struct Target {
     pub url: String,
+    last: Arc<Mutex<Seen>>,
     count: watch::Sender<u64>,
     release: watch::Sender<bool>,
     _stop: oneshot::Sender<()>,
@@ -81,6 +103,7 @@ pub struct Target {
 
 #[derive(Clone)]
 struct TargetState {
+    last: Arc<Mutex<Seen>>,
     count: watch::Sender<u64>,
     release: watch::Receiver<bool>,
 }
@@ -90,7 +113,9 @@ pub async fn target(hold: bool) -> Result<Target, Box<dyn std::error::Error>> {
     let url = format!("http://{}/", listener.local_addr()?);
     let count = watch::channel(0u64).0;
     let (release, release_rx) = watch::channel(!hold);
+    let last = Arc::new(Mutex::new(Seen::default()));
     let app = Router::new().fallback(any(hit)).with_state(TargetState {
+        last: Arc::clone(&last),
         count: count.clone(),
         release: release_rx,
     });
@@ -104,13 +129,33 @@ pub async fn target(hold: bool) -> Result<Target, Box<dyn std::error::Error>> {
     });
     Ok(Target {
         url,
+        last,
         count,
         release,
         _stop: stop,
     })
 }
 
-async fn hit(State(mut state): State<TargetState>) -> &'static str {
+async fn hit(
+    State(mut state): State<TargetState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> &'static str {
+    let seen = Seen {
+        method: method.to_string(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    *state.last.lock().unwrap_or_else(|p| p.into_inner()) = seen;
     state.count.send_modify(|n| *n += 1);
     let _ = state.release.wait_for(|open| *open).await;
     "ok"
@@ -125,6 +170,10 @@ impl Target {
         let mut rx = self.count.subscribe();
         tokio::time::timeout(WAIT, rx.wait_for(|c| *c >= n)).await??;
         Ok(())
+    }
+
+    pub fn last(&self) -> Seen {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn release(&self) {
