@@ -128,7 +128,15 @@ mod tests {
         go_json_string_map(Some(pairs.iter().copied()))
     }
 
-    // Expected digests below are `printf '%s' '<json>' | sha256sum | cut -c1-16`.
+    // Expected digests below are `printf '%s' '<json>' | sha256sum | cut -c1-16`, and each was
+    // cross-checked against Go's own `json.Marshal` + `sha256.Sum256` (go1.26), as Flagger computes them.
+
+    #[test]
+    fn del_and_astral_characters_are_written_raw() {
+        let got = encode(&[("emoji", "\u{1F600}"), ("del", "\u{7f}")]);
+        assert_eq!(got, "{\"del\":\"\u{7f}\",\"emoji\":\"\u{1F600}\"}");
+        assert_eq!(digest(&got), "1fee99124541fd64");
+    }
 
     #[test]
     fn absent_and_empty_data_hash_as_null() {
