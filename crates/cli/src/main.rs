@@ -1,17 +1,23 @@
 //! `flagger-rs`: the one binary users run.
 
+mod controller;
 mod crds;
 mod goflags;
 mod loadtester;
+mod logging;
 mod plan;
 mod validate;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "flagger-rs", version, about = "Flagger-compatible progressive delivery for Kubernetes")]
+#[command(
+    name = "flagger-rs",
+    version,
+    about = "Flagger-compatible progressive delivery for Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,15 +33,18 @@ enum Command {
     Plan(plan::Args),
     /// Run the webhook loadtester: load tests, commands, gates (accepts Flagger's loadtester flags).
     Loadtester(loadtester::Args),
+    /// Run the operator (accepts Flagger's flags, also Go-style: -mesh-provider=kubernetes).
+    Controller(Box<flagger_controller::flags::Flags>),
 }
 
 fn main() -> ExitCode {
-    let args = goflags::normalize(&Cli::command(), std::env::args_os().collect());
+    let args = goflags::normalize(std::env::args_os().collect());
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Crds(args) => crds::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Loadtester(args) => loadtester::run(&args),
+        Command::Controller(flags) => controller::run(*flags),
     }
 }

@@ -1,6 +1,18 @@
 //! The kube-rs shell around the rollout core: it observes the cluster, calls
 //! `flagger_core::advance`, and carries out the actions it returns.
 
+pub mod checks;
+pub mod context;
+pub mod events;
+pub mod execute;
 pub mod flags;
+pub mod fulfil;
+pub mod leader;
 pub mod metrics;
+pub mod reconcile;
+pub mod run;
+pub mod server;
+pub mod status;
+pub mod target;
+pub mod webhooks;
 pub mod workload;

@@ -1,0 +1,109 @@
+//! What every reconcile shares: clients, settings derived from the flags, metrics, schedules.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kube::Client;
+use kube::runtime::reflector::ObjectRef;
+use tokio::time::Instant;
+
+use flagger_api::{Canary, CanaryStatus};
+
+use crate::events::Recorder;
+use crate::flags::Flags;
+use crate::metrics::Metrics;
+use crate::webhooks::Caller;
+use crate::workload;
+
+pub struct Context {
+    pub client: Client,
+    pub flags: Flags,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub webhooks: Caller,
+    pub core: flagger_core::Settings,
+    pub workloads: workload::Settings,
+    pub validation: flagger_api::validate::Options,
+    /// When each canary's next scheduled tick is due. In memory only: after a restart the status'
+    /// `lastTransitionTime` seeds it (state-machine.md §2).
+    pub schedule: Mutex<HashMap<ObjectRef<Canary>, Instant>>,
+    /// Validity messages already reported per canary, so a Warning event is emitted once per change.
+    pub reported: Mutex<HashMap<ObjectRef<Canary>, String>>,
+    /// Dry-run: the status each canary would have, seeded from the live one (seed-extras.md §1).
+    pub simulated: Mutex<HashMap<ObjectRef<Canary>, CanaryStatus>>,
+}
+
+/// A poisoned lock only means another reconcile panicked mid-update of a cache; the data is
+/// still a valid cache.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Context {
+    pub fn new(client: Client, flags: Flags, metrics: Arc<Metrics>, webhooks: Caller) -> Context {
+        let core = flagger_core::Settings {
+            mesh_provider: flags.mesh_provider.clone(),
+            min_interval: flags.min_analysis_interval,
+            dry_run: flags.dry_run,
+        };
+        let workloads = workload::Settings {
+            selector_labels: flags.selector_labels(),
+            include_label_prefixes: flags.include_label_prefixes(),
+        };
+        let validation = flagger_api::validate::Options {
+            default_provider: flags.mesh_provider.clone(),
+            selector_labels: flags.selector_labels(),
+            no_cross_namespace_refs: flags.no_cross_namespace_refs,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), flags.dry_run),
+            client,
+            flags,
+            metrics,
+            webhooks,
+            core,
+            workloads,
+            validation,
+            schedule: Mutex::new(HashMap::new()),
+            reported: Mutex::new(HashMap::new()),
+            simulated: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True the first time `message` is reported for this canary (and again after it changed).
+    pub fn first_report(&self, key: &ObjectRef<Canary>, message: &str) -> bool {
+        let mut reported = lock(&self.reported);
+        if reported.get(key).is_some_and(|m| m == message) {
+            return false;
+        }
+        reported.insert(key.clone(), message.to_string());
+        true
+    }
+
+    pub fn due(&self, key: &ObjectRef<Canary>) -> Option<Instant> {
+        lock(&self.schedule).get(key).copied()
+    }
+
+    pub fn set_due(&self, key: &ObjectRef<Canary>, at: Instant) {
+        lock(&self.schedule).insert(key.clone(), at);
+    }
+
+    pub fn simulated(&self, key: &ObjectRef<Canary>) -> Option<CanaryStatus> {
+        lock(&self.simulated).get(key).cloned()
+    }
+
+    pub fn simulated_status(&self, key: &ObjectRef<Canary>, status: Option<CanaryStatus>) {
+        let mut simulated = lock(&self.simulated);
+        match status {
+            Some(s) => simulated.insert(key.clone(), s),
+            None => simulated.remove(key),
+        };
+    }
+
+    /// Drops everything kept about a deleted canary.
+    pub fn forget(&self, key: &ObjectRef<Canary>) {
+        lock(&self.schedule).remove(key);
+        lock(&self.reported).remove(key);
+        lock(&self.simulated).remove(key);
+    }
+}

@@ -1,0 +1,131 @@
+//! Kubernetes events on the Canary, as core/v1 Events: Flagger's ClusterRole grants `events` in the
+//! core group only, so kube's events.k8s.io recorder would be refused under Flagger's manifests.
+
+use flagger_api::Canary;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::PostParams;
+use kube::{Api, Client, ResourceExt};
+
+use flagger_core::EventType;
+
+#[derive(Clone)]
+pub struct Recorder {
+    client: Client,
+    dry_run: bool,
+}
+
+impl Recorder {
+    pub fn new(client: Client, dry_run: bool) -> Recorder {
+        Recorder { client, dry_run }
+    }
+
+    /// Records one event; a failure is logged, never allowed to fail the tick.
+    pub async fn record(&self, canary: &Canary, type_: EventType, message: &str) {
+        let event = build(canary, type_, message, self.dry_run, Timestamp::now());
+        let namespace = canary.namespace().unwrap_or_default();
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        match type_ {
+            EventType::Normal => {
+                tracing::info!(canary = %canary.name_any(), namespace, "{message}")
+            }
+            EventType::Warning => {
+                tracing::warn!(canary = %canary.name_any(), namespace, "{message}")
+            }
+        }
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::warn!(canary = %canary.name_any(), namespace, error = %e, "recording event failed");
+        }
+    }
+}
+
+pub fn build(
+    canary: &Canary,
+    type_: EventType,
+    message: &str,
+    dry_run: bool,
+    now: Timestamp,
+) -> Event {
+    let namespace = canary.namespace().unwrap_or_default();
+    let (reason, message) = if dry_run {
+        ("DryRun", format!("[dry-run] {message}"))
+    } else {
+        ("Synced", message.to_string())
+    };
+    Event {
+        metadata: ObjectMeta {
+            // Unique per event, like client-go's `<object>.<hex nanos>` names.
+            name: Some(format!("{}.{:x}", canary.name_any(), now.as_nanosecond())),
+            namespace: Some(namespace.clone()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some(flagger_api::API_VERSION.into()),
+            kind: Some("Canary".into()),
+            name: Some(canary.name_any()),
+            namespace: Some(namespace),
+            uid: canary.metadata.uid.clone(),
+            resource_version: canary.metadata.resource_version.clone(),
+            ..Default::default()
+        },
+        reason: Some(reason.into()),
+        message: Some(message),
+        type_: Some(
+            match type_ {
+                EventType::Normal => "Normal",
+                EventType::Warning => "Warning",
+            }
+            .into(),
+        ),
+        source: Some(EventSource {
+            component: Some("flagger".into()),
+            host: None,
+        }),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        // No eventTime: with it the API server would require the events.k8s.io reporting fields.
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_look_like_flaggers() {
+        let mut canary = Canary::new("podinfo", Default::default());
+        canary.metadata.namespace = Some("test".into());
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let event = build(
+            &canary,
+            EventType::Warning,
+            "Canary failed! Scaling down podinfo.test",
+            false,
+            now,
+        );
+        assert_eq!(event.reason.as_deref(), Some("Synced"));
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        assert_eq!(event.involved_object.kind.as_deref(), Some("Canary"));
+        assert_eq!(
+            event.source.and_then(|s| s.component).as_deref(),
+            Some("flagger")
+        );
+        assert!(event.metadata.name.unwrap().starts_with("podinfo."));
+
+        let dry = build(
+            &canary,
+            EventType::Normal,
+            "Advance podinfo.test canary weight 10",
+            true,
+            now,
+        );
+        assert_eq!(dry.reason.as_deref(), Some("DryRun"));
+        assert_eq!(
+            dry.message.as_deref(),
+            Some("[dry-run] Advance podinfo.test canary weight 10")
+        );
+    }
+}

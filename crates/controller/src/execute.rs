@@ -1,0 +1,237 @@
+//! Carrying out the actions of one tick, in order. The first failing effect ends the tick; every
+//! effect is an apply of a desired state, so the next tick simply tries again.
+
+use std::time::Duration;
+
+use flagger_api::analysis::HookType;
+use flagger_api::{Canary, CanaryPhase, CanaryStatus};
+use flagger_core::{Action, Alert, EventType, Outcome as RunOutcome, RolloutSpec, Routes};
+use flagger_providers::router::{self, Router};
+use kube::ResourceExt;
+
+use crate::context::Context;
+use crate::fulfil;
+use crate::metrics::{OutcomeLabels, RollbackLabels};
+use crate::target::Workloads;
+
+pub struct Outcome {
+    /// `Err` with a message for the Warning event when an effect failed.
+    pub result: Result<(), String>,
+    pub requeue: Option<Duration>,
+    /// The finaliser was removed: the object is going away and has no status to write.
+    pub deleted: bool,
+}
+
+pub struct Executor<'a> {
+    ctx: &'a Context,
+    canary: &'a Canary,
+    spec: &'a RolloutSpec,
+    workloads: &'a Workloads,
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(
+        ctx: &'a Context,
+        canary: &'a Canary,
+        spec: &'a RolloutSpec,
+        workloads: &'a Workloads,
+    ) -> Self {
+        Executor {
+            ctx,
+            canary,
+            spec,
+            workloads,
+        }
+    }
+
+    pub async fn run(&mut self, actions: Vec<Action>, status: &mut CanaryStatus) -> Outcome {
+        let mut outcome = Outcome {
+            result: Ok(()),
+            requeue: None,
+            deleted: false,
+        };
+        for action in actions {
+            match action {
+                Action::RequeueAfter(d) => outcome.requeue = Some(d),
+                Action::RemoveFinalizer => {
+                    if let Err(e) = self.workloads.remove_finalizer(self.canary).await {
+                        outcome.result = Err(e.to_string());
+                        break;
+                    }
+                    outcome.deleted = self.canary.metadata.deletion_timestamp.is_some();
+                }
+                other => {
+                    if let Err(message) = self.one(other, status).await {
+                        outcome.result = Err(message);
+                        break;
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn one(&mut self, action: Action, status: &mut CanaryStatus) -> Result<(), String> {
+        let canary = self.canary;
+        let w = self.workloads;
+        let kube = |e: kube::Error| e.to_string();
+        match action {
+            Action::AddFinalizer => w.add_finalizer(canary).await.map_err(kube),
+            Action::EnsurePrimary => w.ensure_primary(canary).await.map_err(kube),
+            Action::RouteApexToPrimary => {
+                w.ensure_apex(canary).await.map_err(kube)?;
+                self.router()?
+                    .reconcile(canary)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Action::ScaleTargetUp => {
+                if let Some(overrides) = w.scale_up(canary).await.map_err(kube)? {
+                    status.pod_overrides = Some(overrides);
+                }
+                Ok(())
+            }
+            Action::ScaleTargetToZero => {
+                if let Some(overrides) = w.scale_to_zero(canary).await.map_err(kube)? {
+                    status.pod_overrides = Some(overrides);
+                }
+                Ok(())
+            }
+            Action::PauseTargetScaler | Action::ResumeTargetScaler => Ok(()),
+            Action::ReconcilePrimaryScaler => {
+                w.reconcile_primary_scaler(canary).await.map_err(kube)
+            }
+            Action::Promote => w.promote(canary).await.map_err(kube),
+            Action::SetRoutes(routes) => self.set_routes(routes).await,
+            Action::RestoreTarget => w.restore_target(canary).await.map_err(kube),
+            Action::RevertRouting => {
+                w.revert_apex(canary).await.map_err(kube)?;
+                self.router()?
+                    .finalize(canary)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Action::CallWebhooks { kind, phase, hooks } => {
+                self.fire_and_forget(kind, phase, &hooks, status).await;
+                Ok(())
+            }
+            Action::Event(event) => {
+                self.ctx
+                    .recorder
+                    .record(canary, event.type_, &event.message)
+                    .await;
+                Ok(())
+            }
+            Action::Alert(alert) => {
+                self.alert(&alert);
+                Ok(())
+            }
+            Action::Report(run) => {
+                self.report(&run);
+                Ok(())
+            }
+            Action::DryRun(inner) => {
+                tracing::info!(canary = %canary.name_any(), namespace = ?canary.namespace(), effect = ?inner, "[dry-run] would apply");
+                Ok(())
+            }
+            Action::Need(_) | Action::RequeueAfter(_) | Action::RemoveFinalizer => Ok(()),
+        }
+    }
+
+    fn router(&self) -> Result<Box<dyn Router>, String> {
+        router::for_provider(&self.spec.provider).map_err(|e| e.to_string())
+    }
+
+    async fn set_routes(&self, routes: Routes) -> Result<(), String> {
+        self.router()?
+            .set_routes(self.canary, routes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let namespace = self.canary.namespace().unwrap_or_default();
+        self.ctx.metrics.set_weights(
+            &namespace,
+            &self.spec.target_name,
+            i64::from(routes.primary),
+            i64::from(routes.canary),
+        );
+        Ok(())
+    }
+
+    /// `post-rollout` hooks: their failures become events and never change the run.
+    async fn fire_and_forget(
+        &self,
+        kind: HookType,
+        phase: CanaryPhase,
+        names: &[String],
+        status: &CanaryStatus,
+    ) {
+        let hooks = self.canary.spec.analysis.webhooks.iter().flatten();
+        for name in names {
+            let Some(hook) = hooks
+                .clone()
+                .find(|h| &h.name == name && h.hook_type() == Some(kind))
+            else {
+                continue;
+            };
+            let payload = fulfil::payload(self.canary, status, phase, hook.metadata.as_ref());
+            let (type_, message) = match self.ctx.webhooks.call(hook, &payload).await {
+                Ok(()) => (
+                    EventType::Normal,
+                    format!("Post-rollout check {name} passed"),
+                ),
+                Err(e) => (
+                    EventType::Warning,
+                    format!("Post-rollout hook {name} failed {e}"),
+                ),
+            };
+            self.ctx.recorder.record(self.canary, type_, &message).await;
+        }
+    }
+
+    fn alert(&self, alert: &Alert) {
+        // Notifier delivery comes with the alerts work (issue 8); until then alerts are logged with
+        // their machine-readable reason so nothing is silently dropped.
+        tracing::info!(
+            canary = %self.canary.name_any(),
+            namespace = ?self.canary.namespace(),
+            severity = ?alert.severity,
+            reason = ?alert.reason,
+            "alert: {}",
+            alert.message
+        );
+    }
+
+    fn report(&self, run: &RunOutcome) {
+        let name = self.spec.target_name.clone();
+        let namespace = self.canary.namespace().unwrap_or_default();
+        let strategy = self.spec.strategy.label().to_string();
+        let labels = |status: &str| OutcomeLabels {
+            name: name.clone(),
+            namespace: namespace.clone(),
+            deployment_strategy: strategy.clone(),
+            analysis_status: status.into(),
+        };
+        let metrics = &self.ctx.metrics;
+        match run {
+            RunOutcome::Succeeded { skipped } => {
+                metrics
+                    .successes
+                    .get_or_create(&labels(if *skipped { "skipped" } else { "completed" }))
+                    .inc();
+            }
+            RunOutcome::RolledBack { reason } | RunOutcome::PromotionFailed { reason } => {
+                metrics.failures.get_or_create(&labels("completed")).inc();
+                metrics
+                    .rollbacks
+                    .get_or_create(&RollbackLabels {
+                        name: name.clone(),
+                        namespace: namespace.clone(),
+                        canary: self.canary.name_any(),
+                        deployment_strategy: strategy.clone(),
+                        reason: reason.label().into(),
+                    })
+                    .inc();
+            }
+        }
+    }
+}

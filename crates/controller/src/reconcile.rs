@@ -1,0 +1,299 @@
+//! One tick of one canary: validate, observe, let the core decide, carry out what it decided.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flagger_api::validate::{Severity, reason};
+use flagger_api::{Canary, CanaryPhase, CanaryStatus};
+use flagger_core::{Action, EventType, Need, Observation, RolloutSpec};
+use jiff::Timestamp;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use tokio::time::Instant;
+
+use crate::context::Context;
+use crate::execute::Executor;
+use crate::fulfil;
+use crate::status;
+use crate::target::{TargetError, Workloads};
+
+/// How often `advance` may ask for more results within one tick before the tick is abandoned: a
+/// core that keeps asking is a bug, and must not pin a worker.
+const MAX_ROUNDS: usize = 32;
+/// Retry delay after a failed effect or an unreadable cluster state.
+const RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the core kept asking for results; tick abandoned")]
+    Runaway,
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Runaway => "runaway",
+        }
+    }
+}
+
+pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let key = ObjectRef::from_obj(canary.as_ref());
+    let namespace = canary.namespace().unwrap_or_default();
+    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
+    let now = Timestamp::now();
+    let live = canary.status.clone().unwrap_or_default();
+    let mut status = if ctx.flags.dry_run {
+        ctx.simulated(&key).unwrap_or(live)
+    } else {
+        live
+    };
+
+    // T3: a canary the controller cannot run gets Valid=False and an event, never a crash.
+    let spec = match validate(&canary, &ctx) {
+        Ok((spec, warnings)) => {
+            mark_valid(&ctx, &key, &canary, &mut status, &warnings, now).await;
+            spec
+        }
+        Err((reason, message)) => {
+            return invalid(&ctx, &api, &key, &canary, status, reason, &message, now).await;
+        }
+    };
+
+    let workloads = match Workloads::load(&ctx, &canary).await {
+        Ok(w) => w,
+        Err(TargetError::NotFound(message)) => {
+            return invalid(
+                &ctx,
+                &api,
+                &key,
+                &canary,
+                status,
+                "TargetNotFound",
+                &message,
+                now,
+            )
+            .await;
+        }
+        Err(TargetError::Invalid(message)) => {
+            return invalid(
+                &ctx,
+                &api,
+                &key,
+                &canary,
+                status,
+                reason::INVALID_SPEC,
+                &message,
+                now,
+            )
+            .await;
+        }
+        Err(TargetError::Kube(e)) => return Err(Error::Kube(e)),
+    };
+
+    let mut observation = workloads.observe(&canary, &spec).await?;
+    if !tick_is_due(&ctx, &key, &canary, &spec, &observation) {
+        let wait = due_in(&ctx, &key, &canary, &spec);
+        return Ok(Requeue::requeue(wait));
+    }
+
+    if !spec.dry_run && !observation.deleting {
+        // T4: the canary and primary Services exist whatever the phase.
+        workloads.ensure_services(&canary).await?;
+    }
+
+    let started = std::time::Instant::now();
+    let mut executor = Executor::new(&ctx, &canary, &spec, &workloads);
+    for _ in 0..MAX_ROUNDS {
+        let (mut next, actions) = flagger_core::advance(&spec, &status, &observation, now);
+        if let Some(Action::Need(need)) = actions.first() {
+            match need {
+                Need::Webhooks { kind, phase, hooks } => {
+                    fulfil::webhooks(
+                        &ctx,
+                        &canary,
+                        &status,
+                        *kind,
+                        *phase,
+                        hooks,
+                        &mut observation,
+                    )
+                    .await;
+                }
+                Need::Metrics { names } => {
+                    fulfil::metrics(&ctx, &canary, &spec, names, &mut observation).await;
+                }
+            }
+            continue;
+        }
+        let outcome = executor.run(actions, &mut next).await;
+        record_tick_metrics(&ctx, &canary, &spec, &next, started.elapsed());
+        schedule(&ctx, &key, outcome.requeue.unwrap_or(spec.interval));
+        if let Err(failure) = outcome.result {
+            // The status stays as it was before the failed effect; the next tick retries it.
+            ctx.recorder
+                .record(&canary, EventType::Warning, &failure)
+                .await;
+            return Ok(Requeue::requeue(RETRY));
+        }
+        if spec.dry_run {
+            ctx.simulated_status(&key, Some(next));
+        } else if !outcome.deleted {
+            status::write(&api, &canary, &next).await?;
+        }
+        return Ok(Requeue::requeue(outcome.requeue.unwrap_or(spec.interval)));
+    }
+    Err(Error::Runaway)
+}
+
+pub fn error_policy(canary: Arc<Canary>, error: &Error, _: Arc<Context>) -> Requeue {
+    tracing::warn!(canary = %canary.name_any(), namespace = ?canary.namespace(), kind = error.metric_label(), "{error}");
+    Requeue::requeue(RETRY)
+}
+
+type Invalid = (&'static str, String);
+
+/// Runtime validation (crds.md §2.4) and normalisation; warnings come back for the condition.
+fn validate(canary: &Canary, ctx: &Context) -> Result<(RolloutSpec, Vec<String>), Invalid> {
+    let problems = flagger_api::validate::canary(canary, &ctx.validation);
+    if let Some(error) = problems.iter().find(|p| p.severity == Severity::Error) {
+        let reason = match error.reason {
+            Some(reason::STRATEGY_UNSUPPORTED) => reason::STRATEGY_UNSUPPORTED,
+            Some(reason::SESSION_AFFINITY_COOKIE) => reason::SESSION_AFFINITY_COOKIE,
+            Some(reason::CROSS_NAMESPACE_REF) => reason::CROSS_NAMESPACE_REF,
+            Some(reason::KNATIVE_MISMATCH) => reason::KNATIVE_MISMATCH,
+            _ => reason::INVALID_SPEC,
+        };
+        return Err((reason, error.to_string()));
+    }
+    let mut spec = flagger_core::normalize(canary, &ctx.core)
+        .map_err(|e| (reason::INVALID_SPEC, e.to_string()))?;
+    if ctx.flags.dry_run {
+        spec.dry_run = true;
+    }
+    let warnings = problems.iter().map(|p| p.to_string()).collect();
+    Ok((spec, warnings))
+}
+
+async fn mark_valid(
+    ctx: &Context,
+    key: &ObjectRef<Canary>,
+    canary: &Canary,
+    status: &mut CanaryStatus,
+    warnings: &[String],
+    now: Timestamp,
+) {
+    let (reason, message) = if warnings.is_empty() {
+        ("Valid", "Canary spec is valid".to_string())
+    } else {
+        ("Warnings", warnings.join("; "))
+    };
+    status::set_condition(status, "Valid", "True", reason, &message, now);
+    if ctx.first_report(key, &message) && !warnings.is_empty() {
+        for warning in warnings {
+            ctx.recorder
+                .record(canary, EventType::Warning, warning)
+                .await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn invalid(
+    ctx: &Context,
+    api: &Api<Canary>,
+    key: &ObjectRef<Canary>,
+    canary: &Canary,
+    mut status: CanaryStatus,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> Result<Requeue, Error> {
+    status::set_condition(&mut status, "Valid", "False", reason, message, now);
+    if ctx.first_report(key, message) {
+        ctx.recorder
+            .record(canary, EventType::Warning, message)
+            .await;
+    }
+    if !ctx.flags.dry_run {
+        status::write(api, canary, &status).await?;
+    }
+    // Fixing the spec is a watch event; the periodic retry covers a target that appears later.
+    Ok(Requeue::requeue(Duration::from_secs(30)))
+}
+
+/// D-1: watch events only start work that is safe to do at once (initialisation, run start on a
+/// new revision, deletion); weight steps, checks and promotions wait for the scheduled tick.
+fn tick_is_due(
+    ctx: &Context,
+    key: &ObjectRef<Canary>,
+    canary: &Canary,
+    spec: &RolloutSpec,
+    obs: &Observation,
+) -> bool {
+    let status = canary.status.clone().unwrap_or_default();
+    let phase = status.phase.unwrap_or_default();
+    let changed = status.last_applied_spec.as_deref() != Some(obs.revision.as_str())
+        || status.tracked_configs.clone().unwrap_or_default() != obs.configs;
+    let reactive = obs.deleting
+        || matches!(phase, CanaryPhase::New | CanaryPhase::Initializing)
+        || (matches!(
+            phase,
+            CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed
+        ) && changed);
+    reactive || due_in(ctx, key, canary, spec).is_zero()
+}
+
+fn due_in(ctx: &Context, key: &ObjectRef<Canary>, canary: &Canary, spec: &RolloutSpec) -> Duration {
+    let now = Instant::now();
+    let due = ctx
+        .due(key)
+        .unwrap_or_else(|| restart_due(canary, spec, now));
+    due.saturating_duration_since(now)
+}
+
+/// After a restart, an active run keeps its cadence: next tick at lastTransitionTime + interval.
+fn restart_due(canary: &Canary, spec: &RolloutSpec, now: Instant) -> Instant {
+    let status = canary.status.clone().unwrap_or_default();
+    let active = matches!(
+        status.phase.unwrap_or_default(),
+        CanaryPhase::Progressing
+            | CanaryPhase::WaitingPromotion
+            | CanaryPhase::Promoting
+            | CanaryPhase::Finalising
+            | CanaryPhase::Waiting
+    );
+    let Some(last) = status.last_transition_time.filter(|_| active) else {
+        return now;
+    };
+    let since = Timestamp::now().duration_since(last).unsigned_abs();
+    now + spec.interval.saturating_sub(since)
+}
+
+fn schedule(ctx: &Context, key: &ObjectRef<Canary>, after: Duration) {
+    ctx.set_due(key, Instant::now() + after);
+}
+
+fn record_tick_metrics(
+    ctx: &Context,
+    canary: &Canary,
+    spec: &RolloutSpec,
+    status: &CanaryStatus,
+    took: Duration,
+) {
+    let namespace = canary.namespace().unwrap_or_default();
+    let phase = status.phase.unwrap_or_default();
+    ctx.metrics
+        .set_phase(&canary.name_any(), &namespace, &spec.target_name, phase);
+    ctx.metrics
+        .duration
+        .get_or_create(&crate::metrics::TargetLabels {
+            name: spec.target_name.clone(),
+            namespace,
+        })
+        .observe(took.as_secs_f64());
+}

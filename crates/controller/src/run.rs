@@ -1,0 +1,235 @@
+//! `flagger-rs controller`: wiring. Watches, leader election, the HTTP server, signals.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Config, ResourceExt};
+
+use flagger_api::Canary;
+
+use crate::context::Context;
+use crate::flags::Flags;
+use crate::leader::{Elector, LEASE_NAME, Timings};
+use crate::metrics::{InfoLabels, Metrics};
+use crate::reconcile::{error_policy, reconcile};
+use crate::server::{Health, router};
+use crate::webhooks::Caller;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("kubeconfig: {0}")]
+    Config(String),
+    #[error("kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("cannot listen on port {port}: {error}")]
+    Listen { port: u16, error: std::io::Error },
+    #[error("the Canary CRD is not installed or not readable: {0}")]
+    Crd(kube::Error),
+}
+
+pub async fn run(flags: Flags) -> Result<(), RunError> {
+    let config = client_config(&flags).await?;
+    let client = Client::try_from(config)?;
+
+    // Like Flagger: refuse to start without the CRDs rather than loop on watch errors.
+    let canaries: Api<Canary> = namespaced_or_all(&client, &flags.namespace);
+    canaries
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(RunError::Crd)?;
+
+    let metrics = Arc::new(Metrics::new(flags.dry_run));
+    metrics
+        .info
+        .get_or_create(&InfoLabels {
+            version: env!("CARGO_PKG_VERSION").into(),
+            mesh_provider: flags.mesh_provider.clone(),
+        })
+        .set(1);
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", flags.port))
+        .await
+        .map_err(|error| RunError::Listen {
+            port: flags.port,
+            error,
+        })?;
+    let app = router(Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+
+    let elector = flags.enable_leader_election.then(|| {
+        let namespace = if flags.namespace.is_empty() {
+            flags.leader_election_namespace.clone()
+        } else {
+            flags.namespace.clone()
+        };
+        // A dry-run controller takes its own lease so it can shadow a real one (seed-extras.md §1).
+        let name = if flags.dry_run {
+            "flagger-rs-dry-run"
+        } else {
+            LEASE_NAME
+        };
+        Elector::new(
+            client.clone(),
+            &namespace,
+            name,
+            identity(),
+            Timings::default(),
+        )
+    });
+    if let Some(elector) = &elector {
+        elector.acquire().await;
+    }
+
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        flags.clone(),
+        metrics,
+        Caller::new()?,
+    ));
+    let controller = controller(client, &flags, canaries, ctx.clone());
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), mesh_provider = %flags.mesh_provider, dry_run = flags.dry_run, "starting flagger-rs controller");
+
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match &elector {
+        Some(elector) => {
+            tokio::select! {
+                _ = controller => {}
+                _ = elector.hold() => {
+                    // Another replica may be acting already: stop at once, as Flagger does.
+                    tracing::error!("leadership lost, exiting");
+                    std::process::exit(1);
+                }
+                _ = shutdown => {}
+            }
+        }
+        None => {
+            tokio::select! {
+                _ = controller => {}
+                _ = shutdown => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn namespaced_or_all<K>(client: &Client, namespace: &str) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if namespace.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), namespace)
+    }
+}
+
+async fn client_config(flags: &Flags) -> Result<Config, RunError> {
+    let mut config = if flags.kubeconfig.is_empty() {
+        Config::infer()
+            .await
+            .map_err(|e| RunError::Config(e.to_string()))?
+    } else {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&flags.kubeconfig)
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .map_err(|e| RunError::Config(e.to_string()))?
+    };
+    if !flags.master.is_empty() {
+        config.cluster_url = flags
+            .master
+            .parse()
+            .map_err(|e| RunError::Config(format!("-master {}: {e}", flags.master)))?;
+    }
+    Ok(config)
+}
+
+fn identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "flagger-rs".into());
+    format!("{host}_{}", std::process::id())
+}
+
+/// Canaries are reconciled on their own changes and on changes of what they own or target; a
+/// target or config change maps back to the canaries that reference it.
+async fn controller(client: Client, flags: &Flags, canaries: Api<Canary>, ctx: Arc<Context>) {
+    let deployments: Api<Deployment> = namespaced_or_all(&client, &flags.namespace);
+    let daemonsets: Api<DaemonSet> = namespaced_or_all(&client, &flags.namespace);
+    let services: Api<Service> = namespaced_or_all(&client, &flags.namespace);
+    let configmaps: Api<ConfigMap> = namespaced_or_all(&client, &flags.namespace);
+    let secrets: Api<Secret> = namespaced_or_all(&client, &flags.namespace);
+    let controller = Controller::new(canaries, watcher::Config::default());
+    let store = controller.store();
+    let by_target = |store: kube::runtime::reflector::Store<Canary>| {
+        move |kind: &'static str, name: String, namespace: Option<String>| {
+            store
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    c.namespace() == namespace
+                        && c.spec.target_ref.kind == kind
+                        && c.spec.target_ref.name == name
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let deployment_map = by_target(store.clone());
+    let daemonset_map = by_target(store.clone());
+    let config_store = store.clone();
+    let config_map = move |namespace: Option<String>| {
+        // Any ConfigMap/Secret change in a namespace may be a tracked config of its canaries; the
+        // reconcile compares checksums, so a spurious evaluation changes nothing.
+        config_store
+            .state()
+            .into_iter()
+            .filter(|c| c.namespace() == namespace)
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let secret_map = config_map.clone();
+    controller
+        .owns(deployments.clone(), watcher::Config::default())
+        .owns(services, watcher::Config::default())
+        .watches(deployments, watcher::Config::default(), move |d| {
+            deployment_map("Deployment", d.name_any(), d.namespace())
+        })
+        .watches(daemonsets, watcher::Config::default(), move |d| {
+            daemonset_map("DaemonSet", d.name_any(), d.namespace())
+        })
+        .watches(configmaps, watcher::Config::default(), move |c| {
+            config_map(c.namespace())
+        })
+        .watches(secrets, watcher::Config::default(), move |s| {
+            secret_map(s.namespace())
+        })
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(u16::max(flags.threadiness, 1)),
+        )
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile");
+            }
+        })
+        .await;
+}

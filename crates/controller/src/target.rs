@@ -1,0 +1,534 @@
+//! The canary's workloads as the cluster has them: the target Deployment or DaemonSet, its
+//! `-primary` copy, tracked configs and Services. Reads build the observation; writes apply what
+//! the pure `workload` module computes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flagger_api::Canary;
+use flagger_api::status::PodOverridesStatus;
+use flagger_core::{Observation, Readiness, RolloutSpec};
+use flagger_providers::router;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret, Service};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::context::Context;
+use crate::status::FIELD_MANAGER;
+use crate::workload::configs::{self, TrackedConfigs};
+use crate::workload::primary::{
+    PrimaryInputs, PrimaryWrite, primary_daemonset, primary_deployment,
+};
+use crate::workload::selector::{self, SelectorLabel};
+use crate::workload::services::{ServiceRole, desired_service, discovered_ports};
+use crate::workload::{Settings, WorkloadError, hpa, readiness, revision, scaling};
+
+pub const FINALIZER: &str = "finalizer.flagger.app";
+const SKIP_ANALYSIS: &str = "flagger.app/skip-analysis";
+const RESET: &str = "flagger.app/reset";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+impl From<WorkloadError> for TargetError {
+    fn from(e: WorkloadError) -> Self {
+        TargetError::Invalid(e.to_string())
+    }
+}
+
+#[derive(Clone)]
+enum Workload {
+    Deployment(Box<Deployment>),
+    DaemonSet(Box<DaemonSet>),
+}
+
+impl Workload {
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        match self {
+            Workload::Deployment(d) => d.spec.as_ref()?.template.spec.as_ref(),
+            Workload::DaemonSet(d) => d.spec.as_ref()?.template.spec.as_ref(),
+        }
+    }
+}
+
+pub struct Workloads {
+    client: Client,
+    namespace: String,
+    settings: Settings,
+    target: Workload,
+    primary: Option<Workload>,
+    selector: SelectorLabel,
+    tracked: TrackedConfigs,
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Server-side apply of a desired object we generate.
+async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    let mut body = serde_json::to_value(object).map_err(kube::Error::SerdeError)?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert(
+            "apiVersion".into(),
+            K::api_version(&Default::default()).into(),
+        );
+        map.insert("kind".into(), K::kind(&Default::default()).into());
+        // Status is the owning controller's business, never part of our intent.
+        map.remove("status");
+    }
+    api.patch(&name, &apply_params(), &Patch::Apply(body))
+        .await?;
+    Ok(())
+}
+
+impl Workloads {
+    pub async fn load(ctx: &Context, canary: &Canary) -> Result<Workloads, TargetError> {
+        let namespace = canary.namespace().unwrap_or_default();
+        let client = ctx.client.clone();
+        let target_ref = &canary.spec.target_ref;
+        let labels = &ctx.workloads.selector_labels;
+        let missing = || {
+            TargetError::NotFound(format!(
+                "{} {}.{namespace} not found",
+                target_ref.kind, target_ref.name
+            ))
+        };
+        let (target, primary, selector) = match target_ref.kind.as_str() {
+            "Deployment" => {
+                let api: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+                let target = api.get_opt(&target_ref.name).await?.ok_or_else(missing)?;
+                let primary = api.get_opt(&canary.spec.primary_workload_name()).await?;
+                let selector = selector::of_deployment(&target, labels)?;
+                (
+                    Workload::Deployment(Box::new(target)),
+                    primary.map(|p| Workload::Deployment(Box::new(p))),
+                    selector,
+                )
+            }
+            "DaemonSet" => {
+                let api: Api<DaemonSet> = Api::namespaced(client.clone(), &namespace);
+                let target = api.get_opt(&target_ref.name).await?.ok_or_else(missing)?;
+                let primary = api.get_opt(&canary.spec.primary_workload_name()).await?;
+                let selector = selector::of_daemonset(&target, labels)?;
+                (
+                    Workload::DaemonSet(Box::new(target)),
+                    primary.map(|p| Workload::DaemonSet(Box::new(p))),
+                    selector,
+                )
+            }
+            other => {
+                return Err(TargetError::Invalid(format!(
+                    "targetRef.kind {other} is not supported by flagger-rs yet (Deployment and DaemonSet are)"
+                )));
+            }
+        };
+        let tracked = if ctx.flags.enable_config_tracking {
+            tracked_configs(&client, &namespace, canary, target.pod_spec()).await?
+        } else {
+            TrackedConfigs::default()
+        };
+        Ok(Workloads {
+            client,
+            namespace,
+            settings: ctx.workloads.clone(),
+            target,
+            primary,
+            selector,
+            tracked,
+        })
+    }
+
+    pub async fn observe(
+        &self,
+        canary: &Canary,
+        spec: &RolloutSpec,
+    ) -> Result<Observation, kube::Error> {
+        let pod_overrides = canary
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_overrides.as_ref());
+        let (revision, canary_ready) = match &self.target {
+            Workload::Deployment(d) => (
+                revision::of_deployment(d, pod_overrides),
+                readiness::canary_deployment(d, canary),
+            ),
+            Workload::DaemonSet(d) => (
+                revision::of_daemonset(d, pod_overrides),
+                readiness::canary_daemonset(d, canary),
+            ),
+        };
+        let primary_ready = match &self.primary {
+            Some(Workload::Deployment(d)) => readiness::primary_deployment(d, canary),
+            Some(Workload::DaemonSet(d)) => readiness::primary_daemonset(d, canary),
+            None => Readiness::Waiting {
+                message: format!(
+                    "{}.{} not ready: primary not created yet",
+                    canary.spec.primary_workload_name(),
+                    self.namespace
+                ),
+                since: None,
+            },
+        };
+        let routes = match router::for_provider(&spec.provider) {
+            Ok(r) => r.get_routes(canary).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let annotations = canary.annotations();
+        Ok(Observation {
+            revision,
+            configs: self.tracked.checksums(),
+            primary: primary_ready,
+            canary: canary_ready,
+            routes,
+            skip_analysis_annotation: annotations.get(SKIP_ANALYSIS).is_some_and(|v| v == "true"),
+            reset_token: annotations.get(RESET).cloned(),
+            deleting: canary.metadata.deletion_timestamp.is_some(),
+            has_finalizer: canary.finalizers().iter().any(|f| f == FINALIZER),
+            webhooks: Vec::new(),
+            metrics: Vec::new(),
+        })
+    }
+
+    /// `<apex>-canary` and `<apex>-primary` (T4).
+    pub async fn ensure_services(&self, canary: &Canary) -> Result<(), kube::Error> {
+        for role in [ServiceRole::Canary, ServiceRole::Primary] {
+            self.ensure_service(canary, role).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn ensure_apex(&self, canary: &Canary) -> Result<(), kube::Error> {
+        self.ensure_service(canary, ServiceRole::Apex).await
+    }
+
+    async fn ensure_service(&self, canary: &Canary, role: ServiceRole) -> Result<(), kube::Error> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+        let live = api.get_opt(&role.name(canary)).await?;
+        let containers = self
+            .target
+            .pod_spec()
+            .map(|p| p.containers.as_slice())
+            .unwrap_or_default();
+        let discovered = discovered_ports(canary, containers);
+        let desired = desired_service(canary, role, &self.selector, &discovered, live.as_ref())
+            .map_err(invalid)?;
+        apply(&self.client, &self.namespace, &desired).await
+    }
+
+    /// The primary workload and its `-primary` configs; created once, left alone afterwards
+    /// (promotion rewrites it).
+    pub async fn ensure_primary(&self, canary: &Canary) -> Result<(), kube::Error> {
+        self.apply_configs(canary).await?;
+        if self.primary.is_none() {
+            self.write_primary(canary, PrimaryWrite::Create).await?;
+        }
+        self.reconcile_primary_scaler(canary).await
+    }
+
+    /// Copies the target's template (and configs) to the primary.
+    pub async fn promote(&self, canary: &Canary) -> Result<(), kube::Error> {
+        self.apply_configs(canary).await?;
+        self.write_primary(canary, PrimaryWrite::Promote).await?;
+        self.reconcile_primary_scaler(canary).await
+    }
+
+    async fn write_primary(&self, canary: &Canary, write: PrimaryWrite) -> Result<(), kube::Error> {
+        let tracked_keys: BTreeSet<String> = self.tracked.keys();
+        let flagger_id = uuid::Uuid::new_v4().to_string();
+        let inputs = PrimaryInputs {
+            canary,
+            settings: &self.settings,
+            tracked_configs: &tracked_keys,
+            flagger_id: &flagger_id,
+            write,
+        };
+        match &self.target {
+            Workload::Deployment(d) => {
+                let primary = primary_deployment(d, &inputs).map_err(invalid)?;
+                apply(&self.client, &self.namespace, &primary).await
+            }
+            Workload::DaemonSet(d) => {
+                let primary = primary_daemonset(d, &inputs).map_err(invalid)?;
+                apply(&self.client, &self.namespace, &primary).await
+            }
+        }
+    }
+
+    async fn apply_configs(&self, canary: &Canary) -> Result<(), kube::Error> {
+        if self.tracked.is_empty() {
+            return Ok(());
+        }
+        let configmaps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut live_cms = BTreeMap::new();
+        for name in self.tracked.configmaps.keys() {
+            let copy = format!("{name}-primary");
+            if let Some(cm) = configmaps.get_opt(&copy).await? {
+                live_cms.insert(copy, cm);
+            }
+        }
+        let mut live_secrets = BTreeMap::new();
+        for name in self.tracked.secrets.keys() {
+            let copy = format!("{name}-primary");
+            if let Some(s) = secrets.get_opt(&copy).await? {
+                live_secrets.insert(copy, s);
+            }
+        }
+        let (cms, secs) = self
+            .tracked
+            .primary_copies(
+                canary,
+                &self.settings,
+                |n| live_cms.get(n),
+                |n| live_secrets.get(n),
+            )
+            .map_err(invalid)?;
+        for cm in &cms {
+            apply(&self.client, &self.namespace, cm).await?;
+        }
+        for s in &secs {
+            apply(&self.client, &self.namespace, s).await?;
+        }
+        Ok(())
+    }
+
+    /// `<hpa>-primary` targeting the primary, when the canary has an HPA `autoscalerRef`.
+    pub async fn reconcile_primary_scaler(&self, canary: &Canary) -> Result<(), kube::Error> {
+        let Some(scaler) = canary
+            .spec
+            .autoscaler_ref
+            .as_ref()
+            .filter(|r| r.kind == "HorizontalPodAutoscaler")
+        else {
+            return Ok(());
+        };
+        let api: Api<HorizontalPodAutoscaler> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let Some(source) = api.get_opt(&scaler.name).await? else {
+            return Err(invalid(format!(
+                "HorizontalPodAutoscaler {}.{} not found",
+                scaler.name, self.namespace
+            )));
+        };
+        let primary = hpa::primary_hpa(&source, canary, &self.settings).map_err(invalid)?;
+        apply(&self.client, &self.namespace, &primary).await
+    }
+
+    pub async fn scale_up(
+        &self,
+        canary: &Canary,
+    ) -> Result<Option<PodOverridesStatus>, kube::Error> {
+        let write = match &self.target {
+            Workload::Deployment(d) => {
+                let primary = match &self.primary {
+                    Some(Workload::Deployment(p)) => Some(p.as_ref()),
+                    _ => None,
+                };
+                scaling::deployment_scale_up(d, canary, primary, self.autoscaler_min(canary).await?)
+            }
+            Workload::DaemonSet(d) => scaling::daemonset_scale_up(d, canary),
+        };
+        self.patch_target(write).await
+    }
+
+    pub async fn scale_to_zero(
+        &self,
+        canary: &Canary,
+    ) -> Result<Option<PodOverridesStatus>, kube::Error> {
+        let write = match &self.target {
+            Workload::Deployment(d) => scaling::deployment_to_zero(d, canary),
+            Workload::DaemonSet(d) => scaling::daemonset_to_zero(d, canary),
+        };
+        self.patch_target(write).await
+    }
+
+    /// Deletion with `revertOnDeletion`: the target gets its replicas back.
+    pub async fn restore_target(&self, canary: &Canary) -> Result<(), kube::Error> {
+        self.scale_up(canary).await.map(|_| ())
+    }
+
+    /// Deletion with `revertOnDeletion`: the apex Service selects the target's pods again.
+    pub async fn revert_apex(&self, canary: &Canary) -> Result<(), kube::Error> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+        let name = canary.spec.apex_name();
+        if api.get_opt(name).await?.is_none() {
+            return Ok(());
+        }
+        let patch = serde_json::json!({"spec": {"selector": {self.selector.key.clone(): self.selector.value.clone()}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn autoscaler_min(&self, canary: &Canary) -> Result<Option<i32>, kube::Error> {
+        let Some(scaler) = canary
+            .spec
+            .autoscaler_ref
+            .as_ref()
+            .filter(|r| r.kind == "HorizontalPodAutoscaler")
+        else {
+            return Ok(None);
+        };
+        let api: Api<HorizontalPodAutoscaler> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        Ok(api
+            .get_opt(&scaler.name)
+            .await?
+            .and_then(|h| h.spec)
+            .and_then(|s| s.min_replicas))
+    }
+
+    /// The target is the user's object: a merge patch changes only the fields we mean to change.
+    async fn patch_target(
+        &self,
+        write: scaling::TargetWrite,
+    ) -> Result<Option<PodOverridesStatus>, kube::Error> {
+        if write.is_noop() {
+            return Ok(None);
+        }
+        let name = match &self.target {
+            Workload::Deployment(d) => d.name_any(),
+            Workload::DaemonSet(d) => d.name_any(),
+        };
+        let params = PatchParams::default();
+        match &self.target {
+            Workload::Deployment(_) => {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+                api.patch(&name, &params, &Patch::Merge(&write.patch))
+                    .await?;
+            }
+            Workload::DaemonSet(_) => {
+                let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &self.namespace);
+                api.patch(&name, &params, &Patch::Merge(&write.patch))
+                    .await?;
+            }
+        }
+        Ok(write.pod_overrides)
+    }
+
+    pub async fn add_finalizer(&self, canary: &Canary) -> Result<(), kube::Error> {
+        let mut finalizers = canary.finalizers().to_vec();
+        if finalizers.iter().any(|f| f == FINALIZER) {
+            return Ok(());
+        }
+        finalizers.push(FINALIZER.into());
+        self.set_finalizers(canary, finalizers).await
+    }
+
+    pub async fn remove_finalizer(&self, canary: &Canary) -> Result<(), kube::Error> {
+        let finalizers: Vec<String> = canary
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        if finalizers.len() == canary.finalizers().len() {
+            return Ok(());
+        }
+        self.set_finalizers(canary, finalizers).await
+    }
+
+    async fn set_finalizers(
+        &self,
+        canary: &Canary,
+        finalizers: Vec<String>,
+    ) -> Result<(), kube::Error> {
+        let api: Api<Canary> = Api::namespaced(self.client.clone(), &self.namespace);
+        // The resourceVersion makes this a compare-and-swap against other finalizer owners.
+        let patch = serde_json::json!({
+            "metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}
+        });
+        api.patch(
+            &canary.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The ConfigMaps and Secrets the pod template references, with tracking opt-outs applied.
+async fn tracked_configs(
+    client: &Client,
+    namespace: &str,
+    canary: &Canary,
+    pod: Option<&PodSpec>,
+) -> Result<TrackedConfigs, TargetError> {
+    let Some(pod) = pod else {
+        return Ok(TrackedConfigs::default());
+    };
+    let refs = configs::referenced(pod);
+    if refs.is_empty() {
+        return Ok(TrackedConfigs::default());
+    }
+    let wanted = |kind| {
+        refs.iter()
+            .filter(move |r| r.kind == kind)
+            .map(|r| r.name.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    let cm_names = wanted(configs::ConfigKind::ConfigMap);
+    let secret_names = wanted(configs::ConfigKind::Secret);
+    let configmaps: BTreeMap<String, ConfigMap> = if cm_names.is_empty() {
+        BTreeMap::new()
+    } else {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        api.list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|c| cm_names.contains(&c.name_any()))
+            .map(|c| (c.name_any(), c))
+            .collect()
+    };
+    let secrets: BTreeMap<String, Secret> = if secret_names.is_empty() {
+        BTreeMap::new()
+    } else {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        api.list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|s| secret_names.contains(&s.name_any()))
+            .map(|s| (s.name_any(), s))
+            .collect()
+    };
+    Ok(TrackedConfigs::resolve(
+        canary,
+        &refs,
+        &configmaps,
+        &secrets,
+    )?)
+}
+
+/// A workload rule broken by the user's objects: reported like an API validation error so the tick
+/// ends with a Warning event naming it.
+fn invalid(e: impl ToString) -> kube::Error {
+    kube::Error::Api(
+        kube::core::Status::failure(&e.to_string(), "Invalid")
+            .with_code(422)
+            .boxed(),
+    )
+}
