@@ -32,6 +32,9 @@ fn traffic_gate(t: &mut Tick) -> Flow {
         false,
     )?;
     for hook in run.passed {
+        // Recorded so that the next closed gate is seen as a new halt episode.
+        let rec = new_record(t, CheckKind::Gate, &hook.name, false, None);
+        record(t, rec);
         t.normal(
             EventName::Other,
             format!("Confirm-traffic-increase check {} passed", hook.name),

@@ -160,7 +160,7 @@ fn check_tick(h: &Harness, threshold: u32, failed_before: u32) -> Result<(), Tes
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn invariants_hold_over_random_runs(

@@ -1717,3 +1717,278 @@ fn s22_suspend_during_a_run() {
         &[SR, RD, "routes 60/40", &adv(40)],
     );
 }
+
+#[test]
+fn d28_last_transition_time_moves_only_on_transitions() {
+    let mut h = Harness::progressing(spec(
+        json!({"stepWeight": 10, "maxWeight": 20, "threshold": 3}),
+    ));
+    let t2 = h.status.last_transition_time;
+    assert!(t2.is_some());
+    // Weight change.
+    let t3 = h.now;
+    h.run(ok());
+    assert_eq!(h.status.last_transition_time, Some(t3));
+    // Failed-check change only.
+    let t4 = h.now;
+    h.run(ok().metric("request-success-rate", 1.0));
+    assert_eq!(h.status.last_transition_time, Some(t4));
+    // Nothing changes while waiting for the canary.
+    h.run(ok().canary(waiting("rolling")));
+    assert_eq!(h.status.last_transition_time, Some(t4));
+    // Phase change only (weight kept at promotion).
+    h.run(ok());
+    let t7 = h.now;
+    h.run(ok());
+    assert_eq!(h.phase(), Promoting);
+    assert_eq!(h.status.last_transition_time, Some(t7));
+}
+
+#[test]
+fn d28_iteration_changes_move_the_transition_time() {
+    let mut h = Harness::progressing(spec(json!({"iterations": 3, "threshold": 1})));
+    let t3 = h.now;
+    h.run(ok());
+    assert_eq!(h.status.iter(), 1);
+    assert_eq!(h.status.last_transition_time, Some(t3));
+    let t4 = h.now;
+    h.run(ok());
+    assert_eq!(h.status.last_transition_time, Some(t4));
+}
+
+#[test]
+fn dry_run_decides_as_usual_and_only_logs_effects() {
+    let s = spec_with(
+        json!({}),
+        json!({"stepWeight": 25, "maxWeight": 50, "threshold": 2, "webhooks": [
+            {"name": "gate", "type": "confirm-rollout", "url": "http://lt/"},
+            {"name": "rb", "type": "rollback", "url": "http://lt/"},
+            {"name": "notify", "type": "post-rollout", "url": "http://lt/"}
+        ]}),
+        &Settings {
+            dry_run: true,
+            ..Settings::default()
+        },
+    );
+    let mut h = Harness::new(s);
+    h.run(ok());
+    assert_eq!(h.phase(), Initialized);
+    h.revision = "r1.6.0.1".into();
+    // Gates count as open without being called; the router is never written, so the harness's
+    // router stays at 100/0 and the weights come from the status.
+    h.row(
+        "t2",
+        ok().fail("gate"),
+        Progressing,
+        (0, 0, 0),
+        "100/0",
+        &[
+            "dry-run call confirm-rollout (Initialized): gate",
+            "Normal: Confirm-rollout check gate passed",
+            "Normal: New revision detected! Scaling up podinfo.test",
+            "dry-run alert info: New revision detected, progressing canary analysis.",
+            "dry-run resume-scaler",
+            "dry-run scale-up",
+        ],
+    );
+    h.row(
+        "t3",
+        ok().rollback("rb"),
+        Progressing,
+        (25, 0, 0),
+        "100/0",
+        &[
+            "dry-run call rollback (Progressing): rb",
+            "Normal: Rollback hook rb not signaling a rollback",
+            START,
+            "dry-run routes 75/25",
+            &adv(25),
+        ],
+    );
+    h.row(
+        "t4",
+        ok(),
+        Progressing,
+        (50, 0, 0),
+        "100/0",
+        &[
+            "dry-run call rollback (Progressing): rb",
+            "Normal: Rollback hook rb not signaling a rollback",
+            SR,
+            RD,
+            "dry-run routes 50/50",
+            &adv(50),
+        ],
+    );
+    h.row(
+        "t5",
+        ok(),
+        Promoting,
+        (50, 0, 0),
+        "100/0",
+        &[
+            "dry-run call rollback (Progressing): rb",
+            "Normal: Rollback hook rb not signaling a rollback",
+            SR,
+            RD,
+            COPY,
+            "dry-run promote",
+        ],
+    );
+    h.row(
+        "t6",
+        ok(),
+        Finalising,
+        (0, 0, 0),
+        "100/0",
+        &["dry-run primary-scaler", TO_PRIMARY, "dry-run routes 100/0"],
+    );
+    h.row(
+        "t7",
+        ok(),
+        Succeeded,
+        (0, 0, 0),
+        "100/0",
+        &[
+            "dry-run pause-scaler",
+            "dry-run scale-to-zero",
+            "report succeeded skipped=false",
+            "dry-run call post-rollout (Succeeded): notify",
+            "Normal: Promotion completed! Scaling down podinfo.test",
+            "dry-run alert info: Canary analysis completed successfully, promotion finished.",
+        ],
+    );
+}
+
+#[test]
+fn routes_that_cannot_be_read_end_the_tick() {
+    let mut h = Harness::progressing(s1_spec());
+    let before = h.status.clone();
+    let mut o = ok();
+    o.routes_error = Some("connection refused".into());
+    h.row(
+        "t3",
+        o,
+        Progressing,
+        (0, 0, 0),
+        "100/0",
+        &["Warning: Error reading routes of podinfo.test: connection refused"],
+    );
+    assert_eq!(h.status, before);
+}
+
+#[test]
+fn traffic_increase_gate_holds_and_alerts_once_per_episode() {
+    let s = spec(json!({"stepWeight": 10, "threshold": 2, "webhooks": [
+        {"name": "ti", "type": "confirm-traffic-increase", "url": "http://lt/"}
+    ]}));
+    let mut h = Harness::progressing(s);
+    let ask = "ask confirm-traffic-increase ti (Progressing)";
+    let halt = "Warning: Halt podinfo.test advancement waiting for traffic increase approval ti";
+    let alert = "alert warn: Canary traffic increase is waiting for approval.";
+    h.row(
+        "t3 closed",
+        ok().fail("ti"),
+        Progressing,
+        (0, 0, 0),
+        "100/0",
+        &[ask, START, halt, alert],
+    );
+    h.row(
+        "t4 still closed",
+        ok().fail("ti"),
+        Progressing,
+        (0, 0, 0),
+        "100/0",
+        &[ask, START, halt],
+    );
+    h.row(
+        "t5 open",
+        ok(),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[
+            ask,
+            START,
+            "Normal: Confirm-traffic-increase check ti passed",
+            "routes 90/10",
+            &adv(10),
+        ],
+    );
+    h.row(
+        "t6 closed again",
+        ok().fail("ti"),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[SR, RD, ask, halt, alert],
+    );
+    h.row(
+        "t7",
+        ok().fail("ti"),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[SR, RD, ask, halt],
+    );
+}
+
+#[test]
+fn the_threshold_lowered_mid_run_rolls_back_before_analysis() {
+    let mut h = Harness::progressing(spec(json!({"stepWeight": 10, "threshold": 3})));
+    h.run(ok());
+    h.run(ok().metric("request-success-rate", 1.0));
+    h.run(ok().metric("request-success-rate", 1.0));
+    assert_eq!(h.status.failed(), 2);
+    h.spec.threshold = 2;
+    let mut expected = vec![
+        "Warning: Rolling back podinfo.test failed checks threshold reached 2",
+        "alert error: Failed checks threshold reached 2",
+    ];
+    expected.extend(rollback_tail("failed_checks"));
+    h.row("t6", ok(), Failed, (0, 0, 0), "100/0", &expected);
+}
+
+#[test]
+fn initializing_primary_failure_never_scales_the_target_down() {
+    let mut h = Harness::new(s1_spec());
+    h.row(
+        "t0",
+        ok().primary(Readiness::Failed {
+            message: "crash".into(),
+        }),
+        Initializing,
+        (0, 0, 0),
+        "100/0",
+        &[
+            "ensure-primary",
+            "Warning: podinfo-primary.test not ready: crash",
+        ],
+    );
+    assert!(!h.last_actions.contains(&Action::ScaleTargetToZero));
+}
+
+#[test]
+fn idle_canary_with_a_failing_primary_only_warns() {
+    let mut h = Harness::initialized(s1_spec());
+    h.row(
+        "t2",
+        ok().primary(Readiness::Failed {
+            message: "crash".into(),
+        }),
+        Initialized,
+        (0, 0, 0),
+        "100/0",
+        &["Warning: podinfo-primary.test not ready: crash"],
+    );
+}
+
+#[test]
+fn terminated_canaries_do_nothing_more() {
+    for phase in [Terminating, Terminated] {
+        let mut h = Harness::initialized(s1_spec());
+        h.status.phase = Some(phase);
+        h.row("tick", ok(), phase, (0, 0, 0), "100/0", &[]);
+    }
+}

@@ -1,0 +1,141 @@
+//! `flagger-rs plan` simulation.
+
+mod common;
+
+use common::{spec, spec_with};
+use flagger_api::status::CanaryPhase;
+use flagger_core::Settings;
+use flagger_core::plan::plan;
+use serde_json::json;
+
+#[test]
+fn s1_schedule_and_times() {
+    let s = spec(json!({"stepWeight": 10, "maxWeight": 50, "threshold": 2}));
+    let p = plan(&s, None);
+    let rows: Vec<_> = p
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.tick,
+                s.elapsed_seconds,
+                s.phase,
+                s.primary_weight,
+                s.canary_weight,
+            )
+        })
+        .collect();
+    use CanaryPhase::*;
+    assert_eq!(
+        rows,
+        [
+            (0, 0, Progressing, 100, 0),
+            (1, 60, Progressing, 90, 10),
+            (2, 120, Progressing, 80, 20),
+            (3, 180, Progressing, 70, 30),
+            (4, 240, Progressing, 60, 40),
+            (5, 300, Progressing, 50, 50),
+            (6, 360, Promoting, 50, 50),
+            (7, 420, Finalising, 100, 0),
+            (8, 480, Succeeded, 100, 0),
+        ]
+    );
+    assert_eq!(
+        p.steps[2].checks,
+        ["request-success-rate", "request-duration"]
+    );
+    assert!(p.steps[1].checks.is_empty());
+    assert_eq!(p.promote_after_seconds, Some(480));
+    // Tick 1 runs no checks (no pre-rollout hooks); ticks 2 and 3 fail.
+    assert_eq!(p.rollback_after_seconds, Some(180));
+    assert_eq!(
+        (
+            p.name.as_str(),
+            p.namespace.as_str(),
+            p.strategy.as_str(),
+            p.interval_seconds
+        ),
+        ("podinfo", "test", "canary", 60)
+    );
+
+    let failing = plan(&s, Some(4));
+    assert_eq!(failing.fail_at, Some(4));
+    let last = failing.steps.last().unwrap();
+    assert_eq!(
+        (
+            last.tick,
+            last.phase,
+            last.primary_weight,
+            last.canary_weight
+        ),
+        (5, Failed, 100, 0)
+    );
+    assert_eq!(failing.rollback_after_seconds, Some(300));
+    assert_eq!(failing.promote_after_seconds, Some(480));
+}
+
+#[test]
+fn json_interface_is_stable() {
+    let s = spec(
+        json!({"iterations": 2, "threshold": 1, "mirror": true, "mirrorWeight": 50,
+        "webhooks": [{"name": "smoke", "type": "pre-rollout", "url": "http://lt/"},
+                     {"name": "notify", "type": "post-rollout", "url": "http://lt/"}]}),
+    );
+    let v = serde_json::to_value(plan(&s, None)).unwrap();
+    for key in ["steps", "promoteAfterSeconds", "rollbackAfterSeconds"] {
+        assert!(v.get(key).is_some(), "{key} missing");
+    }
+    assert!(v.get("failAt").is_none());
+    let step = &v["steps"][1];
+    for key in [
+        "tick",
+        "elapsedSeconds",
+        "phase",
+        "canaryWeight",
+        "primaryWeight",
+        "mirrorWeight",
+        "webhooks",
+    ] {
+        assert!(step.get(key).is_some(), "steps[].{key} missing");
+    }
+    assert_eq!(step["phase"], "Progressing");
+    assert_eq!(step["mirrorWeight"], 50);
+    assert_eq!(step["webhooks"], json!(["smoke"]));
+    let steps = v["steps"].as_array().unwrap();
+    let switch = &steps[3];
+    assert_eq!(
+        (
+            switch["primaryWeight"].as_u64(),
+            switch["canaryWeight"].as_u64(),
+            switch["mirrorWeight"].as_u64()
+        ),
+        (Some(0), Some(100), Some(0))
+    );
+    assert_eq!(steps.last().unwrap()["webhooks"], json!(["notify"]));
+    assert_eq!(steps.last().unwrap()["phase"], "Succeeded");
+}
+
+#[test]
+fn nothing_can_fail_without_checks() {
+    let s = spec(json!({"stepWeight": 50, "threshold": 1, "metrics": null}));
+    let p = plan(&s, None);
+    assert_eq!(p.rollback_after_seconds, None);
+    assert_eq!(p.promote_after_seconds, Some(5 * 60));
+}
+
+#[test]
+fn delay_and_dry_run_settings() {
+    let s = spec_with(
+        json!({}),
+        json!({"stepWeight": 50, "threshold": 1, "delay": "90s"}),
+        &Settings {
+            dry_run: true,
+            ..Settings::default()
+        },
+    );
+    let p = plan(&s, None);
+    // Hold set at tick 1, still held at tick 2 (120s < 150s), released at tick 3.
+    assert_eq!(p.steps[3].canary_weight, 50);
+    assert_eq!(p.steps[2].canary_weight, 0);
+    assert_eq!(p.promote_after_seconds, Some(7 * 60));
+}
