@@ -1992,3 +1992,43 @@ fn terminated_canaries_do_nothing_more() {
         h.row("tick", ok(), phase, (0, 0, 0), "100/0", &[]);
     }
 }
+
+#[test]
+fn s19_the_hold_ends_exactly_at_delay_until() {
+    let mut h = Harness::progressing(spec(
+        json!({"delay": "60s", "stepWeight": 10, "threshold": 2}),
+    ));
+    h.row("t3 hold set", ok(), Progressing, (0, 0, 0), "100/0", &[]);
+    h.row(
+        "t4 = delayUntil",
+        ok(),
+        Progressing,
+        (10, 0, 0),
+        "90/10",
+        &[START, "routes 90/10", &adv(10)],
+    );
+}
+
+#[test]
+fn tracked_configs_absent_from_the_status_count_as_none() {
+    let mut h = Harness::initialized(s1_spec());
+    h.revision = "r1.6.0.0".into();
+    h.status.tracked_configs = None;
+    h.row(
+        "no configs on either side",
+        ok(),
+        Initialized,
+        (0, 0, 0),
+        "100/0",
+        &[],
+    );
+    h.configs.insert("secret/db".into(), "123".into());
+    h.row(
+        "a config appears",
+        ok(),
+        Progressing,
+        (0, 0, 0),
+        "100/0",
+        &SCALE_UP,
+    );
+}
