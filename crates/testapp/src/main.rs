@@ -35,6 +35,9 @@ struct Args {
     /// Ports never bound even if a pod declares them (served by other processes in the netns).
     #[arg(long, value_delimiter = ',')]
     exclude_ports: Vec<u16>,
+    /// Prometheus file_sd JSON to keep up to date with the pods that ask to be scraped.
+    #[arg(long)]
+    file_sd: Option<std::path::PathBuf>,
     /// Upper bound on distinct listening ports.
     #[arg(long, default_value_t = 256)]
     max_ports: usize,
@@ -54,7 +57,11 @@ impl Ports {
             if self.bound.contains(&port) || args.exclude_ports.contains(&port) {
                 continue;
             }
-            if self.failed.get(&port).is_some_and(|t| t.elapsed() < BIND_RETRY) {
+            if self
+                .failed
+                .get(&port)
+                .is_some_and(|t| t.elapsed() < BIND_RETRY)
+            {
                 continue;
             }
             if self.bound.len() >= args.max_ports {
@@ -88,7 +95,10 @@ async fn main() -> anyhow::Result<()> {
     // reqwest/kube are built without a default crypto provider; pick ring once for the whole process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(false)
         .init();
     let args = Args::parse();
 
@@ -120,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
     // Retries ports that failed to bind even when no pod event arrives.
     let mut retry = tokio::time::interval(BIND_RETRY);
     let mut synced = false;
+    let mut last_sd = String::new();
     loop {
         tokio::select! {
             ev = events.next() => {
@@ -144,14 +155,34 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         let index = {
-            let previous = state.index.read().map(|i| Arc::clone(&i)).unwrap_or_default();
+            let previous = state
+                .index
+                .read()
+                .map(|i| Arc::clone(&i))
+                .unwrap_or_default();
             Arc::new(pods::Index::build(&store.state(), &previous))
         };
         let wanted = index.ports.clone();
+        if let Some(path) = &args.file_sd {
+            write_file_sd(path, &index.scrape_targets, &mut last_sd);
+        }
         if let Ok(mut slot) = state.index.write() {
             *slot = index;
         }
         ports.reconcile(&wanted, &args, &state).await;
         recv.synced.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Writes the targets atomically (Prometheus watches the file) and only when they changed.
+fn write_file_sd(path: &std::path::Path, targets: &[serde_json::Value], last: &mut String) {
+    let body = serde_json::Value::Array(targets.to_vec()).to_string();
+    if *last == body {
+        return;
+    }
+    let tmp = path.with_extension("tmp");
+    match std::fs::write(&tmp, &body).and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => *last = body,
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot write file_sd targets"),
     }
 }

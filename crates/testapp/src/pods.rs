@@ -51,7 +51,11 @@ fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
     if pod.metadata.deletion_timestamp.is_some() || status.phase.as_deref() != Some("Running") {
         return Vec::new();
     }
-    let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
     if host_network || !serves(pod) {
         return Vec::new();
     }
@@ -74,7 +78,11 @@ fn serves(pod: &Pod) -> bool {
 }
 
 fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
-    pod.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
 }
 
 fn env_value<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
@@ -90,7 +98,12 @@ fn env_value<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
 
 /// The pod's version as podinfo would report it: the version label, else the first container's image tag.
 pub fn version_of(pod: &Pod) -> String {
-    if let Some(v) = pod.metadata.labels.as_ref().and_then(|l| l.get(LABEL_VERSION)) {
+    if let Some(v) = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_VERSION))
+    {
         return v.clone();
     }
     let image = pod
@@ -105,7 +118,9 @@ pub fn version_of(pod: &Pod) -> String {
 fn image_tag(image: &str) -> Option<&str> {
     let image = image.split('@').next().unwrap_or(image);
     let last = image.rsplit('/').next().unwrap_or(image);
-    last.split_once(':').map(|(_, tag)| tag).filter(|t| !t.is_empty())
+    last.split_once(':')
+        .map(|(_, tag)| tag)
+        .filter(|t| !t.is_empty())
 }
 
 fn parse_rate(s: Option<&str>) -> f64 {
@@ -124,7 +139,11 @@ fn parse_ms(s: Option<&str>) -> u64 {
 /// TCP container ports the testapp should listen on for this pod.
 /// Taken from every pod, Running or not, so the listener exists before the pod turns Ready and gets traffic.
 pub fn tcp_ports(pod: &Pod) -> Vec<u16> {
-    let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
     if host_network || !serves(pod) {
         return Vec::new();
     }
@@ -143,6 +162,36 @@ pub fn tcp_ports(pod: &Pod) -> Vec<u16> {
 pub struct Index {
     pub by_ip: HashMap<IpAddr, Arc<PodView>>,
     pub ports: BTreeSet<u16>,
+    /// Prometheus file_sd entries for pods annotated `prometheus.io/scrape: "true"`. Debian's Prometheus is built
+    /// without Kubernetes service discovery, so the testapp, which watches pods anyway, provides the targets.
+    pub scrape_targets: Vec<serde_json::Value>,
+}
+
+fn scrape_target(pod: &Pod, ip: IpAddr) -> Option<serde_json::Value> {
+    if annotation(pod, "prometheus.io/scrape") != Some("true") {
+        return None;
+    }
+    let port = match annotation(pod, "prometheus.io/port") {
+        Some(p) => p.parse::<u16>().ok()?,
+        None => *tcp_ports(pod).first()?,
+    };
+    let path = annotation(pod, "prometheus.io/path").unwrap_or("/metrics");
+    let mut labels = serde_json::Map::new();
+    labels.insert("namespace".into(), pod.metadata.namespace.clone().unwrap_or_default().into());
+    labels.insert("pod".into(), pod.metadata.name.clone().unwrap_or_default().into());
+    labels.insert("__metrics_path__".into(), path.into());
+    for (k, v) in pod.metadata.labels.iter().flatten() {
+        let name: String = k
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        labels.insert(format!("__meta_kubernetes_pod_label_{name}"), v.clone().into());
+    }
+    let target = match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    };
+    Some(serde_json::json!({"targets": [target], "labels": labels}))
 }
 
 impl Index {
@@ -170,10 +219,17 @@ impl Index {
                 name: pod.metadata.name.clone().unwrap_or_default(),
                 uid,
                 version: version_of(pod),
-                error_rate: parse_rate(annotation(pod, ANN_ERROR_RATE).or(env_value(pod, ENV_ERROR_RATE))),
-                latency_ms: parse_ms(annotation(pod, ANN_LATENCY_MS).or(env_value(pod, ENV_LATENCY_MS))),
+                error_rate: parse_rate(
+                    annotation(pod, ANN_ERROR_RATE).or(env_value(pod, ENV_ERROR_RATE)),
+                ),
+                latency_ms: parse_ms(
+                    annotation(pod, ANN_LATENCY_MS).or(env_value(pod, ENV_LATENCY_MS)),
+                ),
                 requests,
             });
+            if let Some(t) = ips.first().and_then(|ip| scrape_target(pod, *ip)) {
+                index.scrape_targets.push(t);
+            }
             for ip in ips {
                 index.by_ip.insert(ip, Arc::clone(&view));
             }
@@ -200,9 +256,15 @@ mod tests {
 
     #[test]
     fn image_tags() {
-        assert_eq!(image_tag("ghcr.io/stefanprodan/podinfo:6.0.1"), Some("6.0.1"));
+        assert_eq!(
+            image_tag("ghcr.io/stefanprodan/podinfo:6.0.1"),
+            Some("6.0.1")
+        );
         assert_eq!(image_tag("localhost:5000/podinfo"), None);
-        assert_eq!(image_tag("localhost:5000/podinfo:1.2@sha256:abc"), Some("1.2"));
+        assert_eq!(
+            image_tag("localhost:5000/podinfo:1.2@sha256:abc"),
+            Some("1.2")
+        );
     }
 
     #[test]
@@ -213,7 +275,9 @@ mod tests {
         ));
         let idx = Index::build(&[p], &Index::default());
         assert_eq!(idx.ports.iter().copied().collect::<Vec<_>>(), vec![9898]);
-        let view = &idx.by_ip[&"10.244.0.7".parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]))];
+        let view = &idx.by_ip[&"10.244.0.7"
+            .parse::<IpAddr>()
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))];
         assert_eq!(view.version, "6.0.0");
         assert_eq!(view.latency_ms, MAX_LATENCY_MS);
         let errors = (0..1000).filter(|_| view.next_is_error()).count();
@@ -222,7 +286,10 @@ mod tests {
 
     #[test]
     fn opted_out_pods_are_silent() {
-        let p = Arc::new(running(serde_json::json!({ANN_SERVE: "false"}), "loadtester:1"));
+        let p = Arc::new(running(
+            serde_json::json!({ANN_SERVE: "false"}),
+            "loadtester:1",
+        ));
         let idx = Index::build(&[p], &Index::default());
         assert!(idx.ports.is_empty() && idx.by_ip.is_empty());
     }

@@ -61,7 +61,9 @@ struct PodMetrics {
 impl PodMetrics {
     fn new() -> Self {
         let duration = Family::<ReqLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
         });
         let total = Family::<ReqLabels, Counter>::default();
         let mut registry = Registry::default();
@@ -71,7 +73,11 @@ impl PodMetrics {
             "Seconds spent serving HTTP requests.",
             duration.clone(),
         );
-        registry.register("http_requests", "The total number of HTTP requests.", total.clone());
+        registry.register(
+            "http_requests",
+            "The total number of HTTP requests.",
+            total.clone(),
+        );
         PodMetrics {
             registry,
             duration,
@@ -179,7 +185,9 @@ async fn as_pod(
             path,
             status: resp.status().as_u16().to_string(),
         };
-        m.duration.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+        m.duration
+            .get_or_create(&labels)
+            .observe(start.elapsed().as_secs_f64());
         m.total.get_or_create(&labels).inc();
     }
     resp
@@ -232,7 +240,10 @@ async fn echo(body: axum::body::Bytes) -> axum::body::Bytes {
     body
 }
 
-async fn metrics(State(state): State<AppState>, Extension(pod): Extension<Arc<PodView>>) -> Response {
+async fn metrics(
+    State(state): State<AppState>,
+    Extension(pod): Extension<Arc<PodView>>,
+) -> Response {
     let mut out = String::new();
     if let Some(m) = state.pod_metrics(&pod)
         && prometheus_client::encoding::text::encode(&mut out, &m.registry).is_err()
@@ -243,7 +254,10 @@ async fn metrics(State(state): State<AppState>, Extension(pod): Extension<Arc<Po
         let _ = writeln!(out, "# EOF");
     }
     (
-        [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         out,
     )
         .into_response()

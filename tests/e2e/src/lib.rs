@@ -64,13 +64,20 @@ pub async fn flagger_client() -> Result<Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let path = std::env::var("FLAGGER_RS_KUBECONFIG_FLAGGER")
         .context("FLAGGER_RS_KUBECONFIG_FLAGGER is unset (run inside `hack/cluster/exec`)")?;
-    let kc = kube::config::Kubeconfig::read_from(&path).with_context(|| format!("reading {path}"))?;
+    let kc =
+        kube::config::Kubeconfig::read_from(&path).with_context(|| format!("reading {path}"))?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     Ok(Client::try_from(cfg)?)
 }
 
 /// Awaits `cond` on the named object through a watch, failing after `timeout` with the object's last state.
-pub async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, timeout: Duration, cond: impl Condition<K>) -> Result<K>
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    cond: impl Condition<K>,
+) -> Result<K>
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
 {
@@ -188,5 +195,7 @@ async fn delete_namespace(api: &Api<Namespace>, name: &str) -> Result<()> {
 
 /// Path of a file in the repository (tests run with cwd = this crate).
 pub fn repo_path(rel: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }

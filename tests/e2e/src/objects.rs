@@ -102,7 +102,10 @@ pub fn deployment_available() -> impl Condition<Deployment> {
 }
 
 pub fn traefik_resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("traefik.io", "v1alpha1", kind), plural)
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("traefik.io", "v1alpha1", kind),
+        plural,
+    )
 }
 
 /// TraefikService `name` splitting by weight across `(service, weight)` on [`APP_PORT`].

@@ -25,13 +25,19 @@ pub fn check_target(url: &reqwest::Url) -> Result<()> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         let ok = ip.is_loopback()
             || matches!(ip, IpAddr::V4(v4) if NETNS_RANGES.iter().any(|(p, _)| v4.octets()[..2] == p[..]));
-        ensure!(ok, "traffic to {ip} refused: only loopback and the cluster netns ranges are allowed");
+        ensure!(
+            ok,
+            "traffic to {ip} refused: only loopback and the cluster netns ranges are allowed"
+        );
         return Ok(());
     }
     let name = host.trim_end_matches('.');
     // Cluster DNS (CoreDNS inside the netns) resolves these to ClusterIPs or pod IPs only.
     let ok = name == "localhost" || name.ends_with(".svc") || name.ends_with(".svc.cluster.local");
-    ensure!(ok, "traffic to {host} refused: use an IP, localhost or a *.svc[.cluster.local] name");
+    ensure!(
+        ok,
+        "traffic to {host} refused: use an IP, localhost or a *.svc[.cluster.local] name"
+    );
     Ok(())
 }
 
@@ -116,7 +122,10 @@ impl<'a> Run<'a> {
                     let resp = req.send().await?;
                     let status = resp.status().as_u16();
                     let body = resp.bytes().await?;
-                    Ok::<_, reqwest::Error>((status, serde_json::from_slice::<PodinfoReply>(&body).ok()))
+                    Ok::<_, reqwest::Error>((
+                        status,
+                        serde_json::from_slice::<PodinfoReply>(&body).ok(),
+                    ))
                 }
             })
             .buffer_unordered(self.concurrency.clamp(1, MAX_CONCURRENCY));
@@ -215,7 +224,12 @@ pub async fn prom_query(query: &str) -> Result<Vec<(BTreeMap<String, String>, f6
         .map(|d| d.result)
         .unwrap_or_default()
         .into_iter()
-        .map(|s| Ok((s.metric, s.value.1.parse::<f64>().context("non-numeric sample")?)))
+        .map(|s| {
+            Ok((
+                s.metric,
+                s.value.1.parse::<f64>().context("non-numeric sample")?,
+            ))
+        })
         .collect()
 }
 
@@ -234,11 +248,24 @@ mod tests {
             "http://localhost:9090/",
         ];
         for u in ok {
-            assert!(check_target(&reqwest::Url::parse(u).unwrap_or_else(|e| panic!("{u}: {e}"))).is_ok(), "{u}");
+            assert!(
+                check_target(&reqwest::Url::parse(u).unwrap_or_else(|e| panic!("{u}: {e}")))
+                    .is_ok(),
+                "{u}"
+            );
         }
-        let refused = ["http://10.0.0.1/", "http://192.168.1.1/", "http://example.com/", "http://8.8.8.8/"];
+        let refused = [
+            "http://10.0.0.1/",
+            "http://192.168.1.1/",
+            "http://example.com/",
+            "http://8.8.8.8/",
+        ];
         for u in refused {
-            assert!(check_target(&reqwest::Url::parse(u).unwrap_or_else(|e| panic!("{u}: {e}"))).is_err(), "{u}");
+            assert!(
+                check_target(&reqwest::Url::parse(u).unwrap_or_else(|e| panic!("{u}: {e}")))
+                    .is_err(),
+                "{u}"
+            );
         }
     }
 }

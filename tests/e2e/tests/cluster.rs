@@ -20,7 +20,14 @@ async fn deploy(ns: &TestNamespace, app: &App<'_>) -> e2e::Result<Deployment> {
     let deployments: Api<Deployment> = ns.api();
     apply(&deployments, &app.deployment()?).await?;
     apply(&ns.api::<Service>(), &app.service()?).await?;
-    wait_for(&deployments, app.name, "Available", ROLLOUT, objects::deployment_available()).await
+    wait_for(
+        &deployments,
+        app.name,
+        "Available",
+        ROLLOUT,
+        objects::deployment_available(),
+    )
+    .await
 }
 
 async fn pods_of(ns: &TestNamespace, app: &str) -> e2e::Result<Vec<Pod>> {
@@ -58,24 +65,36 @@ async fn generated_crds_are_accepted_by_the_api_server() -> e2e::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client);
     let mut names = Vec::new();
     for f in &files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        let docs: Vec<serde_json::Value> =
-            serde_saphyr::from_multiple(&text).with_context(|| format!("parsing {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+            .with_context(|| format!("parsing {}", f.display()))?;
         for doc in docs.into_iter().filter(|d| !d.is_null()) {
             if doc.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
                 continue;
             }
-            let crd: CustomResourceDefinition =
-                serde_json::from_value(doc).with_context(|| format!("decoding a CRD in {}", f.display()))?;
+            let crd: CustomResourceDefinition = serde_json::from_value(doc)
+                .with_context(|| format!("decoding a CRD in {}", f.display()))?;
             let applied = apply(&crds, &crd)
                 .await
                 .with_context(|| format!("API server rejected a CRD from {}", f.display()))?;
             names.push(applied.name_any());
         }
     }
-    ensure!(!names.is_empty(), "no CustomResourceDefinition in {}", dir.display());
+    ensure!(
+        !names.is_empty(),
+        "no CustomResourceDefinition in {}",
+        dir.display()
+    );
     for name in &names {
-        wait_for(&crds, name, "Established", Duration::from_secs(30), conditions::is_crd_established()).await?;
+        wait_for(
+            &crds,
+            name,
+            "Established",
+            Duration::from_secs(30),
+            conditions::is_crd_established(),
+        )
+        .await?;
         eprintln!("CRD {name} established");
     }
     Ok(())
@@ -93,16 +112,32 @@ async fn deployment_of_three_becomes_available_and_pods_answer() -> e2e::Result<
         for p in &pods {
             let ip = pod_ip(p)?;
             let (status, body) = traffic::get(&format!("http://{ip}:{APP_PORT}/"), None).await?;
-            ensure!(status == 200, "pod {} at {ip}: HTTP {status}: {body}", p.name_any());
+            ensure!(
+                status == 200,
+                "pod {} at {ip}: HTTP {status}: {body}",
+                p.name_any()
+            );
             let reply: traffic::PodinfoReply = serde_json::from_str(&body)?;
-            ensure!(reply.hostname == p.name_any(), "{ip} answered as {}", reply.hostname);
-            ensure!(reply.version == "6.0.0", "{ip} answered version {}", reply.version);
+            ensure!(
+                reply.hostname == p.name_any(),
+                "{ip} answered as {}",
+                reply.hostname
+            );
+            ensure!(
+                reply.version == "6.0.0",
+                "{ip} answered version {}",
+                reply.version
+            );
         }
         // ClusterIP through the real kube-proxy, name through CoreDNS: traffic spreads over all three pods.
         let url = format!("http://podinfo.{}.svc.cluster.local:{APP_PORT}/", ns.name);
         let report = Run::new(&url, 300).drive().await?;
         ensure!(report.ok() == 300, "Service traffic: {report:?}");
-        ensure!(report.by_pod.len() == 3, "kube-proxy reached {} of 3 pods: {report:?}", report.by_pod.len());
+        ensure!(
+            report.by_pod.len() == 3,
+            "kube-proxy reached {} of 3 pods: {report:?}",
+            report.by_pod.len()
+        );
         Ok(())
     })
     .await
@@ -122,9 +157,15 @@ async fn testapp_injects_errors_and_latency_per_pod() -> e2e::Result<()> {
         let report = Run::new(&url, 200).drive().await?;
         ensure!(report.complete, "run incomplete: {report:?}");
         // Errors are spread deterministically, so exactly a quarter fail.
-        ensure!(report.by_status.get(&500) == Some(&50), "expected 50 injected 500s: {report:?}");
+        ensure!(
+            report.by_status.get(&500) == Some(&50),
+            "expected 50 injected 500s: {report:?}"
+        );
         // 200 requests, 8 at a time, 20 ms each: at least 25 sequential rounds.
-        ensure!(report.elapsed >= Duration::from_millis(25 * 20), "latency not injected: {report:?}");
+        ensure!(
+            report.elapsed >= Duration::from_millis(25 * 20),
+            "latency not injected: {report:?}"
+        );
         Ok(())
     })
     .await
@@ -205,7 +246,11 @@ async fn alertmanager_alert_reaches_the_local_receiver() -> e2e::Result<()> {
         .send()
         .await
         .context("posting an alert to Alertmanager")?;
-    ensure!(resp.status().is_success(), "Alertmanager refused the alert: {}", resp.status());
+    ensure!(
+        resp.status().is_success(),
+        "Alertmanager refused the alert: {}",
+        resp.status()
+    );
 
     let url = format!("{}/alerts", e2e::RECEIVER);
     let got = poll_until("alert at the receiver", Duration::from_secs(30), || async {
@@ -236,7 +281,10 @@ async fn flagger_rs_identity_is_limited_to_its_cluster_role() -> e2e::Result<()>
         .await
         .context("flagger-rs should be able to list Deployments")?;
     // Not granted: Flagger never reads Nodes.
-    match Api::<k8s_openapi::api::core::v1::Node>::all(client).list(&ListParams::default().limit(1)).await {
+    match Api::<k8s_openapi::api::core::v1::Node>::all(client)
+        .list(&ListParams::default().limit(1))
+        .await
+    {
         Err(kube::Error::Api(e)) if e.code == 403 => Ok(()),
         Ok(_) => bail!("flagger-rs could list Nodes: RBAC is not enforced"),
         Err(e) => Err(e).context("listing nodes as flagger-rs"),
