@@ -196,6 +196,17 @@ fn type_name(v: &Value) -> &'static str {
 /// Decodes `T`, repairing the value after each type error so that every error is found.
 fn typed<T: DeserializeOwned + Default>(original: &Value, problems: &mut Vec<Problem>) -> T {
     let mut value = original.clone();
+    // Repairs can fail again at or around the same place (a list given for an object fails item
+    // by item); one report per place is enough.
+    let mut reported: Vec<String> = Vec::new();
+    let mut attempts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut report = |problems: &mut Vec<Problem>, path: String, message: String| {
+        let related = |r: &String| path.starts_with(r.as_str()) || r.starts_with(path.as_str());
+        if !reported.iter().any(related) {
+            problems.push(schema(&path, message));
+            reported.push(path);
+        }
+    };
     for _ in 0..MAX_TYPE_ERRORS {
         let mut unknown = Vec::new();
         let mut on_ignored = |path: serde_ignored::Path| unknown.push(ignored_path(&path));
@@ -227,15 +238,19 @@ fn typed<T: DeserializeOwned + Default>(original: &Value, problems: &mut Vec<Pro
                     let mut path = segments.clone();
                     path.push(Segment::Key(field.to_string()));
                     let path = render(&path);
-                    if !placeholder.is_string() && !problems.iter().any(|p| p.path == path) {
-                        problems.push(schema(&path, "required"));
+                    if !placeholder.is_string() {
+                        report(problems, path, "required".into());
                     }
                     if !insert(&mut value, &segments, field, placeholder) {
                         break;
                     }
                 } else {
-                    problems.push(schema(&render(&segments), type_message(&inner)));
-                    if !remove(&mut value, &segments) {
+                    let path = render(&segments);
+                    let tries = attempts.entry(path.clone()).or_insert(0usize);
+                    *tries += 1;
+                    let tries = *tries;
+                    report(problems, path, type_message(&inner));
+                    if !repair(&mut value, &segments, tries) {
                         break;
                     }
                 }
@@ -348,25 +363,36 @@ fn navigate<'a>(value: &'a mut Value, segments: &[Segment]) -> Option<&'a mut Va
     Some(cur)
 }
 
-/// Removes the value at `segments`; false when nothing could be removed (no progress).
-fn remove(value: &mut Value, segments: &[Segment]) -> bool {
-    let Some((last, parent)) = segments.split_last() else {
+/// Makes the value at `segments` decodable; false when nothing more can be tried.
+///
+/// A map entry is removed (an absent required field then gets a placeholder). A list item is
+/// replaced instead, so the indexes in later reports stay those of the manifest: first by an
+/// empty object (most lists hold objects), then by an empty string, then by 0; after that the
+/// whole list is dropped.
+fn repair(value: &mut Value, segments: &[Segment], tries: usize) -> bool {
+    let Some((last, parent_path)) = segments.split_last() else {
         return false;
     };
-    let Some(parent) = navigate(value, parent) else {
+    let Some(parent) = navigate(value, parent_path) else {
         return false;
     };
     match (last, parent) {
         (Segment::Key(k), Value::Object(map)) => map.remove(k).is_some(),
-        // Removing would shift the indexes of later errors; null decodes as an empty item or fails
-        // once more at the same path, where the whole list is then dropped.
-        (Segment::Index(i), Value::Array(items)) => match items.get_mut(*i) {
-            Some(item) if !item.is_null() => {
-                *item = Value::Null;
-                true
+        (Segment::Index(i), Value::Array(items)) => {
+            let replacement = match tries {
+                1 => Value::Object(Map::new()),
+                2 => Value::String(String::new()),
+                3 => Value::from(0),
+                _ => return repair(value, parent_path, usize::MAX),
+            };
+            match items.get_mut(*i) {
+                Some(item) => {
+                    *item = replacement;
+                    true
+                }
+                None => false,
             }
-            _ => remove(value, &segments[..segments.len() - 1]),
-        },
+        }
         _ => false,
     }
 }

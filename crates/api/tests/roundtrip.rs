@@ -93,6 +93,92 @@ fn the_generated_schema_covers_every_field_flagger_accepts() {
     }
 }
 
+/// Every `required` list of a schema, keyed by the property path that carries it.
+fn required_lists(schema: &JSONSchemaProps, path: &str, out: &mut Vec<(String, Vec<String>)>) {
+    if let Some(required) = schema.required.as_ref().filter(|r| !r.is_empty()) {
+        let mut sorted = required.clone();
+        sorted.sort();
+        out.push((path.to_string(), sorted));
+    }
+    for (key, child) in schema.properties.iter().flatten() {
+        required_lists(child, &format!("{path}.{key}"), out);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = &schema.items {
+        required_lists(items, &format!("{path}[]"), out);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(values)) = &schema.additional_properties {
+        required_lists(values, &format!("{path}{{}}"), out);
+    }
+}
+
+/// A field required here but optional in Flagger's CRD would make the API server refuse a
+/// Flagger user's manifest; the list is exactly Flagger's (plus the records flagger-rs writes).
+#[test]
+fn the_schema_requires_exactly_what_flaggers_requires() {
+    let crds = flagger_api::crd::all();
+    let mut found = Vec::new();
+    for crd in &crds {
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("schema");
+        required_lists(schema, &crd.spec.names.kind, &mut found);
+    }
+    let expected: Vec<(&str, Vec<&str>)> = vec![
+        ("Canary.spec", vec!["analysis", "targetRef"]),
+        ("Canary.spec.analysis.alerts[]", vec!["name", "providerRef"]),
+        ("Canary.spec.analysis.alerts[].providerRef", vec!["name"]),
+        ("Canary.spec.analysis.metrics[]", vec!["name"]),
+        ("Canary.spec.analysis.metrics[].templateRef", vec!["name"]),
+        ("Canary.spec.analysis.sessionAffinity", vec!["cookieName"]),
+        ("Canary.spec.analysis.webhooks[]", vec!["name", "url"]),
+        (
+            "Canary.spec.autoscalerRef",
+            vec!["apiVersion", "kind", "name"],
+        ),
+        ("Canary.spec.ingressRef", vec!["apiVersion", "kind", "name"]),
+        ("Canary.spec.routeRef", vec!["apiVersion", "kind", "name"]),
+        ("Canary.spec.service", vec!["port"]),
+        ("Canary.spec.service.gatewayRefs[]", vec!["name"]),
+        ("Canary.spec.service.mirror[]", vec!["backendRef"]),
+        ("Canary.spec.service.mirror[].backendRef", vec!["name"]),
+        ("Canary.spec.targetRef", vec!["apiVersion", "kind", "name"]),
+        (
+            "Canary.spec.upstreamRef",
+            vec!["apiVersion", "kind", "name"],
+        ),
+        (
+            "Canary.status.canaryAnalysis.iterations[]",
+            vec!["failed", "iteration", "kind", "name", "time"],
+        ),
+        (
+            "Canary.status.conditions[]",
+            vec!["reason", "status", "type"],
+        ),
+        ("MetricTemplate.spec", vec!["provider", "query"]),
+        ("MetricTemplate.spec.provider", vec!["type"]),
+        ("MetricTemplate.spec.provider.secretRef", vec!["name"]),
+        (
+            "MetricTemplate.status.conditions[]",
+            vec!["reason", "status", "type"],
+        ),
+        ("AlertProvider.spec", vec!["type"]),
+        ("AlertProvider.spec.secretRef", vec!["name"]),
+        (
+            "AlertProvider.status.conditions[]",
+            vec!["reason", "status", "type"],
+        ),
+    ];
+    let mut expected: Vec<(String, Vec<String>)> = expected
+        .into_iter()
+        .map(|(p, r)| (p.to_string(), r.into_iter().map(String::from).collect()))
+        .collect();
+    expected.sort();
+    found.sort();
+    assert_eq!(found, expected);
+}
+
 mod generated {
     use super::*;
     use flagger_api::analysis::{CanaryMetric, CanaryWebhook, CrossNamespaceRef, ThresholdRange};
