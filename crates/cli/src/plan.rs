@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use flagger_api::Canary;
+use flagger_api::decode::parse_documents;
 use flagger_core::plan::{Plan, plan};
 use flagger_core::{Settings, normalize};
 
@@ -57,9 +58,9 @@ pub fn run(args: &Args) -> ExitCode {
 
 fn plans(args: &Args) -> Result<Vec<Plan>, String> {
     let path = args.file.display();
-    let text = std::fs::read_to_string(&args.file).map_err(|e| format!("{path}: {e}"))?;
-    let docs: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| format!("{path}: {e}"))?;
+    let bytes = std::fs::read(&args.file).map_err(|e| format!("{path}: {e}"))?;
+    // The api's reader bounds hostile input (alias bombs, deep nesting, huge files).
+    let docs = parse_documents(&bytes).map_err(|e| format!("{path}: {e}"))?;
     let settings = Settings {
         mesh_provider: args.mesh_provider.clone(),
         ..Settings::default()
