@@ -16,6 +16,11 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     }
     let mut crds = vec![canary, MetricTemplate::crd(), AlertProvider::crd()];
     for crd in &mut crds {
+        // kube's derive requires `spec`; Flagger's schemas do not, and an object the API server
+        // admits for Flagger must be admitted here too.
+        if let Some(root) = root_schema(crd) {
+            root.required = None;
+        }
         // Helm must not delete the CRDs (and with them every Canary) on uninstall, as in Flagger.
         crd.metadata
             .annotations
@@ -35,17 +40,18 @@ pub fn to_yaml() -> Result<String, serde_saphyr::ser::Error> {
     Ok(out)
 }
 
-fn spec_schema(crd: &mut CustomResourceDefinition) -> Option<&mut JSONSchemaProps> {
+fn root_schema(crd: &mut CustomResourceDefinition) -> Option<&mut JSONSchemaProps> {
     crd.spec
         .versions
         .first_mut()?
         .schema
         .as_mut()?
         .open_api_v3_schema
-        .as_mut()?
-        .properties
-        .as_mut()?
-        .get_mut("spec")
+        .as_mut()
+}
+
+fn spec_schema(crd: &mut CustomResourceDefinition) -> Option<&mut JSONSchemaProps> {
+    root_schema(crd)?.properties.as_mut()?.get_mut("spec")
 }
 
 fn set_kind_enum(spec: &mut JSONSchemaProps, field: &str, kind: &str) {

@@ -17,6 +17,8 @@ pub struct CanaryService {
     pub name: Option<String>,
     pub port: Number,
     pub port_name: Option<String>,
+    // `default` keeps the field optional in the schema: schema_with hides the Option from schemars.
+    #[serde(default)]
     #[schemars(schema_with = "int_or_string")]
     pub target_port: Option<IntOrString>,
     pub app_protocol: Option<String>,
