@@ -7,6 +7,7 @@
 
 mod alert;
 mod discord;
+mod from_core;
 mod gchat;
 mod generic;
 mod http;
@@ -26,6 +27,7 @@ use std::pin::Pin;
 
 pub use alert::{Alert, CheckFailure, CheckLine, Field, Reason, Severity, ThresholdRange, admits};
 pub use discord::Discord;
+pub use from_core::{check_from_core, reason_from_core, severity_from_core};
 pub use gchat::GChat;
 pub use generic::Generic;
 pub use http::{DeliveryOptions, ensure_crypto_provider};
