@@ -16,7 +16,7 @@ pub fn run(flags: Flags) -> ExitCode {
         return ExitCode::from(2);
     }
     // kube and reqwest share rustls; exactly one process-wide crypto provider must be chosen.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    flagger_providers::metrics::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

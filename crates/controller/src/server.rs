@@ -69,6 +69,7 @@ mod tests {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let ready = health.ready.clone();
         tokio::spawn(async move { axum::serve(listener, router(health)).await });
+        flagger_providers::metrics::install_crypto_provider();
         let client = reqwest::Client::new();
         let get = |path: &str| client.get(format!("{base}{path}")).send();
         assert_eq!(get("/healthz").await.unwrap().status(), 200);

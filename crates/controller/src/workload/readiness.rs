@@ -32,55 +32,25 @@ fn required(count: i32, threshold: i64) -> i64 {
     i64::from(count) * threshold / 100
 }
 
-fn prefixed(prefix: &str, r: Readiness) -> Readiness {
-    match r {
-        Readiness::Ready => Readiness::Ready,
-        Readiness::Waiting { message, since } => Readiness::Waiting {
-            message: format!("{prefix}{message}"),
-            since,
-        },
-        Readiness::Failed { message } => Readiness::Failed {
-            message: format!("{prefix}{message}"),
-        },
-    }
-}
+// Messages carry no `<name>.<ns> not ready:` prefix: the core adds the one that fits the
+// phase (primary, canary, deletion), so the event reads the way Flagger's does.
 
-/// The primary Deployment, with Flagger's message prefix `<name>.<ns> not ready: `.
+/// The primary Deployment.
 pub fn primary_deployment(d: &Deployment, canary: &Canary) -> Readiness {
-    let prefix = format!(
-        "{}.{} not ready: ",
-        d.name_any(),
-        d.namespace().unwrap_or_default()
-    );
-    prefixed(&prefix, deployment(d, primary_threshold(canary)))
+    deployment(d, primary_threshold(canary))
 }
 
 /// The target (canary) Deployment.
 pub fn canary_deployment(d: &Deployment, canary: &Canary) -> Readiness {
-    let prefix = format!(
-        "canary deployment {}.{} not ready: ",
-        d.name_any(),
-        d.namespace().unwrap_or_default()
-    );
-    prefixed(&prefix, deployment(d, canary_threshold(canary)))
+    deployment(d, canary_threshold(canary))
 }
 
 pub fn primary_daemonset(d: &DaemonSet, canary: &Canary) -> Readiness {
-    let prefix = format!(
-        "{}.{} not ready: ",
-        d.name_any(),
-        d.namespace().unwrap_or_default()
-    );
-    prefixed(&prefix, daemonset(d, primary_threshold(canary), canary))
+    daemonset(d, primary_threshold(canary), canary)
 }
 
 pub fn canary_daemonset(d: &DaemonSet, canary: &Canary) -> Readiness {
-    let prefix = format!(
-        "canary daemonset {}.{} not ready: ",
-        d.name_any(),
-        d.namespace().unwrap_or_default()
-    );
-    prefixed(&prefix, daemonset(d, canary_threshold(canary), canary))
+    daemonset(d, canary_threshold(canary), canary)
 }
 
 /// Deployment readiness with `threshold` percent of the updated replicas required available.
@@ -212,7 +182,7 @@ mod tests {
         assert_eq!(
             primary_deployment(&d, &fixtures::canary()),
             Readiness::Waiting {
-                message: "podinfo.test not ready: waiting for rollout to finish: observed deployment generation less than desired generation".into(),
+                message: "waiting for rollout to finish: observed deployment generation less than desired generation".into(),
                 since: None
             }
         );
@@ -225,7 +195,9 @@ mod tests {
         ]}}));
         assert_eq!(
             canary_deployment(&d, &fixtures::canary()),
-            Readiness::Failed { message: "canary deployment podinfo.test not ready: deployment \"podinfo\" exceeded its progress deadline".into() }
+            Readiness::Failed {
+                message: "deployment \"podinfo\" exceeded its progress deadline".into()
+            }
         );
     }
 
@@ -316,7 +288,8 @@ mod tests {
         assert_eq!(
             canary_daemonset(&ds, &canary),
             Readiness::Waiting {
-                message: "canary daemonset podinfo.test not ready: waiting for rollout to finish: 1 out of 3 new pods have been updated".into(),
+                message: "waiting for rollout to finish: 1 out of 3 new pods have been updated"
+                    .into(),
                 since: Some(ts("2024-05-01T10:00:00Z"))
             }
         );
