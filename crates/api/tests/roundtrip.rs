@@ -48,7 +48,7 @@ fn paths_missing_from_schema(
                         paths_missing_from_schema(child, child_schema, &child_path, out)
                     }
                     None if schema.x_kubernetes_preserve_unknown_fields == Some(true) => {}
-                    None if path == ""
+                    None if path.is_empty()
                         && (key == "metadata" || key == "apiVersion" || key == "kind") => {}
                     None => out.push(child_path),
                 }
