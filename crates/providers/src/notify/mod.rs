@@ -33,7 +33,8 @@ pub use generic::Generic;
 pub use http::{DeliveryOptions, ensure_crypto_provider};
 pub use msteams::{MsTeams, MsTeamsFormat};
 pub use provider::{
-    GlobalFlags, ProviderType, ResolveError, ResolvedProvider, SecretData, resolve, resolve_global,
+    GlobalFlags, ProviderType, ResolveError, ResolvedProvider, Route, SecretData, resolve,
+    resolve_global, route,
 };
 pub use rocket::Rocket;
 pub use secret::{InvalidUrl, SecretToken, SecretUrl};

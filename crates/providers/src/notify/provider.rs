@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use flagger_api::AlertProviderSpec;
+use flagger_api::{AlertProviderSpec, CanaryAlert};
 use k8s_openapi::ByteString;
 
+use super::alert::{Severity, admits};
 use super::secret::{InvalidUrl, SecretToken, SecretUrl};
 
 /// Where Slack's Web API takes messages when only a token is configured.
@@ -180,6 +181,27 @@ pub fn resolve(
             .clone()
             .filter(|t| !t.trim().is_empty()),
     }))
+}
+
+/// Who gets one alert of a canary (webhooks-alerts.md §3.4).
+#[derive(Debug, PartialEq)]
+pub enum Route<'a> {
+    /// No `analysis.alerts`: the global notifier, every severity.
+    Global,
+    /// The entries whose severity admits the alert (possibly none).
+    Providers(Vec<&'a CanaryAlert>),
+}
+
+pub fn route(alerts: Option<&[CanaryAlert]>, severity: Severity) -> Route<'_> {
+    match alerts {
+        None | Some([]) => Route::Global,
+        Some(entries) => Route::Providers(
+            entries
+                .iter()
+                .filter(|a| admits(a.severity.as_deref(), severity))
+                .collect(),
+        ),
+    }
 }
 
 /// The controller's global notifier flags (webhooks-alerts.md §3.4). Empty strings mean unset.
@@ -360,6 +382,36 @@ mod tests {
         let e = resolve(&s, None).unwrap_err();
         assert!(matches!(e, ResolveError::InvalidAddress(_)));
         assert!(!e.to_string().contains("SECRETPATH"), "{e}");
+    }
+
+    #[test]
+    fn routing_by_severity() {
+        let entry = |name: &str, severity: Option<&str>| CanaryAlert {
+            name: name.into(),
+            severity: severity.map(Into::into),
+            ..CanaryAlert::default()
+        };
+        let alerts = vec![
+            entry("all", None),
+            entry("info", Some("info")),
+            entry("warn", Some("warn")),
+            entry("pager", Some("error")),
+        ];
+        let names = |r: Route<'_>| match r {
+            Route::Global => vec!["<global>".to_owned()],
+            Route::Providers(p) => p.iter().map(|a| a.name.clone()).collect(),
+        };
+        assert_eq!(names(route(Some(&alerts), Severity::Info)), ["all", "info"]);
+        assert_eq!(
+            names(route(Some(&alerts), Severity::Warn)),
+            ["all", "info", "warn"]
+        );
+        assert_eq!(
+            names(route(Some(&alerts), Severity::Error)),
+            ["all", "info", "warn", "pager"]
+        );
+        assert_eq!(route(None, Severity::Info), Route::Global);
+        assert_eq!(route(Some(&[]), Severity::Error), Route::Global);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub fn try_render(template: &str, alert: &Alert) -> Result<String, String> {
     // The shared checker guards the parser against inputs that crash it (size, nesting,
     // non-ASCII inside actions) and reports syntax errors the way `validate` does.
     flagger_api::validate::check_message_template(template)
-        .map_err(|e| format!("messageTemplate {e}"))?;
+        .map_err(|e| format!("messageTemplate: {e}"))?;
     refuse_named_templates(template)?;
     let data = context(alert);
     let run = catch_unwind(AssertUnwindSafe(|| {
