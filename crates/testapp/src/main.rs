@@ -183,6 +183,8 @@ fn write_file_sd(path: &std::path::Path, targets: &[serde_json::Value], last: &m
     let tmp = path.with_extension("tmp");
     match std::fs::write(&tmp, &body).and_then(|()| std::fs::rename(&tmp, path)) {
         Ok(()) => *last = body,
-        Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot write file_sd targets"),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write file_sd targets")
+        }
     }
 }

@@ -177,15 +177,24 @@ fn scrape_target(pod: &Pod, ip: IpAddr) -> Option<serde_json::Value> {
     };
     let path = annotation(pod, "prometheus.io/path").unwrap_or("/metrics");
     let mut labels = serde_json::Map::new();
-    labels.insert("namespace".into(), pod.metadata.namespace.clone().unwrap_or_default().into());
-    labels.insert("pod".into(), pod.metadata.name.clone().unwrap_or_default().into());
+    labels.insert(
+        "namespace".into(),
+        pod.metadata.namespace.clone().unwrap_or_default().into(),
+    );
+    labels.insert(
+        "pod".into(),
+        pod.metadata.name.clone().unwrap_or_default().into(),
+    );
     labels.insert("__metrics_path__".into(), path.into());
     for (k, v) in pod.metadata.labels.iter().flatten() {
         let name: String = k
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
-        labels.insert(format!("__meta_kubernetes_pod_label_{name}"), v.clone().into());
+        labels.insert(
+            format!("__meta_kubernetes_pod_label_{name}"),
+            v.clone().into(),
+        );
     }
     let target = match ip {
         IpAddr::V4(v4) => format!("{v4}:{port}"),
