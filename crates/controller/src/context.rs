@@ -21,6 +21,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub webhooks: Caller,
+    /// The `-slack-*` / `-msteams-*` notifier, for canaries without `analysis.alerts`.
+    pub global_notifier: Option<flagger_providers::notify::ProviderNotifier>,
     pub core: flagger_core::Settings,
     pub workloads: workload::Settings,
     pub validation: flagger_api::validate::Options,
@@ -40,7 +42,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Context {
-    pub fn new(client: Client, flags: Flags, metrics: Arc<Metrics>, webhooks: Caller) -> Context {
+    pub fn new(
+        client: Client,
+        flags: Flags,
+        metrics: Arc<Metrics>,
+        webhooks: Caller,
+        global_notifier: Option<flagger_providers::notify::ProviderNotifier>,
+    ) -> Context {
         let core = flagger_core::Settings {
             mesh_provider: flags.mesh_provider.clone(),
             min_interval: flags.min_analysis_interval,
@@ -61,6 +69,7 @@ impl Context {
             flags,
             metrics,
             webhooks,
+            global_notifier,
             core,
             workloads,
             validation,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use flagger_api::analysis::HookType;
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
-use flagger_core::{Action, Alert, EventType, Outcome as RunOutcome, RolloutSpec, Routes};
+use flagger_core::{Action, EventType, Outcome as RunOutcome, RolloutSpec, Routes};
 use flagger_providers::router::{self, Router};
 use kube::ResourceExt;
 
@@ -123,7 +123,9 @@ impl<'a> Executor<'a> {
                 Ok(())
             }
             Action::Alert(alert) => {
-                self.alert(&alert);
+                let deadline =
+                    u32::try_from(self.spec.progress_deadline.as_secs()).unwrap_or(u32::MAX);
+                crate::alerts::deliver(self.ctx, canary, status, &alert, deadline).await;
                 Ok(())
             }
             Action::Report(run) => {
@@ -186,19 +188,6 @@ impl<'a> Executor<'a> {
             };
             self.ctx.recorder.record(self.canary, type_, &message).await;
         }
-    }
-
-    fn alert(&self, alert: &Alert) {
-        // Notifier delivery comes with the alerts work (issue 8); until then alerts are logged with
-        // their machine-readable reason so nothing is silently dropped.
-        tracing::info!(
-            canary = %self.canary.name_any(),
-            namespace = ?self.canary.namespace(),
-            severity = ?alert.severity,
-            reason = ?alert.reason,
-            "alert: {}",
-            alert.message
-        );
     }
 
     fn report(&self, run: &RunOutcome) {

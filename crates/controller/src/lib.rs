@@ -1,6 +1,7 @@
 //! The kube-rs shell around the rollout core: it observes the cluster, calls
 //! `flagger_core::advance`, and carries out the actions it returns.
 
+pub mod alerts;
 pub mod checks;
 pub mod context;
 pub mod events;

@@ -31,6 +31,8 @@ pub enum RunError {
     Http(#[from] reqwest::Error),
     #[error("cannot listen on port {port}: {error}")]
     Listen { port: u16, error: std::io::Error },
+    #[error("global notifier flags: {0}")]
+    Notifier(String),
     #[error("the Canary CRD is not installed or not readable: {0}")]
     Crd(kube::Error),
 }
@@ -95,11 +97,13 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
         elector.acquire().await;
     }
 
+    let global_notifier = crate::alerts::global_notifier(&flags).map_err(RunError::Notifier)?;
     let ctx = Arc::new(Context::new(
         client.clone(),
         flags.clone(),
         metrics,
         Caller::new()?,
+        global_notifier,
     ));
     let controller = controller(client, &flags, canaries, ctx.clone());
     ready.store(true, Ordering::Relaxed);

@@ -1,0 +1,169 @@
+//! Delivering the core's alerts: to the canary's AlertProviders filtered by severity, or to the
+//! global notifier of the flags when the canary names none (webhooks-alerts.md §3.4). A failed
+//! delivery is a Warning event and a log line; it never affects the run.
+
+use flagger_api::{AlertProvider, Canary, CanaryStatus};
+use flagger_core::{Alert as CoreAlert, EventType};
+use flagger_providers::notify::{
+    self, DeliveryOptions, GlobalFlags, ProviderNotifier, ResolveError, Route, resolve_global,
+};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+
+use crate::context::Context;
+use crate::flags::Flags;
+use crate::fulfil;
+
+/// The notifier for canaries without `analysis.alerts`, from `-slack-*` / `-msteams-*`.
+pub fn global_notifier(flags: &Flags) -> Result<Option<ProviderNotifier>, String> {
+    let global = GlobalFlags {
+        slack_url: flags.slack_url.clone(),
+        slack_token: flags.slack_token.clone(),
+        slack_proxy_url: flags.slack_proxy_url.clone(),
+        slack_user: flags.slack_user.clone(),
+        slack_channel: flags.slack_channel.clone(),
+        msteams_url: flags.msteams_url.clone(),
+        msteams_proxy_url: flags.msteams_proxy_url.clone(),
+    };
+    let Some(resolved) = resolve_global(&global).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    ProviderNotifier::new(&resolved, DeliveryOptions::default())
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+pub async fn deliver(
+    ctx: &Context,
+    canary: &Canary,
+    status: &CanaryStatus,
+    alert: &CoreAlert,
+    progress_deadline_seconds: u32,
+) {
+    let name = canary.name_any();
+    let namespace = canary.namespace().unwrap_or_default();
+    let phase = status.phase.unwrap_or_default();
+    let mut message = notify::Alert::from_core(
+        &name,
+        &namespace,
+        phase,
+        alert,
+        Some(progress_deadline_seconds),
+    );
+    let target = &canary.spec.target_ref;
+    message.target = format!("{}/{}.{namespace}", target.kind, target.name);
+    message.checksum = fulfil::checksum(status);
+    let count = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    message.canary_weight = count(status.canary_weight);
+    message.failed_checks = count(status.failed_checks);
+    message.iterations = count(status.iterations);
+    message.checks = status
+        .canary_analysis
+        .as_ref()
+        .and_then(|a| a.iterations.as_ref())
+        .map(|records| records.iter().map(notify::CheckLine::from).collect())
+        .unwrap_or_default();
+    // seed-extras.md §5: built-ins overlaid by the Canary's labels.
+    message
+        .metadata
+        .insert("target".into(), target.name.clone());
+    message
+        .metadata
+        .insert("revision".into(), message.checksum.clone());
+    if !ctx.flags.cluster_name.is_empty() {
+        message
+            .metadata
+            .insert("cluster".into(), ctx.flags.cluster_name.clone());
+    }
+    message.metadata.extend(canary.labels().clone());
+    if !ctx.flags.cluster_name.is_empty() {
+        message = message.with_cluster(&ctx.flags.cluster_name);
+    }
+    match notify::route(canary.spec.analysis.alerts.as_deref(), message.severity) {
+        Route::Global => {
+            if let Some(global) = &ctx.global_notifier {
+                report(
+                    ctx,
+                    canary,
+                    "global notifier",
+                    global.notify(&message).await,
+                )
+                .await;
+            }
+        }
+        Route::Providers(entries) => {
+            for entry in entries {
+                let provider_ns = entry
+                    .provider_ref
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| namespace.clone());
+                let id = format!("{}.{provider_ns}", entry.provider_ref.name);
+                match notifier_for(ctx, &entry.provider_ref.name, &provider_ns).await {
+                    Ok(Some(notifier)) => {
+                        report(ctx, canary, &id, notifier.notify(&message).await).await
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        let text = format!(
+                            "Alert provider {id} unusable, alert {} skipped: {why}",
+                            entry.name
+                        );
+                        ctx.recorder.record(canary, EventType::Warning, &text).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn notifier_for(
+    ctx: &Context,
+    name: &str,
+    namespace: &str,
+) -> Result<Option<ProviderNotifier>, String> {
+    let providers: Api<AlertProvider> = Api::namespaced(ctx.client.clone(), namespace);
+    let provider = providers
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "not found".to_string())?;
+    let secret_data = match &provider.spec.secret_ref {
+        Some(secret_ref) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            let secret = secrets
+                .get_opt(&secret_ref.name)
+                .await
+                .map_err(|e| e.to_string())?;
+            Some(secret.and_then(|s| s.data).unwrap_or_default())
+        }
+        None => None,
+    };
+    let secret = secret_data.as_ref().map(|d| d as &dyn notify::SecretData);
+    let resolved =
+        notify::resolve(&provider.spec, secret).map_err(|e: ResolveError| e.to_string())?;
+    let Some(resolved) = resolved else {
+        return Ok(None);
+    };
+    ProviderNotifier::new(&resolved, DeliveryOptions::default())
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+async fn report(ctx: &Context, canary: &Canary, target: &str, delivery: notify::Delivery) {
+    if let Some(warning) = delivery.template_warning {
+        let text = format!(
+            "Alert provider {target} messageTemplate failed, standard message sent: {warning}"
+        );
+        ctx.recorder.record(canary, EventType::Warning, &text).await;
+    }
+    if let Err(e) = delivery.result {
+        ctx.recorder
+            .record(
+                canary,
+                EventType::Warning,
+                &format!("Alert to {target} failed: {e}"),
+            )
+            .await;
+    }
+}
