@@ -29,6 +29,10 @@ build: setup
 	$(CARGO) build --locked -p flagger-rs
 
 demo: build
+	@echo "==> flagger-rs validate examples/  (every manifest, every problem with its field path)"
+	$(BIN) validate examples/
+	@echo "==> flagger-rs plan examples/canary.yaml  (what this Canary will do, before it runs)"
+	$(BIN) plan examples/canary.yaml
 	@hack/demo
 
 test: setup lint test-unit test-e2e
