@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use flagger_api::Canary;
+use flagger_api::gotemplate;
 use gtmpl::error::ExecError;
-use gtmpl::{Context, Func, FuncError, Template, Value};
+use gtmpl::{Context, Func, FuncError, Value};
 use thiserror::Error;
 
 /// Flagger's window when a metric sets none (metrics.md §1, D-5).
@@ -205,16 +206,8 @@ const FUNCTIONS: &[(&str, Func)] = &[
 
 /// Renders a query template with "missing key = error" semantics.
 pub fn render(text: &str, model: &QueryModel) -> Result<String, RenderError> {
-    guard(text)?;
-
-    let mut tmpl = Template::default();
-    tmpl.add_funcs(FUNCTIONS);
-    // Errors are converted inside the closures: gtmpl's error types are large.
-    let parsed = catch_unwind(AssertUnwindSafe(|| {
-        tmpl.parse(text)
-            .map_err(|e| RenderError::Parse(e.to_string()))
-    }));
-    parsed.unwrap_or_else(|_| Err(RenderError::Parse("parser failure".into())))?;
+    let tmpl =
+        gotemplate::parse(text, FUNCTIONS).map_err(|e| RenderError::Parse(e.into_message()))?;
 
     let _guard = ModelGuard::install(model);
     let rendered = catch_unwind(AssertUnwindSafe(|| {
@@ -233,88 +226,6 @@ fn exec_error(e: ExecError, variables: &BTreeMap<String, String>) -> RenderError
         },
         e => RenderError::Exec(e.to_string()),
     }
-}
-
-/// Far above any real query; keeps parse time and memory trivial.
-const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
-const MAX_NESTING: usize = 64;
-
-/// Refuses what gtmpl cannot be trusted with, since the text comes from users: its parser
-/// recurses per nesting level (a stack overflow aborts the process), and its lexer thread panics
-/// on a multi-byte character inside an action.
-fn guard(text: &str) -> Result<(), RenderError> {
-    if text.len() > MAX_TEMPLATE_BYTES {
-        return Err(RenderError::Parse(format!(
-            "template is {} bytes, more than {MAX_TEMPLATE_BYTES}",
-            text.len()
-        )));
-    }
-    let mut rest = text;
-    let mut blocks = 0usize;
-    while let Some(start) = rest.find("{{") {
-        let action = &rest[start + 2..];
-        let end = action.find("}}").unwrap_or(action.len());
-        let body = &action[..end];
-        if !body.trim_start_matches('-').trim_start().starts_with("/*") {
-            guard_action(body, &mut blocks)?;
-        }
-        rest = action.get(end + 2..).unwrap_or("");
-    }
-    Ok(())
-}
-
-fn guard_action(body: &str, blocks: &mut usize) -> Result<(), RenderError> {
-    let mut depth = 0usize;
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in body.chars() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && q != '`' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        match c {
-            '"' | '`' | '\'' => quote = Some(c),
-            '(' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(RenderError::Parse(format!(
-                        "template nests parentheses deeper than {MAX_NESTING}"
-                    )));
-                }
-            }
-            ')' => depth = depth.saturating_sub(1),
-            c if !c.is_ascii() => {
-                return Err(RenderError::Parse(format!(
-                    "non-ASCII character {c:?} inside {{{{ }}}} outside a string literal"
-                )));
-            }
-            _ => {}
-        }
-    }
-    let keyword = body
-        .trim_start_matches('-')
-        .split_whitespace()
-        .next()
-        .unwrap_or_default();
-    match keyword {
-        "if" | "range" | "with" | "define" | "block" => {
-            *blocks += 1;
-            if *blocks > MAX_NESTING {
-                return Err(RenderError::Parse(format!(
-                    "template nests blocks deeper than {MAX_NESTING}"
-                )));
-            }
-        }
-        "end" => *blocks = blocks.saturating_sub(1),
-        _ => {}
-    }
-    Ok(())
 }
 
 /// Collapses every whitespace run to one space and trims the ends, as Flagger does before

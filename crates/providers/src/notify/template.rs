@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use gtmpl::{Context, Template, Value};
+use flagger_api::gotemplate;
+use gtmpl::{Context, Value};
 
 use super::alert::{Alert, CheckLine};
 
@@ -46,16 +47,10 @@ fn fallback(alert: &Alert, why: String) -> Rendered {
 
 /// Renders strictly: any parse or execution error is returned.
 pub fn try_render(template: &str, alert: &Alert) -> Result<String, String> {
-    // The shared checker guards the parser against inputs that crash it (size, nesting,
-    // non-ASCII inside actions) and reports syntax errors the way `validate` does.
-    flagger_api::validate::check_message_template(template)
-        .map_err(|e| format!("messageTemplate: {e}"))?;
+    let t = gotemplate::parse(template, &[]).map_err(|e| format!("messageTemplate: {e}"))?;
     refuse_named_templates(template)?;
     let data = context(alert);
     let run = catch_unwind(AssertUnwindSafe(|| {
-        let mut t = Template::default();
-        t.parse(template)
-            .map_err(|e| format!("messageTemplate does not parse: {e}"))?;
         t.render(&Context::from(data))
             .map_err(|e| format!("messageTemplate failed: {e}"))
     }));
