@@ -7,12 +7,13 @@ use flagger_api::analysis::HookType;
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
 use flagger_core::{Action, EventType, Outcome as RunOutcome, RolloutSpec, Routes};
 use flagger_providers::router::{self, Router};
-use kube::ResourceExt;
+use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::fulfil;
 use crate::metrics::{OutcomeLabels, RollbackLabels};
 use crate::target::Workloads;
+use crate::workload::scaling::TargetWrite;
 
 pub struct Outcome {
     /// `Err` with a message for the Warning event when an effect failed.
@@ -85,25 +86,17 @@ impl<'a> Executor<'a> {
                     .await
                     .map_err(|e| e.to_string())
             }
-            Action::ScaleTargetUp => {
-                if let Some(overrides) = w.scale_up(canary).await.map_err(kube)? {
-                    status.pod_overrides = Some(overrides);
-                }
-                Ok(())
+            Action::ScaleTargetUp | Action::RestoreTarget => {
+                let write = w.scale_up(canary).await.map_err(kube)?;
+                self.write_target(write, status).await
             }
-            Action::ScaleTargetToZero => {
-                if let Some(overrides) = w.scale_to_zero(canary).await.map_err(kube)? {
-                    status.pod_overrides = Some(overrides);
-                }
-                Ok(())
-            }
+            Action::ScaleTargetToZero => self.write_target(w.scale_to_zero(canary), status).await,
             Action::PauseTargetScaler | Action::ResumeTargetScaler => Ok(()),
             Action::ReconcilePrimaryScaler => {
                 w.reconcile_primary_scaler(canary).await.map_err(kube)
             }
             Action::Promote => w.promote(canary).await.map_err(kube),
             Action::SetRoutes(routes) => self.set_routes(routes).await,
-            Action::RestoreTarget => w.restore_target(canary).await.map_err(kube),
             Action::RevertRouting => {
                 w.revert_apex(canary).await.map_err(kube)?;
                 self.router()?
@@ -120,6 +113,7 @@ impl<'a> Executor<'a> {
                     .recorder
                     .record(canary, event.type_, &event.message)
                     .await;
+                crate::eventhooks::post(self.ctx, canary, status, &event).await;
                 Ok(())
             }
             Action::Alert(alert) => {
@@ -140,8 +134,41 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// Persists a changed `podOverrides` before the patch that replaces the target's own values,
+    /// so a failure between the two writes never loses them (seed-extras.md §4).
+    async fn write_target(
+        &self,
+        write: TargetWrite,
+        status: &mut CanaryStatus,
+    ) -> Result<(), String> {
+        if let Some(overrides) = write.pod_overrides.clone() {
+            status.pod_overrides = Some(overrides.clone());
+            let mut saved = self.canary.status.clone().unwrap_or_default();
+            saved.pod_overrides = Some(overrides);
+            let api: Api<Canary> = Api::namespaced(
+                self.ctx.client.clone(),
+                &self.canary.namespace().unwrap_or_default(),
+            );
+            crate::status::write(&api, self.canary, &saved)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.workloads
+            .patch_target(&write)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     fn router(&self) -> Result<Box<dyn Router>, String> {
-        router::for_provider(&self.spec.provider).map_err(|e| e.to_string())
+        router::for_provider(
+            &self.spec.provider,
+            self.ctx.client.clone(),
+            &router::Settings {
+                ingress_class: self.ctx.flags.ingress_class.clone(),
+                ingress_annotations_prefix: self.ctx.flags.ingress_annotations_prefix.clone(),
+            },
+        )
+        .map_err(|e| e.to_string())
     }
 
     async fn set_routes(&self, routes: Routes) -> Result<(), String> {

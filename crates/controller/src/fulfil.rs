@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use flagger_api::analysis::HookType;
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
-use flagger_core::{HookResult, MetricResult, Observation, RolloutSpec};
+use flagger_core::{HookResult, MetricOutcome, MetricResult, Observation, RolloutSpec};
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
@@ -109,11 +109,32 @@ pub async fn metrics(
 ) {
     for name in names {
         let result = crate::checks::run(ctx, canary, spec, name).await;
+        if let MetricOutcome::Value(value) = result.outcome {
+            // Flagger exports builtin durations in seconds; the check compares milliseconds.
+            let exported = if name == "request-duration" && canary_metric_is_builtin(canary, name) {
+                value / 1000.0
+            } else {
+                value
+            };
+            let namespace = canary.namespace().unwrap_or_default();
+            ctx.metrics
+                .set_metric_value(&spec.target_name, &namespace, name, exported);
+        }
         observation.metrics.push(MetricResult {
             name: name.clone(),
             ..result
         });
     }
+}
+
+fn canary_metric_is_builtin(canary: &Canary, name: &str) -> bool {
+    canary
+        .spec
+        .analysis
+        .metrics
+        .iter()
+        .flatten()
+        .any(|m| m.name == name && m.query.is_none() && m.template_ref.is_none())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod checks;
 pub mod context;
+pub mod eventhooks;
 pub mod events;
 pub mod execute;
 pub mod flags;

@@ -234,6 +234,58 @@ impl Metrics {
         }
     }
 
+    /// `flagger_canary_analysis_start_timestamp_seconds`: set when a run becomes active, kept
+    /// while it is, 0 when the canary is idle (so `CanaryStuck` can measure a run's age).
+    pub fn set_run_start(
+        &self,
+        canary: &str,
+        namespace: &str,
+        target: &str,
+        phase: CanaryPhase,
+        now: jiff::Timestamp,
+    ) {
+        let gauge = self.analysis_start.get_or_create(&CanaryLabels {
+            name: target.into(),
+            namespace: namespace.into(),
+            canary: canary.into(),
+        });
+        let active = matches!(
+            phase,
+            CanaryPhase::Progressing
+                | CanaryPhase::WaitingPromotion
+                | CanaryPhase::Promoting
+                | CanaryPhase::Finalising
+        );
+        if !active {
+            gauge.set(0.0);
+        } else if gauge.get() == 0.0 {
+            gauge.set(now.as_millisecond() as f64 / 1000.0);
+        }
+    }
+
+    /// `flagger_canary_metric_analysis`: the last value of a metric check.
+    pub fn set_metric_value(&self, target: &str, namespace: &str, metric: &str, value: f64) {
+        self.metric_analysis
+            .get_or_create(&MetricLabels {
+                name: target.into(),
+                namespace: namespace.into(),
+                metric: metric.into(),
+            })
+            .set(value);
+    }
+
+    /// `flagger_canary_total` per namespace, from the watched canaries.
+    pub fn set_canary_totals(&self, totals: &std::collections::BTreeMap<String, i64>) {
+        self.canary_total.clear();
+        for (namespace, count) in totals {
+            self.canary_total
+                .get_or_create(&NamespaceLabels {
+                    namespace: namespace.clone(),
+                })
+                .set(*count);
+        }
+    }
+
     pub fn set_weights(&self, namespace: &str, target: &str, primary: i64, canary: i64) {
         let series = |workload: String, value: i64| {
             self.weight
@@ -357,6 +409,24 @@ mod tests {
                 .count();
             assert_eq!(ones, 1, "exactly one current phase");
         }
+    }
+
+    #[test]
+    fn run_start_is_kept_while_active_and_cleared_when_idle() {
+        let metrics = Metrics::new(false);
+        let t0 = jiff::Timestamp::from_second(1000).unwrap();
+        let t1 = jiff::Timestamp::from_second(2000).unwrap();
+        let line = |m: &Metrics| {
+            exposition(m)
+                .lines()
+                .find(|l| l.starts_with("flagger_canary_analysis_start_timestamp_seconds{"))
+                .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string())
+        };
+        metrics.set_run_start("c", "ns", "t", CanaryPhase::Progressing, t0);
+        metrics.set_run_start("c", "ns", "t", CanaryPhase::Promoting, t1);
+        assert_eq!(line(&metrics).as_deref(), Some("1000.0"));
+        metrics.set_run_start("c", "ns", "t", CanaryPhase::Succeeded, t1);
+        assert_eq!(line(&metrics).as_deref(), Some("0.0"));
     }
 
     #[test]

@@ -289,6 +289,13 @@ fn record_tick_metrics(
     let phase = status.phase.unwrap_or_default();
     ctx.metrics
         .set_phase(&canary.name_any(), &namespace, &spec.target_name, phase);
+    ctx.metrics.set_run_start(
+        &canary.name_any(),
+        &namespace,
+        &spec.target_name,
+        phase,
+        Timestamp::now(),
+    );
     ctx.metrics
         .duration
         .get_or_create(&crate::metrics::TargetLabels {

@@ -182,6 +182,23 @@ async fn controller(client: Client, flags: &Flags, canaries: Api<Canary>, ctx: A
     let secrets: Api<Secret> = namespaced_or_all(&client, &flags.namespace);
     let controller = Controller::new(canaries, watcher::Config::default());
     let store = controller.store();
+    let totals_store = store.clone();
+    let totals_metrics = ctx.metrics.clone();
+    // flagger_canary_total is a count over the cache; refreshing it on a timer keeps reconciles
+    // free of cluster-wide work.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let mut totals = std::collections::BTreeMap::new();
+            for canary in totals_store.state() {
+                *totals
+                    .entry(canary.namespace().unwrap_or_default())
+                    .or_insert(0) += 1;
+            }
+            totals_metrics.set_canary_totals(&totals);
+        }
+    });
     let by_target = |store: kube::runtime::reflector::Store<Canary>| {
         move |kind: &'static str, name: String, namespace: Option<String>| {
             store

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use flagger_api::Canary;
-use flagger_api::status::PodOverridesStatus;
 use flagger_core::{Observation, Readiness, RolloutSpec};
 use flagger_providers::router;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -69,6 +68,7 @@ pub struct Workloads {
     primary: Option<Workload>,
     selector: SelectorLabel,
     tracked: TrackedConfigs,
+    router: router::Settings,
 }
 
 fn apply_params() -> PatchParams {
@@ -152,6 +152,10 @@ impl Workloads {
             client,
             namespace,
             settings: ctx.workloads.clone(),
+            router: router::Settings {
+                ingress_class: ctx.flags.ingress_class.clone(),
+                ingress_annotations_prefix: ctx.flags.ingress_annotations_prefix.clone(),
+            },
             target,
             primary,
             selector,
@@ -190,7 +194,7 @@ impl Workloads {
                 since: None,
             },
         };
-        let routes = match router::for_provider(&spec.provider) {
+        let routes = match router::for_provider(&spec.provider, self.client.clone(), &self.router) {
             Ok(r) => r.get_routes(canary).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
@@ -335,11 +339,10 @@ impl Workloads {
         apply(&self.client, &self.namespace, &primary).await
     }
 
-    pub async fn scale_up(
-        &self,
-        canary: &Canary,
-    ) -> Result<Option<PodOverridesStatus>, kube::Error> {
-        let write = match &self.target {
+    /// The change that scales the target up (with canary pod overrides), not yet written: the
+    /// caller must persist `pod_overrides` first (see `patch_target`).
+    pub async fn scale_up(&self, canary: &Canary) -> Result<scaling::TargetWrite, kube::Error> {
+        Ok(match &self.target {
             Workload::Deployment(d) => {
                 let primary = match &self.primary {
                     Some(Workload::Deployment(p)) => Some(p.as_ref()),
@@ -348,24 +351,15 @@ impl Workloads {
                 scaling::deployment_scale_up(d, canary, primary, self.autoscaler_min(canary).await?)
             }
             Workload::DaemonSet(d) => scaling::daemonset_scale_up(d, canary),
-        };
-        self.patch_target(write).await
+        })
     }
 
-    pub async fn scale_to_zero(
-        &self,
-        canary: &Canary,
-    ) -> Result<Option<PodOverridesStatus>, kube::Error> {
-        let write = match &self.target {
+    /// The change that scales the target to zero (and removes canary pod overrides).
+    pub fn scale_to_zero(&self, canary: &Canary) -> scaling::TargetWrite {
+        match &self.target {
             Workload::Deployment(d) => scaling::deployment_to_zero(d, canary),
             Workload::DaemonSet(d) => scaling::daemonset_to_zero(d, canary),
-        };
-        self.patch_target(write).await
-    }
-
-    /// Deletion with `revertOnDeletion`: the target gets its replicas back.
-    pub async fn restore_target(&self, canary: &Canary) -> Result<(), kube::Error> {
-        self.scale_up(canary).await.map(|_| ())
+        }
     }
 
     /// Deletion with `revertOnDeletion`: the apex Service selects the target's pods again.
@@ -400,12 +394,11 @@ impl Workloads {
     }
 
     /// The target is the user's object: a merge patch changes only the fields we mean to change.
-    async fn patch_target(
-        &self,
-        write: scaling::TargetWrite,
-    ) -> Result<Option<PodOverridesStatus>, kube::Error> {
+    /// When the write changes `status.podOverrides`, the caller must have stored it before: the
+    /// target's own values would otherwise be lost if this patch lands and the status write fails.
+    pub async fn patch_target(&self, write: &scaling::TargetWrite) -> Result<(), kube::Error> {
         if write.is_noop() {
-            return Ok(None);
+            return Ok(());
         }
         let name = match &self.target {
             Workload::Deployment(d) => d.name_any(),
@@ -424,7 +417,7 @@ impl Workloads {
                     .await?;
             }
         }
-        Ok(write.pod_overrides)
+        Ok(())
     }
 
     pub async fn add_finalizer(&self, canary: &Canary) -> Result<(), kube::Error> {

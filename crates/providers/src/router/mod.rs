@@ -1,14 +1,34 @@
 //! Routers: apply routes, set and read weights (routers.md §1). One file per provider.
 
+mod gatewayapi;
 mod kubernetes;
+mod nginx;
+mod traefik;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
 use flagger_api::Canary;
 use flagger_core::{RouteState, Routes};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
 
+pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
 pub use kubernetes::KubernetesRouter;
+pub use nginx::NginxRouter;
+pub use traefik::TraefikRouter;
+
+/// The field manager of every object a router writes.
+pub const FIELD_MANAGER: &str = "flagger";
+
+/// Annotations on every generated routing object (routers.md §1) so GitOps tools leave them alone.
+pub const FLUX_ANNOTATIONS: [(&str, &str); 2] = [
+    ("helm.toolkit.fluxcd.io/driftDetection", "disabled"),
+    ("kustomize.toolkit.fluxcd.io/reconcile", "disabled"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -16,6 +36,9 @@ pub enum RouterError {
     Api(String),
     #[error("provider {0} is not supported yet")]
     Unsupported(String),
+    /// The Canary cannot be routed as written (a user error, not a transient one).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub type RouterFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, RouterError>> + Send + 'a>>;
@@ -32,10 +55,167 @@ pub trait Router: Send + Sync {
     fn finalize<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, ()>;
 }
 
+/// Controller flags the routers read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `-ingress-class` (empty = unset).
+    pub ingress_class: String,
+    /// `-ingress-annotations-prefix` (nginx annotations).
+    pub ingress_annotations_prefix: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ingress_class: String::new(),
+            ingress_annotations_prefix: "nginx.ingress.kubernetes.io".to_string(),
+        }
+    }
+}
+
 /// The router for an effective provider name (`spec.provider` or the `-mesh-provider` flag).
-pub fn for_provider(provider: &str) -> Result<Box<dyn Router>, RouterError> {
+pub fn for_provider(
+    provider: &str,
+    client: Client,
+    settings: &Settings,
+) -> Result<Box<dyn Router>, RouterError> {
     match provider {
         "kubernetes" => Ok(Box::new(KubernetesRouter)),
+        "traefik" => Ok(Box::new(TraefikRouter::new(client))),
+        "nginx" => Ok(Box::new(NginxRouter::new(
+            client,
+            settings.ingress_annotations_prefix.clone(),
+        ))),
+        p if p.starts_with("gatewayapi:v1beta1") => Ok(Box::new(GatewayApiRouter::new(
+            client,
+            GatewayVersion::V1beta1,
+        ))),
+        // Flagger treats a bare `gatewayapi` (and `gatewayapi:v1…`) as v1.
+        p if p == "gatewayapi" || p.starts_with("gatewayapi:v1") => {
+            Ok(Box::new(GatewayApiRouter::new(client, GatewayVersion::V1)))
+        }
         other => Err(RouterError::Unsupported(other.to_string())),
+    }
+}
+
+// --- helpers shared by the routers ---------------------------------------------------------------
+
+fn api_error(what: &str, e: kube::Error) -> RouterError {
+    RouterError::Api(format!("{what}: {e}"))
+}
+
+fn namespace(canary: &Canary) -> String {
+    canary.namespace().unwrap_or_else(|| "default".to_string())
+}
+
+/// `service.port` as an integer (required by every router that names a port).
+fn service_port(canary: &Canary) -> Result<i64, RouterError> {
+    canary
+        .spec
+        .service
+        .as_ref()
+        .and_then(|s| s.port.integer())
+        .ok_or_else(|| RouterError::Invalid("spec.service.port is required".to_string()))
+}
+
+/// The controller owner reference to the Canary.
+fn owner_reference(canary: &Canary) -> Result<Value, RouterError> {
+    let uid = canary.metadata.uid.as_deref().ok_or_else(|| {
+        RouterError::Invalid(format!("canary {} has no uid yet", canary.name_any()))
+    })?;
+    Ok(json!({
+        "apiVersion": flagger_api::API_VERSION,
+        "kind": "Canary",
+        "name": canary.name_any(),
+        "uid": uid,
+        "controller": true,
+        "blockOwnerDeletion": true,
+    }))
+}
+
+/// User metadata with Flux keys removed (they are never copied, routers.md §1).
+fn without_flux(map: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    map.into_iter()
+        .flatten()
+        .filter(|(k, _)| !k.contains("toolkit.fluxcd.io"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Labels and annotations from `service.apex`, plus the Flux annotations.
+fn apex_metadata(canary: &Canary) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let apex = canary.spec.service.as_ref().and_then(|s| s.apex.as_ref());
+    let labels = without_flux(apex.and_then(|a| a.labels.as_ref()));
+    let mut annotations = without_flux(apex.and_then(|a| a.annotations.as_ref()));
+    for (k, v) in FLUX_ANNOTATIONS {
+        annotations.insert(k.to_string(), v.to_string());
+    }
+    (labels, annotations)
+}
+
+fn dynamic_api(
+    client: &Client,
+    ns: &str,
+    gvk: (&str, &str, &str),
+    plural: &str,
+) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(gvk.0, gvk.1, gvk.2), plural);
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// Server-side apply (field manager `flagger`, forced) of a rendered object.
+async fn apply_value(
+    api: &Api<DynamicObject>,
+    name: &str,
+    body: &Value,
+) -> Result<(), RouterError> {
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| api_error(&format!("applying {name}"), e))
+}
+
+async fn get_value(api: &Api<DynamicObject>, name: &str) -> Result<Option<Value>, RouterError> {
+    match api.get_opt(name).await {
+        Ok(Some(obj)) => serde_json::to_value(obj)
+            .map(Some)
+            .map_err(|e| RouterError::Api(format!("decoding {name}: {e}"))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(api_error(&format!("reading {name}"), e)),
+    }
+}
+
+/// A weight read from an object as a percentage.
+fn weight(v: Option<&Value>) -> Option<u32> {
+    v.and_then(Value::as_i64)
+        .and_then(|w| u32::try_from(w.clamp(0, 100)).ok())
+}
+
+/// Routes as a router stores them, including the mirror percentage `RouteState` does not carry.
+fn state(routes: Routes) -> RouteState {
+    RouteState {
+        primary: routes.primary,
+        canary: routes.canary,
+        mirrored: routes.mirror > 0,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use flagger_api::Canary;
+
+    /// A Canary as the API server returns it (namespace, uid).
+    pub fn canary(spec: serde_json::Value) -> Canary {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test", "uid": "3b3f4c2e-0000-4000-8000-000000000001"},
+            "spec": spec,
+        }))
+        .unwrap()
     }
 }

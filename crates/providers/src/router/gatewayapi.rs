@@ -1,0 +1,546 @@
+//! `gatewayapi:v1` and `gatewayapi:v1beta1`: HTTPRoute `<apex>` with weighted backendRefs,
+//! A/B matches and RequestMirror (routers.md §3.5).
+
+use std::collections::BTreeMap;
+
+use flagger_api::Canary;
+use flagger_api::istio::HttpMatchRequest;
+use flagger_api::service::HeaderOperations;
+use flagger_api::string_match::StringMatch;
+use flagger_core::{RouteState, Routes};
+use kube::Client;
+use serde_json::{Map, Value, json};
+
+use super::{
+    FLUX_ANNOTATIONS, Router, RouterError, RouterFuture, apply_value, dynamic_api, get_value,
+    namespace, owner_reference, service_port, state, weight, without_flux,
+};
+
+const GROUP: &str = "gateway.networking.k8s.io";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayVersion {
+    V1,
+    V1beta1,
+}
+
+impl GatewayVersion {
+    fn as_str(self) -> &'static str {
+        match self {
+            GatewayVersion::V1 => "v1",
+            GatewayVersion::V1beta1 => "v1beta1",
+        }
+    }
+}
+
+pub struct GatewayApiRouter {
+    client: Client,
+    version: GatewayVersion,
+}
+
+impl GatewayApiRouter {
+    pub fn new(client: Client, version: GatewayVersion) -> Self {
+        GatewayApiRouter { client, version }
+    }
+
+    fn api(&self, canary: &Canary) -> kube::Api<kube::api::DynamicObject> {
+        dynamic_api(
+            &self.client,
+            &namespace(canary),
+            (GROUP, self.version.as_str(), "HTTPRoute"),
+            "httproutes",
+        )
+    }
+}
+
+fn invalid_match() -> RouterError {
+    RouterError::Invalid("Invalid request matching selectors".to_string())
+}
+
+fn string_match(
+    m: &StringMatch,
+    exact: &str,
+    regex: &str,
+) -> Result<(String, String), RouterError> {
+    match (&m.exact, &m.regex) {
+        (Some(v), _) => Ok((exact.to_string(), v.clone())),
+        (None, Some(v)) => Ok((regex.to_string(), v.clone())),
+        _ => Err(invalid_match()),
+    }
+}
+
+fn name_value_matches(
+    map: Option<&BTreeMap<String, StringMatch>>,
+) -> Result<Vec<Value>, RouterError> {
+    map.into_iter()
+        .flatten()
+        .map(|(name, m)| {
+            let (ty, value) = string_match(m, "Exact", "RegularExpression")?;
+            Ok(json!({"type": ty, "name": name, "value": value}))
+        })
+        .collect()
+}
+
+/// One `service.match` entry as an HTTPRouteMatch.
+fn route_match(m: &HttpMatchRequest) -> Result<Map<String, Value>, RouterError> {
+    let mut out = Map::new();
+    if let Some(uri) = &m.uri {
+        let (ty, value) = match (&uri.exact, &uri.prefix, &uri.regex) {
+            (Some(v), _, _) => ("Exact", v),
+            (None, Some(v), _) => ("PathPrefix", v),
+            (None, None, Some(v)) => ("RegularExpression", v),
+            _ => return Err(invalid_match()),
+        };
+        out.insert("path".into(), json!({"type": ty, "value": value}));
+    }
+    if let Some(method) = &m.method {
+        let v = method.exact.as_ref().ok_or_else(invalid_match)?;
+        out.insert("method".into(), json!(v));
+    }
+    let headers = name_value_matches(m.headers.as_ref())?;
+    if !headers.is_empty() {
+        out.insert("headers".into(), json!(headers));
+    }
+    let query = name_value_matches(m.query_params.as_ref())?;
+    if !query.is_empty() {
+        out.insert("queryParams".into(), json!(query));
+    }
+    Ok(out)
+}
+
+fn service_matches(canary: &Canary) -> Result<Vec<Map<String, Value>>, RouterError> {
+    canary
+        .spec
+        .service
+        .as_ref()
+        .and_then(|s| s.match_.as_ref())
+        .into_iter()
+        .flatten()
+        .map(route_match)
+        .collect()
+}
+
+/// `analysis.match` × service matches; the analysis entry's headers and queryParams replace the
+/// service entry's. Empty when the canary is not A/B.
+fn ab_matches(
+    canary: &Canary,
+    service: &[Map<String, Value>],
+) -> Result<Vec<Map<String, Value>>, RouterError> {
+    let mut out = Vec::new();
+    for ab in canary.spec.analysis.match_.iter().flatten() {
+        let mut overlay = Map::new();
+        let headers = ab
+            .headers
+            .iter()
+            .flatten()
+            .map(|(name, h)| {
+                let (ty, value) = match (&h.exact, &h.regex) {
+                    (Some(v), _) => ("Exact", v),
+                    (None, Some(v)) => ("RegularExpression", v),
+                    _ => return Err(invalid_match()),
+                };
+                Ok(json!({"type": ty, "name": name, "value": value}))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !headers.is_empty() {
+            overlay.insert("headers".into(), json!(headers));
+        }
+        let query = name_value_matches(ab.query_params.as_ref())?;
+        if !query.is_empty() {
+            overlay.insert("queryParams".into(), json!(query));
+        }
+        if service.is_empty() {
+            out.push(overlay);
+        } else {
+            for s in service {
+                let mut merged = s.clone();
+                merged.extend(overlay.clone());
+                out.push(merged);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn header_modifier(ops: &HeaderOperations) -> Value {
+    let pairs = |m: &Option<BTreeMap<String, String>>| -> Vec<Value> {
+        // BTreeMap: sorted by name (then value, names being unique).
+        m.iter()
+            .flatten()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect()
+    };
+    let mut out = Map::new();
+    let add = pairs(&ops.add);
+    if !add.is_empty() {
+        out.insert("add".into(), json!(add));
+    }
+    let set = pairs(&ops.set);
+    if !set.is_empty() {
+        out.insert("set".into(), json!(set));
+    }
+    if let Some(remove) = ops.remove.as_ref().filter(|r| !r.is_empty()) {
+        let mut remove = remove.clone();
+        remove.sort();
+        out.insert("remove".into(), json!(remove));
+    }
+    Value::Object(out)
+}
+
+/// The structural filters of the weighted rule: header modifiers, rewrite, static mirrors.
+fn static_filters(canary: &Canary) -> Vec<Value> {
+    let mut filters = Vec::new();
+    let Some(svc) = canary.spec.service.as_ref() else {
+        return filters;
+    };
+    if let Some(h) = svc.headers.as_ref() {
+        if let Some(req) = h.request.as_ref() {
+            filters.push(json!({"type": "RequestHeaderModifier", "requestHeaderModifier": header_modifier(req)}));
+        }
+        if let Some(resp) = h.response.as_ref() {
+            filters.push(json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": header_modifier(resp)}));
+        }
+    }
+    if let Some(rw) = svc.rewrite.as_ref() {
+        let mut rewrite = Map::new();
+        if let Some(uri) = &rw.uri {
+            let path = if rw.type_.as_deref() == Some("ReplaceFullPath") {
+                json!({"type": "ReplaceFullPath", "replaceFullPath": uri})
+            } else {
+                json!({"type": "ReplacePrefixMatch", "replacePrefixMatch": uri})
+            };
+            rewrite.insert("path".into(), path);
+        }
+        if let Some(host) = &rw.authority {
+            rewrite.insert("hostname".into(), json!(host));
+        }
+        if !rewrite.is_empty() {
+            filters.push(json!({"type": "URLRewrite", "urlRewrite": rewrite}));
+        }
+    }
+    for m in svc.mirror.iter().flatten() {
+        filters
+            .push(json!({"type": "RequestMirror", "requestMirror": {"backendRef": m.backend_ref}}));
+    }
+    filters
+}
+
+fn backend(name: &str, port: i64, weight: Option<u32>) -> Value {
+    let mut b = json!({"group": "", "kind": "Service", "name": name, "port": port});
+    if let Some(w) = weight {
+        b["weight"] = json!(w);
+    }
+    b
+}
+
+/// The whole HTTPRoute for `routes` (annotations are merged with existing ones by server-side
+/// apply: only the keys written here are owned).
+pub fn render(
+    canary: &Canary,
+    version: GatewayVersion,
+    routes: Routes,
+) -> Result<Value, RouterError> {
+    let svc = canary
+        .spec
+        .service
+        .as_ref()
+        .ok_or_else(|| RouterError::Invalid("spec.service is required".to_string()))?;
+    let parent_refs = svc
+        .gateway_refs
+        .as_ref()
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| {
+            RouterError::Invalid("spec.service.gatewayRefs is required for gatewayapi".to_string())
+        })?;
+    let ns = namespace(canary);
+    let port = service_port(canary)?;
+    let primary = canary.spec.primary_service_name();
+    let canary_svc = canary.spec.canary_service_name();
+
+    let service = service_matches(canary)?;
+    let default_matches = if service.is_empty() {
+        vec![json!({"path": {"type": "PathPrefix", "value": "/"}})]
+    } else {
+        service.iter().cloned().map(Value::Object).collect()
+    };
+    let ab = ab_matches(canary, &service)?;
+
+    let mut filters = static_filters(canary);
+    if routes.mirror > 0 {
+        let mut mirror = json!({"backendRef": backend(&canary_svc, port, None)});
+        if let Some(b) = mirror["backendRef"].as_object_mut() {
+            b.remove("weight");
+        }
+        if routes.mirror < 100 {
+            mirror["percent"] = json!(routes.mirror);
+        }
+        filters.push(json!({"type": "RequestMirror", "requestMirror": mirror}));
+    }
+    let mut weighted = json!({
+        "matches": if ab.is_empty() { default_matches.clone() } else { ab.iter().cloned().map(Value::Object).collect() },
+        "backendRefs": [
+            backend(&primary, port, Some(routes.primary)),
+            backend(&canary_svc, port, Some(routes.canary)),
+        ],
+    });
+    if !filters.is_empty() {
+        weighted["filters"] = json!(filters);
+    }
+    if version == GatewayVersion::V1 {
+        let mut timeouts = Map::new();
+        if let Some(t) = &svc.timeout {
+            timeouts.insert("request".into(), json!(t));
+        }
+        if let Some(t) = &svc.backend_timeout {
+            timeouts.insert("backendRequest".into(), json!(t));
+        }
+        if !timeouts.is_empty() {
+            weighted["timeouts"] = Value::Object(timeouts);
+        }
+    }
+    let mut rules = vec![weighted];
+    if !ab.is_empty() {
+        let mut rest = json!({
+            "matches": default_matches,
+            "backendRefs": [backend(&primary, port, None)],
+        });
+        let structural = static_filters(canary);
+        if !structural.is_empty() {
+            rest["filters"] = json!(structural);
+        }
+        rules.push(rest);
+    }
+
+    let apex = svc.apex.as_ref();
+    let labels = without_flux(apex.and_then(|a| a.labels.as_ref()));
+    let mut annotations = without_flux(apex.and_then(|a| a.annotations.as_ref()));
+    for (k, v) in FLUX_ANNOTATIONS {
+        annotations.insert(k.to_string(), v.to_string());
+    }
+    let mut spec = json!({"parentRefs": parent_refs, "rules": rules});
+    if let Some(hosts) = svc.hosts.as_ref().filter(|h| !h.is_empty()) {
+        spec["hostnames"] = json!(hosts);
+    }
+    Ok(json!({
+        "apiVersion": format!("{GROUP}/{}", version.as_str()),
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": canary.spec.apex_name(),
+            "namespace": ns,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(canary)?],
+        },
+        "spec": spec,
+    }))
+}
+
+/// Weights from the rule holding the canary backend; mirror percentage from its RequestMirror.
+pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
+    let primary = canary.spec.primary_service_name();
+    let canary_svc = canary.spec.canary_service_name();
+    let rules = obj["spec"]["rules"].as_array().into_iter().flatten();
+    for rule in rules {
+        let refs = rule["backendRefs"].as_array();
+        let find = |name: &str| {
+            refs.into_iter()
+                .flatten()
+                .find(|b| b["name"] == name)
+                .map(|b| weight(b.get("weight")).unwrap_or(1))
+        };
+        let Some(c) = find(&canary_svc) else {
+            continue;
+        };
+        let p = find(&primary).unwrap_or(0);
+        let mirror = rule["filters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| {
+                f["type"] == "RequestMirror"
+                    && f["requestMirror"]["backendRef"]["name"] == canary_svc.as_str()
+            })
+            .map(|f| weight(f["requestMirror"].get("percent")).unwrap_or(100))
+            .unwrap_or(0);
+        return Ok(Routes {
+            primary: p,
+            canary: c,
+            mirror,
+        });
+    }
+    Err(RouterError::Api(format!(
+        "HTTPRoute {} does not contain routes for {canary_svc}",
+        canary.spec.apex_name()
+    )))
+}
+
+/// v1: the route must be accepted by every parent that reported on its current generation.
+fn check_accepted(obj: &Value) -> Result<(), RouterError> {
+    let generation = obj["metadata"]["generation"].as_i64().unwrap_or(0);
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    for parent in obj["status"]["parents"].as_array().into_iter().flatten() {
+        for cond in parent["conditions"].as_array().into_iter().flatten() {
+            if cond["type"] != "Accepted" {
+                continue;
+            }
+            let observed = cond["observedGeneration"].as_i64().unwrap_or(0);
+            if cond["status"] != "True" || observed < generation {
+                return Err(RouterError::Api(format!(
+                    "HTTPRoute {name} parent {} not accepted yet for generation {generation} (Accepted={}, observedGeneration {observed}): {}",
+                    parent["parentRef"]["name"].as_str().unwrap_or_default(),
+                    cond["status"].as_str().unwrap_or_default(),
+                    cond["message"].as_str().unwrap_or_default(),
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Router for GatewayApiRouter {
+    fn reconcile<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, ()> {
+        Box::pin(async move {
+            let api = self.api(canary);
+            let name = canary.spec.apex_name();
+            let routes = match get_value(&api, name).await? {
+                Some(live) => parse(canary, &live).unwrap_or(Routes::PRIMARY),
+                None => Routes::PRIMARY,
+            };
+            apply_value(&api, name, &render(canary, self.version, routes)?).await
+        })
+    }
+
+    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> RouterFuture<'a, ()> {
+        Box::pin(async move {
+            let body = render(canary, self.version, routes)?;
+            apply_value(&self.api(canary), canary.spec.apex_name(), &body).await
+        })
+    }
+
+    fn get_routes<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, RouteState> {
+        Box::pin(async move {
+            let name = canary.spec.apex_name();
+            let live = get_value(&self.api(canary), name)
+                .await?
+                .ok_or_else(|| RouterError::Api(format!("HTTPRoute {name} not found")))?;
+            if self.version == GatewayVersion::V1 {
+                check_accepted(&live)?;
+            }
+            parse(canary, &live).map(state)
+        })
+    }
+
+    fn finalize<'a>(&'a self, _: &'a Canary) -> RouterFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::fixtures;
+
+    fn canary(extra_analysis: Value, extra_service: Value) -> Canary {
+        let mut service = json!({
+            "port": 9898,
+            "hosts": ["www.example.com"],
+            "gatewayRefs": [{"name": "gateway", "namespace": "gateway-ns"}],
+            "timeout": "30s",
+            "apex": {"annotations": {"team": "a"}},
+        });
+        if let (Some(s), Some(e)) = (service.as_object_mut(), extra_service.as_object()) {
+            s.extend(e.clone());
+        }
+        let mut analysis =
+            json!({"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 10});
+        if let (Some(a), Some(e)) = (analysis.as_object_mut(), extra_analysis.as_object()) {
+            a.extend(e.clone());
+        }
+        fixtures::canary(json!({
+            "provider": "gatewayapi:v1",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": service,
+            "analysis": analysis,
+        }))
+    }
+
+    #[test]
+    fn canary_weights_v1() {
+        let c = canary(json!({}), json!({}));
+        let obj = render(&c, GatewayVersion::V1, Routes::split(30)).unwrap();
+        insta::assert_yaml_snapshot!(obj);
+        assert_eq!(parse(&c, &obj).unwrap(), Routes::split(30));
+    }
+
+    #[test]
+    fn v1beta1_has_no_timeouts() {
+        let c = canary(json!({}), json!({}));
+        let obj = render(&c, GatewayVersion::V1beta1, Routes::PRIMARY).unwrap();
+        assert_eq!(obj["apiVersion"], "gateway.networking.k8s.io/v1beta1");
+        assert!(obj["spec"]["rules"][0].get("timeouts").is_none());
+    }
+
+    #[test]
+    fn ab_header_and_query_matches() {
+        let c = canary(
+            json!({"iterations": 10, "match": [
+                {"headers": {"x-canary": {"exact": "insider"}}},
+                {"queryParams": {"canary": {"regex": "^(yes|true)$"}}},
+            ]}),
+            json!({"match": [{"uri": {"prefix": "/api"}}]}),
+        );
+        let obj = render(&c, GatewayVersion::V1, Routes::CANARY).unwrap();
+        insta::assert_yaml_snapshot!(obj);
+        assert_eq!(parse(&c, &obj).unwrap(), Routes::CANARY);
+    }
+
+    #[test]
+    fn blue_green_mirroring() {
+        let c = canary(json!({"iterations": 5, "mirror": true}), json!({}));
+        let routes = Routes {
+            primary: 100,
+            canary: 0,
+            mirror: 25,
+        };
+        let obj = render(&c, GatewayVersion::V1, routes).unwrap();
+        insta::assert_yaml_snapshot!(obj);
+        assert_eq!(parse(&c, &obj).unwrap(), routes);
+    }
+
+    #[test]
+    fn prefix_header_match_is_invalid() {
+        let c = canary(
+            json!({"match": [{"headers": {"x": {"prefix": "a"}}}]}),
+            json!({}),
+        );
+        let err = render(&c, GatewayVersion::V1, Routes::PRIMARY).unwrap_err();
+        assert_eq!(err.to_string(), "Invalid request matching selectors");
+    }
+
+    #[test]
+    fn gateway_refs_are_required() {
+        let mut c = canary(json!({}), json!({}));
+        if let Some(s) = c.spec.service.as_mut() {
+            s.gateway_refs = None;
+        }
+        assert!(render(&c, GatewayVersion::V1, Routes::PRIMARY).is_err());
+    }
+
+    #[test]
+    fn unaccepted_parent_ends_the_tick() {
+        let obj = json!({
+            "metadata": {"name": "podinfo", "generation": 3},
+            "status": {"parents": [{"parentRef": {"name": "gateway"}, "conditions": [
+                {"type": "Accepted", "status": "True", "observedGeneration": 2},
+            ]}]},
+        });
+        assert!(check_accepted(&obj).is_err());
+        let ok = json!({
+            "metadata": {"name": "podinfo", "generation": 3},
+            "status": {"parents": [{"parentRef": {"name": "gateway"}, "conditions": [
+                {"type": "Accepted", "status": "True", "observedGeneration": 3},
+            ]}]},
+        });
+        assert!(check_accepted(&ok).is_ok());
+    }
+}

@@ -1,0 +1,358 @@
+//! `nginx`: the canary Ingress `<ingressRef>-canary`, a copy of the user's Ingress pointing at
+//! `<apex>-canary`, driven by `<prefix>/canary*` annotations (routers.md §3.9).
+
+use std::collections::BTreeMap;
+
+use flagger_api::Canary;
+use flagger_core::{RouteState, Routes};
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use super::{
+    FIELD_MANAGER, FLUX_ANNOTATIONS, Router, RouterError, RouterFuture, api_error, namespace,
+    owner_reference, without_flux,
+};
+
+const KUBECTL_LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+pub struct NginxRouter {
+    client: Client,
+    prefix: String,
+}
+
+impl NginxRouter {
+    pub fn new(client: Client, prefix: String) -> Self {
+        NginxRouter { client, prefix }
+    }
+
+    fn api(&self, canary: &Canary) -> Api<Ingress> {
+        Api::namespaced(self.client.clone(), &namespace(canary))
+    }
+
+    async fn source(&self, canary: &Canary) -> Result<Ingress, RouterError> {
+        let name = ingress_ref(canary)?;
+        self.api(canary)
+            .get(name)
+            .await
+            .map_err(|e| api_error(&format!("reading ingress {name}"), e))
+    }
+
+    async fn live(&self, canary: &Canary) -> Result<Option<Ingress>, RouterError> {
+        let name = canary_ingress_name(canary)?;
+        self.api(canary)
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_error(&format!("reading ingress {name}"), e))
+    }
+
+    async fn apply(&self, canary: &Canary, body: &Value) -> Result<(), RouterError> {
+        let name = canary_ingress_name(canary)?;
+        self.api(canary)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| api_error(&format!("applying ingress {name}"), e))
+    }
+}
+
+fn ingress_ref(canary: &Canary) -> Result<&str, RouterError> {
+    canary
+        .spec
+        .ingress_ref
+        .as_ref()
+        .map(|r| r.name.as_str())
+        .ok_or_else(|| RouterError::Invalid("spec.ingressRef is required for nginx".to_string()))
+}
+
+fn canary_ingress_name(canary: &Canary) -> Result<String, RouterError> {
+    Ok(format!("{}-canary", ingress_ref(canary)?))
+}
+
+/// Renames backends `<apex>` to `<apex>-canary`; true when at least one was found.
+fn retarget(backend: &mut IngressBackend, apex: &str, canary_svc: &str) -> bool {
+    match backend.service.as_mut() {
+        Some(svc) if svc.name == apex => {
+            svc.name = canary_svc.to_string();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The canary annotations for `routes` (`<prefix>/canary*` keys only).
+pub fn routing_annotations(
+    canary: &Canary,
+    prefix: &str,
+    routes: Routes,
+) -> BTreeMap<String, String> {
+    let key = |s: &str| format!("{prefix}/{s}");
+    let mut out = BTreeMap::new();
+    out.insert(key("canary"), "true".to_string());
+    let matches = canary.spec.analysis.match_.as_deref().unwrap_or_default();
+    if routes.canary == 0 || matches.is_empty() {
+        out.insert(key("canary-weight"), routes.canary.to_string());
+        return out;
+    }
+    // A/B: the last header seen wins, as in Flagger.
+    for m in matches {
+        for (name, h) in m.headers.iter().flatten() {
+            out.retain(|k, _| k == &key("canary"));
+            if name.eq_ignore_ascii_case("cookie") {
+                if let Some(v) = &h.exact {
+                    out.insert(key("canary-by-cookie"), v.clone());
+                }
+                continue;
+            }
+            out.insert(key("canary-by-header"), name.clone());
+            if let Some(v) = &h.exact {
+                out.insert(key("canary-by-header-value"), v.clone());
+            } else if let Some(v) = &h.regex {
+                out.insert(key("canary-by-header-pattern"), v.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The canary Ingress for `source` with the given canary annotations.
+pub fn render(
+    canary: &Canary,
+    source: &Ingress,
+    prefix: &str,
+    routing: &BTreeMap<String, String>,
+) -> Result<Value, RouterError> {
+    let apex = canary.spec.apex_name();
+    let canary_svc = canary.spec.canary_service_name();
+    let mut spec = source.spec.clone().unwrap_or_default();
+    let mut found = false;
+    if let Some(b) = spec.default_backend.as_mut() {
+        found |= retarget(b, apex, &canary_svc);
+    }
+    for rule in spec.rules.iter_mut().flatten() {
+        for path in rule.http.iter_mut().flat_map(|h| h.paths.iter_mut()) {
+            found |= retarget(&mut path.backend, apex, &canary_svc);
+        }
+    }
+    if !found {
+        return Err(RouterError::Invalid(format!(
+            "backend {apex} not found in ingress {}",
+            source.name_any()
+        )));
+    }
+    let canary_prefix = format!("{prefix}/canary");
+    let mut annotations: BTreeMap<String, String> =
+        without_flux(source.metadata.annotations.as_ref())
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with(&canary_prefix) && k != KUBECTL_LAST_APPLIED)
+            .collect();
+    annotations.extend(routing.clone());
+    for (k, v) in FLUX_ANNOTATIONS {
+        annotations.insert(k.to_string(), v.to_string());
+    }
+    Ok(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": canary_ingress_name(canary)?,
+            "namespace": namespace(canary),
+            "labels": without_flux(source.metadata.labels.as_ref()),
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(canary)?],
+        },
+        "spec": spec,
+    }))
+}
+
+/// Routes from the canary Ingress' annotations.
+pub fn parse(canary: &Canary, prefix: &str, ingress: &Ingress) -> Result<RouteState, RouterError> {
+    let annotations = ingress.annotations();
+    let key = |s: &str| format!("{prefix}/{s}");
+    let ab = canary
+        .spec
+        .analysis
+        .match_
+        .as_ref()
+        .is_some_and(|m| !m.is_empty());
+    if ab
+        && (annotations.contains_key(&key("canary-by-cookie"))
+            || annotations.contains_key(&key("canary-by-header")))
+    {
+        return Ok(RouteState {
+            primary: 0,
+            canary: 100,
+            mirrored: false,
+        });
+    }
+    let w = annotations
+        .get(&key("canary-weight"))
+        .and_then(|w| w.trim().parse::<u32>().ok())
+        .ok_or_else(|| {
+            RouterError::Api(format!(
+                "ingress {} has no valid {} annotation",
+                ingress.name_any(),
+                key("canary-weight")
+            ))
+        })?
+        .min(100);
+    Ok(RouteState {
+        primary: 100 - w,
+        canary: w,
+        mirrored: false,
+    })
+}
+
+impl Router for NginxRouter {
+    /// Updates the spec; the live canary annotations are kept so traffic does not move.
+    fn reconcile<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, ()> {
+        Box::pin(async move {
+            let source = self.source(canary).await?;
+            let canary_prefix = format!("{}/canary", self.prefix);
+            let routing = match self.live(canary).await? {
+                Some(live) => {
+                    let kept: BTreeMap<String, String> = live
+                        .annotations()
+                        .iter()
+                        .filter(|(k, _)| k.starts_with(&canary_prefix))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    if kept.is_empty() {
+                        routing_annotations(canary, &self.prefix, Routes::PRIMARY)
+                    } else {
+                        kept
+                    }
+                }
+                None => routing_annotations(canary, &self.prefix, Routes::PRIMARY),
+            };
+            let body = render(canary, &source, &self.prefix, &routing)?;
+            self.apply(canary, &body).await
+        })
+    }
+
+    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> RouterFuture<'a, ()> {
+        Box::pin(async move {
+            let source = self.source(canary).await?;
+            let routing = routing_annotations(canary, &self.prefix, routes);
+            let body = render(canary, &source, &self.prefix, &routing)?;
+            self.apply(canary, &body).await
+        })
+    }
+
+    fn get_routes<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, RouteState> {
+        Box::pin(async move {
+            let live = self.live(canary).await?.ok_or_else(|| {
+                RouterError::Api(format!(
+                    "ingress {} not found",
+                    canary_ingress_name(canary).unwrap_or_default()
+                ))
+            })?;
+            parse(canary, &self.prefix, &live)
+        })
+    }
+
+    fn finalize<'a>(&'a self, _: &'a Canary) -> RouterFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::fixtures;
+
+    const PREFIX: &str = "nginx.ingress.kubernetes.io";
+
+    fn canary(analysis_match: Value) -> Canary {
+        fixtures::canary(json!({
+            "provider": "nginx",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"},
+            "service": {"port": 80, "targetPort": 9898},
+            "analysis": {"interval": "1m", "threshold": 5, "maxWeight": 40, "stepWeight": 20, "match": analysis_match},
+        }))
+    }
+
+    fn source() -> Ingress {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "podinfo", "namespace": "test",
+                "labels": {"app": "podinfo", "kustomize.toolkit.fluxcd.io/name": "apps"},
+                "annotations": {
+                    "nginx.ingress.kubernetes.io/canary": "false",
+                    "nginx.ingress.kubernetes.io/proxy-body-size": "1m",
+                    KUBECTL_LAST_APPLIED: "{}",
+                },
+            },
+            "spec": {
+                "ingressClassName": "nginx",
+                "rules": [{"host": "app.example.com", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "podinfo", "port": {"number": 80}}}},
+                ]}}],
+            },
+        }))
+        .unwrap()
+    }
+
+    fn ingress(c: &Canary, routes: Routes) -> Ingress {
+        let routing = routing_annotations(c, PREFIX, routes);
+        serde_json::from_value(render(c, &source(), PREFIX, &routing).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn canary_weight() {
+        let c = canary(Value::Null);
+        let routing = routing_annotations(&c, PREFIX, Routes::split(20));
+        insta::assert_yaml_snapshot!(render(&c, &source(), PREFIX, &routing).unwrap());
+        let back = parse(&c, PREFIX, &ingress(&c, Routes::split(20))).unwrap();
+        assert_eq!((back.primary, back.canary), (80, 20));
+    }
+
+    #[test]
+    fn ab_by_header() {
+        let c = canary(json!([{"headers": {"x-user": {"exact": "insider"}}}]));
+        insta::assert_yaml_snapshot!(routing_annotations(&c, PREFIX, Routes::CANARY));
+        let back = parse(&c, PREFIX, &ingress(&c, Routes::CANARY)).unwrap();
+        assert_eq!((back.primary, back.canary), (0, 100));
+        // c = 0 resets to a disabled canary.
+        let reset = routing_annotations(&c, PREFIX, Routes::PRIMARY);
+        assert_eq!(
+            reset.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                format!("{PREFIX}/canary"),
+                format!("{PREFIX}/canary-weight")
+            ]
+        );
+        let back = parse(&c, PREFIX, &ingress(&c, Routes::PRIMARY)).unwrap();
+        assert_eq!((back.primary, back.canary), (100, 0));
+    }
+
+    #[test]
+    fn ab_by_cookie_and_pattern_last_wins() {
+        let c = canary(json!([
+            {"headers": {"x-user": {"regex": "^insider.*"}}},
+            {"headers": {"cookie": {"exact": "canary"}}},
+        ]));
+        insta::assert_yaml_snapshot!(routing_annotations(&c, PREFIX, Routes::CANARY));
+        let c = canary(json!([{"headers": {"x-user": {"regex": "^insider.*"}}}]));
+        insta::assert_yaml_snapshot!(routing_annotations(&c, PREFIX, Routes::CANARY));
+    }
+
+    #[test]
+    fn missing_backend_is_an_error() {
+        let mut c = canary(Value::Null);
+        if let Some(s) = c.spec.service.as_mut() {
+            s.name = Some("other".into());
+        }
+        let routing = routing_annotations(&c, PREFIX, Routes::PRIMARY);
+        let err = render(&c, &source(), PREFIX, &routing).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "backend other not found in ingress podinfo"
+        );
+    }
+}
