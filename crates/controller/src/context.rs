@@ -62,6 +62,7 @@ impl Context {
             default_provider: flags.mesh_provider.clone(),
             selector_labels: flags.selector_labels(),
             no_cross_namespace_refs: flags.no_cross_namespace_refs,
+            min_interval: flags.min_analysis_interval,
         };
         Context {
             recorder: Recorder::new(client.clone(), flags.dry_run),

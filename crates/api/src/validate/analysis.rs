@@ -23,13 +23,15 @@ pub(crate) fn check(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
         }
         Some(v) => fields::schema_duration(p, &format!("{BASE}.interval"), Some(v)),
     };
+    let minimum = ctx.opts.min_interval;
     if let Some(d) = interval
-        && d < std::time::Duration::from_secs(10)
+        && d < minimum
     {
+        let minimum = crate::duration::format(minimum);
         p.warn(
             reason::IGNORED,
             format!("{BASE}.interval"),
-            "below the minimum of 10s; the controller uses 10s",
+            format!("below the minimum of {minimum}; the controller uses {minimum}"),
         );
     }
     match a.threshold.as_ref() {

@@ -56,6 +56,8 @@ pub struct Options {
     pub selector_labels: Vec<String>,
     /// Flag `-no-cross-namespace-refs`.
     pub no_cross_namespace_refs: bool,
+    /// Flag `--min-analysis-interval`: shorter intervals are raised to it.
+    pub min_interval: std::time::Duration,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
             default_provider: "istio".into(),
             selector_labels: vec!["app".into(), "name".into(), "app.kubernetes.io/name".into()],
             no_cross_namespace_refs: false,
+            min_interval: std::time::Duration::from_secs(10),
         }
     }
 }
