@@ -10,7 +10,16 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    match flagger_loadtester::run_blocking(&args.flags) {
+    let flags = &args.flags;
+    if let Err(e) = crate::logging::init(
+        &flags.log_level,
+        &flags.zap_encoding,
+        &["flagger_loadtester"],
+    ) {
+        eprintln!("flagger-rs loadtester: {e}");
+        return ExitCode::FAILURE;
+    }
+    match flagger_loadtester::run_blocking(flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("flagger-rs loadtester: {e}");

@@ -1,5 +1,5 @@
 //! Log set-up from Flagger's `-log-level` and `-zap-encoding`, shared by the long-running
-//! subcommands.
+//! subcommands (controller, loadtester); the libraries they run never install a subscriber.
 
 use tracing_subscriber::EnvFilter;
 

@@ -11,7 +11,6 @@ mod gate_api;
 pub mod gates;
 pub mod hey;
 pub mod load;
-pub mod logging;
 mod metrics;
 pub mod payload;
 pub mod server;
@@ -39,8 +38,6 @@ pub fn install_crypto_provider() {
 pub enum RunError {
     #[error(transparent)]
     Flags(#[from] flags::FlagsError),
-    #[error(transparent)]
-    Logging(#[from] logging::LoggingError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -61,9 +58,9 @@ pub fn run_blocking(flags: &Flags) -> Result<(), RunError> {
         .block_on(run(flags))
 }
 
-/// Runs the loadtester until SIGINT or SIGTERM.
+/// Runs the loadtester until SIGINT or SIGTERM. Logging is the caller's to set up (the
+/// `flagger-rs loadtester` subcommand does it from `-log-level` and `-zap-encoding`).
 pub async fn run(flags: &Flags) -> Result<(), RunError> {
-    logging::init(&flags.log_level, &flags.zap_encoding)?;
     install_crypto_provider();
     let config = flags.config()?;
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, flags.port));
