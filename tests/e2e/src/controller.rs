@@ -1,0 +1,563 @@
+//! Harness for the controller scenarios (`tests/controller.rs`): a `flagger-rs controller` and a
+//! `flagger-rs loadtester` per test, both children of the test process that are killed when their guard drops,
+//! Canaries as dynamic objects, and waits on the Canary status that fail with the status and the controller's log.
+//!
+//! The binary comes from `FLAGGER_RS_BIN` (set by `hack/e2e`), else `target/debug/flagger-rs`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures::{StreamExt as _, TryStreamExt as _};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, ResourceExt as _};
+use serde_json::{Value, json};
+
+use crate::{Result, TestNamespace, poll_until};
+
+/// Lines of a child's log quoted in a failure message.
+const LOG_TAIL: usize = 40;
+
+/// The `flagger-rs` binary under test.
+pub fn binary() -> Result<PathBuf> {
+    let path = match std::env::var_os("FLAGGER_RS_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => crate::repo_path("target/debug/flagger-rs"),
+    };
+    if !path.is_file() {
+        bail!(
+            "flagger-rs binary not found at {} (build it with `cargo build -p flagger-rs` or set FLAGGER_RS_BIN)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The kubeconfig the controller runs with: the `flagger-rs` identity bound to deploy/rbac/clusterrole.yaml,
+/// so the tests also prove the shipped RBAC is enough.
+pub fn controller_kubeconfig() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FLAGGER_RS_KUBECONFIG_FLAGGER").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let dir = std::env::var_os("FLAGGER_RS_CLUSTER_DIR")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/flagger-rs-cluster"));
+    let path = dir.join("flagger-rs.kubeconfig");
+    if !path.is_file() {
+        bail!(
+            "no flagger-rs kubeconfig at {} (run inside `hack/cluster/exec`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A child process with its output in a log file; SIGKILLed when dropped.
+pub struct Proc {
+    what: String,
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(what: &str, log_name: &str, args: &[String]) -> Result<Proc> {
+        let bin = binary()?;
+        let log = std::env::temp_dir().join(format!(
+            "flagger-rs-e2e-{log_name}-{}.log",
+            std::process::id()
+        ));
+        let out = std::fs::File::create(&log)
+            .with_context(|| format!("creating log file {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = tokio::process::Command::new(&bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} {}", bin.display(), args.join(" ")))?;
+        eprintln!(
+            "{what}: pid {:?}, log {}",
+            child.id(),
+            log.as_path().display()
+        );
+        Ok(Proc {
+            what: what.to_string(),
+            child,
+            log,
+        })
+    }
+
+    /// The last lines of the child's output.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(LOG_TAIL);
+        lines[from..].join("\n")
+    }
+
+    /// Whole log (for assertions on what a dry-run controller logged).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails if the child has exited.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited ({status}); log tail:\n{}",
+                self.what,
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGKILL and reap.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.child.start_kill().ok();
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .with_context(|| format!("{} not reaped 10s after SIGKILL", self.what))??;
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // kill_on_drop also does this; being explicit keeps a leaked child impossible.
+        self.child.start_kill().ok();
+    }
+}
+
+/// `flagger-rs controller` restricted to one namespace.
+pub fn start_controller(ns: &str, extra: &[&str]) -> Result<Proc> {
+    start_controller_named(ns, "controller", extra)
+}
+
+pub fn start_controller_named(ns: &str, tag: &str, extra: &[&str]) -> Result<Proc> {
+    let kubeconfig = controller_kubeconfig()?;
+    let mut args = vec![
+        "controller".to_string(),
+        format!("-kubeconfig={}", kubeconfig.display()),
+        format!("-namespace={ns}"),
+        "-mesh-provider=kubernetes".to_string(),
+        "-min-analysis-interval=1s".to_string(),
+        "-include-label-prefix=app.kubernetes.io".to_string(),
+        "-port=0".to_string(),
+        "-log-level=debug".to_string(),
+        "-zap-encoding=console".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Proc::spawn(&format!("{tag} ({ns})"), &format!("{ns}-{tag}"), &args)
+}
+
+/// A loadtester on a free loopback port.
+pub struct Loadtester {
+    pub proc: Proc,
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl Loadtester {
+    pub async fn start(ns: &str) -> Result<Loadtester> {
+        // The kernel picks a free port; it is released just before the loadtester binds it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let proc = Proc::spawn(
+            "loadtester",
+            &format!("{ns}-loadtester"),
+            &[
+                "loadtester".to_string(),
+                format!("-port={port}"),
+                "-timeout=30s".to_string(),
+                "-log-level=debug".to_string(),
+            ],
+        )?;
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let lt = Loadtester { proc, url, http };
+        // No watch API for a process's listen socket: a bounded poll of its health endpoint.
+        let health = format!("{}/healthz", lt.url);
+        let client = lt.http.clone();
+        poll_until("loadtester /healthz", Duration::from_secs(20), || {
+            let client = client.clone();
+            let health = health.clone();
+            async move {
+                Ok(match client.get(&health).send().await {
+                    Ok(r) if r.status().is_success() => Some(()),
+                    _ => None,
+                })
+            }
+        })
+        .await
+        .with_context(|| format!("loadtester log:\n{}", lt.proc.log_tail()))?;
+        Ok(lt)
+    }
+
+    /// URL of a loadtester path, for webhook specs.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// POSTs `{name, namespace}` to a gate path (`/gate/open`, `/rollback/open`, …).
+    pub async fn gate(&self, path: &str, name: &str, namespace: &str) -> Result<()> {
+        let resp = self
+            .http
+            .post(self.at(path))
+            .json(&json!({"name": name, "namespace": namespace}))
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            bail!("POST {path}: HTTP {status}: {body}");
+        }
+        Ok(())
+    }
+}
+
+pub fn canary_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("flagger.app", "v1beta1", "Canary"),
+        "canaries",
+    )
+}
+
+pub fn canaries(ns: &TestNamespace) -> Api<DynamicObject> {
+    Api::namespaced_with(ns.client.clone(), &ns.name, &canary_resource())
+}
+
+/// Creates a Canary from its JSON form.
+pub async fn create_canary(ns: &TestNamespace, canary: Value) -> Result<DynamicObject> {
+    let obj: DynamicObject = serde_json::from_value(canary)?;
+    canaries(ns)
+        .create(&PostParams::default(), &obj)
+        .await
+        .context("creating the Canary")
+}
+
+/// A Canary for a Deployment `name` with the kubernetes provider (blue/green), `iterations` ticks of `interval`.
+pub fn blue_green_canary(name: &str, interval: &str, iterations: u32, webhooks: Value) -> Value {
+    json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": name},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "progressDeadlineSeconds": 60,
+            "service": {"port": crate::objects::APP_PORT, "portDiscovery": true},
+            "analysis": {
+                "interval": interval,
+                "threshold": 2,
+                "iterations": iterations,
+                "webhooks": webhooks,
+            },
+        },
+    })
+}
+
+pub fn status(obj: &DynamicObject) -> &Value {
+    obj.data.get("status").unwrap_or(&Value::Null)
+}
+
+pub fn phase(obj: &DynamicObject) -> &str {
+    status(obj)
+        .get("phase")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn int(obj: &DynamicObject, field: &str) -> i64 {
+    status(obj).get(field).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// Status condition `type` as `(status, reason, message)`.
+pub fn condition(obj: &DynamicObject, type_: &str) -> Option<(String, String, String)> {
+    let conds = status(obj).get("conditions")?.as_array()?;
+    let c = conds
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))?;
+    let s = |k: &str| {
+        c.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some((s("status"), s("reason"), s("message")))
+}
+
+/// One observed `(phase, canaryWeight, failedChecks, iterations)` tuple (scenarios.md §0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub phase: String,
+    pub weight: i64,
+    pub failed_checks: i64,
+    pub iterations: i64,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}[w{} i{} f{}]",
+            self.phase, self.weight, self.iterations, self.failed_checks
+        )
+    }
+}
+
+pub fn step(obj: &DynamicObject) -> Step {
+    Step {
+        phase: phase(obj).to_string(),
+        weight: int(obj, "canaryWeight"),
+        failed_checks: int(obj, "failedChecks"),
+        iterations: int(obj, "iterations"),
+    }
+}
+
+/// Records every distinct status tuple of one Canary from a watch, until dropped.
+pub struct Recorder {
+    steps: Arc<Mutex<Vec<Step>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    pub fn start(api: &Api<DynamicObject>, name: &str) -> Recorder {
+        let steps = Arc::new(Mutex::new(Vec::<Step>::new()));
+        let sink = steps.clone();
+        let stream = watcher(
+            api.clone(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .applied_objects();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Ok(Some(obj)) = stream.try_next().await {
+                let s = step(&obj);
+                if let Ok(mut v) = sink.lock()
+                    && v.last() != Some(&s)
+                {
+                    v.push(s);
+                }
+            }
+        });
+        Recorder { steps, task }
+    }
+
+    pub fn steps(&self) -> Vec<Step> {
+        self.steps.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn render(&self) -> String {
+        self.steps()
+            .iter()
+            .map(Step::to_string)
+            .collect::<Vec<_>>()
+            .join(" → ")
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Awaits `cond` on the Canary through a watch; on timeout fails with its status and the controller's log tail.
+pub async fn wait_canary(
+    api: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    controller: &Proc,
+    cond: impl Fn(&DynamicObject) -> bool,
+) -> Result<DynamicObject> {
+    let watch = await_condition(api.clone(), name, |o: Option<&DynamicObject>| {
+        o.is_some_and(&cond)
+    });
+    match tokio::time::timeout(timeout, watch).await {
+        Ok(Ok(Some(obj))) => Ok(obj),
+        Ok(Ok(None)) => bail!("Canary {name} deleted while waiting for {what}"),
+        Ok(Err(e)) => Err(e).with_context(|| format!("watching Canary {name} for {what}")),
+        Err(_) => {
+            let last = api.get_opt(name).await.ok().flatten();
+            let status = last
+                .as_ref()
+                .map(|o| serde_json::to_string_pretty(status(o)).unwrap_or_default())
+                .unwrap_or_else(|| "<Canary not found>".into());
+            bail!(
+                "Canary {name} not {what} after {timeout:?}\nstatus: {status}\n{} log tail:\n{}",
+                controller.what,
+                controller.log_tail()
+            )
+        }
+    }
+}
+
+/// Awaits the Canary phase `want`, failing early if it reaches `Failed` (unless that is wanted).
+pub async fn wait_phase(
+    api: &Api<DynamicObject>,
+    name: &str,
+    want: &str,
+    timeout: Duration,
+    controller: &Proc,
+) -> Result<DynamicObject> {
+    let obj = wait_canary(
+        api,
+        name,
+        &format!("phase {want}"),
+        timeout,
+        controller,
+        |o| {
+            let p = phase(o);
+            p == want || (p == "Failed" && want != "Failed")
+        },
+    )
+    .await?;
+    if phase(&obj) != want {
+        bail!(
+            "Canary {name} reached {} while waiting for {want}\nstatus: {}\n{} log tail:\n{}",
+            phase(&obj),
+            serde_json::to_string_pretty(status(&obj)).unwrap_or_default(),
+            controller.what,
+            controller.log_tail()
+        );
+    }
+    Ok(obj)
+}
+
+/// Sets the image of container `podinfod` in a Deployment or DaemonSet, like `kubectl set image`.
+pub async fn set_image<K>(api: &Api<K>, name: &str, version: &str) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({"spec": {"template": {
+        "metadata": {"labels": {"app.kubernetes.io/version": version}},
+        "spec": {"containers": [{
+            "name": "podinfod",
+            "image": format!("ghcr.io/stefanprodan/podinfo:{version}"),
+        }]},
+    }}});
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .with_context(|| format!("setting the image of {name} to {version}"))?;
+    Ok(())
+}
+
+/// The image of the first container of a pod template.
+pub fn template_image(template: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>) -> String {
+    template
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+/// Events about an object, oldest first, as `(type, reason, message, count)`.
+pub async fn events_for(
+    ns: &TestNamespace,
+    kind: &str,
+    name: &str,
+) -> Result<Vec<(String, String, String, i32)>> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = ns.api();
+    let list = api
+        .list(&kube::api::ListParams::default().fields(&format!(
+            "involvedObject.kind={kind},involvedObject.name={name}"
+        )))
+        .await
+        .context("listing events")?;
+    let mut items = list.items;
+    items.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0));
+    Ok(items
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+                e.count.unwrap_or(1),
+            )
+        })
+        .collect())
+}
+
+/// Awaits an Event about the Canary `name` matching `pred` (a watch on Events), failing with the log tail.
+pub async fn wait_event(
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    controller: &Proc,
+    pred: impl Fn(&k8s_openapi::api::core::v1::Event) -> bool,
+) -> Result<k8s_openapi::api::core::v1::Event> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = ns.api();
+    let cfg = watcher::Config::default().fields(&format!(
+        "involvedObject.kind=Canary,involvedObject.name={name}"
+    ));
+    let stream = watcher(api, cfg).applied_objects();
+    let found = async {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            let ev = ev.context("watching events")?;
+            if pred(&ev) {
+                return Ok::<_, anyhow::Error>(Some(ev));
+            }
+        }
+        Ok(None)
+    };
+    match tokio::time::timeout(timeout, found).await {
+        Ok(Ok(Some(ev))) => Ok(ev),
+        Ok(Ok(None)) => bail!("event watch for Canary {name} ended before {what}"),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            let seen = events_for(ns, "Canary", name).await.unwrap_or_default();
+            bail!(
+                "no event {what} for Canary {name} after {timeout:?}; events: {seen:#?}\n{} log tail:\n{}",
+                controller.what,
+                controller.log_tail()
+            )
+        }
+    }
+}
+
+/// Name of an object, for messages.
+pub fn name_of(obj: &DynamicObject) -> String {
+    obj.name_any()
+}
+
+/// Installs flagger-rs's CRDs (deploy/crds, server-side apply, idempotent) and waits until they are Established.
+/// The cluster brings up only third-party CRDs; every controller test calls this before starting a controller.
+pub async fn install_crds(client: &kube::Client) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let path = crate::repo_path("deploy/crds/flagger.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let crd: CustomResourceDefinition = serde_json::from_value(doc)?;
+        let name = crd.name_any();
+        crate::apply(&crds, &crd).await?;
+        crate::wait_for(
+            &crds,
+            &name,
+            "Established",
+            Duration::from_secs(30),
+            kube::runtime::wait::conditions::is_crd_established(),
+        )
+        .await?;
+    }
+    Ok(())
+}

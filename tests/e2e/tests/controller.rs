@@ -1,0 +1,771 @@
+//! The controller on the local cluster (issue 6, scenarios.md §1, §4, §5): each test runs its own
+//! `flagger-rs controller -namespace=<its namespace>` (the `flagger-rs` RBAC identity) and, where webhooks are
+//! involved, its own `flagger-rs loadtester` on a loopback port. Run with `hack/e2e` (skipped, passing, when
+//! FLAGGER_E2E is unset). Every wait is a watch with a timeout whose failure message carries the Canary status and
+//! the controller's log tail.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use e2e::controller::{
+    self as ctl, Loadtester, Recorder, blue_green_canary, canaries, condition, create_canary,
+    phase, set_image, start_controller, template_image, wait_canary, wait_event, wait_phase,
+};
+use e2e::objects::App;
+use e2e::{TestNamespace, apply, skip_unless_e2e, wait_for, with_namespace};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::DeleteParams;
+use kube::runtime::wait::conditions;
+use kube::{Api, ResourceExt as _};
+use serde_json::{Value, json};
+
+/// Initialisation: primary rollout (kwok pods are Ready at once) plus one tick.
+const INIT: Duration = Duration::from_secs(60);
+/// A whole run of 2-3 iterations at 1-2 s, with webhooks.
+const RUN: Duration = Duration::from_secs(90);
+const APP: &str = "podinfo";
+
+async fn deploy(
+    ns: &TestNamespace,
+    app: &App<'_>,
+    edit: impl FnOnce(&mut Value),
+) -> e2e::Result<()> {
+    let mut value = serde_json::to_value(app.deployment()?)?;
+    edit(&mut value);
+    let deployment: Deployment = serde_json::from_value(value)?;
+    apply(&ns.api::<Deployment>(), &deployment).await?;
+    Ok(())
+}
+
+/// Waits until `name`'s `spec.replicas` is `want` (watch).
+async fn wait_replicas(
+    deployments: &Api<Deployment>,
+    name: &str,
+    want: i32,
+    controller: &ctl::Proc,
+) -> e2e::Result<Deployment> {
+    wait_for(
+        deployments,
+        name,
+        &format!("scaled to {want}"),
+        Duration::from_secs(30),
+        move |d: Option<&Deployment>| {
+            d.and_then(|d| d.spec.as_ref()).and_then(|s| s.replicas) == Some(want)
+        },
+    )
+    .await
+    .with_context(|| format!("controller log tail:\n{}", controller.log_tail()))
+}
+
+fn image_of(d: &Deployment) -> String {
+    template_image(d.spec.as_ref().map(|s| &s.template))
+}
+
+fn bash(cmd: &str) -> Value {
+    json!({"type": "bash", "cmd": cmd})
+}
+
+/// Creates the Deployment and the Canary and waits for `Initialized`.
+async fn initialised(ns: &TestNamespace, controller: &ctl::Proc, canary: Value) -> e2e::Result<()> {
+    deploy(ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+    create_canary(ns, canary).await?;
+    wait_phase(&canaries(ns), APP, "Initialized", INIT, controller).await?;
+    Ok(())
+}
+
+/// (1) Initialisation: primary Deployment, the three Services, the target scaled to 0, Promoted=True.
+#[tokio::test]
+async fn initialisation_creates_primary_and_services() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-init", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        create_canary(&ns, blue_green_canary(APP, "2s", 3, json!([]))).await?;
+        let recorder = Recorder::start(&canaries(&ns), APP);
+        let canary = wait_phase(&canaries(&ns), APP, "Initialized", INIT, &controller).await?;
+        let promoted = condition(&canary, "Promoted");
+        ensure!(
+            promoted.as_ref().is_some_and(|(s, _, _)| s == "True"),
+            "condition Promoted: {promoted:?}"
+        );
+
+        let deployments: Api<Deployment> = ns.api();
+        let primary = deployments
+            .get(&format!("{APP}-primary"))
+            .await
+            .context("primary Deployment")?;
+        ensure!(
+            image_of(&primary).ends_with(":6.0.0"),
+            "primary image {}",
+            image_of(&primary)
+        );
+        ensure!(
+            primary
+                .owner_references()
+                .iter()
+                .any(|o| o.kind == "Canary" && o.name == APP),
+            "primary not owned by the Canary: {:?}",
+            primary.owner_references()
+        );
+        wait_replicas(&deployments, APP, 0, &controller).await?;
+
+        let services: Api<Service> = ns.api();
+        for (svc, selects) in [
+            (APP.to_string(), format!("{APP}-primary")),
+            (format!("{APP}-primary"), format!("{APP}-primary")),
+            (format!("{APP}-canary"), APP.to_string()),
+        ] {
+            let s = services
+                .get(&svc)
+                .await
+                .with_context(|| format!("Service {svc}"))?;
+            let selector = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .unwrap_or_default();
+            ensure!(
+                selector.get("app") == Some(&selects),
+                "Service {svc} selector {selector:?}, want app={selects}"
+            );
+            let port = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .and_then(|p| p.first())
+                .map(|p| p.port);
+            ensure!(port == Some(9898), "Service {svc} port {port:?}");
+        }
+        eprintln!("observed: {}", recorder.render());
+        Ok(())
+    })
+    .await
+}
+
+/// (2) Blue/green: a pre-rollout `bash` acceptance test and a `cmd` load test answered by the real loadtester,
+/// iterations, promotion; the primary runs the new image and the target is back at 0.
+#[tokio::test]
+async fn blue_green_promotion_with_loadtester_hooks() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-bg", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let lt = Loadtester::start(&ns.name).await?;
+        let canary_url = format!("http://{APP}-canary.{}.svc.cluster.local:9898/", ns.name);
+        let hooks = json!([
+            {"name": "acceptance-test", "type": "pre-rollout", "url": lt.at("/"), "timeout": "15s",
+             "metadata": bash(&format!("curl -sf --max-time 5 {canary_url} | grep -q 6.0.1"))},
+            {"name": "load-test", "type": "rollout", "url": lt.at("/"), "timeout": "5s",
+             "metadata": {"type": "cmd", "cmd": format!("hey -z 2s -q 10 -c 2 {canary_url}")}},
+        ]);
+        initialised(&ns, &controller, blue_green_canary(APP, "2s", 3, hooks)).await?;
+        let api = canaries(&ns);
+        let recorder = Recorder::start(&api, APP);
+        let deployments: Api<Deployment> = ns.api();
+        let generation = deployments
+            .get(&format!("{APP}-primary"))
+            .await?
+            .metadata
+            .generation;
+
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "Progressing", INIT, &controller).await?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        let steps = recorder.steps();
+        eprintln!("observed: {}", recorder.render());
+
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(
+            image_of(&primary).ends_with(":6.0.1"),
+            "primary image {}",
+            image_of(&primary)
+        );
+        ensure!(
+            primary.metadata.generation == generation.map(|g| g + 1),
+            "primary generation {:?} after one promotion from {generation:?}",
+            primary.metadata.generation
+        );
+        wait_replicas(&deployments, APP, 0, &controller).await?;
+        ensure!(
+            steps.iter().all(|s| s.failed_checks == 0),
+            "a check failed: {}",
+            recorder.render()
+        );
+        let max_iter = steps.iter().map(|s| s.iterations).max().unwrap_or(0);
+        ensure!(
+            max_iter >= 3,
+            "iterations reached {max_iter}: {}",
+            recorder.render()
+        );
+        ensure!(
+            steps.iter().any(|s| s.phase == "Promoting"),
+            "no Promoting phase: {}",
+            recorder.render()
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// (3) Rollback: a pre-rollout hook that exits 1 fails `threshold` (2) times → Failed, the canary is scaled to 0
+/// and the primary keeps the old image.
+#[tokio::test]
+async fn failing_webhook_rolls_back() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-rb", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let lt = Loadtester::start(&ns.name).await?;
+        let hooks = json!([
+            {"name": "acceptance-test", "type": "pre-rollout", "url": lt.at("/"), "timeout": "5s",
+             "metadata": bash("echo failing on purpose; exit 1")},
+        ]);
+        initialised(&ns, &controller, blue_green_canary(APP, "1s", 3, hooks)).await?;
+        let api = canaries(&ns);
+        let recorder = Recorder::start(&api, APP);
+        let deployments: Api<Deployment> = ns.api();
+
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "Failed", RUN, &controller).await?;
+        eprintln!("observed: {}", recorder.render());
+        wait_replicas(&deployments, APP, 0, &controller).await?;
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(
+            image_of(&primary).ends_with(":6.0.0"),
+            "primary image {}",
+            image_of(&primary)
+        );
+        ensure!(
+            recorder.steps().iter().any(|s| s.failed_checks >= 1),
+            "no failed check was recorded: {}",
+            recorder.render()
+        );
+        ensure!(
+            !recorder.steps().iter().any(|s| s.phase == "Promoting"),
+            "promoted despite the failing hook: {}",
+            recorder.render()
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// (4) Gates: confirm-rollout closed → Waiting with the target at 0, opened → Progressing; confirm-promotion closed
+/// → WaitingPromotion, opened → Succeeded.
+#[tokio::test]
+async fn confirm_rollout_and_promotion_gates() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-gate", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let lt = Loadtester::start(&ns.name).await?;
+        let hooks = json!([
+            {"name": "rollout-gate", "type": "confirm-rollout", "url": lt.at("/gate/check")},
+            {"name": "promotion-gate", "type": "confirm-promotion", "url": lt.at("/gate/check")},
+        ]);
+        initialised(&ns, &controller, blue_green_canary(APP, "1s", 2, hooks)).await?;
+        let api = canaries(&ns);
+        let recorder = Recorder::start(&api, APP);
+        let deployments: Api<Deployment> = ns.api();
+
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "Waiting", INIT, &controller).await?;
+        let target = deployments.get(APP).await?;
+        ensure!(
+            target.spec.as_ref().and_then(|s| s.replicas) == Some(0),
+            "target scaled up while waiting for approval"
+        );
+        lt.gate("/gate/open", APP, &ns.name).await?;
+        wait_phase(&api, APP, "Progressing", RUN, &controller).await?;
+        // The same gate (keyed by canary) answers confirm-promotion: close it before the iterations are done.
+        lt.gate("/gate/close", APP, &ns.name).await?;
+        wait_phase(&api, APP, "WaitingPromotion", RUN, &controller).await?;
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(
+            image_of(&primary).ends_with(":6.0.0"),
+            "promoted while the gate was closed: primary image {}",
+            image_of(&primary)
+        );
+        lt.gate("/gate/open", APP, &ns.name).await?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        eprintln!("observed: {}", recorder.render());
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(
+            image_of(&primary).ends_with(":6.0.1"),
+            "primary image {}",
+            image_of(&primary)
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// (5) Rollback gate: /rollback/open during the analysis → Failed, primary unchanged.
+#[tokio::test]
+async fn rollback_gate_rolls_back() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-rbgate", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let lt = Loadtester::start(&ns.name).await?;
+        let hooks = json!([
+            {"name": "rollback", "type": "rollback", "url": lt.at("/rollback/check")},
+        ]);
+        // Long enough that only the gate can end the run.
+        initialised(&ns, &controller, blue_green_canary(APP, "1s", 60, hooks)).await?;
+        let api = canaries(&ns);
+        let recorder = Recorder::start(&api, APP);
+        let deployments: Api<Deployment> = ns.api();
+
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_canary(
+            &api,
+            APP,
+            "Progressing with an iteration",
+            RUN,
+            &controller,
+            |o| phase(o) == "Progressing" && ctl::step(o).iterations >= 1,
+        )
+        .await?;
+        lt.gate("/rollback/open", APP, &ns.name).await?;
+        wait_phase(&api, APP, "Failed", RUN, &controller).await?;
+        lt.gate("/rollback/close", APP, &ns.name).await?;
+        eprintln!("observed: {}", recorder.render());
+        wait_replicas(&deployments, APP, 0, &controller).await?;
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(
+            image_of(&primary).ends_with(":6.0.0"),
+            "primary image {}",
+            image_of(&primary)
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// (10) skipAnalysis: a new revision goes straight to Succeeded.
+#[tokio::test]
+async fn skip_analysis_promotes_at_once() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-skip", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let mut canary = blue_green_canary(APP, "2s", 3, json!([]));
+        canary["spec"]["skipAnalysis"] = json!(true);
+        initialised(&ns, &controller, canary).await?;
+        let api = canaries(&ns);
+        let recorder = Recorder::start(&api, APP);
+        let deployments: Api<Deployment> = ns.api();
+
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        eprintln!("observed: {}", recorder.render());
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(
+            image_of(&primary).ends_with(":6.0.1"),
+            "primary image {}",
+            image_of(&primary)
+        );
+        ensure!(
+            recorder.steps().iter().all(|s| s.iterations == 0),
+            "analysis iterations ran: {}",
+            recorder.render()
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// (9) revertOnDeletion: the finalizer is added; deleting the Canary scales the target back up, points the user's
+/// apex Service at it again and removes the finalizer, so the Canary goes away.
+#[tokio::test]
+async fn revert_on_deletion_restores_the_target() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-revert", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        // The apex Service is the user's (as in E1): a controller-created one is owned by the Canary and goes
+        // with it.
+        apply(&ns.api::<Service>(), &App::new(APP, "6.0.0", 1).service()?).await?;
+        let mut canary = blue_green_canary(APP, "2s", 3, json!([]));
+        canary["spec"]["revertOnDeletion"] = json!(true);
+        initialised(&ns, &controller, canary).await?;
+        let apex = ns.api::<Service>().get(APP).await?;
+        let selector = apex.spec.and_then(|s| s.selector).unwrap_or_default();
+        ensure!(
+            selector.get("app").map(|s| s.as_str()) == Some("podinfo-primary"),
+            "apex Service selector {selector:?} after initialisation"
+        );
+        let api = canaries(&ns);
+        let obj = wait_canary(&api, APP, "holding the finalizer", INIT, &controller, |o| {
+            o.finalizers().iter().any(|f| f == "finalizer.flagger.app")
+        })
+        .await?;
+        let deployments: Api<Deployment> = ns.api();
+        wait_replicas(&deployments, APP, 0, &controller).await?;
+
+        api.delete(APP, &DeleteParams::default()).await?;
+        let uid = obj.uid().unwrap_or_default();
+        tokio::time::timeout(
+            INIT,
+            kube::runtime::wait::await_condition(api.clone(), APP, conditions::is_deleted(&uid)),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "Canary not gone after {INIT:?}; controller log tail:\n{}",
+                controller.log_tail()
+            )
+        })??;
+        wait_replicas(&deployments, APP, 1, &controller).await?;
+        let apex = ns.api::<Service>().get(APP).await?;
+        let selector = apex.spec.and_then(|s| s.selector).unwrap_or_default();
+        ensure!(
+            selector.get("app").map(String::as_str) == Some(APP),
+            "apex Service selector {selector:?} after revert"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// (6) Config tracking: the ConfigMap gets a `-primary` copy used by the primary; changing its data starts a run
+/// that promotes the new data.
+#[tokio::test]
+async fn config_map_change_starts_an_analysis() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-config", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let configmaps: Api<ConfigMap> = ns.api();
+        let cm = |v: &str| -> e2e::Result<ConfigMap> {
+            Ok(serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "podinfo-config"},
+                "data": {"color": v},
+            }))?)
+        };
+        apply(&configmaps, &cm("blue")?).await?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+                json!([{"configMapRef": {"name": "podinfo-config"}}]);
+        })
+        .await?;
+        create_canary(&ns, blue_green_canary(APP, "1s", 2, json!([]))).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+        let copy = configmaps
+            .get("podinfo-config-primary")
+            .await
+            .context("primary ConfigMap copy")?;
+        ensure!(
+            copy.data
+                .as_ref()
+                .and_then(|d| d.get("color"))
+                .map(String::as_str)
+                == Some("blue"),
+            "copy data {:?}",
+            copy.data
+        );
+        let deployments: Api<Deployment> = ns.api();
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        let refs = serde_json::to_string(&primary.spec.as_ref().map(|s| &s.template))?;
+        ensure!(
+            refs.contains("podinfo-config-primary"),
+            "primary does not use the copy: {refs}"
+        );
+
+        let recorder = Recorder::start(&api, APP);
+        apply(&configmaps, &cm("green")?).await?;
+        wait_phase(&api, APP, "Progressing", INIT, &controller).await?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        eprintln!("observed: {}", recorder.render());
+        let copy = configmaps.get("podinfo-config-primary").await?;
+        ensure!(
+            copy.data
+                .as_ref()
+                .and_then(|d| d.get("color"))
+                .map(String::as_str)
+                == Some("green"),
+            "copy not promoted: {:?}",
+            copy.data
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// (12) Kill-and-resume: SIGKILL the controller during Progressing; a new one finishes the run with one
+/// promotion (primary generation +1, one "Copying" event) and no iteration regression.
+#[tokio::test]
+async fn killed_controller_resumes_the_run() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-kill", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let mut controller = start_controller(&ns.name, &[])?;
+        initialised(&ns, &controller, blue_green_canary(APP, "2s", 3, json!([]))).await?;
+        let api = canaries(&ns);
+        let recorder = Recorder::start(&api, APP);
+        let deployments: Api<Deployment> = ns.api();
+        let generation = deployments
+            .get(&format!("{APP}-primary"))
+            .await?
+            .metadata
+            .generation;
+
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_canary(
+            &api,
+            APP,
+            "Progressing with an iteration",
+            RUN,
+            &controller,
+            |o| phase(o) == "Progressing" && ctl::step(o).iterations >= 1,
+        )
+        .await?;
+        controller.ensure_running()?;
+        controller.kill().await?;
+        let controller = ctl::start_controller_named(&ns.name, "controller-2", &[])?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        let steps = recorder.steps();
+        eprintln!("observed: {}", recorder.render());
+
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(
+            image_of(&primary).ends_with(":6.0.1"),
+            "primary image {}",
+            image_of(&primary)
+        );
+        ensure!(
+            primary.metadata.generation == generation.map(|g| g + 1),
+            "primary generation {:?}, want one promotion after {generation:?}",
+            primary.metadata.generation
+        );
+        let copies: i32 = ctl::events_for(&ns, "Canary", APP)
+            .await?
+            .iter()
+            .filter(|(_, _, m, _)| m.starts_with("Copying"))
+            .map(|(_, _, _, n)| n)
+            .sum();
+        ensure!(copies == 1, "{copies} promotion events");
+        let progressing: Vec<i64> = steps
+            .iter()
+            .filter(|s| s.phase == "Progressing")
+            .map(|s| s.iterations)
+            .collect();
+        ensure!(
+            progressing.windows(2).all(|w| w[0] <= w[1]),
+            "iterations regressed: {}",
+            recorder.render()
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// (7) HPA: `<hpa>-primary` targets `<target>-primary`.
+#[tokio::test]
+async fn hpa_gets_a_primary_copy() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-hpa", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": APP},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                "minReplicas": 2, "maxReplicas": 4,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 99}}}],
+            },
+        }))?;
+        let hpas: Api<HorizontalPodAutoscaler> = ns.api();
+        apply(&hpas, &hpa).await?;
+        let mut canary = blue_green_canary(APP, "2s", 3, json!([]));
+        canary["spec"]["autoscalerRef"] = json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": APP,
+        });
+        initialised(&ns, &controller, canary).await?;
+        let primary = hpas
+            .get(&format!("{APP}-primary"))
+            .await
+            .context("primary HPA")?;
+        let spec = primary.spec.context("primary HPA has no spec")?;
+        ensure!(
+            spec.scale_target_ref.name == format!("{APP}-primary"),
+            "primary HPA targets {}",
+            spec.scale_target_ref.name
+        );
+        ensure!(
+            spec.min_replicas == Some(2) && spec.max_replicas == 4,
+            "primary HPA bounds {:?}/{}",
+            spec.min_replicas,
+            spec.max_replicas
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// (8) DaemonSet target: initialised (primary DaemonSet, target parked by the scale-to-zero node selector) and
+/// promoted.
+#[tokio::test]
+async fn daemonset_is_initialised_and_promoted() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-ds", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let name = "podinfo-ds";
+        let mut value = serde_json::to_value(App::new(name, "6.0.0", 1).deployment()?)?;
+        value["kind"] = json!("DaemonSet");
+        if let Some(spec) = value["spec"].as_object_mut() {
+            spec.remove("replicas");
+        }
+        let ds: DaemonSet = serde_json::from_value(value)?;
+        let daemonsets: Api<DaemonSet> = ns.api();
+        apply(&daemonsets, &ds).await?;
+        let mut canary = blue_green_canary(name, "1s", 2, json!([]));
+        canary["spec"]["targetRef"]["kind"] = json!("DaemonSet");
+        create_canary(&ns, canary).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, name, "Initialized", INIT, &controller).await?;
+        let primary = daemonsets
+            .get(&format!("{name}-primary"))
+            .await
+            .context("primary DaemonSet")?;
+        ensure!(
+            template_image(primary.spec.as_ref().map(|s| &s.template)).ends_with(":6.0.0"),
+            "primary image"
+        );
+        let parked = |d: Option<&DaemonSet>| {
+            d.and_then(|d| d.spec.as_ref())
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|s| s.node_selector.as_ref())
+                .is_some_and(|n| n.contains_key("flagger.app/scale-to-zero"))
+        };
+        wait_for(&daemonsets, name, "parked", Duration::from_secs(30), parked).await?;
+
+        let recorder = Recorder::start(&api, name);
+        set_image(&daemonsets, name, "6.0.1").await?;
+        wait_phase(&api, name, "Progressing", INIT, &controller).await?;
+        wait_phase(&api, name, "Succeeded", RUN, &controller).await?;
+        eprintln!("observed: {}", recorder.render());
+        let primary = daemonsets.get(&format!("{name}-primary")).await?;
+        ensure!(
+            template_image(primary.spec.as_ref().map(|s| &s.template)).ends_with(":6.0.1"),
+            "primary not promoted"
+        );
+        wait_for(
+            &daemonsets,
+            name,
+            "parked again",
+            Duration::from_secs(30),
+            parked,
+        )
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// (11) Dry-run: the controller decides and reports (DryRun events, log lines) but creates no primary and writes
+/// no status; the target keeps its replicas.
+#[tokio::test]
+async fn dry_run_changes_nothing() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-dry", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &["-dry-run"])?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        create_canary(&ns, blue_green_canary(APP, "1s", 2, json!([]))).await?;
+        // Its reports are the only thing it may write: a DryRun event about the initialisation.
+        wait_event(&ns, APP, "with reason DryRun", INIT, &controller, |e| {
+            e.reason.as_deref() == Some("DryRun")
+        })
+        .await?;
+        let deployments: Api<Deployment> = ns.api();
+        ensure!(
+            deployments
+                .get_opt(&format!("{APP}-primary"))
+                .await?
+                .is_none(),
+            "a dry-run controller created the primary"
+        );
+        let target = deployments.get(APP).await?;
+        ensure!(
+            target.spec.as_ref().and_then(|s| s.replicas) == Some(1),
+            "a dry-run controller scaled the target"
+        );
+        for svc in [
+            format!("{APP}-primary"),
+            format!("{APP}-canary"),
+            APP.to_string(),
+        ] {
+            ensure!(
+                ns.api::<Service>().get_opt(&svc).await?.is_none(),
+                "a dry-run controller created Service {svc}"
+            );
+        }
+        let canary = canaries(&ns).get(APP).await?;
+        ensure!(
+            canary.data.get("status").is_none_or(Value::is_null),
+            "a dry-run controller wrote the status: {}",
+            ctl::status(&canary)
+        );
+        ensure!(
+            canary.finalizers().is_empty(),
+            "finalizers {:?}",
+            canary.finalizers()
+        );
+        ensure!(
+            controller.log().contains("dry-run"),
+            "nothing logged as dry-run; log tail:\n{}",
+            controller.log_tail()
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// Invalid input (E30): `service.port: 0` passes the schema but not the controller: Valid=False with a Warning
+/// event; the controller keeps running and initialises a valid canary next to it.
+#[tokio::test]
+async fn invalid_canary_is_reported_and_others_proceed() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-invalid", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let mut controller = start_controller(&ns.name, &[])?;
+        let bad = "broken";
+        deploy(&ns, &App::new(bad, "6.0.0", 1), |_| {}).await?;
+        let mut canary = blue_green_canary(bad, "1s", 2, json!([]));
+        canary["spec"]["service"]["port"] = json!(0);
+        create_canary(&ns, canary).await?;
+        let api = canaries(&ns);
+        let obj = wait_canary(&api, bad, "Valid=False", INIT, &controller, |o| {
+            condition(o, "Valid").is_some_and(|(s, _, _)| s == "False")
+        })
+        .await?;
+        eprintln!("Valid condition: {:?}", condition(&obj, "Valid"));
+        let ev = wait_event(&ns, bad, "of type Warning", INIT, &controller, |e| {
+            e.type_.as_deref() == Some("Warning")
+        })
+        .await?;
+        eprintln!("warning event: {:?}", ev.message);
+        ensure!(
+            ns.api::<Deployment>()
+                .get_opt(&format!("{bad}-primary"))
+                .await?
+                .is_none(),
+            "an invalid canary was initialised"
+        );
+
+        initialised(&ns, &controller, blue_green_canary(APP, "1s", 2, json!([]))).await?;
+        controller.ensure_running()?;
+        Ok(())
+    })
+    .await
+}
