@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::factory::{ProviderConfigError, SecretData, required_secret};
-use super::http::{ClientOptions, client, error_message, send, unix_now};
-use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
+use super::http::{base_address, check_status, send, unix_now, vendor_client};
+use super::{BoxFuture, MetricError, MetricProvider, Sample, json_sample};
 
 pub const DEFAULT_ADDRESS: &str = "https://api.datadoghq.com";
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,19 +30,12 @@ impl DatadogProvider {
     ) -> Result<Self, ProviderConfigError> {
         let empty = SecretData::new();
         let secret = secret.unwrap_or(&empty);
-        let address = address.unwrap_or(DEFAULT_ADDRESS).trim_end_matches('/');
-        url::Url::parse(address).map_err(|_| {
-            ProviderConfigError(format!("datadog address {address:?} is not a valid URL"))
-        })?;
+        let address = base_address("datadog", address, Some(DEFAULT_ADDRESS))?;
         Ok(DatadogProvider {
             address: address.to_string(),
             api_key: required_secret(secret, "datadog", "datadog_api_key")?,
             application_key: required_secret(secret, "datadog", "datadog_application_key")?,
-            client: client(&ClientOptions {
-                timeout: Some(TIMEOUT),
-                insecure_skip_verify,
-                ca_pem: None,
-            })?,
+            client: vendor_client(TIMEOUT, insecure_skip_verify)?,
         })
     }
 
@@ -80,13 +73,7 @@ impl MetricProvider for DatadogProvider {
     fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
         Box::pin(async move {
             let (status, body) = send(self.request("/api/v1/validate")).await?;
-            if status >= 400 {
-                return Err(MetricError::failed(format!(
-                    "datadog validate (HTTP {status}): {}",
-                    error_message(&body)
-                )));
-            }
-            Ok(())
+            check_status("datadog validate", status, &body)
         })
     }
 }
@@ -107,12 +94,7 @@ struct Series {
 
 /// First series, first (oldest) point: `[<ms timestamp>, <value or null>]`.
 pub fn parse_response(status: u16, body: &str) -> Result<Sample, MetricError> {
-    if status >= 400 {
-        return Err(MetricError::failed(format!(
-            "error response (HTTP {status}): {}",
-            error_message(body)
-        )));
-    }
+    check_status("error response", status, body)?;
     let resp: Response = serde_json::from_str(body)
         .map_err(|e| MetricError::failed(format!("error unmarshaling datadog response: {e}")))?;
     if resp.status.as_deref() == Some("error") {
@@ -130,12 +112,7 @@ pub fn parse_response(status: u16, body: &str) -> Result<Sample, MetricError> {
         .first()
         .ok_or_else(|| MetricError::no_values("empty pointlist"))?;
     match point.get(1) {
-        Some(Json::Number(n)) => {
-            let v = n
-                .as_f64()
-                .ok_or_else(|| MetricError::failed(format!("unreadable value {n}")))?;
-            finite_or_no_data(v, "point").map(Sample::new)
-        }
+        Some(Json::Number(n)) => json_sample(n, "point"),
         Some(Json::Null) => Err(MetricError::no_values("point value is null")),
         other => Err(MetricError::failed(format!("malformed point {other:?}"))),
     }

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::factory::{ProviderConfigError, SecretData, required_secret};
-use super::http::{ClientOptions, client, error_message, send, unix_now};
-use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
+use super::http::{base_address, check_status, send, unix_now, vendor_client};
+use super::{BoxFuture, MetricError, MetricProvider, Sample, json_sample};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const LOOKBACK_WINDOWS: u32 = 10;
@@ -25,22 +25,13 @@ impl DynatraceProvider {
         secret: Option<&SecretData>,
         insecure_skip_verify: bool,
     ) -> Result<Self, ProviderConfigError> {
-        let address = address
-            .ok_or_else(|| ProviderConfigError("dynatrace address is required".into()))?
-            .trim_end_matches('/');
-        url::Url::parse(address).map_err(|_| {
-            ProviderConfigError(format!("dynatrace address {address:?} is not a valid URL"))
-        })?;
+        let address = base_address("dynatrace", address, None)?;
         let empty = SecretData::new();
         let token = required_secret(secret.unwrap_or(&empty), "dynatrace", "dynatrace_token")?;
         Ok(DynatraceProvider {
             address: address.to_string(),
             token,
-            client: client(&ClientOptions {
-                timeout: Some(TIMEOUT),
-                insecure_skip_verify,
-                ca_pem: None,
-            })?,
+            client: vendor_client(TIMEOUT, insecure_skip_verify)?,
         })
     }
 
@@ -79,13 +70,7 @@ impl MetricProvider for DynatraceProvider {
     fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
         Box::pin(async move {
             let (status, body) = send(self.request("/api/v2/metrics?pageSize=1")).await?;
-            if status >= 400 {
-                return Err(MetricError::failed(format!(
-                    "dynatrace (HTTP {status}): {}",
-                    error_message(&body)
-                )));
-            }
-            Ok(())
+            check_status("dynatrace", status, &body)
         })
     }
 }
@@ -110,12 +95,7 @@ struct Series {
 
 /// The first value of the last data entry of the first result.
 pub fn parse_response(status: u16, body: &str) -> Result<Sample, MetricError> {
-    if status >= 400 {
-        return Err(MetricError::failed(format!(
-            "error response (HTTP {status}): {}",
-            error_message(body)
-        )));
-    }
+    check_status("error response", status, body)?;
     let resp: Response = serde_json::from_str(body)
         .map_err(|e| MetricError::failed(format!("error unmarshaling dynatrace response: {e}")))?;
     let series = resp
@@ -124,12 +104,7 @@ pub fn parse_response(status: u16, body: &str) -> Result<Sample, MetricError> {
         .and_then(|c| c.data.last())
         .ok_or_else(|| MetricError::no_values("no data"))?;
     match series.values.first() {
-        Some(Json::Number(n)) => {
-            let v = n
-                .as_f64()
-                .ok_or_else(|| MetricError::failed(format!("unreadable value {n}")))?;
-            finite_or_no_data(v, "value").map(Sample::new)
-        }
+        Some(Json::Number(n)) => json_sample(n, "value"),
         Some(Json::Null) | None => Err(MetricError::no_values("no value in the last data entry")),
         Some(other) => Err(MetricError::failed(format!("malformed value {other}"))),
     }

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::factory::{ProviderConfigError, SecretData, secret_string};
-use super::http::{ClientOptions, client, send, truncate};
-use super::{BoxFuture, MetricError, MetricProvider, Sample};
+use super::http::{send, truncate, vendor_client};
+use super::{BoxFuture, MetricError, MetricProvider, Sample, answered};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -44,11 +44,7 @@ impl GraphiteProvider {
         Ok(GraphiteProvider {
             render_url,
             credentials,
-            client: client(&ClientOptions {
-                timeout: Some(TIMEOUT),
-                insecure_skip_verify,
-                ca_pem: None,
-            })?,
+            client: vendor_client(TIMEOUT, insecure_skip_verify)?,
         })
     }
 
@@ -96,13 +92,10 @@ impl MetricProvider for GraphiteProvider {
 
     fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
         Box::pin(async move {
-            match self
-                .render("target=constantLine(100)&from=-1min&until=now")
-                .await
-            {
-                Ok(_) | Err(MetricError::NoValues(_)) => Ok(()),
-                Err(e) => Err(e),
-            }
+            answered(
+                self.render("target=constantLine(100)&from=-1min&until=now")
+                    .await,
+            )
         })
     }
 }

@@ -47,6 +47,46 @@ pub fn client(options: &ClientOptions) -> Result<reqwest::Client, ProviderConfig
         .map_err(|e| ProviderConfigError(format!("building the HTTP client: {e}")))
 }
 
+/// The vendor's base address (`default` when the template gives none) without trailing
+/// slashes, refused unless it is a URL.
+pub fn base_address<'a>(
+    vendor: &str,
+    address: Option<&'a str>,
+    default: Option<&'a str>,
+) -> Result<&'a str, ProviderConfigError> {
+    let address = address
+        .or(default)
+        .ok_or_else(|| ProviderConfigError(format!("{vendor} address is required")))?
+        .trim_end_matches('/');
+    url::Url::parse(address).map_err(|_| {
+        ProviderConfigError(format!("{vendor} address {address:?} is not a valid URL"))
+    })?;
+    Ok(address)
+}
+
+/// The client of a SaaS-style backend: a fixed timeout, the system roots only.
+pub fn vendor_client(
+    timeout: Duration,
+    insecure_skip_verify: bool,
+) -> Result<reqwest::Client, ProviderConfigError> {
+    client(&ClientOptions {
+        timeout: Some(timeout),
+        insecure_skip_verify,
+        ca_pem: None,
+    })
+}
+
+/// An HTTP error status is a failed query, reported as `<what> (HTTP <status>): <message>`.
+pub fn check_status(what: &str, status: u16, body: &str) -> Result<(), MetricError> {
+    if status >= 400 {
+        return Err(MetricError::failed(format!(
+            "{what} (HTTP {status}): {}",
+            error_message(body)
+        )));
+    }
+    Ok(())
+}
+
 /// Reads a response body, capping what a misbehaving backend can make us hold.
 pub async fn read_body(resp: reqwest::Response) -> Result<(u16, String), MetricError> {
     const MAX_BODY: usize = 16 * 1024 * 1024;

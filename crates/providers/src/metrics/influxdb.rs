@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::factory::{ProviderConfigError, SecretData, required_secret};
-use super::http::{ClientOptions, client, error_message, send};
+use super::http::{base_address, check_status, send, vendor_client};
 use super::prometheus::parse_go_float;
-use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
+use super::{BoxFuture, MetricError, MetricProvider, Sample, answered, finite_or_no_data};
 
 /// Flagger's InfluxDB timeout.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -24,12 +24,7 @@ impl InfluxdbProvider {
         secret: Option<&SecretData>,
         insecure_skip_verify: bool,
     ) -> Result<Self, ProviderConfigError> {
-        let address = address
-            .ok_or_else(|| ProviderConfigError("influxdb address is required".into()))?
-            .trim_end_matches('/');
-        url::Url::parse(address).map_err(|_| {
-            ProviderConfigError(format!("influxdb address {address:?} is not a valid URL"))
-        })?;
+        let address = base_address("influxdb", address, None)?;
         let credentials = match secret {
             Some(s) => Some((
                 required_secret(s, "influxdb", "token")?,
@@ -40,11 +35,7 @@ impl InfluxdbProvider {
         Ok(InfluxdbProvider {
             query_url: format!("{address}/api/v2/query"),
             credentials,
-            client: client(&ClientOptions {
-                timeout: Some(TIMEOUT),
-                insecure_skip_verify,
-                ca_pem: None,
-            })?,
+            client: vendor_client(TIMEOUT, insecure_skip_verify)?,
         })
     }
 
@@ -84,25 +75,17 @@ impl MetricProvider for InfluxdbProvider {
 
     fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
         Box::pin(async move {
-            match self
-                .flux(r#"from(bucket: "default") |> range(start: -1m) |> limit(n: 1)"#)
-                .await
-            {
-                Ok(_) | Err(MetricError::NoValues(_)) => Ok(()),
-                Err(e) => Err(e),
-            }
+            answered(
+                self.flux(r#"from(bucket: "default") |> range(start: -1m) |> limit(n: 1)"#)
+                    .await,
+            )
         })
     }
 }
 
 /// The `_value` of the first record; it must be a float (`double`), as Flagger requires.
 pub fn parse_response(status: u16, body: &str) -> Result<Sample, MetricError> {
-    if status >= 400 {
-        return Err(MetricError::failed(format!(
-            "error response (HTTP {status}): {}",
-            error_message(body)
-        )));
-    }
+    check_status("error response", status, body)?;
     let mut datatypes: Vec<String> = Vec::new();
     let mut header: Option<Vec<String>> = None;
     for line in body.lines() {

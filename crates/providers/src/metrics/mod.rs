@@ -102,6 +102,22 @@ pub fn finite_or_no_data(value: f64, what: &str) -> Result<f64, MetricError> {
     }
 }
 
+/// A JSON number from a backend's answer as a sample.
+fn json_sample(n: &serde_json::Number, what: &str) -> Result<Sample, MetricError> {
+    let v = n
+        .as_f64()
+        .ok_or_else(|| MetricError::failed(format!("unreadable value {n}")))?;
+    finite_or_no_data(v, what).map(Sample::new)
+}
+
+/// `is_online` by running a query: a backend that answers, even with no data, is up.
+fn answered(result: Result<Sample, MetricError>) -> Result<(), MetricError> {
+    match result {
+        Ok(_) | Err(MetricError::NoValues(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// One metrics backend. Implementations are cheap to share (`Arc<dyn MetricProvider>`) and safe
 /// to call concurrently.
 pub trait MetricProvider: Send + Sync {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use super::factory::{ProviderConfigError, SecretData, required_secret, secret_string};
-use super::http::{ClientOptions, client, error_message, send};
+use super::http::{base_address, check_status, send, vendor_client};
 use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
 
 pub const DEFAULT_ADDRESS: &str = "https://insights-api.newrelic.com";
@@ -26,19 +26,12 @@ impl NewRelicProvider {
     ) -> Result<Self, ProviderConfigError> {
         let empty = SecretData::new();
         let secret = secret.unwrap_or(&empty);
-        let address = address.unwrap_or(DEFAULT_ADDRESS).trim_end_matches('/');
-        url::Url::parse(address).map_err(|_| {
-            ProviderConfigError(format!("newrelic address {address:?} is not a valid URL"))
-        })?;
+        let address = base_address("newrelic", address, Some(DEFAULT_ADDRESS))?;
         let account = required_secret(secret, "newrelic", "newrelic_account_id")?;
         Ok(NewRelicProvider {
             query_url: format!("{address}/v1/accounts/{account}/query"),
             query_key: secret_string(secret, "newrelic_query_key")?,
-            client: client(&ClientOptions {
-                timeout: Some(TIMEOUT),
-                insecure_skip_verify,
-                ca_pem: None,
-            })?,
+            client: vendor_client(TIMEOUT, insecure_skip_verify)?,
         })
     }
 
@@ -75,13 +68,7 @@ impl MetricProvider for NewRelicProvider {
     fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
         Box::pin(async move {
             let (status, body) = self.nrql("SELECT count(*) FROM Metric").await?;
-            if status >= 400 {
-                return Err(MetricError::failed(format!(
-                    "newrelic (HTTP {status}): {}",
-                    error_message(&body)
-                )));
-            }
-            Ok(())
+            check_status("newrelic", status, &body)
         })
     }
 }
@@ -89,12 +76,7 @@ impl MetricProvider for NewRelicProvider {
 /// The first value of the first result. Aggregates that nest their value (`percentile` →
 /// `{"percentiles": {"99": v}}`) are followed down to the number.
 pub fn parse_response(status: u16, body: &str) -> Result<Sample, MetricError> {
-    if status >= 400 {
-        return Err(MetricError::failed(format!(
-            "error response (HTTP {status}): {}",
-            error_message(body)
-        )));
-    }
+    check_status("error response", status, body)?;
     let json: Json = serde_json::from_str(body)
         .map_err(|e| MetricError::failed(format!("error unmarshaling newrelic response: {e}")))?;
     if let Some(error) = json.get("error") {
