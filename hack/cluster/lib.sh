@@ -14,7 +14,7 @@ hc_cache_key() {
 	(
 		cd "$HC_DIR"
 		echo "rev=$BUILD_REV traefik=$TRAEFIK_VERSION"
-		cat k8s/go.mod k8s/go.sum etcd/go.mod etcd/go.sum kwok/go.mod kwok/go.sum coredns/go.mod coredns/go.sum
+		cat k8s/go.mod k8s/go.sum etcd/go.mod etcd/go.sum kwok/go.mod kwok/go.sum coredns/go.mod coredns/go.sum coredns/main.go
 	) | sha256sum | cut -c1-16
 }
 HC_CACHE_ROOT=${FLAGGER_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flagger-rs}
@@ -22,8 +22,14 @@ HC_CACHE="$HC_CACHE_ROOT/cluster-$(hc_cache_key)"
 HC_BIN="$HC_CACHE/bin"
 
 # Runtime state of the one cluster on this machine.
+# Several clusters can run side by side, one per netns (ports only clash within a netns): set FLAGGER_RS_NETNS
+# to get another one. hack/e2e always uses its own.
 HC_NETNS=${FLAGGER_RS_NETNS:-fr-e2e}
-HC_STATE=${FLAGGER_RS_CLUSTER_DIR:-/tmp/flagger-rs-cluster}
+if [[ $HC_NETNS == fr-e2e ]]; then
+	HC_STATE=${FLAGGER_RS_CLUSTER_DIR:-/tmp/flagger-rs-cluster}
+else
+	HC_STATE=${FLAGGER_RS_CLUSTER_DIR:-/tmp/flagger-rs-cluster-$HC_NETNS}
+fi
 HC_KUBECONFIG="$HC_STATE/admin.kubeconfig"
 HC_NODE=kwok-node-0
 POD_CIDR=10.244.0.0/16

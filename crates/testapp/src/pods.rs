@@ -48,7 +48,9 @@ fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
     let Some(status) = &pod.status else {
         return Vec::new();
     };
-    if pod.metadata.deletion_timestamp.is_some() || status.phase.as_deref() != Some("Running") {
+    // Terminating pods keep answering, as a real container does during its grace period: Services and Traefik
+    // drop the endpoint a moment after the deletion starts, and requests in flight must not fail.
+    if status.phase.as_deref() != Some("Running") {
         return Vec::new();
     }
     let host_network = pod
