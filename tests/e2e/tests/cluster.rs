@@ -290,3 +290,54 @@ async fn flagger_rs_identity_is_limited_to_its_cluster_role() -> e2e::Result<()>
         Err(e) => Err(e).context("listing nodes as flagger-rs"),
     }
 }
+
+#[tokio::test]
+async fn pods_with_a_broken_image_never_become_ready() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("broken", |ns| async move {
+        let deployments: Api<Deployment> = ns.api();
+        // Created first, so kwok has seen its pod by the time the healthy one below is Ready.
+        apply(&deployments, &App::new("bad", "broken", 1).deployment()?).await?;
+        let pods: Api<Pod> = ns.api();
+        wait_for_any_pod(&pods, "app=bad").await?;
+        deploy(&ns, &App::new("good", "1.0.0", 1)).await?;
+        let bad = pods_of(&ns, "bad").await?;
+        ensure!(!bad.is_empty(), "the broken Deployment has no pod");
+        for p in &bad {
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            ensure!(
+                !ready,
+                "pod {} with image tag :broken became Ready",
+                p.name_any()
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Waits (watch) until a pod matching `selector` is scheduled.
+async fn wait_for_any_pod(pods: &Api<Pod>, selector: &str) -> e2e::Result<()> {
+    use futures::TryStreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+    let cfg = watcher::Config::default().labels(selector);
+    let stream = watcher(pods.clone(), cfg).applied_objects();
+    let mut stream = std::pin::pin!(stream);
+    let found = tokio::time::timeout(ROLLOUT, async {
+        while let Some(p) = stream.try_next().await? {
+            if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+                return Ok::<_, anyhow::Error>(());
+            }
+        }
+        bail!("pod watch ended")
+    })
+    .await;
+    match found {
+        Ok(r) => r,
+        Err(_) => bail!("no pod for {selector} was scheduled within {ROLLOUT:?}"),
+    }
+}
