@@ -33,7 +33,16 @@ pub struct Context {
     pub reported: Mutex<HashMap<ObjectRef<Canary>, String>>,
     /// Dry-run: the status each canary would have, seeded from the live one (seed-extras.md §1).
     pub simulated: Mutex<HashMap<ObjectRef<Canary>, CanaryStatus>>,
+    /// The `resourceVersion` each canary had when this controller last wrote its status, and when. A
+    /// reconcile that still sees that version runs on a cache that has not caught up with the write
+    /// (a watch event of a workload can queue one before the Canary's own event arrives); acting on
+    /// it would repeat the last transition (its events, alerts and hooks).
+    pub written: Mutex<HashMap<ObjectRef<Canary>, (String, Instant)>>,
 }
+
+/// How long a pre-write `resourceVersion` counts as stale: the Canary's watch event normally arrives
+/// within milliseconds; after this the object is acted on whatever it says (no stall on a lost event).
+pub const STALE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A poisoned lock only means another reconcile panicked mid-update of a cache; the data is
 /// still a valid cache.
@@ -77,6 +86,7 @@ impl Context {
             schedule: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashMap::new()),
             simulated: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
         }
     }
 
@@ -110,9 +120,29 @@ impl Context {
         };
     }
 
+    /// Records that the status was written on top of the object at `resource_version`.
+    pub fn wrote_status(&self, key: &ObjectRef<Canary>, resource_version: Option<String>) {
+        let mut written = lock(&self.written);
+        match resource_version {
+            Some(rv) => written.insert(key.clone(), (rv, Instant::now())),
+            None => written.remove(key),
+        };
+    }
+
+    /// True when `resource_version` is the one the last status write was based on, less than
+    /// [`STALE_FOR`] ago: the cached object predates that write.
+    pub fn is_stale(&self, key: &ObjectRef<Canary>, resource_version: Option<&str>) -> bool {
+        let written = lock(&self.written);
+        match (written.get(key), resource_version) {
+            (Some((rv, at)), Some(current)) => rv == current && at.elapsed() < STALE_FOR,
+            _ => false,
+        }
+    }
+
     /// Drops everything kept about a deleted canary.
     pub fn forget(&self, key: &ObjectRef<Canary>) {
         lock(&self.schedule).remove(key);
+        lock(&self.written).remove(key);
         lock(&self.reported).remove(key);
         lock(&self.simulated).remove(key);
     }

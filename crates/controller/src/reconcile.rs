@@ -23,6 +23,8 @@ use crate::target::{TargetError, Workloads};
 const MAX_ROUNDS: usize = 32;
 /// Retry delay after a failed effect or an unreadable cluster state.
 const RETRY: Duration = Duration::from_secs(5);
+/// Safety retry for a reconcile skipped on a cache that predates our last status write.
+const STALE_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -45,6 +47,10 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     let key = ObjectRef::from_obj(canary.as_ref());
     let namespace = canary.namespace().unwrap_or_default();
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
+    if ctx.is_stale(&key, canary.metadata.resource_version.as_deref()) {
+        // The Canary's watch event for our own write is on its way and triggers the next reconcile.
+        return Ok(Requeue::requeue(STALE_RETRY));
+    }
     let now = Timestamp::now();
     let live = canary.status.clone().unwrap_or_default();
     let mut status = if ctx.flags.dry_run {
@@ -142,8 +148,8 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         }
         if spec.dry_run {
             ctx.simulated_status(&key, Some(next));
-        } else if !outcome.deleted {
-            status::write(&api, &canary, &next).await?;
+        } else if !outcome.deleted && status::write(&api, &canary, &next).await? {
+            ctx.wrote_status(&key, canary.metadata.resource_version.clone());
         }
         return Ok(Requeue::requeue(outcome.requeue.unwrap_or(spec.interval)));
     }

@@ -205,6 +205,22 @@ async fn blue_green_promotion_with_loadtester_hooks() -> e2e::Result<()> {
             "no Promoting phase: {}",
             recorder.render()
         );
+        // One event (and so one alert) per transition: a reconcile on a cache that predates the last status
+        // write must not repeat it.
+        let events = ctl::events_for(&ns, "Canary", APP).await?;
+        for prefix in [
+            "Initialization done!",
+            "New revision detected!",
+            "Copying",
+            "Promotion completed!",
+        ] {
+            let n: i32 = events
+                .iter()
+                .filter(|(_, _, m, _)| m.starts_with(prefix))
+                .map(|(_, _, _, n)| n)
+                .sum();
+            ensure!(n == 1, "{n} events {prefix:?}: {events:#?}");
+        }
         Ok(())
     })
     .await
