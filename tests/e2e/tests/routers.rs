@@ -1,0 +1,613 @@
+//! Routers end to end (scenarios.md E9-E11): a `flagger-rs controller` child shifts real traffic through Traefik
+//! with the `traefik` router (TraefikService), the `gatewayapi:v1` router (HTTPRoute through Traefik's Gateway
+//! provider) and the `nginx` router (canary Ingress through Traefik's ingress-nginx provider).
+//!
+//! Each test: podinfo 6.0.0 → Canary (stepWeight 20, maxWeight 60, interval 2s, no metrics, one
+//! `confirm-traffic-increase` webhook served by the test) → image 6.0.1. The weights the router writes are
+//! recorded by a watch on the routing object; the gate holds the run at canary weight 40 while the split is
+//! measured through Traefik's `web` entry point (±5 %), then the run is released, promoted, and 100 % of the
+//! traffic must reach 6.0.1 on the primary.
+//!
+//! Run: `hack/cluster/exec env FLAGGER_E2E=1 cargo test -p e2e --test routers` (needs `cargo build -p flagger-rs`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use e2e::objects::{APP_PORT, App, deployment_available};
+use e2e::traffic::Run;
+use e2e::{Result, TRAEFIK_WEB, TestNamespace, apply, poll_until, skip_unless_e2e, wait_for};
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const OLD: &str = "6.0.0";
+const NEW: &str = "6.0.1";
+/// Canary weight at which the gate holds the run for the measurement.
+const HOLD_AT: u32 = 40;
+const TOLERANCE: f64 = 5.0;
+const MEASURE_REQUESTS: usize = 1000;
+
+// --- controller child ------------------------------------------------------------------------------------------
+
+fn binary() -> Result<PathBuf> {
+    let path = match std::env::var_os("FLAGGER_RS_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => e2e::repo_path("target/debug/flagger-rs"),
+    };
+    ensure!(
+        path.is_file(),
+        "flagger-rs binary not found at {} (cargo build -p flagger-rs, or set FLAGGER_RS_BIN)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// `flagger-rs controller` for one namespace, SIGKILLed on drop.
+struct Controller {
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Controller {
+    fn start(ns: &str, provider: &str) -> Result<Controller> {
+        let kubeconfig = std::env::var("FLAGGER_RS_KUBECONFIG_FLAGGER")
+            .context("FLAGGER_RS_KUBECONFIG_FLAGGER is unset (run inside hack/cluster/exec)")?;
+        let log = std::env::temp_dir().join(format!("flagger-rs-e2e-routers-{ns}.log"));
+        let out = std::fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        let child = tokio::process::Command::new(binary()?)
+            .args([
+                "controller".to_string(),
+                format!("-kubeconfig={kubeconfig}"),
+                format!("-namespace={ns}"),
+                format!("-mesh-provider={provider}"),
+                "-min-analysis-interval=1s".to_string(),
+                "-port=0".to_string(),
+                "-log-level=debug".to_string(),
+                "-zap-encoding=console".to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting flagger-rs controller")?;
+        eprintln!("controller: pid {:?}, log {}", child.id(), log.display());
+        Ok(Controller { child, log })
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.child.start_kill().ok();
+    }
+}
+
+// --- confirm-traffic-increase gate -------------------------------------------------------------------------------
+
+/// A loopback webhook answering 200 while open and 403 while closed; stopped on drop.
+struct Gate {
+    open: Arc<AtomicBool>,
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    async fn start() -> Result<Gate> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/gate", listener.local_addr()?);
+        let open = Arc::new(AtomicBool::new(true));
+        let state = open.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    // Read the request head and its body (bounded), then answer and close.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let read = async {
+                        loop {
+                            let n = conn.read(&mut chunk).await?;
+                            if n == 0 {
+                                break;
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                let head =
+                                    String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                                let len = head
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("content-length:"))
+                                    .and_then(|v| v.trim().parse::<usize>().ok())
+                                    .unwrap_or(0);
+                                if buf.len() >= end + 4 + len || buf.len() > 1 << 20 {
+                                    break;
+                                }
+                            }
+                        }
+                        Ok::<_, std::io::Error>(())
+                    };
+                    if tokio::time::timeout(Duration::from_secs(5), read)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let status = if state.load(Ordering::SeqCst) {
+                        "200 OK"
+                    } else {
+                        "403 Forbidden"
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = conn.write_all(reply.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        Ok(Gate { open, url, task })
+    }
+
+    fn set(&self, open: bool) {
+        self.open.store(open, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// --- providers ----------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Provider {
+    Traefik,
+    GatewayApi,
+    Nginx,
+}
+
+impl Provider {
+    fn name(self) -> &'static str {
+        match self {
+            Provider::Traefik => "traefik",
+            Provider::GatewayApi => "gatewayapi:v1",
+            Provider::Nginx => "nginx",
+        }
+    }
+
+    /// The routing object the router writes, and its name.
+    fn routing_object(self) -> (ApiResource, &'static str) {
+        let (g, v, k, plural, name) = match self {
+            Provider::Traefik => (
+                "traefik.io",
+                "v1alpha1",
+                "TraefikService",
+                "traefikservices",
+                "podinfo",
+            ),
+            Provider::GatewayApi => (
+                "gateway.networking.k8s.io",
+                "v1",
+                "HTTPRoute",
+                "httproutes",
+                "podinfo",
+            ),
+            Provider::Nginx => (
+                "networking.k8s.io",
+                "v1",
+                "Ingress",
+                "ingresses",
+                "podinfo-canary",
+            ),
+        };
+        (
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), plural),
+            name,
+        )
+    }
+
+    /// `(primary, canary)` as the routing object says.
+    fn weights(self, obj: &Value) -> Option<(u32, u32)> {
+        let w = |v: &Value| v.as_u64().and_then(|w| u32::try_from(w).ok());
+        match self {
+            Provider::Traefik => {
+                if obj["spec"]["mirroring"].is_object() {
+                    return Some((100, 0));
+                }
+                let services = obj["spec"]["weighted"]["services"].as_array()?;
+                let p = services.iter().find(|s| s["name"] == "podinfo-primary")?;
+                let p = w(&p["weight"])?;
+                Some((p, 100 - p.min(100)))
+            }
+            Provider::GatewayApi => {
+                let refs = obj["spec"]["rules"][0]["backendRefs"].as_array()?;
+                let find = |n: &str| {
+                    refs.iter()
+                        .find(|b| b["name"] == n)
+                        .and_then(|b| w(&b["weight"]))
+                };
+                Some((find("podinfo-primary")?, find("podinfo-canary")?))
+            }
+            Provider::Nginx => {
+                let c: u32 =
+                    obj["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"]
+                        .as_str()?
+                        .parse()
+                        .ok()?;
+                Some((100 - c.min(100), c))
+            }
+        }
+    }
+
+    /// What the user (not the router) creates so Traefik routes `host` to the apex/router objects.
+    async fn setup(self, ns: &TestNamespace, host: &str) -> Result<()> {
+        match self {
+            Provider::Traefik => {
+                apply_value(
+                    &ns.client,
+                    Some(&ns.name),
+                    json!({
+                        "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+                        "metadata": {"name": "podinfo"},
+                        "spec": {"entryPoints": ["web"], "routes": [{
+                            "match": format!("Host(`{host}`)"), "kind": "Rule",
+                            "services": [{"name": "podinfo", "kind": "TraefikService"}],
+                        }]},
+                    }),
+                )
+                .await
+            }
+            Provider::GatewayApi => {
+                apply_value(
+                    &ns.client,
+                    None,
+                    json!({
+                        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                        "metadata": {"name": "traefik"},
+                        "spec": {"controllerName": "traefik.io/gateway-controller"},
+                    }),
+                )
+                .await?;
+                apply_value(
+                    &ns.client,
+                    Some(&ns.name),
+                    json!({
+                        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                        "metadata": {"name": "gateway"},
+                        "spec": {"gatewayClassName": "traefik", "listeners": [{
+                            "name": "web", "protocol": "HTTP", "port": 8000,
+                            "allowedRoutes": {"namespaces": {"from": "Same"}},
+                        }]},
+                    }),
+                )
+                .await
+            }
+            Provider::Nginx => {
+                apply_value(
+                    &ns.client,
+                    None,
+                    json!({
+                        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                        "metadata": {"name": "nginx"},
+                        "spec": {"controller": "k8s.io/ingress-nginx"},
+                    }),
+                )
+                .await?;
+                apply_value(
+                    &ns.client,
+                    Some(&ns.name),
+                    json!({
+                        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                        "metadata": {"name": "podinfo"},
+                        "spec": {"ingressClassName": "nginx", "rules": [{"host": host, "http": {"paths": [{
+                            "path": "/", "pathType": "Prefix",
+                            "backend": {"service": {"name": "podinfo", "port": {"number": APP_PORT}}},
+                        }]}}]},
+                    }),
+                )
+                .await
+            }
+        }
+    }
+
+    fn canary(self, host: &str, gate: &str) -> Value {
+        let mut service = json!({"port": APP_PORT, "targetPort": APP_PORT});
+        let mut spec = json!({
+            "provider": self.name(),
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "progressDeadlineSeconds": 60,
+            "analysis": {
+                "interval": "2s", "threshold": 5, "stepWeight": 20, "maxWeight": 60,
+                "webhooks": [{"name": "gate", "type": "confirm-traffic-increase", "url": gate}],
+            },
+        });
+        match self {
+            Provider::Traefik => {
+                service["apex"] = json!({"labels": {"test": "test-label"}, "annotations": {"test": "test-annotation"}});
+            }
+            Provider::GatewayApi => {
+                service["hosts"] = json!([host]);
+                service["gatewayRefs"] = json!([{"name": "gateway"}]);
+            }
+            Provider::Nginx => {
+                spec["ingressRef"] = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"});
+            }
+        }
+        spec["service"] = service;
+        json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo"},
+            "spec": spec,
+        })
+    }
+}
+
+async fn apply_value(client: &Client, ns: Option<&str>, obj: Value) -> Result<()> {
+    let api_version = obj["apiVersion"].as_str().context("apiVersion")?;
+    let kind = obj["kind"].as_str().context("kind")?;
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .context("name")?
+        .to_string();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let plural = match kind {
+        "Canary" => "canaries".to_string(),
+        "Ingress" => "ingresses".to_string(),
+        "IngressClass" | "GatewayClass" => format!("{}es", kind.to_ascii_lowercase()),
+        _ => format!("{}s", kind.to_ascii_lowercase()),
+    };
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural);
+    let api: Api<DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply(e2e::FIELD_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .with_context(|| format!("applying {kind} {name}"))?;
+    Ok(())
+}
+
+fn canary_api(ns: &TestNamespace) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("flagger.app", "v1beta1", "Canary"),
+        "canaries",
+    );
+    Api::namespaced_with(ns.client.clone(), &ns.name, &ar)
+}
+
+async fn wait_phase(
+    ns: &TestNamespace,
+    ctrl: &Controller,
+    phase: &'static str,
+    timeout: Duration,
+) -> Result<()> {
+    let api = canary_api(ns);
+    let cond =
+        move |c: Option<&DynamicObject>| c.is_some_and(|c| c.data["status"]["phase"] == phase);
+    wait_for(&api, "podinfo", phase, timeout, cond)
+        .await
+        .map(|_| ())
+        .with_context(|| format!("controller log tail:\n{}", ctrl.log_tail()))
+}
+
+/// Records every distinct consecutive `(primary, canary)` of the routing object, and the latest one.
+struct Recorder {
+    seen: Arc<Mutex<Vec<(u32, u32)>>>,
+    latest: tokio::sync::watch::Receiver<Option<(u32, u32)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    fn start(ns: &TestNamespace, provider: Provider) -> Recorder {
+        let (ar, name) = provider.routing_object();
+        let api: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ar);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (tx, latest) = tokio::sync::watch::channel(None);
+        let log = seen.clone();
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let task = tokio::spawn(async move {
+            let mut stream = watcher(api, cfg).applied_objects().boxed();
+            while let Some(ev) = stream.next().await {
+                let Ok(obj) = ev else { continue };
+                let Ok(value) = serde_json::to_value(&obj) else {
+                    continue;
+                };
+                if let Some(w) = provider.weights(&value) {
+                    let mut seen = log.lock().unwrap_or_else(|p| p.into_inner());
+                    if seen.last() != Some(&w) {
+                        eprintln!(
+                            "{} weights: primary {} canary {}",
+                            provider.name(),
+                            w.0,
+                            w.1
+                        );
+                        seen.push(w);
+                    }
+                    drop(seen);
+                    let _ = tx.send(Some(w));
+                }
+            }
+        });
+        Recorder { seen, latest, task }
+    }
+
+    async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn((u32, u32)) -> bool,
+    ) -> Result<()> {
+        let mut latest = self.latest.clone();
+        let wait = latest.wait_for(|w| w.is_some_and(&f));
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => bail!("weights watch ended while waiting for {what}"),
+            Err(_) => bail!(
+                "{what} not seen after {timeout:?}; weights so far {:?}",
+                self.seen()
+            ),
+        }
+    }
+
+    fn seen(&self) -> Vec<(u32, u32)> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Share of `NEW` through Traefik over `count` requests.
+async fn measure(host: &str, count: usize) -> Result<(f64, usize)> {
+    let report = Run::new(TRAEFIK_WEB, count).host(host).drive().await?;
+    let ok: usize = report.by_version.values().sum();
+    ensure!(
+        ok * 100 >= count * 95,
+        "only {ok}/{count} answered by podinfo through Traefik: statuses {:?}, errors {:?}",
+        report.by_status,
+        report.error_samples
+    );
+    Ok((report.version_share(NEW), ok))
+}
+
+/// Bounded poll until Traefik's served split is within `TOLERANCE` of `want` % (it loads routes asynchronously).
+async fn until_split(host: &str, want: f64, timeout: Duration) -> Result<()> {
+    poll_until(
+        &format!("Traefik serving {want}% {NEW} for {host}"),
+        timeout,
+        || async move {
+            let (share, _) = measure(host, 100).await?;
+            Ok(((share - want).abs() <= TOLERANCE).then_some(()))
+        },
+    )
+    .await
+}
+
+/// Installs flagger-rs's CRDs (deploy/crds, server-side apply, idempotent) and waits until they are Established.
+async fn install_crds() -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let client = e2e::client().await?;
+    let path = e2e::repo_path("deploy/crds/flagger.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let crd: CustomResourceDefinition = serde_json::from_value(doc)?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        apply(&crds, &crd).await?;
+        let established = kube::runtime::wait::conditions::is_crd_established();
+        wait_for(
+            &crds,
+            &name,
+            "Established",
+            Duration::from_secs(30),
+            established,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn progressive(provider: Provider) -> Result<()> {
+    install_crds().await?;
+    let prefix = format!("routers-{}", provider.name().replace(':', "-"));
+    e2e::with_namespace(&prefix, |ns| async move {
+        let host = format!("{}.routers.test", ns.name);
+        let deployments: Api<Deployment> = ns.api();
+        apply(&deployments, &App::new("podinfo", OLD, 1).deployment()?).await?;
+        wait_for(&deployments, "podinfo", "available", Duration::from_secs(60), deployment_available()).await?;
+        provider.setup(&ns, &host).await?;
+
+        let gate = Gate::start().await?;
+        let ctrl = Controller::start(&ns.name, provider.name())?;
+        let rec = Recorder::start(&ns, provider);
+        apply_value(&ns.client, Some(&ns.name), provider.canary(&host, &gate.url)).await?;
+        wait_phase(&ns, &ctrl, "Initialized", Duration::from_secs(90)).await?;
+        rec.wait_for("initial routes 100/0", Duration::from_secs(30), |w| w == (100, 0)).await?;
+        until_split(&host, 0.0, Duration::from_secs(60)).await?;
+
+        // Trigger; the gate closes as soon as the canary weight reaches HOLD_AT.
+        apply(&deployments, &App::new("podinfo", NEW, 1).deployment()?).await?;
+        rec.wait_for(&format!("canary weight {HOLD_AT}"), Duration::from_secs(120), |w| w.1 >= HOLD_AT)
+            .await
+            .with_context(|| format!("controller log tail:\n{}", ctrl.log_tail()))?;
+        gate.set(false);
+        let held = rec.latest.borrow().unwrap_or_default();
+        ensure!(held.1 == HOLD_AT, "the gate closed too late: weights {held:?}, seen {:?}", rec.seen());
+
+        until_split(&host, f64::from(HOLD_AT), Duration::from_secs(30)).await?;
+        let (share, ok) = measure(&host, MEASURE_REQUESTS).await?;
+        // The gate is still closed: the weights did not move during the measurement.
+        let after = rec.latest.borrow().unwrap_or_default();
+        ensure!(after == held, "weights moved during the measurement: {held:?} -> {after:?}");
+        eprintln!(
+            "MEASURED {}: canary weight {HOLD_AT} -> {share:.1}% of {ok} requests answered by {NEW}",
+            provider.name()
+        );
+        ensure!(
+            (share - f64::from(HOLD_AT)).abs() <= TOLERANCE,
+            "{}: canary share {share:.1}% at weight {HOLD_AT} (±{TOLERANCE})",
+            provider.name()
+        );
+
+        gate.set(true);
+        wait_phase(&ns, &ctrl, "Succeeded", Duration::from_secs(120)).await?;
+        rec.wait_for("final routes 100/0", Duration::from_secs(30), |w| w == (100, 0)).await?;
+        until_split(&host, 100.0, Duration::from_secs(60)).await?;
+        let (share, ok) = measure(&host, 200).await?;
+        eprintln!("MEASURED {}: after promotion {share:.1}% of {ok} requests answered by {NEW} (primary)", provider.name());
+        ensure!(share == 100.0, "after promotion only {share:.1}% answered by {NEW}");
+
+        let seen = rec.seen();
+        let want = vec![(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)];
+        ensure!(seen == want, "{} weights {seen:?}, want {want:?}", provider.name());
+        drop(ctrl);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn traefik_canary_shifts_traffic_and_promotes() -> Result<()> {
+    skip_unless_e2e!();
+    progressive(Provider::Traefik).await
+}
+
+#[tokio::test]
+async fn gatewayapi_canary_through_traefik_gateway_provider() -> Result<()> {
+    skip_unless_e2e!();
+    progressive(Provider::GatewayApi).await
+}
+
+#[tokio::test]
+async fn nginx_canary_through_traefik_ingress_nginx_provider() -> Result<()> {
+    skip_unless_e2e!();
+    progressive(Provider::Nginx).await
+}
