@@ -27,6 +27,8 @@ const INIT: Duration = Duration::from_secs(60);
 const RUN: Duration = Duration::from_secs(90);
 const APP: &str = "podinfo";
 
+type CanaryCondition = fn(&kube::api::DynamicObject) -> bool;
+
 async fn deploy(
     ns: &TestNamespace,
     app: &App<'_>,
@@ -514,8 +516,9 @@ async fn config_map_change_starts_an_analysis() -> e2e::Result<()> {
     .await
 }
 
-/// (12) Kill-and-resume: SIGKILL the controller during Progressing; a new one finishes the run with one
-/// promotion (primary generation +1, one "Copying" event) and no iteration regression.
+/// (12) Kill-and-resume (E25): SIGKILL the controller in Progressing (after an iteration), in Promoting and in
+/// Finalising, each time starting a new one; the run still ends Succeeded with one promotion (primary generation
+/// +1, one "Copying" event) and no iteration regression.
 #[tokio::test]
 async fn killed_controller_resumes_the_run() -> e2e::Result<()> {
     skip_unless_e2e!();
@@ -533,20 +536,25 @@ async fn killed_controller_resumes_the_run() -> e2e::Result<()> {
             .generation;
 
         set_image(&deployments, APP, "6.0.1").await?;
-        wait_canary(
-            &api,
-            APP,
-            "Progressing with an iteration",
-            RUN,
-            &controller,
-            |o| phase(o) == "Progressing" && ctl::step(o).iterations >= 1,
-        )
-        .await?;
-        controller.ensure_running()?;
-        controller.kill().await?;
-        let controller = ctl::start_controller_named(&ns.name, "controller-2", &[])?;
+        let kill_points: [(&str, CanaryCondition); 3] = [
+            ("Progressing with an iteration", |o| {
+                phase(o) == "Progressing" && ctl::step(o).iterations >= 1
+            }),
+            ("Promoting", |o| phase(o) == "Promoting"),
+            ("Finalising", |o| phase(o) == "Finalising"),
+        ];
+        let mut killed = Vec::new();
+        for (n, (what, cond)) in kill_points.into_iter().enumerate() {
+            let seen = wait_canary(&api, APP, what, RUN, &controller, cond).await?;
+            controller.ensure_running()?;
+            controller.kill().await?;
+            killed.push(ctl::step(&seen).to_string());
+            controller =
+                ctl::start_controller_named(&ns.name, &format!("controller-{}", n + 2), &[])?;
+        }
         wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
         let steps = recorder.steps();
+        eprintln!("killed at: {}", killed.join(", "));
         eprintln!("observed: {}", recorder.render());
 
         let primary = deployments.get(&format!("{APP}-primary")).await?;
@@ -577,6 +585,12 @@ async fn killed_controller_resumes_the_run() -> e2e::Result<()> {
             "iterations regressed: {}",
             recorder.render()
         );
+        ensure!(
+            steps.iter().filter(|s| s.phase == "Promoting").count() == 1,
+            "Promoting entered more than once: {}",
+            recorder.render()
+        );
+        wait_replicas(&deployments, APP, 0, &controller).await?;
         Ok(())
     })
     .await
