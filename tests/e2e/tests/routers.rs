@@ -611,3 +611,224 @@ async fn nginx_canary_through_traefik_ingress_nginx_provider() -> Result<()> {
     skip_unless_e2e!();
     progressive(Provider::Nginx).await
 }
+
+// --- A/B and mirroring ----------------------------------------------------------------------------------------
+
+/// Replies per version for `count` GETs through Traefik, with an optional extra header.
+async fn versions(
+    host: &str,
+    header: Option<(&str, &str)>,
+    count: usize,
+) -> Result<std::collections::BTreeMap<String, usize>> {
+    let url = reqwest::Url::parse(TRAEFIK_WEB)?;
+    e2e::traffic::check_target(&url)?;
+    let client = e2e::traffic::http_client()?;
+    let replies = futures::stream::iter(0..count.min(1000))
+        .map(|_| {
+            let mut req = client.get(url.clone()).header(reqwest::header::HOST, host);
+            if let Some((k, v)) = header {
+                req = req.header(k, v);
+            }
+            async move {
+                let body = req.send().await?.error_for_status()?.bytes().await?;
+                Ok::<_, anyhow::Error>(
+                    serde_json::from_slice::<e2e::traffic::PodinfoReply>(&body)?.version,
+                )
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>();
+    let replies = tokio::time::timeout(Duration::from_secs(60), replies)
+        .await
+        .context("traffic run over 60s")?;
+    let mut out = std::collections::BTreeMap::new();
+    for r in replies {
+        *out.entry(r?).or_default() += 1;
+    }
+    Ok(out)
+}
+
+/// Bounded poll until every reply (with `header`) comes from `version`.
+async fn until_all(host: &str, header: Option<(&str, &str)>, version: &str) -> Result<()> {
+    poll_until(
+        &format!("all replies from {version} (header {header:?})"),
+        Duration::from_secs(60),
+        || async move {
+            let v = versions(host, header, 20).await?;
+            Ok((v.len() == 1 && v.contains_key(version)).then_some(()))
+        },
+    )
+    .await
+}
+
+/// Canary used for A/B and mirroring: `iterations` with a closed `confirm-promotion` gate at the end.
+fn held_canary(provider: Provider, host: &str, gate: &str, analysis: Value) -> Value {
+    let mut c = provider.canary(host, gate);
+    let a = &mut c["spec"]["analysis"];
+    if let (Some(a), Some(extra)) = (a.as_object_mut(), analysis.as_object()) {
+        a.remove("stepWeight");
+        a.remove("maxWeight");
+        a.extend(extra.clone());
+        a.insert(
+            "webhooks".into(),
+            json!([{"name": "gate", "type": "confirm-promotion", "url": gate}]),
+        );
+    }
+    c
+}
+
+async fn ab_testing(provider: Provider) -> Result<()> {
+    install_crds().await?;
+    let prefix = format!("routers-ab-{}", provider.name().replace(':', "-"));
+    e2e::with_namespace(&prefix, |ns| async move {
+        let host = format!("{}.routers.test", ns.name);
+        let deployments: Api<Deployment> = ns.api();
+        apply(&deployments, &App::new("podinfo", OLD, 1).deployment()?).await?;
+        wait_for(
+            &deployments,
+            "podinfo",
+            "available",
+            Duration::from_secs(60),
+            deployment_available(),
+        )
+        .await?;
+        provider.setup(&ns, &host).await?;
+        let gate = Gate::start().await?;
+        gate.set(false);
+        let ctrl = Controller::start(&ns.name, provider.name())?;
+        let analysis = json!({
+            "iterations": 2,
+            "match": [{"headers": {"x-canary": {"exact": "insider"}}}],
+        });
+        apply_value(
+            &ns.client,
+            Some(&ns.name),
+            held_canary(provider, &host, &gate.url, analysis),
+        )
+        .await?;
+        wait_phase(&ns, &ctrl, "Initialized", Duration::from_secs(90)).await?;
+        until_all(&host, None, OLD).await?;
+
+        apply(&deployments, &App::new("podinfo", NEW, 1).deployment()?).await?;
+        wait_phase(&ns, &ctrl, "WaitingPromotion", Duration::from_secs(90)).await?;
+        let insider = Some(("x-canary", "insider"));
+        until_all(&host, insider, NEW).await?;
+        let with = versions(&host, insider, 200).await?;
+        let without = versions(&host, None, 200).await?;
+        eprintln!(
+            "MEASURED {} A/B: x-canary: insider -> {with:?}; no header -> {without:?}",
+            provider.name()
+        );
+        ensure!(
+            with.get(NEW) == Some(&200),
+            "header requests not all on {NEW}: {with:?}"
+        );
+        ensure!(
+            without.get(OLD) == Some(&200),
+            "plain requests not all on {OLD}: {without:?}"
+        );
+
+        gate.set(true);
+        wait_phase(&ns, &ctrl, "Succeeded", Duration::from_secs(120)).await?;
+        until_all(&host, None, NEW).await?;
+        drop(ctrl);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn nginx_ab_header_through_traefik_ingress_nginx_provider() -> Result<()> {
+    skip_unless_e2e!();
+    ab_testing(Provider::Nginx).await
+}
+
+#[tokio::test]
+async fn gatewayapi_ab_header_through_traefik_gateway_provider() -> Result<()> {
+    skip_unless_e2e!();
+    ab_testing(Provider::GatewayApi).await
+}
+
+/// Sum of the testapp's `http_requests_total{path="/"}` on the canary pods (`app=podinfo`), read from each pod.
+async fn canary_pod_requests(ns: &TestNamespace) -> Result<f64> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = ns.api();
+    let list = pods
+        .list(&kube::api::ListParams::default().labels("app=podinfo"))
+        .await?;
+    let mut total = 0.0;
+    for pod in list {
+        let Some(ip) = pod.status.and_then(|s| s.pod_ip) else {
+            continue;
+        };
+        let (status, body) =
+            e2e::traffic::get(&format!("http://{ip}:{APP_PORT}/metrics"), None).await?;
+        ensure!(status == 200, "GET {ip}/metrics: {status}");
+        total += body
+            .lines()
+            .filter(|l| l.starts_with("http_requests_total{") && l.contains("path=\"/\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    Ok(total)
+}
+
+/// E-extension: Blue/Green with mirroring on the `traefik` router — the TraefikService becomes `mirroring`, users
+/// are answered by the primary only, and the configured share of requests is mirrored to the canary pods.
+#[tokio::test]
+async fn traefik_blue_green_mirroring() -> Result<()> {
+    skip_unless_e2e!();
+    install_crds().await?;
+    let provider = Provider::Traefik;
+    e2e::with_namespace("routers-mirror-traefik", |ns| async move {
+        let host = format!("{}.routers.test", ns.name);
+        let deployments: Api<Deployment> = ns.api();
+        apply(&deployments, &App::new("podinfo", OLD, 1).deployment()?).await?;
+        wait_for(&deployments, "podinfo", "available", Duration::from_secs(60), deployment_available()).await?;
+        provider.setup(&ns, &host).await?;
+        let gate = Gate::start().await?;
+        gate.set(false);
+        let ctrl = Controller::start(&ns.name, provider.name())?;
+        let analysis = json!({"iterations": 2, "mirror": true, "mirrorWeight": 50});
+        apply_value(&ns.client, Some(&ns.name), held_canary(provider, &host, &gate.url, analysis)).await?;
+        wait_phase(&ns, &ctrl, "Initialized", Duration::from_secs(90)).await?;
+        until_all(&host, None, OLD).await?;
+
+        apply(&deployments, &App::new("podinfo", NEW, 1).deployment()?).await?;
+        wait_phase(&ns, &ctrl, "WaitingPromotion", Duration::from_secs(90)).await?;
+        let (ar, name) = provider.routing_object();
+        let ts: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ar);
+        let obj = ts.get(name).await?;
+        let mirrors = &obj.data["spec"]["mirroring"]["mirrors"][0];
+        eprintln!("TraefikService spec while mirroring: {}", obj.data["spec"]);
+        ensure!(
+            mirrors["name"] == "podinfo-canary" && mirrors["percent"] == 50,
+            "TraefikService not mirroring 50% to podinfo-canary: {}",
+            obj.data["spec"]
+        );
+        until_all(&host, None, OLD).await?;
+
+        let before = canary_pod_requests(&ns).await?;
+        let sent = 400;
+        let replies = versions(&host, None, sent).await?;
+        ensure!(replies.get(OLD) == Some(&sent), "users must be answered by {OLD} only: {replies:?}");
+        // Mirrored requests are fire-and-forget in Traefik: poll the canary pods' counter until it settles.
+        let want = sent as f64 * 0.5;
+        let mirrored = poll_until("mirrored requests on the canary pods", Duration::from_secs(20), || async {
+            let n = canary_pod_requests(&ns).await? - before;
+            Ok(((n - want).abs() <= sent as f64 * TOLERANCE / 100.0).then_some(n))
+        })
+        .await
+        .with_context(|| "mirror share out of ±5 %".to_string())?;
+        eprintln!("MEASURED traefik mirroring 50%: {mirrored} of {sent} requests mirrored to the canary pods, 100% of replies from {OLD}");
+
+        gate.set(true);
+        wait_phase(&ns, &ctrl, "Succeeded", Duration::from_secs(120)).await?;
+        until_all(&host, None, NEW).await?;
+        let obj = ts.get(name).await?;
+        ensure!(obj.data["spec"]["mirroring"].is_null(), "still mirroring after promotion: {}", obj.data["spec"]);
+        drop(ctrl);
+        Ok(())
+    })
+    .await
+}
