@@ -200,3 +200,46 @@ pub fn repo_path(rel: &str) -> std::path::PathBuf {
         .join("../..")
         .join(rel)
 }
+
+/// Waits (watch) until the EndpointSlices of Service `service` list exactly `ready` ready endpoints: the point
+/// from which kube-proxy and Traefik can route to every pod, a moment after the Deployment is Available.
+pub async fn wait_endpoints(
+    client: &Client,
+    namespace: &str,
+    service: &str,
+    ready: usize,
+    timeout: Duration,
+) -> Result<()> {
+    use futures::TryStreamExt as _;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
+    let cfg = watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let (store, writer) = reflector::store();
+    // Every event, not just applied objects: the store only shows the initial list at InitDone.
+    let stream = watcher(api, cfg).reflect(writer);
+    let mut stream = std::pin::pin!(stream);
+    let count = |slices: &[std::sync::Arc<EndpointSlice>]| {
+        slices
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+            .count()
+    };
+    let done = tokio::time::timeout(timeout, async {
+        while stream.try_next().await?.is_some() {
+            if count(&store.state()) == ready {
+                return Ok::<_, anyhow::Error>(());
+            }
+        }
+        bail!("EndpointSlice watch ended")
+    })
+    .await;
+    match done {
+        Ok(r) => r,
+        Err(_) => bail!(
+            "Service {namespace}/{service}: {} ready endpoints after {timeout:?}, want {ready}",
+            count(&store.state())
+        ),
+    }
+}

@@ -20,14 +20,18 @@ async fn deploy(ns: &TestNamespace, app: &App<'_>) -> e2e::Result<Deployment> {
     let deployments: Api<Deployment> = ns.api();
     apply(&deployments, &app.deployment()?).await?;
     apply(&ns.api::<Service>(), &app.service()?).await?;
-    wait_for(
+    let d = wait_for(
         &deployments,
         app.name,
         "Available",
         ROLLOUT,
         objects::deployment_available(),
     )
-    .await
+    .await?;
+    // Available precedes the EndpointSlice update; routing tests need every pod behind the Service.
+    let replicas = usize::try_from(app.replicas).unwrap_or(0);
+    e2e::wait_endpoints(&ns.client, &ns.name, app.name, replicas, ROLLOUT).await?;
+    Ok(d)
 }
 
 async fn pods_of(ns: &TestNamespace, app: &str) -> e2e::Result<Vec<Pod>> {
