@@ -693,6 +693,18 @@ fn held_canary(provider: Provider, host: &str, gate: &str, analysis: Value) -> V
 }
 
 async fn ab_testing(provider: Provider) -> Result<()> {
+    let analysis = json!({
+        "iterations": 2,
+        "match": [{"headers": {"x-canary": {"exact": "insider"}}}],
+    });
+    ab_testing_with(provider, analysis, ("x-canary", "insider")).await
+}
+
+async fn ab_testing_with(
+    provider: Provider,
+    analysis: Value,
+    insider: (&'static str, &'static str),
+) -> Result<()> {
     install_crds().await?;
     let prefix = format!("routers-ab-{}", provider.name().replace(':', "-"));
     e2e::with_namespace(&prefix, |ns| async move {
@@ -711,10 +723,6 @@ async fn ab_testing(provider: Provider) -> Result<()> {
         let gate = Gate::start().await?;
         gate.set(false);
         let ctrl = Controller::start(&ns.name, provider.name())?;
-        let analysis = json!({
-            "iterations": 2,
-            "match": [{"headers": {"x-canary": {"exact": "insider"}}}],
-        });
         apply_value(
             &ns.client,
             Some(&ns.name),
@@ -726,12 +734,12 @@ async fn ab_testing(provider: Provider) -> Result<()> {
 
         apply(&deployments, &App::new("podinfo", NEW, 1).deployment()?).await?;
         wait_phase(&ns, &ctrl, "WaitingPromotion", Duration::from_secs(90)).await?;
-        let insider = Some(("x-canary", "insider"));
+        let insider = Some(insider);
         until_all(&host, insider, NEW).await?;
         let with = versions(&host, insider, 200).await?;
         let without = versions(&host, None, 200).await?;
         eprintln!(
-            "MEASURED {} A/B: x-canary: insider -> {with:?}; no header -> {without:?}",
+            "MEASURED {} A/B: {insider:?} -> {with:?}; no header -> {without:?}",
             provider.name()
         );
         ensure!(
@@ -958,4 +966,14 @@ async fn traefik_progressive_mirroring() -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// nginx `canary-by-cookie`: a `cookie` header match names the cookie; requests carrying it with value `always`
+/// reach the canary (ingress-nginx semantics, implemented by Traefik's provider).
+#[tokio::test]
+async fn nginx_ab_cookie_through_traefik_ingress_nginx_provider() -> Result<()> {
+    skip_unless_e2e!();
+    let analysis =
+        json!({"iterations": 2, "match": [{"headers": {"cookie": {"exact": "canary"}}}]});
+    ab_testing_with(Provider::Nginx, analysis, ("cookie", "canary=always")).await
 }
