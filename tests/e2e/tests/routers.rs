@@ -844,6 +844,19 @@ async fn traefik_blue_green_mirroring() -> Result<()> {
         .await
         .with_context(|| "mirror share out of ±5 %".to_string())?;
         eprintln!("MEASURED traefik mirroring 50%: {mirrored} of {sent} requests mirrored to the canary pods, 100% of replies from {OLD}");
+        // routers.md §3.8 open point: does Traefik count mirrored requests in the canary's traefik_service_* series?
+        let (_, metrics) = e2e::traffic::get("http://127.0.0.1:8082/metrics", None).await?;
+        let canary_series = format!("service=\"{}-podinfo-canary-", ns.name);
+        let counted: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("traefik_service_requests_total{") && l.contains(&canary_series))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        eprintln!("OBSERVED traefik_service_requests_total for {}-podinfo-canary-*: {counted} (mirrored requests: {mirrored})", ns.name);
+        ensure!(
+            counted >= mirrored,
+            "Traefik counted {counted} requests on the canary series, fewer than the {mirrored} mirrored ones"
+        );
 
         gate.set(true);
         wait_phase(&ns, &ctrl, "Succeeded", Duration::from_secs(120)).await?;
