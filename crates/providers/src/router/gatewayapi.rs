@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use flagger_api::Canary;
-use flagger_api::istio::HttpMatchRequest;
+use flagger_api::istio::{CorsPolicy, HttpMatchRequest};
 use flagger_api::service::HeaderOperations;
 use flagger_api::string_match::StringMatch;
 use flagger_core::{RouteState, Routes};
@@ -188,7 +188,7 @@ fn header_modifier(ops: &HeaderOperations) -> Value {
 }
 
 /// The structural filters of the weighted rule: header modifiers, rewrite, static mirrors.
-fn static_filters(canary: &Canary) -> Vec<Value> {
+fn static_filters(canary: &Canary, version: GatewayVersion) -> Vec<Value> {
     let mut filters = Vec::new();
     let Some(svc) = canary.spec.service.as_ref() else {
         return filters;
@@ -218,11 +218,58 @@ fn static_filters(canary: &Canary) -> Vec<Value> {
             filters.push(json!({"type": "URLRewrite", "urlRewrite": rewrite}));
         }
     }
+    if let Some(cors) = svc
+        .cors_policy
+        .as_ref()
+        .filter(|_| version == GatewayVersion::V1)
+    {
+        filters.push(json!({"type": "CORS", "cors": cors_filter(cors)}));
+    }
     for m in svc.mirror.iter().flatten() {
         filters
             .push(json!({"type": "RequestMirror", "requestMirror": {"backendRef": m.backend_ref}}));
     }
     filters
+}
+
+/// `service.corsPolicy` as a Gateway API CORS filter (v1 only). Origins: the exact ones (and the legacy
+/// `allowOrigin` list); `maxAge` in whole seconds.
+fn cors_filter(cors: &CorsPolicy) -> Value {
+    let mut out = Map::new();
+    let origins: Vec<&String> = cors
+        .allow_origin
+        .iter()
+        .flatten()
+        .chain(
+            cors.allow_origins
+                .iter()
+                .flatten()
+                .filter_map(|o| o.exact.as_ref()),
+        )
+        .collect();
+    if !origins.is_empty() {
+        out.insert("allowOrigins".into(), json!(origins));
+    }
+    for (key, list) in [
+        ("allowMethods", &cors.allow_methods),
+        ("allowHeaders", &cors.allow_headers),
+        ("exposeHeaders", &cors.expose_headers),
+    ] {
+        if let Some(l) = list.as_ref().filter(|l| !l.is_empty()) {
+            out.insert(key.into(), json!(l));
+        }
+    }
+    if let Some(age) = cors
+        .max_age
+        .as_deref()
+        .and_then(|a| flagger_api::duration::parse(a).ok())
+    {
+        out.insert("maxAge".into(), json!(age.as_secs()));
+    }
+    if let Some(c) = cors.allow_credentials {
+        out.insert("allowCredentials".into(), json!(c));
+    }
+    Value::Object(out)
 }
 
 fn backend(name: &str, port: i64, weight: Option<u32>) -> Value {
@@ -265,7 +312,7 @@ pub fn render(
     };
     let ab = ab_matches(canary, &service)?;
 
-    let mut filters = static_filters(canary);
+    let mut filters = static_filters(canary, version);
     if routes.mirror > 0 {
         let mut mirror = json!({"backendRef": backend(&canary_svc, port, None)});
         if let Some(b) = mirror["backendRef"].as_object_mut() {
@@ -304,7 +351,7 @@ pub fn render(
             "matches": default_matches,
             "backendRefs": [backend(&primary, port, None)],
         });
-        let structural = static_filters(canary);
+        let structural = static_filters(canary, version);
         if !structural.is_empty() {
             rest["filters"] = json!(structural);
         }
@@ -470,6 +517,44 @@ mod tests {
         let obj = render(&c, GatewayVersion::V1, Routes::split(30)).unwrap();
         insta::assert_yaml_snapshot!(obj);
         assert_eq!(parse(&c, &obj).unwrap(), Routes::split(30));
+    }
+
+    #[test]
+    fn structural_filters_v1() {
+        let c = canary(
+            json!({}),
+            json!({
+                "headers": {
+                    "request": {"set": {"x-b": "2", "x-a": "1"}, "remove": ["x-z", "x-y"]},
+                    "response": {"add": {"x-served-by": "flagger"}},
+                },
+                "rewrite": {"uri": "/v2", "authority": "backend.example.com"},
+                "corsPolicy": {
+                    "allowOrigins": [{"exact": "https://example.com"}],
+                    "allowMethods": ["GET", "POST"],
+                    "maxAge": "24h",
+                    "allowCredentials": true,
+                },
+            }),
+        );
+        insta::assert_yaml_snapshot!(
+            render(&c, GatewayVersion::V1, Routes::PRIMARY).unwrap()["spec"]["rules"]
+        );
+        let beta = render(&c, GatewayVersion::V1beta1, Routes::PRIMARY).unwrap();
+        let types: Vec<&str> = beta["spec"]["rules"][0]["filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "RequestHeaderModifier",
+                "ResponseHeaderModifier",
+                "URLRewrite"
+            ]
+        );
     }
 
     #[test]
