@@ -41,6 +41,9 @@ DNS_IP=127.0.0.53
 hc_log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 hc_die() { hc_log "ERROR: $*"; exit 1; }
 
+# Exact name match: `ip netns list` prints "name (id: N)".
+hc_netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "${1:-$HC_NETNS}"; }
+
 # Run inside the cluster's netns.
 hc_in_ns() { ip netns exec "$HC_NETNS" "$@"; }
 
