@@ -1,6 +1,8 @@
 //! Kubernetes events on the Canary, as core/v1 Events: Flagger's ClusterRole grants `events` in the
 //! core group only, so kube's events.k8s.io recorder would be refused under Flagger's manifests.
 
+use std::collections::BTreeMap;
+
 use flagger_api::Canary;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -8,7 +10,34 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
 
-use flagger_core::EventType;
+use flagger_core::{EventType, Reason};
+
+/// Event annotations with the rendered query and the value of a failed check: Flagger's message text stays as
+/// it is, and `kubectl get event -o yaml` shows what was asked and what came back (issue 7).
+pub const ANN_QUERY: &str = "flagger-rs.dev/query";
+pub const ANN_VALUE: &str = "flagger-rs.dev/value";
+pub const ANN_THRESHOLD: &str = "flagger-rs.dev/threshold";
+
+pub fn check_annotations(reason: Option<&Reason>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let check = match reason {
+        Some(Reason::CheckFailed { check }) => check.as_ref(),
+        Some(Reason::FailedChecks {
+            last: Some(check), ..
+        }) => check.as_ref(),
+        _ => return out,
+    };
+    if let Some(q) = check.query.as_ref().filter(|q| !q.is_empty()) {
+        out.insert(ANN_QUERY.to_string(), q.clone());
+    }
+    if let Some(v) = check.value {
+        out.insert(ANN_VALUE.to_string(), v.to_string());
+    }
+    if let Some(t) = &check.threshold {
+        out.insert(ANN_THRESHOLD.to_string(), t.clone());
+    }
+    out
+}
 
 #[derive(Clone)]
 pub struct Recorder {
@@ -23,7 +52,22 @@ impl Recorder {
 
     /// Records one event; a failure is logged, never allowed to fail the tick.
     pub async fn record(&self, canary: &Canary, type_: EventType, message: &str) {
-        let event = build(canary, type_, message, self.dry_run, Timestamp::now());
+        self.record_annotated(canary, type_, message, BTreeMap::new())
+            .await
+    }
+
+    /// Records one event with annotations (e.g. the query and value of a failed metric check).
+    pub async fn record_annotated(
+        &self,
+        canary: &Canary,
+        type_: EventType,
+        message: &str,
+        annotations: BTreeMap<String, String>,
+    ) {
+        let mut event = build(canary, type_, message, self.dry_run, Timestamp::now());
+        if !annotations.is_empty() {
+            event.metadata.annotations = Some(annotations);
+        }
         let namespace = canary.namespace().unwrap_or_default();
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         match type_ {
@@ -93,6 +137,56 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_metric_events_carry_query_value_and_threshold() {
+        use flagger_api::status::CheckKind;
+        use flagger_core::FailedCheck;
+        let check = FailedCheck {
+            kind: CheckKind::Metric,
+            name: "request-success-rate".into(),
+            value: Some(70.0),
+            threshold: Some("min 99".into()),
+            query: Some("sum(rate(x[10s]))".into()),
+            message: "Halt podinfo.test advancement success rate 70.00% < 99%".into(),
+        };
+        let no_data = FailedCheck {
+            value: None,
+            query: None,
+            ..check.clone()
+        };
+        let failed = Reason::CheckFailed {
+            check: Box::new(check.clone()),
+        };
+        let threshold = Reason::FailedChecks {
+            failed_checks: 2,
+            threshold: 2,
+            last: Some(Box::new(check)),
+            records: vec![],
+        };
+        let want: BTreeMap<String, String> = [
+            (ANN_QUERY, "sum(rate(x[10s]))"),
+            (ANN_VALUE, "70"),
+            (ANN_THRESHOLD, "min 99"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let table: [(Option<&Reason>, BTreeMap<String, String>); 4] = [
+            (Some(&failed), want.clone()),
+            (Some(&threshold), want),
+            (
+                Some(&Reason::CheckFailed {
+                    check: Box::new(no_data),
+                }),
+                [(ANN_THRESHOLD.to_string(), "min 99".to_string())].into(),
+            ),
+            (None, BTreeMap::new()),
+        ];
+        for (reason, want) in table {
+            assert_eq!(check_annotations(reason), want, "{reason:?}");
+        }
+    }
 
     #[test]
     fn events_look_like_flaggers() {

@@ -109,9 +109,10 @@ impl<'a> Executor<'a> {
                 Ok(())
             }
             Action::Event(event) => {
+                let annotations = crate::events::check_annotations(event.reason.as_ref());
                 self.ctx
                     .recorder
-                    .record(canary, event.type_, &event.message)
+                    .record_annotated(canary, event.type_, &event.message, annotations)
                     .await;
                 crate::eventhooks::post(self.ctx, canary, status, &event).await;
                 Ok(())

@@ -53,6 +53,15 @@ pub(crate) fn new_record(
     }
 }
 
+/// The message of a failed check's record: the event text, plus the rendered query when there is one, so
+/// `status.canaryAnalysis` shows what was asked as well as the answer (issue 7).
+fn record_message(check: &FailedCheck) -> String {
+    match &check.query {
+        Some(query) if !query.is_empty() => format!("{} (query: {query})", check.message),
+        _ => check.message.clone(),
+    }
+}
+
 /// Counts one failed check; rolls back when it reaches the threshold.
 fn fail(t: &mut Tick, check: FailedCheck) -> Flow {
     let mut rec = new_record(
@@ -60,7 +69,7 @@ fn fail(t: &mut Tick, check: FailedCheck) -> Flow {
         check.kind,
         &check.name,
         true,
-        Some(check.message.clone()),
+        Some(record_message(&check)),
     );
     rec.value = check.value;
     rec.threshold = check.threshold.clone();
@@ -205,4 +214,38 @@ fn evaluate(key: &str, check: &MetricCheck, result: &MetricResult) -> Result<(),
         MetricKind::Custom => format!("Halt {key} advancement {} {v:.2} {op} {bound}", check.name),
     };
     Err(failed(Some(v), message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_check_record_message_carries_the_query() {
+        let check = |query: Option<&str>| FailedCheck {
+            kind: CheckKind::Metric,
+            name: "request-success-rate".into(),
+            value: Some(70.0),
+            threshold: Some("min 99".into()),
+            query: query.map(str::to_string),
+            message: "Halt podinfo.test advancement success rate 70.00% < 99%".into(),
+        };
+        let table = [
+            (
+                Some("sum(rate(x[10s]))"),
+                "Halt podinfo.test advancement success rate 70.00% < 99% (query: sum(rate(x[10s])))",
+            ),
+            (
+                None,
+                "Halt podinfo.test advancement success rate 70.00% < 99%",
+            ),
+            (
+                Some(""),
+                "Halt podinfo.test advancement success rate 70.00% < 99%",
+            ),
+        ];
+        for (query, want) in table {
+            assert_eq!(record_message(&check(query)), want, "query {query:?}");
+        }
+    }
 }

@@ -1,0 +1,480 @@
+//! Canary analysis with real traffic and real metrics (issue 7 "Must show", scenarios.md E9): a `flagger-rs
+//! controller` child runs Traefik canaries (TraefikService router) whose checks query the netns' Prometheus, which
+//! scrapes Traefik every second. Traffic comes from a bounded, paced driver through Traefik's `web` entry point;
+//! the testapp pods' error rate and latency come from pod-template annotations.
+//!
+//! * builtin `request-success-rate` (min 99) and `request-duration` (max 500 ms): a healthy version is promoted, a
+//!   version answering 500 to 30 % of requests is rolled back after exactly `threshold` failed checks, the failing
+//!   value and the rendered query in the Warning event and in `status.canaryAnalysis`;
+//! * a latency MetricTemplate (histogram_quantile over `traefik_service_request_duration_seconds_bucket`) rolls
+//!   back a version with 800 ms latency;
+//! * Prometheus unreachable mid-analysis (`spec.metricsServer` switched to a closed loopback port): every check
+//!   fails as in Flagger and the canary is rolled back after `threshold`.
+//!
+//! Run: `hack/cluster/exec env FLAGGER_E2E=1 cargo test -p e2e --test analysis` (needs `cargo build -p flagger-rs`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use e2e::controller::{
+    Proc, Recorder, canaries, events_for, install_crds, start_controller_named, status,
+    wait_canary, wait_phase,
+};
+use e2e::objects::{App, deployment_available, ingress_route};
+use e2e::traffic::Run;
+use e2e::{PROMETHEUS, Result, TRAEFIK_WEB, TestNamespace, apply, skip_unless_e2e, wait_for};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::{Api, ResourceExt as _};
+use serde_json::{Value, json};
+
+const APP: &str = "podinfo";
+const ERROR_RATE: &str = "testapp.flagger-rs.dev/error-rate";
+const LATENCY_MS: &str = "testapp.flagger-rs.dev/latency-ms";
+const THRESHOLD: i64 = 2;
+const INIT: Duration = Duration::from_secs(90);
+const RUN: Duration = Duration::from_secs(150);
+
+// --- background load ------------------------------------------------------------------------------------------
+
+/// Paced traffic through Traefik for `host` (≈ `rps` requests per second), until stopped or `max` elapsed.
+struct Load {
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<Result<BTreeMap<u16, usize>>>>,
+}
+
+impl Load {
+    fn start(host: String, rps: usize, max: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            // 10 rounds a second, each a bounded run of rps/10 requests; at most `max` / 100 ms rounds.
+            let mut pace = tokio::time::interval(Duration::from_millis(100));
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let per_round = (rps / 10).max(1);
+            let rounds = max.as_millis() / 100;
+            let mut by_status = BTreeMap::new();
+            for _ in 0..rounds {
+                if flag.load(Ordering::SeqCst) || start.elapsed() >= max {
+                    break;
+                }
+                pace.tick().await;
+                let mut run = Run::new(TRAEFIK_WEB, per_round).host(&host);
+                run.concurrency = per_round;
+                run.deadline = Duration::from_secs(5);
+                let report = run.drive().await?;
+                for (code, n) in report.by_status {
+                    *by_status.entry(code).or_default() += n;
+                }
+                *by_status.entry(0).or_default() += report.errors;
+            }
+            Ok(by_status)
+        });
+        Load {
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the load and returns the replies by status (0 = transport error).
+    async fn finish(mut self) -> Result<BTreeMap<u16, usize>> {
+        self.stop.store(true, Ordering::SeqCst);
+        let task = self.task.take().context("load already finished")?;
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .context("load task did not stop within 20s")?
+            .context("load task panicked")?
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+// --- fixture ----------------------------------------------------------------------------------------------------
+
+async fn apply_dynamic(ns: &TestNamespace, ar: &ApiResource, obj: Value) -> Result<()> {
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .context("object has no name")?
+        .to_string();
+    let api: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, ar);
+    let obj: DynamicObject = serde_json::from_value(obj)?;
+    api.patch(
+        &name,
+        &PatchParams::apply(e2e::FIELD_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .with_context(|| format!("applying {} {name}", ar.kind))?;
+    Ok(())
+}
+
+fn resource(group: &str, kind: &str, plural: &str, version: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// A Traefik canary with `metrics`; interval 3s, stepWeight 20, maxWeight 60, threshold 2.
+fn canary(metrics: Value, step: u32) -> Value {
+    json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": APP},
+        "spec": {
+            "provider": "traefik",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+            "progressDeadlineSeconds": 60,
+            "metricsServer": PROMETHEUS,
+            "service": {"port": e2e::objects::APP_PORT, "targetPort": e2e::objects::APP_PORT},
+            "analysis": {
+                "interval": "3s", "threshold": THRESHOLD, "stepWeight": step, "maxWeight": 60,
+                "metrics": metrics,
+            },
+        },
+    })
+}
+
+fn builtin_metrics() -> Value {
+    json!([
+        {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 99}},
+        {"name": "request-duration", "interval": "10s", "thresholdRange": {"max": 500}},
+    ])
+}
+
+/// Namespace fixture: podinfo 6.0.0, IngressRoute `podinfo` → TraefikService `podinfo`, the controller, the
+/// Canary (Initialized). Returns the controller and the IngressRoute host.
+async fn setup(ns: &TestNamespace, canary: Value) -> Result<(Proc, String)> {
+    install_crds(&ns.client).await?;
+    let host = format!("{}.analysis.test", ns.name);
+    let deployments: Api<Deployment> = ns.api();
+    apply(&deployments, &App::new(APP, "6.0.0", 1).deployment()?).await?;
+    wait_for(&deployments, APP, "available", INIT, deployment_available()).await?;
+    let route = serde_json::to_value(ingress_route(APP, &host, APP)?)?;
+    apply_dynamic(
+        ns,
+        &resource("traefik.io", "IngressRoute", "ingressroutes", "v1alpha1"),
+        route,
+    )
+    .await?;
+    let controller = start_controller_named(
+        &ns.name,
+        "controller",
+        &["-metrics-server=http://127.0.0.1:1"],
+    )?;
+    apply_dynamic(
+        ns,
+        &resource("flagger.app", "Canary", "canaries", "v1beta1"),
+        canary,
+    )
+    .await?;
+    wait_phase(&canaries(ns), APP, "Initialized", INIT, &controller).await?;
+    Ok((controller, host))
+}
+
+/// Metric check records of the current run: `(name, value, failed, message)`.
+fn metric_records(obj: &DynamicObject) -> Vec<(String, Option<f64>, bool, String)> {
+    status(obj)["canaryAnalysis"]["iterations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["kind"] == "metric")
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r["value"].as_f64(),
+                r["failed"].as_bool().unwrap_or(false),
+                r["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn failed_checks(obj: &DynamicObject) -> i64 {
+    status(obj)["failedChecks"].as_i64().unwrap_or(0)
+}
+
+/// "Rolled back after exactly `threshold` failed checks" as the status shows it: `failedChecks` climbs to
+/// `threshold - 1`, the `threshold`-th failure rolls back in its own tick (state-machine.md D-2) and the rollback
+/// resets `failedChecks` to 0 (Flagger); the run's failed check records number exactly `threshold`.
+fn ensure_rolled_back_at_threshold(done: &DynamicObject, rec: &Recorder) -> Result<()> {
+    let steps = rec.steps();
+    let max_seen = steps.iter().map(|s| s.failed_checks).max().unwrap_or(0);
+    ensure!(
+        max_seen == THRESHOLD - 1 && failed_checks(done) == 0,
+        "failedChecks went to {max_seen} (want {}), {} at Failed: {}",
+        THRESHOLD - 1,
+        failed_checks(done),
+        rec.render()
+    );
+    ensure!(
+        !steps.iter().any(|s| s.phase == "Promoting"),
+        "promoted: {}",
+        rec.render()
+    );
+    let failed = metric_records(done).into_iter().filter(|r| r.2).count();
+    ensure!(
+        failed == THRESHOLD as usize,
+        "{failed} failed metric records, want {THRESHOLD}: {:#?}",
+        metric_records(done)
+    );
+    Ok(())
+}
+
+/// Runs `version` (with pod annotations) to the end phase `want` under load; returns the final Canary.
+async fn run_version(
+    ns: &TestNamespace,
+    controller: &Proc,
+    host: &str,
+    app: App<'_>,
+    want: &str,
+    rps: usize,
+) -> Result<(DynamicObject, Recorder)> {
+    let api = canaries(ns);
+    let recorder = Recorder::start(&api, APP);
+    let load = Load::start(host.to_string(), rps, RUN + Duration::from_secs(30));
+    let deployments: Api<Deployment> = ns.api();
+    apply(&deployments, &app.deployment()?).await?;
+    let started = tokio::time::Instant::now();
+    let end = wait_phase(&api, APP, want, RUN, controller).await;
+    let elapsed = started.elapsed();
+    let replies = load.finish().await?;
+    eprintln!(
+        "{} -> {want}? after {elapsed:?}; observed: {}; load replies by status: {replies:?}",
+        app.version,
+        recorder.render()
+    );
+    Ok((end?, recorder))
+}
+
+fn kind_of(events: &[(String, String, String, i32)], needle: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|(t, _, m, _)| t == "Warning" && m.contains(needle))
+        .map(|(_, _, m, _)| m.clone())
+        .collect()
+}
+
+// --- tests --------------------------------------------------------------------------------------------------------
+
+/// (1) Builtin metrics: healthy 6.0.1 is promoted; 6.0.2 with 30 % of 500s is rolled back after exactly
+/// `threshold` failed checks, with the value and query in the Warning event and the status records.
+#[tokio::test]
+async fn builtin_metrics_promote_healthy_and_roll_back_errors() -> Result<()> {
+    skip_unless_e2e!();
+    e2e::with_namespace("analysis-builtin", |ns| async move {
+        let (controller, host) = setup(&ns, canary(builtin_metrics(), 20)).await?;
+
+        // Healthy version: promoted, never a failed check.
+        let (done, rec) = run_version(
+            &ns,
+            &controller,
+            &host,
+            App::new(APP, "6.0.1", 1),
+            "Succeeded",
+            60,
+        )
+        .await?;
+        let steps = rec.steps();
+        ensure!(
+            steps.iter().all(|s| s.failed_checks == 0),
+            "healthy version had failed checks: {}",
+            rec.render()
+        );
+        for w in [20, 40, 60] {
+            ensure!(
+                steps
+                    .iter()
+                    .any(|s| s.phase == "Progressing" && s.weight == w),
+                "weight {w} never observed: {}",
+                rec.render()
+            );
+        }
+        eprintln!("healthy run records: {:?}", metric_records(&done));
+
+        // 30 % errors: rolled back after exactly THRESHOLD failed checks.
+        let bad = App::new(APP, "6.0.2", 1).annotate(ERROR_RATE, "0.3");
+        let (done, rec) = run_version(&ns, &controller, &host, bad, "Failed", 60).await?;
+        ensure_rolled_back_at_threshold(&done, &rec)?;
+        let records = metric_records(&done);
+        eprintln!("failed run records: {records:#?}");
+        let failed: Vec<_> = records.iter().filter(|r| r.2).collect();
+        ensure!(
+            failed.len() == THRESHOLD as usize,
+            "want {THRESHOLD} failed metric records: {records:#?}"
+        );
+        for (name, value, _, message) in &failed {
+            ensure!(
+                name == "request-success-rate",
+                "failed record {name}: {message}"
+            );
+            let v = value.with_context(|| format!("failed record without value: {message}"))?;
+            ensure!(
+                (60.0..80.0).contains(&v),
+                "success rate {v} for 30 % errors"
+            );
+            ensure!(
+                message.contains("advancement success rate")
+                    && message.contains("traefik_service_request_duration_seconds_bucket"),
+                "record message lacks the halt text or the query: {message}"
+            );
+        }
+        let events = events_for(&ns, "Canary", APP).await?;
+        let halts = kind_of(&events, "advancement success rate");
+        eprintln!("Warning events: {halts:#?}");
+        ensure!(
+            halts.len() >= THRESHOLD as usize,
+            "want {THRESHOLD} halt events, got {events:#?}"
+        );
+        check_event_query(&ns, "advancement success rate").await?;
+        drop(controller);
+        Ok(())
+    })
+    .await
+}
+
+/// The Warning event of a failed metric carries the rendered query and value (annotations `flagger-rs.dev/…`).
+async fn check_event_query(ns: &TestNamespace, needle: &str) -> Result<()> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = ns.api();
+    let list = api
+        .list(&kube::api::ListParams::default().fields(&format!(
+            "involvedObject.kind=Canary,involvedObject.name={APP}"
+        )))
+        .await?;
+    let ev = list
+        .items
+        .iter()
+        .find(|e| e.message.as_deref().is_some_and(|m| m.contains(needle)))
+        .with_context(|| format!("no event {needle:?}"))?;
+    let ann = ev.annotations();
+    eprintln!("event {:?} annotations {ann:?}", ev.message);
+    let query = ann.get("flagger-rs.dev/query").cloned().unwrap_or_default();
+    ensure!(
+        query.contains("traefik_service_request_duration_seconds_bucket"),
+        "Warning event without the query: {ev:#?}"
+    );
+    ensure!(
+        ann.get("flagger-rs.dev/value").is_some(),
+        "Warning event without the value: {ev:#?}"
+    );
+    Ok(())
+}
+
+/// (2) A latency MetricTemplate over Traefik's duration buckets fails for a version with 800 ms latency.
+#[tokio::test]
+async fn latency_template_rolls_back_slow_version() -> Result<()> {
+    skip_unless_e2e!();
+    e2e::with_namespace("analysis-latency", |ns| async move {
+        install_crds(&ns.client).await?;
+        apply_dynamic(
+            &ns,
+            &resource("flagger.app", "MetricTemplate", "metrictemplates", "v1beta1"),
+            json!({
+                "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+                "metadata": {"name": "latency"},
+                "spec": {
+                    "provider": {"type": "prometheus", "address": PROMETHEUS},
+                    "query": r#"histogram_quantile(0.99, sum(rate(traefik_service_request_duration_seconds_bucket{service=~"{{ namespace }}-{{ target }}-canary-[0-9a-zA-Z-]+@kubernetescrd"}[{{ interval }}])) by (le))"#,
+                },
+            }),
+        )
+        .await?;
+        let metrics = json!([{
+            "name": "latency", "interval": "10s", "thresholdRange": {"max": 0.5},
+            "templateRef": {"name": "latency"},
+        }]);
+        let (controller, host) = setup(&ns, canary(metrics, 20)).await?;
+        let slow = App::new(APP, "6.0.1", 1).annotate(LATENCY_MS, "800");
+        let (done, rec) = run_version(&ns, &controller, &host, slow, "Failed", 40).await?;
+        ensure_rolled_back_at_threshold(&done, &rec)?;
+        let records = metric_records(&done);
+        eprintln!("records: {records:#?}");
+        let failed: Vec<_> = records.iter().filter(|r| r.2).collect();
+        ensure!(failed.len() == THRESHOLD as usize, "want {THRESHOLD} failed records: {records:#?}");
+        for (name, value, _, message) in failed {
+            ensure!(name == "latency", "failed record {name}: {message}");
+            let v = value.with_context(|| format!("no value: {message}"))?;
+            ensure!(v > 0.5, "P99 {v}s for 800 ms latency");
+        }
+        let events = events_for(&ns, "Canary", APP).await?;
+        let halts = kind_of(&events, "advancement latency");
+        eprintln!("Warning events: {halts:#?}");
+        ensure!(halts.len() >= THRESHOLD as usize, "no latency halt events: {events:#?}");
+        let primary: Api<Deployment> = ns.api();
+        let image = e2e::controller::template_image(
+            primary.get(&format!("{APP}-primary")).await?.spec.as_ref().map(|s| &s.template),
+        );
+        ensure!(image.ends_with(":6.0.0"), "primary image {image} after rollback");
+        drop(controller);
+        Ok(())
+    })
+    .await
+}
+
+/// (3) Prometheus unreachable mid-analysis: checks pass at the first step, then `spec.metricsServer` is switched
+/// to a closed loopback port; each tick counts one failed check (Flagger's default) and the canary rolls back
+/// after `threshold`.
+#[tokio::test]
+async fn prometheus_unreachable_mid_analysis_rolls_back() -> Result<()> {
+    skip_unless_e2e!();
+    e2e::with_namespace("analysis-unreach", |ns| async move {
+        // stepWeight 10: six steps leave time to cut Prometheus off before promotion.
+        let (controller, host) = setup(&ns, canary(builtin_metrics(), 10)).await?;
+        let api = canaries(&ns);
+        let recorder = Recorder::start(&api, APP);
+        let load = Load::start(host.clone(), 60, RUN + Duration::from_secs(30));
+        let deployments: Api<Deployment> = ns.api();
+        apply(&deployments, &App::new(APP, "6.0.1", 1).deployment()?).await?;
+        // A passing metric check recorded in this run, with the real Prometheus.
+        wait_canary(&api, APP, "a passing metric check", RUN, &controller, |o| {
+            metric_records(o).iter().any(|r| !r.2 && r.1.is_some())
+        })
+        .await?;
+        // A port nothing listens on: bound, then released.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let patch = json!({"spec": {"metricsServer": format!("http://127.0.0.1:{closed}")}});
+        api.patch(APP, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let result = wait_phase(&api, APP, "Failed", RUN, &controller).await;
+        let replies = load.finish().await?;
+        eprintln!("observed: {}; load: {replies:?}", recorder.render());
+        let done = result?;
+        ensure_rolled_back_at_threshold(&done, &recorder)?;
+        let records = metric_records(&done);
+        eprintln!("records: {records:#?}");
+        let failed: Vec<_> = records.iter().filter(|r| r.2).collect();
+        ensure!(
+            failed.len() == THRESHOLD as usize,
+            "want {THRESHOLD} failed records: {records:#?}"
+        );
+        for (_, value, _, message) in &failed {
+            ensure!(
+                value.is_none(),
+                "an unreachable Prometheus gave a value: {message}"
+            );
+            ensure!(
+                message.contains(&format!("127.0.0.1:{closed}")),
+                "message without the address: {message}"
+            );
+        }
+        let events = events_for(&ns, "Canary", APP).await?;
+        let errors = kind_of(&events, "query failed");
+        eprintln!("Warning events: {errors:#?}");
+        ensure!(
+            errors.len() >= THRESHOLD as usize,
+            "no query-failed events: {events:#?}"
+        );
+        drop(controller);
+        Ok(())
+    })
+    .await
+}
