@@ -403,10 +403,7 @@ async fn bench(ns: TestNamespace, s: &Settings) -> e2e::Result<()> {
                     results.push("3. decision (log) → Slack POST", h.at_ms - d);
                 }
                 if let Some(tr) = transition {
-                    results.push(
-                        "3. Failed lastTransitionTime (1 s resolution) → Slack POST",
-                        h.at_ms - tr,
-                    );
+                    results.push("3. Failed lastTransitionTime → Slack POST", h.at_ms - tr);
                 }
                 results.push("3. image change → Slack POST", h.at_ms - t0);
             }
