@@ -472,6 +472,7 @@ mod tests {
         let log = "\u{1b}[2m2026-12-01T19:17:38.305405Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m Rolling back a.b x";
         let t = log_time_ms(log, "Rolling back a.b", 0.0).unwrap();
         assert_eq!(t, parse_time_ms("2026-12-01T19:17:38.305405Z").unwrap());
-        assert!((t % 1000.0 - 305.405).abs() < 1e-6);
+        // Epoch milliseconds in an f64 keep about 0.25 µs of precision at this magnitude.
+        assert!((t % 1000.0 - 305.405).abs() < 1e-3);
     }
 }
