@@ -8,7 +8,6 @@ use flagger_api::analysis::CanaryMetric;
 use flagger_api::{Canary, MetricTemplate};
 use flagger_core::{MetricOutcome, MetricResult, RolloutSpec};
 use flagger_providers::metrics::builtin::{BuiltinMetric, QuerySet, to_threshold_unit};
-use flagger_providers::metrics::prometheus::{PrometheusOptions, PrometheusProvider};
 use flagger_providers::metrics::{
     MetricError, MetricProvider, QueryModel, SecretData, build_provider, render,
 };
@@ -121,9 +120,8 @@ async fn prepare(
         .clone()
         .unwrap_or_else(|| ctx.flags.metrics_server.clone());
     let prometheus = || -> Result<Arc<dyn MetricProvider>, String> {
-        PrometheusProvider::new(PrometheusOptions::new(server.clone()))
-            .map(|p| Arc::new(p) as Arc<dyn MetricProvider>)
-            .map_err(|e| e.to_string())
+        ctx.prometheus(&server)
+            .map(|p| p as Arc<dyn MetricProvider>)
     };
     if let Some(query) = &metric.query {
         let query = render(query, model).map_err(|e| {
