@@ -8,10 +8,10 @@
 //! 1. Reaction: `REACTION_RUNS` blue/green canaries (interval 10 s, threshold 2, 10 iterations, no webhooks), each
 //!    Initialized; one after the other, the target's image is changed and the bench times, through watches, the
 //!    canary reaching `Progressing` and the target Deployment scaled up.
-//! 2-4. Rollback: `ROLLBACK_RUNS` canaries with a pre-rollout webhook (the loadtester, `exit 1`) and threshold
-//!    `BENCH_THRESHOLD`; one after the other the image is changed; timed: `Failed` and the target scaled to 0 (from
-//!    the image change and from the decision, the controller's `Rolling back` log line), the Slack-format POST of
-//!    the global notifier, and Alertmanager's webhook carrying `CanaryRollback` for that canary.
+//! 2. Rollback (also 3 and 4): `ROLLBACK_RUNS` canaries with a pre-rollout webhook (the loadtester, `exit 1`) and
+//!    threshold `BENCH_THRESHOLD`; one after the other the image is changed; timed: `Failed` and the target scaled
+//!    to 0 (from the image change and from the decision, the controller's `Rolling back` log line), the
+//!    Slack-format POST of the global notifier, and Alertmanager's webhook carrying `CanaryRollback` for it.
 //!
 //! Environment: `REACTION_RUNS` (20), `ROLLBACK_RUNS` (10), `BENCH_THRESHOLD` (1), `BENCH_INTERVAL` (10s, the
 //! canaries' analysis interval), `PROM_INTERVAL` (10s: Prometheus scrape and rule evaluation interval),
