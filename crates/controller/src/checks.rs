@@ -55,19 +55,44 @@ pub async fn run(ctx: &Context, canary: &Canary, _spec: &RolloutSpec, name: &str
         Ok(sample) => {
             MetricOutcome::Value(prepared.convert.map_or(sample.value, |c| c(sample.value)))
         }
-        Err(MetricError::NoValues(_)) => MetricOutcome::NoData(format!(
-            "no values found for metric {name} probably {}.{} is not receiving traffic",
-            canary.spec.target_ref.name,
-            canary.namespace().unwrap_or_default()
-        )),
-        Err(MetricError::QueryFailed(message)) => {
-            MetricOutcome::Error(format!("metric query failed for {name}: {message}"))
+        Err(MetricError::NoValues(detail)) => {
+            let detail = if detail.is_empty() {
+                "no data".to_string()
+            } else {
+                detail
+            };
+            let target = format!(
+                "{}.{}",
+                canary.spec.target_ref.name,
+                canary.namespace().unwrap_or_default()
+            );
+            MetricOutcome::NoData(match prepared.source {
+                Source::Builtin(set) => format!(
+                    "no values found for {set} metric {name} probably {target} is not receiving traffic: {detail}"
+                ),
+                Source::Inline => format!("no values found for metric: {name}"),
+                Source::Template => format!("no values found for custom metric: {name}: {detail}"),
+            })
         }
+        Err(MetricError::QueryFailed(message)) => MetricOutcome::Error(match prepared.source {
+            Source::Builtin(_) => format!("Prometheus query failed: {message}"),
+            Source::Inline => format!("Prometheus query failed for {name}: {message}"),
+            Source::Template => format!("Metric query failed for {name}: {message}"),
+        }),
     };
     result(Some(prepared.query), outcome)
 }
 
+/// Where the query came from: the texts of metrics.md §6.1 differ per kind.
+enum Source {
+    /// The builtin query set of this provider.
+    Builtin(&'static str),
+    Inline,
+    Template,
+}
+
 struct Prepared {
+    source: Source,
     provider: Arc<dyn MetricProvider>,
     query: String,
     /// Builtin durations come back in seconds or milliseconds; thresholds are in milliseconds.
@@ -109,6 +134,7 @@ async fn prepare(
         let provider = build_provider(&template.spec.provider, secret.as_ref())
             .map_err(|e| (Some(query.clone()), format!("MetricTemplate {id}: {e}")))?;
         return Ok(Prepared {
+            source: Source::Template,
             provider,
             query,
             convert: None,
@@ -132,6 +158,7 @@ async fn prepare(
         })?;
         let provider = prometheus().map_err(|m| (Some(query.clone()), m))?;
         return Ok(Prepared {
+            source: Source::Inline,
             provider,
             query,
             convert: None,
@@ -160,6 +187,7 @@ async fn prepare(
     let provider = prometheus().map_err(|m| (Some(query.clone()), m))?;
     let unit = set.raw_unit(builtin);
     Ok(Prepared {
+        source: Source::Builtin(set.name()),
         provider,
         query,
         convert: Some(Box::new(move |raw| to_threshold_unit(raw, unit))),
