@@ -72,33 +72,24 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
 
     let workloads = match Workloads::load(&ctx, &canary).await {
         Ok(w) => w,
-        Err(TargetError::NotFound(message)) => {
-            return invalid(
-                &ctx,
-                &api,
-                &key,
-                &canary,
-                status,
-                "TargetNotFound",
-                &message,
-                now,
-            )
-            .await;
-        }
-        Err(TargetError::Invalid(message)) => {
-            return invalid(
-                &ctx,
-                &api,
-                &key,
-                &canary,
-                status,
-                reason::INVALID_SPEC,
-                &message,
-                now,
-            )
-            .await;
-        }
         Err(TargetError::Kube(e)) => return Err(Error::Kube(e)),
+        Err(e) => {
+            let reason = match e {
+                TargetError::NotFound(_) => "TargetNotFound",
+                _ => reason::INVALID_SPEC,
+            };
+            return invalid(
+                &ctx,
+                &api,
+                &key,
+                &canary,
+                status,
+                reason,
+                &e.to_string(),
+                now,
+            )
+            .await;
+        }
     };
 
     let mut observation = workloads.observe(&canary, &spec).await?;

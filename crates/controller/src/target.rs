@@ -10,7 +10,7 @@ use flagger_providers::router;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret, Service};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -482,38 +482,40 @@ async fn tracked_configs(
             .map(|r| r.name.clone())
             .collect::<BTreeSet<_>>()
     };
-    let cm_names = wanted(configs::ConfigKind::ConfigMap);
-    let secret_names = wanted(configs::ConfigKind::Secret);
-    let configmaps: BTreeMap<String, ConfigMap> = if cm_names.is_empty() {
-        BTreeMap::new()
-    } else {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-        api.list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|c| cm_names.contains(&c.name_any()))
-            .map(|c| (c.name_any(), c))
-            .collect()
-    };
-    let secrets: BTreeMap<String, Secret> = if secret_names.is_empty() {
-        BTreeMap::new()
-    } else {
-        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        api.list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|s| secret_names.contains(&s.name_any()))
-            .map(|s| (s.name_any(), s))
-            .collect()
-    };
+    let configmaps: BTreeMap<String, ConfigMap> =
+        get_named(client, namespace, wanted(configs::ConfigKind::ConfigMap)).await?;
+    let secrets: BTreeMap<String, Secret> =
+        get_named(client, namespace, wanted(configs::ConfigKind::Secret)).await?;
     Ok(TrackedConfigs::resolve(
         canary,
         &refs,
         &configmaps,
         &secrets,
     )?)
+}
+
+/// The named objects that exist, by name. A GET per name reads only the few configs a pod
+/// template references, where a LIST would fetch every Secret of the namespace each tick.
+async fn get_named<K>(
+    client: &Client,
+    namespace: &str,
+    names: BTreeSet<String>,
+) -> Result<BTreeMap<String, K>, kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let mut found = BTreeMap::new();
+    for name in names {
+        if let Some(object) = api.get_opt(&name).await? {
+            found.insert(name, object);
+        }
+    }
+    Ok(found)
 }
 
 /// A workload rule broken by the user's objects: reported like an API validation error so the tick
