@@ -135,13 +135,26 @@ async fn deployment_of_three_becomes_available_and_pods_answer() -> e2e::Result<
         }
         // ClusterIP through the real kube-proxy, name through CoreDNS: traffic spreads over all three pods.
         let url = format!("http://podinfo.{}.svc.cluster.local:{APP_PORT}/", ns.name);
-        let report = Run::new(&url, 300).drive().await?;
-        ensure!(report.ok() == 300, "Service traffic: {report:?}");
-        ensure!(
-            report.by_pod.len() == 3,
-            "kube-proxy reached {} of 3 pods: {report:?}",
-            report.by_pod.len()
-        );
+        // kube-proxy programs its rules a moment after the EndpointSlice is complete, and nothing
+        // to watch says when: bursts are repeated (bounded) until every pod has answered.
+        poll_until(
+            "kube-proxy reaching all 3 pods",
+            Duration::from_secs(30),
+            || {
+                let url = url.clone();
+                async move {
+                    let report = Run::new(&url, 300).drive().await?;
+                    ensure!(report.ok() == 300, "Service traffic: {report:?}");
+                    ensure!(
+                        report.by_pod.len() == 3,
+                        "kube-proxy reached {} of 3 pods: {report:?}",
+                        report.by_pod.len()
+                    );
+                    Ok(Some(()))
+                }
+            },
+        )
+        .await?;
         Ok(())
     })
     .await
