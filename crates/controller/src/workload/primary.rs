@@ -217,27 +217,33 @@ fn rewrite_pod_selectors(spec: &mut PodSpec, target_name: &str, selector_labels:
     for c in spec.topology_spread_constraints.iter_mut().flatten() {
         rewrite(&mut c.label_selector);
     }
-    if let Some(affinity) = spec.affinity.as_mut() {
-        if let Some(a) = affinity.pod_affinity.as_mut() {
-            a.required_during_scheduling_ignored_during_execution
-                .iter_mut()
-                .flatten()
-                .for_each(|t| rewrite(&mut t.label_selector));
-            a.preferred_during_scheduling_ignored_during_execution
-                .iter_mut()
-                .flatten()
-                .for_each(|w| rewrite(&mut w.pod_affinity_term.label_selector));
-        }
-        if let Some(a) = affinity.pod_anti_affinity.as_mut() {
-            a.required_during_scheduling_ignored_during_execution
-                .iter_mut()
-                .flatten()
-                .for_each(|t| rewrite(&mut t.label_selector));
-            a.preferred_during_scheduling_ignored_during_execution
-                .iter_mut()
-                .flatten()
-                .for_each(|w| rewrite(&mut w.pod_affinity_term.label_selector));
-        }
+    let Some(affinity) = spec.affinity.as_mut() else {
+        return;
+    };
+    // PodAffinity and PodAntiAffinity are distinct types with the same two term lists.
+    let term_lists = [
+        affinity.pod_affinity.as_mut().map(|a| {
+            (
+                &mut a.required_during_scheduling_ignored_during_execution,
+                &mut a.preferred_during_scheduling_ignored_during_execution,
+            )
+        }),
+        affinity.pod_anti_affinity.as_mut().map(|a| {
+            (
+                &mut a.required_during_scheduling_ignored_during_execution,
+                &mut a.preferred_during_scheduling_ignored_during_execution,
+            )
+        }),
+    ];
+    for (required, preferred) in term_lists.into_iter().flatten() {
+        required
+            .iter_mut()
+            .flatten()
+            .for_each(|t| rewrite(&mut t.label_selector));
+        preferred
+            .iter_mut()
+            .flatten()
+            .for_each(|w| rewrite(&mut w.pod_affinity_term.label_selector));
     }
 }
 
