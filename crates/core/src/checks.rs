@@ -220,6 +220,44 @@ fn evaluate(key: &str, check: &MetricCheck, result: &MetricResult) -> Result<(),
 mod tests {
     use super::*;
 
+    fn duration_check(max: f64) -> MetricCheck {
+        MetricCheck {
+            name: "request-duration".into(),
+            kind: MetricKind::Duration,
+            min: None,
+            max: Some(max),
+            threshold: Some(format!("max {max}")),
+        }
+    }
+
+    fn value(v: f64) -> MetricResult {
+        MetricResult {
+            name: "request-duration".into(),
+            query: None,
+            outcome: MetricOutcome::Value(v),
+        }
+    }
+
+    #[test]
+    fn a_maximum_fails_values_above_it_and_nan() {
+        let check = duration_check(500.0);
+        assert!(evaluate("podinfo.test", &check, &value(500.0)).is_ok());
+        let above = evaluate("podinfo.test", &check, &value(1515.0)).unwrap_err();
+        assert_eq!(
+            above.message,
+            "Halt podinfo.test advancement request duration 1.515s > 500ms"
+        );
+        assert_eq!(above.value, Some(1515.0));
+        assert!(evaluate("podinfo.test", &check, &value(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn durations_switch_to_seconds_at_one_second() {
+        assert_eq!(millis(999.0), "999ms");
+        assert_eq!(millis(1000.0), "1s");
+        assert_eq!(millis(-1000.0), "-1s");
+    }
+
     #[test]
     fn failed_check_record_message_carries_the_query() {
         let check = |query: Option<&str>| FailedCheck {
