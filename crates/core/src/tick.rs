@@ -241,7 +241,8 @@ impl<'a> Tick<'a> {
             }
             Strategy::Canary(l) => {
                 let steps: Vec<String> = l.step_weights.iter().map(u32::to_string).collect();
-                format!("Weight steps: {} max: {}", steps.join(","), l.max_weight)
+                // With stepWeights, maxWeight is ignored: the ladder's last step is the maximum.
+                format!("Weight steps: {} max: {}", steps.join(","), l.max())
             }
         };
         vec![
