@@ -139,3 +139,29 @@ fn delay_and_dry_run_settings() {
     assert_eq!(p.steps[2].canary_weight, 0);
     assert_eq!(p.promote_after_seconds, Some(7 * 60));
 }
+
+/// A simulated failure must really break each kind of bound: a minimum-only and a maximum-only
+/// metric both roll the canary back once checks fail.
+#[test]
+fn failing_values_break_minimum_and_maximum_bounds() {
+    for metric in [
+        json!({"name": "request-success-rate", "thresholdRange": {"min": 99}}),
+        json!({"name": "request-duration", "thresholdRange": {"max": 500}}),
+    ] {
+        let s =
+            spec(json!({"stepWeight": 50, "threshold": 1, "interval": "1m", "metrics": [metric]}));
+        let p = plan(&s, Some(2));
+        assert!(p.rollback_after_seconds.is_some(), "{metric}: no rollback");
+        assert_eq!(
+            p.steps.last().map(|s| s.phase),
+            Some(CanaryPhase::Failed),
+            "{metric}"
+        );
+        let healthy = plan(&s, None);
+        assert_eq!(
+            healthy.steps.last().map(|s| s.phase),
+            Some(CanaryPhase::Succeeded),
+            "{metric}"
+        );
+    }
+}
