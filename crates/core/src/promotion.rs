@@ -48,6 +48,13 @@ pub(crate) fn gate(t: &mut Tick) -> Flow {
 
 /// Copies the target to the primary; traffic moves once the primary has rolled out.
 pub(crate) fn promote(t: &mut Tick) -> Stop {
+    announce_copy(t);
+    t.push(Action::Promote);
+    t.set_phase(CanaryPhase::Promoting);
+    Stop::End
+}
+
+fn announce_copy(t: &mut Tick) {
     let s = t.spec;
     t.normal(
         EventName::PromotionStarted,
@@ -58,9 +65,6 @@ pub(crate) fn promote(t: &mut Tick) -> Stop {
             s.namespace
         ),
     );
-    t.push(Action::Promote);
-    t.set_phase(CanaryPhase::Promoting);
-    Stop::End
 }
 
 fn finalising(t: &mut Tick) -> Stop {
@@ -129,17 +133,8 @@ fn succeed(t: &mut Tick, skipped: bool) {
 
 /// T19: promote without analysis, all in one tick (the primary rollout is not awaited).
 pub(crate) fn skip(t: &mut Tick) -> Stop {
-    let s = t.spec;
     t.push(Action::SetRoutes(Routes::PRIMARY));
-    t.normal(
-        EventName::PromotionStarted,
-        format!(
-            "Copying {} template spec to {}-primary.{}",
-            s.target_key(),
-            s.target_name,
-            s.namespace
-        ),
-    );
+    announce_copy(t);
     t.push(Action::Promote);
     t.push(Action::ReconcilePrimaryScaler);
     t.push(Action::PauseTargetScaler);
@@ -149,7 +144,7 @@ pub(crate) fn skip(t: &mut Tick) -> Stop {
         EventName::Succeeded,
         format!(
             "Promotion completed! Canary analysis was skipped for {}",
-            s.target_key()
+            t.spec.target_key()
         ),
     );
     t.alert(
