@@ -68,7 +68,18 @@ pub struct CanaryMetric {
     pub query: Option<String>,
     pub template_ref: Option<CrossNamespaceRef>,
     pub template_variables: Option<BTreeMap<String, String>>,
+    /// flagger-rs extra (issue 7): the check is run and reported but never fails, nor holds,
+    /// the analysis. Absent = false (Flagger).
+    pub dry_run: Option<bool>,
+    /// flagger-rs extra (issue 7): what a tick does when this metric has no data or its query
+    /// failed: `fail` counts a failed check (Flagger, the default), `hold` neither advances nor
+    /// counts a failure.
+    #[schemars(extend("enum" = ["fail", "hold"]))]
+    pub no_data: Option<String>,
 }
+
+/// Values of `analysis.metrics[].noData`.
+pub const NO_DATA_POLICIES: &[&str] = &["fail", "hold"];
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

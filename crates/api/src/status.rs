@@ -76,6 +76,10 @@ pub struct CanaryStatus {
     /// Seed extra: end of the `analysis.delay` warm-up hold.
     #[schemars(with = "Option<String>", extend("format" = "date-time"))]
     pub delay_until: Option<Timestamp>,
+    /// flagger-rs extra (issue 7): first tick of the current `noData: hold` episode; a hold
+    /// older than `progressDeadlineSeconds` counts failed checks again.
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub held_since: Option<Timestamp>,
     /// Seed extra: mirror percentage currently configured (0 = not mirroring).
     pub mirror_weight: Option<i32>,
     /// Seed extra: the last `flagger.app/reset` token acted on.

@@ -206,19 +206,28 @@ mod generated {
             of((of(number()), of(number()))),
             of(".{0,40}"),
             of(name()),
+            of(any::<bool>()),
+            of(prop_oneof![
+                Just("fail".to_string()),
+                Just("hold".to_string())
+            ]),
         )
             .prop_map(
-                |(name, interval, threshold, range, query, template)| CanaryMetric {
-                    name,
-                    interval,
-                    threshold,
-                    threshold_range: range.map(|(min, max)| ThresholdRange { min, max }),
-                    query,
-                    template_ref: template.map(|name| CrossNamespaceRef {
+                |(name, interval, threshold, range, query, template, dry_run, no_data)| {
+                    CanaryMetric {
                         name,
-                        namespace: None,
-                    }),
-                    template_variables: None,
+                        interval,
+                        threshold,
+                        threshold_range: range.map(|(min, max)| ThresholdRange { min, max }),
+                        query,
+                        template_ref: template.map(|name| CrossNamespaceRef {
+                            name,
+                            namespace: None,
+                        }),
+                        template_variables: None,
+                        dry_run,
+                        no_data,
+                    }
                 },
             )
     }

@@ -275,6 +275,20 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
     ),
     (
         CANARY,
+        "spec: {analysis: {metrics: [{name: error-count, query: up, threshold: 1, noData: wait}]}}",
+        "spec.analysis.metrics[0].noData",
+        "fail or hold",
+        E,
+    ),
+    (
+        CANARY,
+        "spec: {analysis: {metrics: [{name: error-count, query: up, threshold: 1, noData: hold, dryRun: true}]}}",
+        "spec.analysis.metrics[0].noData",
+        "ignored with dryRun",
+        W,
+    ),
+    (
+        CANARY,
         "spec: {analysis: {metrics: [{name: error-count}]}}",
         "spec.analysis.metrics[0]",
         "neither query nor templateRef",

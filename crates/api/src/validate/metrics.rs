@@ -7,7 +7,7 @@ use super::fields;
 use super::problems::{Problems, child, index};
 use super::reason;
 use super::template;
-use crate::analysis::CanaryAnalysis;
+use crate::analysis::{CanaryAnalysis, NO_DATA_POLICIES};
 
 /// Names Flagger evaluates itself when a metric has neither `query` nor `templateRef`.
 pub const BUILTIN_METRICS: &[&str] = &["request-success-rate", "request-duration"];
@@ -25,6 +25,20 @@ pub(crate) fn check(p: &mut Problems, a: &CanaryAnalysis, ctx: &Context) {
             );
         }
         fields::schema_duration(p, &child(&path, "interval"), m.interval.as_deref());
+        if let Some(v) = m.no_data.as_deref() {
+            if !NO_DATA_POLICIES.contains(&v) {
+                p.schema(
+                    child(&path, "noData"),
+                    format!("unsupported value {v:?} (fail or hold)"),
+                );
+            } else if v == "hold" && m.dry_run == Some(true) {
+                p.warn(
+                    reason::IGNORED,
+                    child(&path, "noData"),
+                    "ignored with dryRun: true (a dry-run metric never holds the analysis)",
+                );
+            }
+        }
         let query = m.query.as_deref().filter(|q| !q.trim().is_empty());
         let builtin = query.is_none()
             && m.template_ref.is_none()
