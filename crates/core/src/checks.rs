@@ -5,11 +5,11 @@ use flagger_api::analysis::HookType;
 use flagger_api::status::{AnalysisRecords, CanaryPhase, CheckKind, CheckRecord};
 
 use crate::action::{EventName, EventType, FailedCheck, Need, Reason};
-use crate::normalize::{MetricCheck, MetricKind};
+use crate::normalize::{MetricCheck, MetricKind, NoDataPolicy};
 use crate::observation::{MetricOutcome, MetricResult};
 use crate::rollback::{failed_checks_reason, rollback};
-use crate::status::StatusExt;
-use crate::tick::{Flow, Stop, Tick};
+use crate::status::{StatusExt, set_promoted_message};
+use crate::tick::{Flow, Stop, Tick, after};
 
 /// Tick number within the run for check records; 1 is the first analysis tick.
 pub(crate) fn record_iteration(t: &Tick) -> i32 {
@@ -143,6 +143,10 @@ pub(crate) fn pre_rollout(t: &mut Tick) -> Flow {
 }
 
 /// `rollout` hooks, then metrics, of every later analysis tick.
+///
+/// Issue 7: a failing `dryRun` metric is reported and the tick goes on; a `noData: hold` metric
+/// without a value (no data, or the query failed) holds the tick, unless a later metric fails
+/// for real, or the hold has lasted longer than `progressDeadlineSeconds`.
 pub(crate) fn analyse(t: &mut Tick) -> Flow {
     hook_check(
         t,
@@ -152,31 +156,114 @@ pub(crate) fn analyse(t: &mut Tick) -> Flow {
         None,
     )?;
     let spec = t.spec;
+    let mut held: Option<String> = None;
     for (i, check) in spec.metrics.iter().enumerate() {
         let Some(result) = t.obs.metric(&check.name) else {
             let names = spec.metrics[i..].iter().map(|m| m.name.clone()).collect();
             return Err(Stop::Need(Need::Metrics { names }));
         };
         let verdict = evaluate(spec.key(), check, result);
-        let mut rec = new_record(t, CheckKind::Metric, &check.name, verdict.is_err(), None);
+        let mut rec = new_record(t, CheckKind::Metric, &check.name, false, None);
         rec.threshold = check.threshold.clone();
         if let MetricOutcome::Value(v) = result.outcome {
             rec.value = Some(v);
         }
-        match verdict {
-            Ok(()) => record(t, rec),
-            Err(failed) => return fail(t, failed),
+        let Err(failed) = verdict else {
+            record(t, rec);
+            continue;
+        };
+        if check.dry_run {
+            let message = format!(
+                "Dry-run metric {} failed (not counted): {}",
+                check.name, failed.message
+            );
+            rec.message = Some(record_message(&FailedCheck {
+                message: message.clone(),
+                ..failed
+            }));
+            record(t, rec);
+            t.warning(EventName::Other, message);
+            continue;
+        }
+        let missing = match &result.outcome {
+            MetricOutcome::NoData(_) => Some("no data"),
+            MetricOutcome::QueryFailed(_) => Some("query failed"),
+            MetricOutcome::Value(_) | MetricOutcome::Error(_) => None,
+        };
+        let Some(missing) = missing.filter(|_| check.no_data == NoDataPolicy::Hold) else {
+            return fail(t, failed);
+        };
+        let since = *t.status.held_since.get_or_insert(t.now);
+        if after(since, spec.progress_deadline) < t.now {
+            let message = format!(
+                "{} (noData: hold for longer than the progress deadline of {}s)",
+                failed.message,
+                spec.progress_deadline.as_secs()
+            );
+            return fail(t, FailedCheck { message, ..failed });
+        }
+        let why = format!("metric {} {missing}: {}", check.name, failed.message);
+        rec.message = Some(record_message(&FailedCheck {
+            message: format!("hold: {why}"),
+            ..failed
+        }));
+        record(t, rec);
+        held.get_or_insert(why);
+    }
+    match held {
+        Some(why) => Err(hold(t, why)),
+        None => {
+            t.status.held_since = None;
+            set_promoted_message(&mut t.status, None, &t.spec.target_kind, t.now);
+            Ok(())
         }
     }
-    Ok(())
 }
 
-/// Go-style rendering of a duration in milliseconds (`500ms`, `1.515s`).
+/// A tick spent waiting for a `noData: hold` metric: no step, no failed check, and the event
+/// and the `Promoted` condition say which metric and why.
+fn hold(t: &mut Tick, why: String) -> Stop {
+    let message = format!("Canary analysis held (noData: hold): {why}");
+    set_promoted_message(
+        &mut t.status,
+        Some(message.clone()),
+        &t.spec.target_kind,
+        t.now,
+    );
+    t.warning(
+        EventName::Other,
+        format!("Hold {} advancement: {why}", t.spec.key()),
+    );
+    Stop::End
+}
+
+/// Go's `time.Duration` text of a number of milliseconds, as Flagger prints durations
+/// (`500ms`, `1.515s`, `1m30s`); fractions of a millisecond are dropped, as in Go.
 fn millis(v: f64) -> String {
-    if v.abs() < 1000.0 {
-        format!("{v}ms")
+    if !v.is_finite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_string();
+    }
+    // Saturates on overflow; whole milliseconds as Go's conversion truncates.
+    let ms = v as i64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.unsigned_abs();
+    if ms < 1000 {
+        return format!("{sign}{ms}ms");
+    }
+    let (secs, frac) = (ms / 1000, ms % 1000);
+    let frac = if frac == 0 {
+        String::new()
     } else {
-        format!("{}s", v / 1000.0)
+        format!(".{frac:03}").trim_end_matches('0').to_string()
+    };
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{sign}{s}{frac}s"),
+        (0, m) => format!("{sign}{m}m{s}{frac}s"),
+        (h, m) => format!("{sign}{h}h{m}m{s}{frac}s"),
     }
 }
 
@@ -191,7 +278,9 @@ fn evaluate(key: &str, check: &MetricCheck, result: &MetricResult) -> Result<(),
     };
     let v = match &result.outcome {
         MetricOutcome::Value(v) => *v,
-        MetricOutcome::NoData(message) | MetricOutcome::Error(message) => {
+        MetricOutcome::NoData(message)
+        | MetricOutcome::QueryFailed(message)
+        | MetricOutcome::Error(message) => {
             return Err(failed(None, message.clone()));
         }
     };
@@ -227,6 +316,8 @@ mod tests {
             min: None,
             max: Some(max),
             threshold: Some(format!("max {max}")),
+            dry_run: false,
+            no_data: NoDataPolicy::Fail,
         }
     }
 
@@ -256,6 +347,26 @@ mod tests {
         assert_eq!(millis(999.0), "999ms");
         assert_eq!(millis(1000.0), "1s");
         assert_eq!(millis(-1000.0), "-1s");
+    }
+
+    #[test]
+    fn durations_print_as_go_does() {
+        for (ms, want) in [
+            (0.0, "0s"),
+            (0.9, "0s"),
+            (500.0, "500ms"),
+            (1500.0, "1.5s"),
+            (1515.7, "1.515s"),
+            (60_000.0, "1m0s"),
+            (90_000.0, "1m30s"),
+            (3_600_000.0, "1h0m0s"),
+            (3_723_004.0, "1h2m3.004s"),
+            (-1500.0, "-1.5s"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(millis(ms), want, "{ms}");
+        }
     }
 
     #[test]

@@ -28,8 +28,8 @@ pub use action::{
 };
 pub use machine::advance;
 pub use normalize::{
-    Ladder, MetricCheck, MetricKind, Mirror, Ramp, RolloutSpec, Settings, SpecError, Strategy,
-    normalize,
+    Ladder, MetricCheck, MetricKind, Mirror, NoDataPolicy, Ramp, RolloutSpec, Settings, SpecError,
+    Strategy, normalize,
 };
 pub use observation::{
     HookResult, MetricOutcome, MetricResult, Observation, Readiness, RouteState,

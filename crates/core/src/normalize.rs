@@ -110,6 +110,20 @@ pub struct MetricCheck {
     pub max: Option<f64>,
     /// The bounds as check records show them (`min 99`, `max 500`).
     pub threshold: Option<String>,
+    /// Evaluated and reported, never a failed check nor a hold (issue 7).
+    pub dry_run: bool,
+    pub no_data: NoDataPolicy,
+}
+
+/// `analysis.metrics[].noData` (issue 7): what a tick does when the metric has no value
+/// because the backend had no data or the query failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NoDataPolicy {
+    /// Flagger: a failed check.
+    #[default]
+    Fail,
+    /// The tick neither advances nor counts a failure, for at most `progressDeadlineSeconds`.
+    Hold,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -437,12 +451,24 @@ fn metric_check(m: &CanaryMetric) -> Result<MetricCheck, SpecError> {
         .filter_map(|(name, v)| v.map(|v| format!("{name} {v}")))
         .collect();
     let threshold = (!parts.is_empty()).then(|| parts.join(" "));
+    let no_data = match m.no_data.as_deref() {
+        None | Some("fail") => NoDataPolicy::Fail,
+        Some("hold") => NoDataPolicy::Hold,
+        Some(other) => {
+            return Err(invalid(
+                &format!("{field}.noData"),
+                format!("unsupported value {other:?} (fail or hold)"),
+            ));
+        }
+    };
     Ok(MetricCheck {
         name: m.name.clone(),
         kind,
         min,
         max,
         threshold,
+        dry_run: m.dry_run.unwrap_or(false),
+        no_data,
     })
 }
 

@@ -110,5 +110,10 @@ pub enum MetricOutcome {
     Value(f64),
     /// The provider answered without a value; the message is the full "no values found" text.
     NoData(String),
+    /// The backend did not answer usefully (unreachable, timeout, HTTP error, unreadable
+    /// answer). Like `NoData`, a `noData: hold` metric holds on it: the canary is not to blame.
+    QueryFailed(String),
+    /// The query could not be run at all (template or Secret missing, render error, no usable
+    /// query): a configuration problem, always a failed check.
     Error(String),
 }

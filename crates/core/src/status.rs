@@ -128,3 +128,27 @@ pub(crate) fn set_phase(status: &mut CanaryStatus, phase: CanaryPhase, kind: &st
         }),
     }
 }
+
+/// Replaces the `Promoted` condition's message while the phase stays (a held analysis says why
+/// it is not moving); `None` puts back the phase's own message.
+pub(crate) fn set_promoted_message(
+    status: &mut CanaryStatus,
+    message: Option<String>,
+    kind: &str,
+    now: Timestamp,
+) {
+    let phase = status.phase_or_new();
+    let Some(c) = status
+        .conditions
+        .iter_mut()
+        .flatten()
+        .find(|c| c.type_ == "Promoted")
+    else {
+        return;
+    };
+    let message = message.unwrap_or_else(|| promoted(phase, kind).1);
+    if c.message.as_deref() != Some(message.as_str()) {
+        c.message = Some(message);
+        c.last_update_time = Some(now);
+    }
+}

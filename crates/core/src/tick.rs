@@ -135,6 +135,7 @@ impl<'a> Tick<'a> {
     pub fn clear_run_records(&mut self) {
         self.status.canary_analysis = None;
         self.status.delay_until = None;
+        self.status.held_since = None;
         self.status.set_mirror(0);
         if let Some(token) = &self.obs.reset_token {
             self.status.last_handled_reset = Some(token.clone());
