@@ -441,3 +441,50 @@ fn ladder_steps() {
     };
     assert_eq!((l.max(), l.next_step(10)), (50, 0));
 }
+
+#[test]
+fn strategy_boundaries() {
+    // One iteration is a valid Blue/Green run on kubernetes: neither coerced nor warned about.
+    let s = norm_with(
+        json!({"provider": "kubernetes"}),
+        json!({"iterations": 1, "threshold": 1}),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert_eq!(s.strategy, Strategy::BlueGreen { iterations: 1 });
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    // A match without iterations does not make an A/B run: the weights decide.
+    let s = norm(
+        json!({"stepWeight": 10, "threshold": 1, "match": [{"headers": {"x": {"exact": "y"}}}]}),
+    )
+    .unwrap();
+    assert_eq!(s.strategy.label(), "canary");
+}
+
+#[test]
+fn a_builtin_name_with_a_query_is_a_custom_metric() {
+    let s = norm(json!({"stepWeight": 10, "threshold": 1, "metrics": [
+        {"name": "request-duration", "query": "histogram_quantile(0.99, x)"},
+        {"name": "request-success-rate", "query": "sum(y)"}
+    ]}))
+    .unwrap();
+    let got: Vec<_> = s.metrics.iter().map(|m| (m.kind, m.min, m.max)).collect();
+    assert_eq!(
+        got,
+        [
+            (MetricKind::Custom, None, Some(0.0)),
+            (MetricKind::Custom, None, Some(0.0))
+        ]
+    );
+}
+
+#[test]
+fn the_mirror_ramp_may_start_at_its_maximum() {
+    let s = norm(
+        json!({"stepWeight": 10, "threshold": 1, "mirror": true, "mirrorWeight": 40,
+        "canaryAnalysis": {"stepWeightPromotion": 10, "maxMirrorWeight": 40}}),
+    )
+    .unwrap();
+    let m = s.mirror.expect("istio mirrors");
+    assert_eq!((m.iterations(), m.percent(1), m.percent(2)), (1, 40, 40));
+}
