@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use flagger_api::{Canary, CanaryStatus};
 use flagger_providers::metrics::prometheus::{PrometheusOptions, PrometheusProvider};
 
+use crate::cache::{Cache, Stores};
 use crate::events::Recorder;
 use crate::flags::Flags;
 use crate::metrics::Metrics;
@@ -43,6 +44,8 @@ pub struct Context {
     /// and inline metrics: building a client per check costs tens of milliseconds and a new connection
     /// (bench_checks: ~25 checks/s per-check vs ~400-600 shared).
     pub prometheus: PrometheusCache,
+    /// Workload reads from the watch caches and the memory of what was last written.
+    pub cache: Arc<Cache>,
 }
 
 #[derive(Default)]
@@ -83,7 +86,7 @@ pub const STALE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A poisoned lock only means another reconcile panicked mid-update of a cache; the data is
 /// still a valid cache.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -94,6 +97,7 @@ impl Context {
         metrics: Arc<Metrics>,
         webhooks: Caller,
         global_notifier: Option<flagger_providers::notify::ProviderNotifier>,
+        stores: Option<Stores>,
     ) -> Context {
         let core = flagger_core::Settings {
             mesh_provider: flags.mesh_provider.clone(),
@@ -125,6 +129,7 @@ impl Context {
             simulated: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             prometheus: PrometheusCache::default(),
+            cache: Arc::new(Cache::new(stores)),
         }
     }
 

@@ -2,6 +2,7 @@
 //! `flagger_core::advance`, and carries out the actions it returns.
 
 pub mod alerts;
+pub mod cache;
 pub mod checks;
 pub mod context;
 pub mod eventhooks;

@@ -8,11 +8,12 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Api, Client, Config, ResourceExt};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Config, Resource, ResourceExt};
 
 use flagger_api::Canary;
 
+use crate::cache::{self, Writers};
 use crate::context::Context;
 use crate::flags::Flags;
 use crate::leader::{Elector, LEASE_NAME, Timings};
@@ -105,7 +106,7 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
         Caller::new()?,
         global_notifier,
     ));
-    let controller = controller(client, &flags, canaries, ctx.clone());
+    let controller = controller(client, &flags, canaries, writers, ctx.clone());
     ready.store(true, Ordering::Relaxed);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), mesh_provider = %flags.mesh_provider, dry_run = flags.dry_run, "starting flagger-rs controller");
 
@@ -115,12 +116,14 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
     match &elector {
         Some(elector) => {
             tokio::select! {
+    let (stores, writers) = cache::stores();
                 _ = controller => {}
                 _ = elector.hold() => {
                     // Another replica may be acting already: stop at once, as Flagger does.
                     tracing::error!("leadership lost, exiting");
                     std::process::exit(1);
                 }
+        Some(stores),
                 _ = shutdown => {}
             }
         }
@@ -174,12 +177,19 @@ fn identity() -> String {
 
 /// Canaries are reconciled on their own changes and on changes of what they own or target; a
 /// target or config change maps back to the canaries that reference it.
-async fn controller(client: Client, flags: &Flags, canaries: Api<Canary>, ctx: Arc<Context>) {
-    let deployments: Api<Deployment> = namespaced_or_all(&client, &flags.namespace);
-    let daemonsets: Api<DaemonSet> = namespaced_or_all(&client, &flags.namespace);
-    let services: Api<Service> = namespaced_or_all(&client, &flags.namespace);
-    let configmaps: Api<ConfigMap> = namespaced_or_all(&client, &flags.namespace);
-    let secrets: Api<Secret> = namespaced_or_all(&client, &flags.namespace);
+async fn controller(
+    client: Client,
+    flags: &Flags,
+    canaries: Api<Canary>,
+    writers: Writers,
+    ctx: Arc<Context>,
+) {
+    let ns = flags.namespace.as_str();
+    let deployments = cached_watch::<Deployment>(&client, ns, writers.deployments);
+    let daemonsets = cached_watch::<DaemonSet>(&client, ns, writers.daemonsets);
+    let services = cached_watch::<Service>(&client, ns, writers.services);
+    let configmaps = cached_watch::<ConfigMap>(&client, ns, writers.configmaps);
+    let secrets = cached_watch::<Secret>(&client, ns, writers.secrets);
     let controller = Controller::new(canaries, watcher::Config::default());
     let store = controller.store();
     let totals_store = store.clone();
@@ -209,6 +219,47 @@ async fn controller(client: Client, flags: &Flags, canaries: Api<Canary>, ctx: A
                         && c.spec.target_ref.kind == kind
                         && c.spec.target_ref.name == name
                 })
+/// The Canaries an object's owner references name (the primary workload, the Services).
+fn owner_canaries<K: Resource>(object: &K) -> Vec<ObjectRef<Canary>> {
+    let namespace = object.meta().namespace.clone();
+    object
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
+        .map(|o| {
+            let r = ObjectRef::new(&o.name);
+            match &namespace {
+                Some(ns) => r.within(ns),
+                None => r,
+            }
+        })
+        .collect()
+}
+
+/// One watch per kind both triggers reconciles and fills the cache reconciles read from (see
+/// `cache`). Managed fields are dropped: nothing reads them and they are most of an object's size.
+fn cached_watch<K>(
+    client: &Client,
+    namespace: &str,
+    writer: kube::runtime::reflector::store::Writer<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = namespaced_or_all(client, namespace);
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .touched_objects()
+}
+
                 .map(|c| ObjectRef::from_obj(c.as_ref()))
                 .collect::<Vec<_>>()
         }
@@ -228,19 +279,15 @@ async fn controller(client: Client, flags: &Flags, canaries: Api<Canary>, ctx: A
     };
     let secret_map = config_map.clone();
     controller
-        .owns(deployments.clone(), watcher::Config::default())
-        .owns(services, watcher::Config::default())
-        .watches(deployments, watcher::Config::default(), move |d| {
-            deployment_map("Deployment", d.name_any(), d.namespace())
+        .watches_stream(deployments, move |d| {
+            let mut refs = owner_canaries(&d);
+            refs.extend(deployment_map("Deployment", d.name_any(), d.namespace()));
+            refs
         })
-        .watches(daemonsets, watcher::Config::default(), move |d| {
-            daemonset_map("DaemonSet", d.name_any(), d.namespace())
-        })
-        .watches(configmaps, watcher::Config::default(), move |c| {
-            config_map(c.namespace())
-        })
-        .watches(secrets, watcher::Config::default(), move |s| {
-            secret_map(s.namespace())
+        .watches_stream(daemonsets, move |d| {
+            let mut refs = owner_canaries(&d);
+            refs.extend(daemonset_map("DaemonSet", d.name_any(), d.namespace()));
+            refs
         })
         .with_config(
             kube::runtime::controller::Config::default()
@@ -254,3 +301,8 @@ async fn controller(client: Client, flags: &Flags, canaries: Api<Canary>, ctx: A
         })
         .await;
 }
+    // A primary workload or Service edited or deleted by someone else maps back to its Canary
+    // through the owner reference; the reconcile repairs it.
+        .watches_stream(services, |s| owner_canaries(&s))
+        .watches_stream(configmaps, move |c| config_map(c.namespace()))
+        .watches_stream(secrets, move |s| secret_map(s.namespace()))

@@ -3,6 +3,7 @@
 //! the pure `workload` module computes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use flagger_api::Canary;
 use flagger_core::{Observation, Readiness, RolloutSpec};
@@ -14,7 +15,9 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
+use crate::cache::{Cache, Cached};
 use crate::context::Context;
 use crate::status::FIELD_MANAGER;
 use crate::workload::configs::{self, TrackedConfigs};
@@ -62,6 +65,7 @@ impl Workload {
 
 pub struct Workloads {
     client: Client,
+    cache: Arc<Cache>,
     namespace: String,
     settings: Settings,
     target: Workload,
@@ -75,30 +79,57 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Server-side apply of a desired object we generate.
-async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<(), kube::Error>
+/// The server-side apply body of a desired object we generate.
+fn apply_body<K>(object: &K) -> Result<Value, kube::Error>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+    K: Resource<DynamicType = ()> + Serialize,
+{
+    let mut body = serde_json::to_value(object).map_err(kube::Error::SerdeError)?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert("apiVersion".into(), K::api_version(&()).into());
+        map.insert("kind".into(), K::kind(&()).into());
+        // Status is the owning controller's business, never part of our intent.
+        map.remove("status");
+    }
+    Ok(body)
+}
+
+/// Server-side apply of a desired object we generate.
+async fn apply<K>(
+    client: &Client,
+    cache: &Cache,
+    namespace: &str,
+    object: &K,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + DeserializeOwned
         + Serialize
         + std::fmt::Debug,
-    K::DynamicType: Default,
+{
+    apply_value::<K>(client, cache, namespace, &apply_body(object)?).await
+}
+
+async fn apply_value<K>(
+    client: &Client,
+    cache: &Cache,
+    namespace: &str,
+    body: &Value,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let name = object.meta().name.clone().unwrap_or_default();
-    let mut body = serde_json::to_value(object).map_err(kube::Error::SerdeError)?;
-    if let Some(map) = body.as_object_mut() {
-        map.insert(
-            "apiVersion".into(),
-            K::api_version(&Default::default()).into(),
-        );
-        map.insert("kind".into(), K::kind(&Default::default()).into());
-        // Status is the owning controller's business, never part of our intent.
-        map.remove("status");
-    }
-    api.patch(&name, &apply_params(), &Patch::Apply(body))
+    let name = body["metadata"]["name"].as_str().unwrap_or_default();
+    let applied = api
+        .patch(name, &apply_params(), &Patch::Apply(body))
         .await?;
+    cache.wrote(&applied);
+    cache.applied(body);
     Ok(())
 }
 
@@ -106,6 +137,7 @@ impl Workloads {
     pub async fn load(ctx: &Context, canary: &Canary) -> Result<Workloads, TargetError> {
         let namespace = canary.namespace().unwrap_or_default();
         let client = ctx.client.clone();
+        let cache = ctx.cache.clone();
         let target_ref = &canary.spec.target_ref;
         let labels = &ctx.workloads.selector_labels;
         let missing = || {
@@ -116,9 +148,13 @@ impl Workloads {
         };
         let (target, primary, selector) = match target_ref.kind.as_str() {
             "Deployment" => {
-                let api: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
-                let target = api.get_opt(&target_ref.name).await?.ok_or_else(missing)?;
-                let primary = api.get_opt(&canary.spec.primary_workload_name()).await?;
+                let target = cache
+                    .get::<Deployment>(&client, &namespace, &target_ref.name)
+                    .await?
+                    .ok_or_else(missing)?;
+                let primary = cache
+                    .get::<Deployment>(&client, &namespace, &canary.spec.primary_workload_name())
+                    .await?;
                 let selector = selector::of_deployment(&target, labels)?;
                 (
                     Workload::Deployment(Box::new(target)),
@@ -127,9 +163,13 @@ impl Workloads {
                 )
             }
             "DaemonSet" => {
-                let api: Api<DaemonSet> = Api::namespaced(client.clone(), &namespace);
-                let target = api.get_opt(&target_ref.name).await?.ok_or_else(missing)?;
-                let primary = api.get_opt(&canary.spec.primary_workload_name()).await?;
+                let target = cache
+                    .get::<DaemonSet>(&client, &namespace, &target_ref.name)
+                    .await?
+                    .ok_or_else(missing)?;
+                let primary = cache
+                    .get::<DaemonSet>(&client, &namespace, &canary.spec.primary_workload_name())
+                    .await?;
                 let selector = selector::of_daemonset(&target, labels)?;
                 (
                     Workload::DaemonSet(Box::new(target)),
@@ -144,12 +184,13 @@ impl Workloads {
             }
         };
         let tracked = if ctx.flags.enable_config_tracking {
-            tracked_configs(&client, &namespace, canary, target.pod_spec()).await?
+            tracked_configs(&client, &cache, &namespace, canary, target.pod_spec()).await?
         } else {
             TrackedConfigs::default()
         };
         Ok(Workloads {
             client,
+            cache,
             namespace,
             settings: ctx.workloads.clone(),
             router: router::Settings {
@@ -226,9 +267,12 @@ impl Workloads {
         self.ensure_service(canary, ServiceRole::Apex).await
     }
 
+    /// Applies the Service only when that would change it, so an idle tick writes nothing.
     async fn ensure_service(&self, canary: &Canary, role: ServiceRole) -> Result<(), kube::Error> {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
-        let live = api.get_opt(&role.name(canary)).await?;
+        let live: Option<Service> = self
+            .cache
+            .get(&self.client, &self.namespace, &role.name(canary))
+            .await?;
         let containers = self
             .target
             .pod_spec()
@@ -237,7 +281,14 @@ impl Workloads {
         let discovered = discovered_ports(canary, containers);
         let desired = desired_service(canary, role, &self.selector, &discovered, live.as_ref())
             .map_err(invalid)?;
-        apply(&self.client, &self.namespace, &desired).await
+        let body = apply_body(&desired)?;
+        if let Some(live) = &live {
+            let live = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
+            if self.cache.unchanged(&body, &live) {
+                return Ok(());
+            }
+        }
+        apply_value::<Service>(&self.client, &self.cache, &self.namespace, &body).await
     }
 
     /// The primary workload and its `-primary` configs; created once, left alone afterwards
@@ -270,11 +321,11 @@ impl Workloads {
         match &self.target {
             Workload::Deployment(d) => {
                 let primary = primary_deployment(d, &inputs).map_err(invalid)?;
-                apply(&self.client, &self.namespace, &primary).await
+                apply(&self.client, &self.cache, &self.namespace, &primary).await
             }
             Workload::DaemonSet(d) => {
                 let primary = primary_daemonset(d, &inputs).map_err(invalid)?;
-                apply(&self.client, &self.namespace, &primary).await
+                apply(&self.client, &self.cache, &self.namespace, &primary).await
             }
         }
     }
@@ -283,22 +334,23 @@ impl Workloads {
         if self.tracked.is_empty() {
             return Ok(());
         }
-        let configmaps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let mut live_cms = BTreeMap::new();
-        for name in self.tracked.configmaps.keys() {
-            let copy = format!("{name}-primary");
-            if let Some(cm) = configmaps.get_opt(&copy).await? {
-                live_cms.insert(copy, cm);
-            }
+        fn copies<'a>(names: impl Iterator<Item = &'a String>) -> BTreeSet<String> {
+            names.map(|n| format!("{n}-primary")).collect()
         }
-        let mut live_secrets = BTreeMap::new();
-        for name in self.tracked.secrets.keys() {
-            let copy = format!("{name}-primary");
-            if let Some(s) = secrets.get_opt(&copy).await? {
-                live_secrets.insert(copy, s);
-            }
-        }
+        let live_cms: BTreeMap<String, ConfigMap> = get_named(
+            &self.client,
+            &self.cache,
+            &self.namespace,
+            copies(self.tracked.configmaps.keys()),
+        )
+        .await?;
+        let live_secrets: BTreeMap<String, Secret> = get_named(
+            &self.client,
+            &self.cache,
+            &self.namespace,
+            copies(self.tracked.secrets.keys()),
+        )
+        .await?;
         let (cms, secs) = self
             .tracked
             .primary_copies(
@@ -309,10 +361,10 @@ impl Workloads {
             )
             .map_err(invalid)?;
         for cm in &cms {
-            apply(&self.client, &self.namespace, cm).await?;
+            apply(&self.client, &self.cache, &self.namespace, cm).await?;
         }
         for s in &secs {
-            apply(&self.client, &self.namespace, s).await?;
+            apply(&self.client, &self.cache, &self.namespace, s).await?;
         }
         Ok(())
     }
@@ -336,7 +388,7 @@ impl Workloads {
             )));
         };
         let primary = hpa::primary_hpa(&source, canary, &self.settings).map_err(invalid)?;
-        apply(&self.client, &self.namespace, &primary).await
+        apply(&self.client, &self.cache, &self.namespace, &primary).await
     }
 
     /// The change that scales the target up (with canary pod overrides), not yet written: the
@@ -366,12 +418,15 @@ impl Workloads {
     pub async fn revert_apex(&self, canary: &Canary) -> Result<(), kube::Error> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
         let name = canary.spec.apex_name();
-        if api.get_opt(name).await?.is_none() {
+        let live: Option<Service> = self.cache.get(&self.client, &self.namespace, name).await?;
+        if live.is_none() {
             return Ok(());
         }
         let patch = serde_json::json!({"spec": {"selector": {self.selector.key.clone(): self.selector.value.clone()}}});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        let patched = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
+        self.cache.wrote(&patched);
         Ok(())
     }
 
@@ -408,13 +463,17 @@ impl Workloads {
         match &self.target {
             Workload::Deployment(_) => {
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
-                api.patch(&name, &params, &Patch::Merge(&write.patch))
+                let patched = api
+                    .patch(&name, &params, &Patch::Merge(&write.patch))
                     .await?;
+                self.cache.wrote(&patched);
             }
             Workload::DaemonSet(_) => {
                 let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &self.namespace);
-                api.patch(&name, &params, &Patch::Merge(&write.patch))
+                let patched = api
+                    .patch(&name, &params, &Patch::Merge(&write.patch))
                     .await?;
+                self.cache.wrote(&patched);
             }
         }
         Ok(())
@@ -465,6 +524,7 @@ impl Workloads {
 /// The ConfigMaps and Secrets the pod template references, with tracking opt-outs applied.
 async fn tracked_configs(
     client: &Client,
+    cache: &Cache,
     namespace: &str,
     canary: &Canary,
     pod: Option<&PodSpec>,
@@ -482,10 +542,20 @@ async fn tracked_configs(
             .map(|r| r.name.clone())
             .collect::<BTreeSet<_>>()
     };
-    let configmaps: BTreeMap<String, ConfigMap> =
-        get_named(client, namespace, wanted(configs::ConfigKind::ConfigMap)).await?;
-    let secrets: BTreeMap<String, Secret> =
-        get_named(client, namespace, wanted(configs::ConfigKind::Secret)).await?;
+    let configmaps: BTreeMap<String, ConfigMap> = get_named(
+        client,
+        cache,
+        namespace,
+        wanted(configs::ConfigKind::ConfigMap),
+    )
+    .await?;
+    let secrets: BTreeMap<String, Secret> = get_named(
+        client,
+        cache,
+        namespace,
+        wanted(configs::ConfigKind::Secret),
+    )
+    .await?;
     Ok(TrackedConfigs::resolve(
         canary,
         &refs,
@@ -494,24 +564,17 @@ async fn tracked_configs(
     )?)
 }
 
-/// The named objects that exist, by name. A GET per name reads only the few configs a pod
-/// template references, where a LIST would fetch every Secret of the namespace each tick.
-async fn get_named<K>(
+/// The named objects that exist, by name: from the watch cache, or a GET per name (only the few
+/// configs a pod template references, never a LIST of every Secret of the namespace).
+async fn get_named<K: Cached>(
     client: &Client,
+    cache: &Cache,
     namespace: &str,
     names: BTreeSet<String>,
-) -> Result<BTreeMap<String, K>, kube::Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+) -> Result<BTreeMap<String, K>, kube::Error> {
     let mut found = BTreeMap::new();
     for name in names {
-        if let Some(object) = api.get_opt(&name).await? {
+        if let Some(object) = cache.get(client, namespace, &name).await? {
             found.insert(name, object);
         }
     }

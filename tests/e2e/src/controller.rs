@@ -43,11 +43,7 @@ pub fn controller_kubeconfig() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("FLAGGER_RS_KUBECONFIG_FLAGGER").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    let dir = std::env::var_os("FLAGGER_RS_CLUSTER_DIR")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/flagger-rs-cluster"));
-    let path = dir.join("flagger-rs.kubeconfig");
+    let path = cluster_dir().join("flagger-rs.kubeconfig");
     if !path.is_file() {
         bail!(
             "no flagger-rs kubeconfig at {} (run inside `hack/cluster/exec`)",
@@ -55,6 +51,14 @@ pub fn controller_kubeconfig() -> Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// The state directory of the cluster (`FLAGGER_RS_CLUSTER_DIR`, set by `hack/cluster/exec`).
+pub fn cluster_dir() -> PathBuf {
+    std::env::var_os("FLAGGER_RS_CLUSTER_DIR")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/flagger-rs-cluster"))
 }
 
 /// A child process with its output in a log file; SIGKILLed when dropped.
@@ -150,10 +154,13 @@ pub fn start_controller_named(ns: &str, tag: &str, extra: &[&str]) -> Result<Pro
         "-mesh-provider=kubernetes".to_string(),
         "-min-analysis-interval=1s".to_string(),
         "-include-label-prefix=app.kubernetes.io".to_string(),
-        "-port=0".to_string(),
         "-log-level=debug".to_string(),
         "-zap-encoding=console".to_string(),
     ];
+    // Any free port, unless the test passes its own `-port=` (a known address Prometheus can scrape).
+    if !extra.iter().any(|a| a.starts_with("-port=")) {
+        args.push("-port=0".to_string());
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     Proc::spawn(&format!("{tag} ({ns})"), &format!("{ns}-{tag}"), &args)
 }

@@ -26,6 +26,7 @@ use e2e::bench::{
     wait_local,
 };
 use e2e::controller::{self as ctl, Loadtester, canaries, create_canary, set_image};
+use e2e::monitoring::firing_rollbacks;
 use e2e::objects::{APP_PORT, App};
 use e2e::{PROMETHEUS, TestNamespace, apply, poll_until, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -212,33 +213,6 @@ async fn start_monitoring(
     })
 }
 
-/// Waits until Prometheus has scraped the controller (`up{job="flagger-rs"} == 1`).
-async fn wait_scraped(prometheus_url: &str) -> e2e::Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    let url = format!("{prometheus_url}/api/v1/query");
-    poll_until(
-        "Prometheus scraping the controller",
-        Duration::from_secs(60),
-        || {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                let v: Value = http
-                    .get(&url)
-                    .query(&[("query", "up{job=\"flagger-rs\"} == 1")])
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                let n = v["data"]["result"].as_array().map_or(0, Vec::len);
-                Ok((n > 0).then_some(()))
-            }
-        },
-    )
-    .await
-}
-
 async fn bench(ns: TestNamespace, s: &Settings) -> e2e::Result<()> {
     ctl::install_crds(&ns.client).await?;
     let mut results = Results::default();
@@ -343,7 +317,12 @@ async fn bench(ns: TestNamespace, s: &Settings) -> e2e::Result<()> {
     let rss_busy = rss_kib(controller.pid).unwrap_or(0);
 
     // 2-4. Rollbacks.
-    wait_scraped(&monitoring.prometheus_url).await?;
+    e2e::monitoring::wait_scraped(
+        &monitoring.prometheus_url,
+        &format!("127.0.0.1:{metrics_port}"),
+        Duration::from_secs(60),
+    )
+    .await?;
     let mut decisions: Vec<(String, f64)> = Vec::new();
     for (i, name) in roll.iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(700 + 370 * (i as u64 % 10))).await;
@@ -502,25 +481,6 @@ async fn bench(ns: TestNamespace, s: &Settings) -> e2e::Result<()> {
     drop(monitoring);
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
-}
-
-/// `(labels.name, startsAt)` of every firing CanaryRollback alert in an Alertmanager webhook body.
-fn firing_rollbacks(body: &str) -> Vec<(String, Option<String>)> {
-    let Ok(v) = serde_json::from_str::<Value>(body) else {
-        return Vec::new();
-    };
-    v["alerts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["status"] == "firing" && a["labels"]["alertname"] == "CanaryRollback")
-        .map(|a| {
-            (
-                a["labels"]["name"].as_str().unwrap_or("").to_string(),
-                a["startsAt"].as_str().map(str::to_string),
-            )
-        })
-        .collect()
 }
 
 #[tokio::main]

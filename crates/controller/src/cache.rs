@@ -1,0 +1,413 @@
+//! Reads of a canary's workloads from the watch caches, and writes only when they would change
+//! something (issue 6: an idle tick costs no API request).
+//!
+//! The controller watches every kind an idle tick reads (Deployments, DaemonSets, Services,
+//! ConfigMaps, Secrets) to trigger reconciles; the reflectors of those watches keep the objects, so
+//! a tick reads them from memory. Two rules keep that as safe as a GET:
+//!
+//! * A store that has not finished its initial list answers nothing: the read is a GET. Otherwise
+//!   a primary missing from a half-filled cache would be created again (and rolled).
+//! * After our own write of an object, the cache answers for it only once it holds that write (or a
+//!   later version); until then the read is a GET. Decisions that move workloads or traffic never
+//!   see a state older than what this controller last wrote.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+
+use futures::FutureExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::context::lock;
+
+/// The readers of the controller's watch caches.
+#[derive(Clone)]
+pub struct Stores {
+    pub deployments: Store<Deployment>,
+    pub daemonsets: Store<DaemonSet>,
+    pub services: Store<Service>,
+    pub configmaps: Store<ConfigMap>,
+    pub secrets: Store<Secret>,
+}
+
+/// The writers the watches fill, one per store.
+pub struct Writers {
+    pub deployments: reflector::store::Writer<Deployment>,
+    pub daemonsets: reflector::store::Writer<DaemonSet>,
+    pub services: reflector::store::Writer<Service>,
+    pub configmaps: reflector::store::Writer<ConfigMap>,
+    pub secrets: reflector::store::Writer<Secret>,
+}
+
+pub fn stores() -> (Stores, Writers) {
+    let (deployments, deployments_w) = reflector::store();
+    let (daemonsets, daemonsets_w) = reflector::store();
+    let (services, services_w) = reflector::store();
+    let (configmaps, configmaps_w) = reflector::store();
+    let (secrets, secrets_w) = reflector::store();
+    (
+        Stores {
+            deployments,
+            daemonsets,
+            services,
+            configmaps,
+            secrets,
+        },
+        Writers {
+            deployments: deployments_w,
+            daemonsets: daemonsets_w,
+            services: services_w,
+            configmaps: configmaps_w,
+            secrets: secrets_w,
+        },
+    )
+}
+
+/// A namespaced kind the controller keeps a watch cache of.
+pub trait Cached:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    fn store(stores: &Stores) -> &Store<Self>;
+}
+
+macro_rules! cached {
+    ($kind:ty, $field:ident) => {
+        impl Cached for $kind {
+            fn store(stores: &Stores) -> &Store<Self> {
+                &stores.$field
+            }
+        }
+    };
+}
+cached!(Deployment, deployments);
+cached!(DaemonSet, daemonsets);
+cached!(Service, services);
+cached!(ConfigMap, configmaps);
+cached!(Secret, secrets);
+
+type Key = (&'static str, String, String);
+
+fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> Key {
+    (
+        // Kinds are static strings of k8s-openapi; the Cow is never owned for them.
+        match K::kind(&()) {
+            std::borrow::Cow::Borrowed(k) => k,
+            std::borrow::Cow::Owned(_) => "",
+        },
+        namespace.to_string(),
+        name.to_string(),
+    )
+}
+
+/// Remembered desired objects kept at most; past it the memory starts over, which costs one
+/// apply per object, nothing else.
+const APPLIED_MAX: usize = 65_536;
+
+#[derive(Default)]
+pub struct Cache {
+    /// `None` without watches (a controller under test): every read is a GET.
+    stores: Option<Stores>,
+    /// The resourceVersion our last write of an object returned, until the cache has caught up.
+    written: Mutex<HashMap<Key, u64>>,
+    /// A hash of the last desired object applied, per object.
+    applied: Mutex<HashMap<Key, u64>>,
+}
+
+impl Cache {
+    pub fn new(stores: Option<Stores>) -> Cache {
+        Cache {
+            stores,
+            ..Cache::default()
+        }
+    }
+
+    /// The object as the cache has it when the cache can be trusted for it, else as a GET returns it.
+    pub async fn get<K: Cached>(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<K>, kube::Error> {
+        if let Some(cached) = self.cached::<K>(namespace, name) {
+            return Ok(cached);
+        }
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        let live = api.get_opt(name).await?;
+        if live.is_none() {
+            // Deleted since our write: the watch's delete event brings the next reconcile.
+            lock(&self.written).remove(&key::<K>(namespace, name));
+        }
+        Ok(live)
+    }
+
+    /// `Some` when the cache can answer: its store is filled and holds at least our last write.
+    fn cached<K: Cached>(&self, namespace: &str, name: &str) -> Option<Option<K>> {
+        let store = K::store(self.stores.as_ref()?);
+        if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+            return None;
+        }
+        let object = store.get(&ObjectRef::new(name).within(namespace));
+        let key = key::<K>(namespace, name);
+        let mut written = lock(&self.written);
+        if let Some(&wrote) = written.get(&key) {
+            let seen = object.as_deref().and_then(resource_version);
+            if seen.is_none_or(|rv| rv < wrote) {
+                return None;
+            }
+            written.remove(&key);
+        }
+        Some(object.map(|o| (*o).clone()))
+    }
+
+    /// Records an object as our write returned it: reads of it skip the cache until it has caught up.
+    pub fn wrote<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        let meta = object.meta();
+        let key = key::<K>(
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
+        // An unreadable version can never be matched by the cache: reads of it stay GETs.
+        let rv = resource_version(object).unwrap_or(u64::MAX);
+        let mut written = lock(&self.written);
+        let entry = written.entry(key).or_insert(rv);
+        *entry = (*entry).max(rv);
+    }
+
+    /// Whether applying `desired` (the server-side apply body) would leave `live` as it is.
+    ///
+    /// Server-side apply defaults and normalises fields, so the live object never equals the body;
+    /// two checks together tell a no-op apply instead:
+    /// * `live` has every field of the body with the same value ([`covers`]): nobody changed what
+    ///   we set (a user's edit of a selector, a deleted label are seen here);
+    /// * the body is the one this process applied last (by hash): our intent did not change, so no
+    ///   field we owned before has to be removed, which `covers` cannot see.
+    ///
+    /// A hash in an annotation would survive restarts, but would miss others' edits of the fields
+    /// we set and add an annotation Flagger's objects do not have; kept in memory, a restart costs
+    /// one apply per object.
+    pub fn unchanged(&self, desired: &Value, live: &Value) -> bool {
+        let Some(key) = key_of(desired) else {
+            return false;
+        };
+        lock(&self.applied).get(&key) == Some(&hash(desired)) && covers(desired, live)
+    }
+
+    /// Remembers the body just applied, for [`Cache::unchanged`].
+    pub fn applied(&self, desired: &Value) {
+        let Some(key) = key_of(desired) else {
+            return;
+        };
+        let mut applied = lock(&self.applied);
+        if applied.len() >= APPLIED_MAX {
+            applied.clear();
+        }
+        applied.insert(key, hash(desired));
+    }
+}
+
+fn key_of(body: &Value) -> Option<Key> {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let kind = match body.get("kind")?.as_str()? {
+        "Service" => "Service",
+        "Deployment" => "Deployment",
+        "DaemonSet" => "DaemonSet",
+        "ConfigMap" => "ConfigMap",
+        "Secret" => "Secret",
+        "HorizontalPodAutoscaler" => "HorizontalPodAutoscaler",
+        _ => return None,
+    };
+    let meta = body.get("metadata")?;
+    Some((
+        kind,
+        text(meta.get("namespace")?)?,
+        text(meta.get("name")?)?,
+    ))
+}
+
+fn hash(body: &Value) -> u64 {
+    let mut h = DefaultHasher::new();
+    body.to_string().hash(&mut h);
+    h.finish()
+}
+
+/// The etcd revision behind a resourceVersion. Kubernetes documents resourceVersions as opaque,
+/// but every API server backed by etcd (all of them, and since 1.35 by contract) serves decimal
+/// revisions that only grow; one that does not parse is never taken as caught up.
+fn resource_version<K: Resource>(object: &K) -> Option<u64> {
+    object.meta().resource_version.as_deref()?.parse().ok()
+}
+
+/// Whether `live` holds every field of `desired` with the same value. Lists must match element by
+/// element (an extra element somebody added counts as a difference: one more apply, never a missed
+/// one); an empty map or list in `desired` matches an absent field, as the API server drops them.
+pub fn covers(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, v)| match l.get(k) {
+            Some(lv) => covers(v, lv),
+            None => is_empty(v),
+        }),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| covers(a, b))
+        }
+        (d, Value::Null) => is_empty(d),
+        (d, l) => d == l,
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde_json::json;
+
+    fn service_body() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "podinfo-primary", "namespace": "test", "labels": {"app": "podinfo-primary"}},
+            "spec": {"type": "ClusterIP", "selector": {"app": "podinfo-primary"},
+                     "ports": [{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}]},
+        })
+    }
+
+    fn defaulted(body: &Value) -> Value {
+        let mut live = body.clone();
+        live["metadata"]["resourceVersion"] = json!("41");
+        live["metadata"]["uid"] = json!("u");
+        live["spec"]["clusterIP"] = json!("10.96.0.12");
+        live["spec"]["sessionAffinity"] = json!("None");
+        live["spec"]["ipFamilies"] = json!(["IPv4"]);
+        live["status"] = json!({"loadBalancer": {}});
+        live
+    }
+
+    #[test]
+    fn server_defaults_are_not_a_difference_but_edits_of_our_fields_are() {
+        let body = service_body();
+        let live = defaulted(&body);
+        assert!(covers(&body, &live));
+
+        let mut edited = live.clone();
+        edited["spec"]["selector"]["app"] = json!("podinfo");
+        assert!(!covers(&body, &edited), "selector edited");
+
+        let mut unlabelled = live.clone();
+        unlabelled["metadata"]["labels"] = json!({});
+        assert!(!covers(&body, &unlabelled), "label removed");
+
+        let mut extra_port = live.clone();
+        extra_port["spec"]["ports"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "grpc", "port": 9999}));
+        assert!(
+            !covers(&body, &extra_port),
+            "lists match element by element"
+        );
+
+        let mut empty = body.clone();
+        empty["metadata"]["annotations"] = json!({});
+        assert!(covers(&empty, &live), "an empty map is an absent field");
+        assert!(!covers(&body, &Value::Null));
+    }
+
+    #[test]
+    fn unchanged_needs_the_same_intent_and_an_untouched_live_object() {
+        let cache = Cache::default();
+        let body = service_body();
+        let live = defaulted(&body);
+        assert!(
+            !cache.unchanged(&body, &live),
+            "nothing applied by this process yet (after a restart): apply once"
+        );
+        cache.applied(&body);
+        assert!(cache.unchanged(&body, &live));
+
+        // A label we no longer want: the live object still covers the new body, but it must go.
+        let mut fewer = body.clone();
+        fewer["metadata"]["labels"] = json!({});
+        assert!(covers(&fewer, &live));
+        assert!(!cache.unchanged(&fewer, &live));
+
+        let mut edited = live.clone();
+        edited["spec"]["ports"][0]["port"] = json!(80);
+        assert!(!cache.unchanged(&body, &edited));
+    }
+
+    fn service(rv: &str) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some("podinfo-primary".into()),
+                namespace: Some("test".into()),
+                resource_version: Some(rv.into()),
+                ..ObjectMeta::default()
+            },
+            ..Service::default()
+        }
+    }
+
+    #[test]
+    fn the_cache_answers_only_when_filled_and_not_older_than_our_write() {
+        let (store, mut writer) = reflector::store::<Service>();
+        let (stores, _) = stores();
+        let cache = Cache::new(Some(Stores {
+            services: store,
+            ..stores
+        }));
+        assert!(
+            cache.cached::<Service>("test", "podinfo-primary").is_none(),
+            "initial list not done"
+        );
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(service("10")));
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+        let seen = cache.cached::<Service>("test", "podinfo-primary");
+        assert_eq!(
+            seen.flatten().and_then(|s| s.metadata.resource_version),
+            Some("10".into())
+        );
+        assert_eq!(
+            cache.cached::<Service>("test", "absent"),
+            Some(None),
+            "a filled store knows what does not exist"
+        );
+
+        cache.wrote(&service("12"));
+        assert!(
+            cache.cached::<Service>("test", "podinfo-primary").is_none(),
+            "the cache predates our write"
+        );
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(service("13")));
+        assert!(
+            cache.cached::<Service>("test", "podinfo-primary").is_some(),
+            "a later version than our write"
+        );
+
+        cache.wrote(&service("not-a-number"));
+        assert!(
+            cache.cached::<Service>("test", "podinfo-primary").is_none(),
+            "an unreadable version is never caught up"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! Watch-driven repair (issue 6): the controller reads a canary's objects from its watch caches and
+//! writes only on change, so what repairs a deleted or edited Service must be the watch event that
+//! maps the Service back to its Canary through the owner reference. The canaries here tick every 10
+//! minutes: a repair within the wait below cannot come from the scheduled tick.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use e2e::controller::{
+    self as ctl, blue_green_canary, canaries, create_canary, start_controller, wait_phase,
+};
+use e2e::objects::App;
+use e2e::{apply, skip_unless_e2e, wait_for, with_namespace};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, ResourceExt as _};
+use serde_json::json;
+
+const APP: &str = "podinfo";
+const INIT: Duration = Duration::from_secs(60);
+/// Far below the canary's 10 min interval: only a watch-triggered reconcile fits in it.
+const REPAIR: Duration = Duration::from_secs(30);
+
+fn selector_of(s: &Service) -> Option<String> {
+    s.spec.as_ref()?.selector.as_ref()?.get("app").cloned()
+}
+
+#[tokio::test]
+async fn deleted_and_edited_services_of_an_idle_canary_are_repaired() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("repair", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        apply(
+            &ns.api::<Deployment>(),
+            &App::new(APP, "6.0.0", 1).deployment()?,
+        )
+        .await?;
+        create_canary(&ns, blue_green_canary(APP, "10m", 3, json!([]))).await?;
+        wait_phase(&canaries(&ns), APP, "Initialized", INIT, &controller).await?;
+        let services: Api<Service> = ns.api();
+        let log = |e: anyhow::Error| {
+            e.context(format!("controller log tail:\n{}", controller.log_tail()))
+        };
+
+        // The primary Service deleted: recreated (a new uid), selecting the primary pods.
+        let primary = format!("{APP}-primary");
+        let old = services.get(&primary).await.context("primary Service")?;
+        let old_uid = old.uid().unwrap_or_default();
+        services
+            .delete(&primary, &DeleteParams::default())
+            .await
+            .context("deleting the primary Service")?;
+        let want = primary.clone();
+        wait_for(
+            &services,
+            &primary,
+            "recreated",
+            REPAIR,
+            move |s: Option<&Service>| {
+                s.is_some_and(|s| {
+                    s.uid().is_some_and(|u| u != old_uid)
+                        && s.metadata.deletion_timestamp.is_none()
+                        && selector_of(s).as_deref() == Some(want.as_str())
+                })
+            },
+        )
+        .await
+        .map_err(log)?;
+
+        // The canary Service's selector edited by someone else: set back to the target's pods.
+        let canary_svc = format!("{APP}-canary");
+        services
+            .patch(
+                &canary_svc,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"selector": {"app": "somebody-else"}}})),
+            )
+            .await
+            .context("editing the canary Service's selector")?;
+        wait_for(
+            &services,
+            &canary_svc,
+            "selecting the target's pods again",
+            REPAIR,
+            |s: Option<&Service>| s.and_then(selector_of).as_deref() == Some(APP),
+        )
+        .await
+        .map_err(log)?;
+
+        let canary = canaries(&ns).get(APP).await?;
+        anyhow::ensure!(
+            ctl::phase(&canary) == "Initialized",
+            "repairs are not a run: phase {}",
+            ctl::phase(&canary)
+        );
+        Ok(())
+    })
+    .await
+}
