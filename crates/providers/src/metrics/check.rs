@@ -1,5 +1,7 @@
-//! One `analysis.metrics[]` entry from spec to verdict (metrics.md §1): classify the entry,
-//! render its query, run it on the right backend, decide.
+//! One `analysis.metrics[]` entry from spec to outcome (metrics.md §1): classify the entry,
+//! render its query, run it on the right backend. The outcome is a value (in threshold units),
+//! or why there is none; judging it against the thresholds, `dryRun` and `noData` is the core's
+//! job (`flagger_core`), so there is one threshold judge.
 //!
 //! Looking up the MetricTemplate and its Secret needs the cluster, so the controller resolves
 //! them and hands over either the template with a built provider, or why that failed.
@@ -9,10 +11,57 @@ use std::time::Duration;
 use flagger_api::analysis::CrossNamespaceRef;
 use flagger_api::{Canary, CanaryMetric, MetricTemplate};
 
-use super::MetricProvider;
-use super::builtin::{BuiltinMetric, QuerySet};
-use super::template::{DEFAULT_INTERVAL, QueryModel, collapse_whitespace, render};
-use super::verdict::{CheckError, CheckSpec, MetricKind, NoDataPolicy, Verdict, evaluate};
+use super::builtin::{BuiltinMetric, QuerySet, to_threshold_unit};
+use super::factory::ProviderConfigError;
+use super::template::{DEFAULT_INTERVAL, QueryModel, RenderError, collapse_whitespace, render};
+use super::{MetricError, MetricProvider};
+
+/// What kind of metric entry produced the value; decides the threshold semantics and the
+/// wording of events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Builtin {
+        set: QuerySet,
+        metric: BuiltinMetric,
+    },
+    /// Deprecated inline `query` run against the canary's Prometheus.
+    Inline,
+    /// `templateRef`, resolved to the template's name and namespace.
+    Template { name: String, namespace: String },
+}
+
+/// Why a check produced no value. `NoValues` and `QueryFailed` are the backend's answer (a
+/// `noData: hold` metric holds on them); the others are configuration problems.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckError {
+    NoValues(String),
+    QueryFailed(String),
+    /// The query template did not render.
+    Render(String),
+    /// Template/Secret missing, provider construction failed, or the metric is unusable.
+    Unusable(String),
+}
+
+impl From<MetricError> for CheckError {
+    fn from(e: MetricError) -> Self {
+        match e {
+            MetricError::NoValues(_) => CheckError::NoValues(e.to_string()),
+            MetricError::QueryFailed(m) => CheckError::QueryFailed(m),
+        }
+    }
+}
+
+impl From<RenderError> for CheckError {
+    fn from(e: RenderError) -> Self {
+        CheckError::Render(e.to_string())
+    }
+}
+
+impl From<ProviderConfigError> for CheckError {
+    fn from(e: ProviderConfigError) -> Self {
+        CheckError::Unusable(e.0)
+    }
+}
 
 /// What an entry of `analysis.metrics` is evaluated as.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,30 +109,24 @@ pub struct CheckContext<'a> {
     pub route_override: Option<&'a str>,
 }
 
-/// Per-metric options that have no API field yet.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CheckOptions {
-    pub dry_run: bool,
-    pub no_data: NoDataPolicy,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckOutcome {
     pub kind: MetricKind,
-    pub verdict: Verdict,
-    /// Things worth a Warning event that do not change the verdict (e.g. several series).
+    /// The query as sent, when rendering got that far.
+    pub query: Option<String>,
+    /// In threshold units: % for the builtin success rate, whole ms for the builtin duration.
+    pub value: Result<f64, CheckError>,
+    /// Things worth a Warning event that do not change the outcome (e.g. several series).
     pub warnings: Vec<String>,
 }
 
-/// Evaluates one metric entry. `template` must be given for `templateRef` entries.
+/// Runs one metric entry. `template` must be given for `templateRef` entries.
 pub async fn check_metric(
     ctx: &CheckContext<'_>,
     metric: &CanaryMetric,
     template: Option<ResolvedTemplate<'_>>,
-    options: CheckOptions,
 ) -> CheckOutcome {
     let canary = ctx.canary;
-    let name = canary.metadata.name.as_deref().unwrap_or_default();
     let namespace = canary.metadata.namespace.as_deref().unwrap_or_default();
     let entry = classify(metric);
     let kind = match &entry {
@@ -101,23 +144,16 @@ pub async fn check_metric(
             namespace: r.namespace.clone().unwrap_or_else(|| namespace.to_string()),
         },
     };
-    let spec = CheckSpec {
-        canary: name,
-        namespace,
-        target: &canary.spec.target_ref.name,
-        metric: &metric.name,
-        kind: kind.clone(),
-        threshold: metric.threshold.as_ref().map(|n| n.as_f64()),
-        threshold_range: metric.threshold_range.as_ref(),
-        dry_run: options.dry_run,
-        no_data: options.no_data,
-    };
     let mut warnings = Vec::new();
     let (query, result) = run(ctx, metric, &entry, &kind, template, &mut warnings).await;
-    let verdict = evaluate(&spec, query.as_deref(), result);
+    let value = result.map(|raw| match &kind {
+        MetricKind::Builtin { set, metric } => to_threshold_unit(raw, set.raw_unit(*metric)),
+        _ => raw,
+    });
     CheckOutcome {
         kind,
-        verdict,
+        query,
+        value,
         warnings,
     }
 }
@@ -208,7 +244,6 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::metrics::verdict::Cause;
     use crate::metrics::{BoxFuture, MetricError, Sample};
 
     /// Answers every query with the same result and remembers what it was asked.
@@ -315,17 +350,32 @@ mod tests {
         let m = metric(serde_json::json!({
             "name": "request-success-rate", "interval": "30s", "thresholdRange": {"min": 99}
         }));
-        let out = check_metric(&ctx, &m, None, CheckOptions::default()).await;
-        assert!(out.verdict.is_pass(), "{:?}", out.verdict);
+        let out = check_metric(&ctx, &m, None).await;
+        assert_eq!(out.value, Ok(99.5));
         let asked = prom.asked();
         assert_eq!(asked.len(), 1);
         assert!(asked[0].0.starts_with("sum(rate(traefik_service_request_duration_seconds_bucket{service=~\"test-podinfo-canary-"), "{}", asked[0].0);
         assert!(asked[0].0.contains("[30s]"));
         assert_eq!(asked[0].1, Duration::from_secs(30));
-        assert_eq!(
-            out.verdict.reason().query.as_deref(),
-            Some(asked[0].0.as_str())
-        );
+        assert_eq!(out.query.as_deref(), Some(asked[0].0.as_str()));
+    }
+
+    #[tokio::test]
+    async fn builtin_durations_come_back_in_whole_milliseconds() {
+        let c = canary();
+        // Whole milliseconds, truncated as Flagger's `time.Duration` conversion does.
+        let prom = Fake::new(Ok(Sample::new(515.9)));
+        let ctx = CheckContext {
+            canary: &c,
+            mesh_provider: "traefik",
+            prometheus: &prom,
+            route_override: None,
+        };
+        let m = metric(serde_json::json!({"name": "request-duration"}));
+        assert_eq!(check_metric(&ctx, &m, None).await.value, Ok(515.0));
+        // Inline queries come back as the backend said.
+        let m = metric(serde_json::json!({"name": "request-duration", "query": "x"}));
+        assert_eq!(check_metric(&ctx, &m, None).await.value, Ok(515.9));
     }
 
     #[tokio::test]
@@ -354,10 +404,16 @@ mod tests {
                 template: &ok,
                 provider: &tpl_backend,
             }),
-            CheckOptions::default(),
         )
         .await;
-        assert!(out.verdict.is_pass(), "{:?}", out.verdict);
+        assert_eq!(out.value, Ok(250.0));
+        assert_eq!(
+            out.kind,
+            MetricKind::Template {
+                name: "latency".into(),
+                namespace: "flagger".into()
+            }
+        );
         assert_eq!(
             tpl_backend.asked()[0].0,
             "histogram_quantile(0.99, x{ns=\"test\"}[1m])"
@@ -372,25 +428,13 @@ mod tests {
                 template: &missing,
                 provider: &tpl_backend,
             }),
-            CheckOptions::default(),
         )
         .await;
-        let Verdict::Fail { reason } = &out.verdict else {
-            panic!("{:?}", out.verdict)
+        let Err(CheckError::Render(why)) = &out.value else {
+            panic!("{:?}", out.value)
         };
-        assert_eq!(reason.cause, Cause::RenderFailed);
-        assert!(
-            reason
-                .message
-                .starts_with("Metric template latency.flagger query render error:"),
-            "{}",
-            reason.message
-        );
-        assert!(
-            reason.message.contains("\"percentile\""),
-            "{}",
-            reason.message
-        );
+        assert!(why.contains("\"percentile\""), "{why}");
+        assert_eq!(out.query, None);
 
         let out = check_metric(
             &ctx,
@@ -398,25 +442,19 @@ mod tests {
             Some(ResolvedTemplate::Failed(
                 "secret flagger/prom-auth not found".into(),
             )),
-            CheckOptions {
-                dry_run: false,
-                no_data: NoDataPolicy::Hold,
-            },
         )
         .await;
-        assert!(
-            matches!(out.verdict, Verdict::Fail { .. }),
-            "{:?}",
-            out.verdict
-        );
         assert_eq!(
-            out.verdict.reason().message,
-            "Metric template latency.flagger secret flagger/prom-auth not found"
+            out.value,
+            Err(CheckError::Unusable(
+                "secret flagger/prom-auth not found".into()
+            ))
         );
+        assert_eq!(tpl_backend.asked().len(), 1);
     }
 
     #[tokio::test]
-    async fn unusable_metric_and_bad_interval_fail() {
+    async fn unusable_metric_and_bad_interval_are_configuration_errors() {
         let c = canary();
         let prom = Fake::new(Ok(Sample::new(1.0)));
         let ctx = CheckContext {
@@ -425,30 +463,29 @@ mod tests {
             prometheus: &prom,
             route_override: None,
         };
-        let out = check_metric(
-            &ctx,
-            &metric(serde_json::json!({"name": "errors"})),
-            None,
-            CheckOptions::default(),
-        )
-        .await;
+        let out = check_metric(&ctx, &metric(serde_json::json!({"name": "errors"})), None).await;
         assert_eq!(
-            out.verdict.reason().message,
-            "Metric query failed for no usable metrics template and query were configured"
+            out.value,
+            Err(CheckError::Unusable(
+                "no usable metrics template and query were configured".into()
+            ))
         );
         let out = check_metric(
             &ctx,
             &metric(serde_json::json!({"name": "request-duration", "interval": "soon"})),
             None,
-            CheckOptions::default(),
         )
         .await;
-        assert_eq!(out.verdict.reason().cause, Cause::Unusable);
+        assert!(
+            matches!(out.value, Err(CheckError::Unusable(_))),
+            "{:?}",
+            out.value
+        );
         assert!(prom.asked().is_empty());
     }
 
     #[tokio::test]
-    async fn several_series_warn_and_no_data_holds() {
+    async fn several_series_warn_and_the_backends_answers_stay_apart() {
         let c = canary();
         let mut sample = Sample::new(0.2);
         sample
@@ -464,8 +501,8 @@ mod tests {
         let m = metric(
             serde_json::json!({"name": "error-rate", "query": "sum(x{ns=\"{{ namespace }}\"})", "threshold": 1}),
         );
-        let out = check_metric(&ctx, &m, None, CheckOptions::default()).await;
-        assert!(out.verdict.is_pass());
+        let out = check_metric(&ctx, &m, None).await;
+        assert_eq!(out.value, Ok(0.2));
         assert_eq!(
             out.warnings,
             vec!["query returned 2 series, using the last one"]
@@ -473,29 +510,33 @@ mod tests {
         assert_eq!(prom.asked()[0].0, "sum(x{ns=\"test\"})");
 
         let empty = Fake::new(Err(MetricError::no_values("empty vector")));
-        let ctx = CheckContext {
-            prometheus: &empty,
-            ..ctx
-        };
-        let hold = CheckOptions {
-            dry_run: false,
-            no_data: NoDataPolicy::Hold,
-        };
-        let out = check_metric(&ctx, &m, None, hold).await;
-        assert!(
-            matches!(out.verdict, Verdict::Hold { .. }),
-            "{:?}",
-            out.verdict
-        );
-        let out = check_metric(&ctx, &m, None, CheckOptions::default()).await;
-        assert!(
-            matches!(out.verdict, Verdict::Fail { .. }),
-            "{:?}",
-            out.verdict
-        );
+        let out = check_metric(
+            &CheckContext {
+                prometheus: &empty,
+                ..ctx
+            },
+            &m,
+            None,
+        )
+        .await;
         assert_eq!(
-            out.verdict.reason().message,
-            "Halt advancement no values found for metric: error-rate"
+            out.value,
+            Err(CheckError::NoValues("no values found: empty vector".into()))
+        );
+        assert_eq!(out.query.as_deref(), Some("sum(x{ns=\"test\"})"));
+        let down = Fake::new(Err(MetricError::failed("connection refused")));
+        let out = check_metric(
+            &CheckContext {
+                prometheus: &down,
+                ..ctx
+            },
+            &m,
+            None,
+        )
+        .await;
+        assert_eq!(
+            out.value,
+            Err(CheckError::QueryFailed("connection refused".into()))
         );
     }
 }

@@ -5,8 +5,8 @@
 //! * [`template`]: Go text/template rendering with Flagger's query functions, strict about
 //!   unknown variables.
 //! * [`builtin`]: the `request-success-rate` / `request-duration` query per router.
-//! * [`verdict`]: value + thresholds + dry-run + no-data policy → [`verdict::Verdict`].
-//! * [`check`]: one `analysis.metrics[]` entry end to end (classify, render, query, decide).
+//! * [`check`]: one `analysis.metrics[]` entry end to end (classify, render, query) to a value or
+//!   why there is none. Thresholds, `dryRun` and `noData` are judged by the core alone.
 //! * One file per backend: [`prometheus`], [`datadog`], [`newrelic`], [`graphite`],
 //!   [`influxdb`], [`dynatrace`]; [`factory`] builds one from a MetricTemplate's provider.
 
@@ -26,16 +26,16 @@ pub mod influxdb;
 pub mod newrelic;
 pub mod prometheus;
 pub mod template;
-pub mod verdict;
 
 #[cfg(test)]
 mod tests;
 
-pub use check::{CheckContext, CheckOptions, CheckOutcome, ResolvedTemplate, check_metric};
+pub use check::{
+    CheckContext, CheckError, CheckOutcome, MetricKind, ResolvedTemplate, check_metric,
+};
 pub use factory::{ProviderConfigError, SecretData, build_provider};
 pub use http::install_crypto_provider;
 pub use template::{QueryModel, RenderError, render};
-pub use verdict::{NoDataPolicy, Verdict, VerdictReason};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
