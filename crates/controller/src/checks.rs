@@ -1,5 +1,6 @@
 //! One metric check: find the query (builtin, inline or MetricTemplate), render it, run it
-//! against its provider, and report a value, "no data" or an error — the core judges the value.
+//! against its provider, and report a value, "no data", a failed query (the backend's fault) or an
+//! error (the configuration's fault) — the core judges the value and applies `dryRun`/`noData`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,11 +75,13 @@ pub async fn run(ctx: &Context, canary: &Canary, _spec: &RolloutSpec, name: &str
                 Source::Template => format!("no values found for custom metric: {name}: {detail}"),
             })
         }
-        Err(MetricError::QueryFailed(message)) => MetricOutcome::Error(match prepared.source {
-            Source::Builtin(_) => format!("Prometheus query failed: {message}"),
-            Source::Inline => format!("Prometheus query failed for {name}: {message}"),
-            Source::Template => format!("Metric query failed for {name}: {message}"),
-        }),
+        Err(MetricError::QueryFailed(message)) => {
+            MetricOutcome::QueryFailed(match prepared.source {
+                Source::Builtin(_) => format!("Prometheus query failed: {message}"),
+                Source::Inline => format!("Prometheus query failed for {name}: {message}"),
+                Source::Template => format!("Metric query failed for {name}: {message}"),
+            })
+        }
     };
     result(Some(prepared.query), outcome)
 }
