@@ -63,23 +63,6 @@ impl Action {
                 | Action::DryRun(_)
         )
     }
-
-    pub fn is_traffic_or_workload(&self) -> bool {
-        matches!(
-            self,
-            Action::EnsurePrimary
-                | Action::RouteApexToPrimary
-                | Action::ScaleTargetUp
-                | Action::ScaleTargetToZero
-                | Action::PauseTargetScaler
-                | Action::ResumeTargetScaler
-                | Action::ReconcilePrimaryScaler
-                | Action::Promote
-                | Action::SetRoutes(_)
-                | Action::RestoreTarget
-                | Action::RevertRouting
-        )
-    }
 }
 
 /// Desired routes. `mirror` is the percentage of requests mirrored to the canary (0 = no mirror).

@@ -71,10 +71,9 @@ fn failing(m: &MetricCheck) -> f64 {
 
 fn simulate(spec: &RolloutSpec, fail_at: Option<u32>) -> Run {
     let start = Timestamp::UNIX_EPOCH;
+    // No revision recorded: the observed one is new, as any revision the primary does not run is.
     let mut status = CanaryStatus {
         phase: Some(CanaryPhase::Initialized),
-        last_applied_spec: Some("r1.current".into()),
-        last_promoted_spec: Some("r1.current".into()),
         ..CanaryStatus::default()
     };
     let mut router = RouteState::PRIMARY;

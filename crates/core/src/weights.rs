@@ -73,7 +73,7 @@ pub fn routes_from_status(spec: &RolloutSpec, status: &CanaryStatus) -> RouteSta
             if routed && status.iter() > 0 { 100 } else { 0 }
         }
         Strategy::BlueGreen { iterations } => {
-            if spec.routes_traffic && status.iter() > *iterations {
+            if spec.routes_traffic && blue_green_on_canary(status.iter(), *iterations) {
                 100
             } else {
                 0
@@ -86,4 +86,10 @@ pub fn routes_from_status(spec: &RolloutSpec, status: &CanaryStatus) -> RouteSta
         canary,
         mirrored,
     }
+}
+
+/// Blue/Green sends all traffic to the canary on the tick after iteration `n` and counts that tick
+/// as iteration `n + 1` (`strategy::blue_green`).
+fn blue_green_on_canary(iter: u32, n: u32) -> bool {
+    iter > n
 }

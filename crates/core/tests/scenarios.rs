@@ -1658,6 +1658,17 @@ fn s21_deletion_with_revert_on_deletion() {
         ],
     );
     assert!(!h.has_finalizer);
+    // D-14: the finalizer removal did not reach the API server; the retry only removes it again.
+    let mut retry = deleting();
+    retry.finalizer = Some(true);
+    h.row(
+        "finalizer still there",
+        retry,
+        Terminated,
+        (0, 0, 0),
+        "100/0",
+        &["remove-finalizer"],
+    );
 }
 
 #[test]
