@@ -357,6 +357,32 @@ fn s4_pre_rollout_and_rollout_hook_failures() {
 }
 
 #[test]
+fn s4_hooks_of_one_type_are_answered_by_name() {
+    let s = spec(
+        json!({"stepWeight": 10, "maxWeight": 50, "threshold": 3, "webhooks": [
+            {"name": "smoke", "type": "pre-rollout", "url": "http://lt/"},
+            {"name": "acceptance", "type": "pre-rollout", "url": "http://lt/"}
+        ]}),
+    );
+    let mut h = Harness::progressing(s);
+    // The passing first hook's answer says nothing about the second.
+    h.row(
+        "t3",
+        ok().fail("acceptance"),
+        Progressing,
+        (0, 1, 0),
+        "100/0",
+        &[
+            "ask pre-rollout smoke (Progressing)",
+            "ask pre-rollout acceptance (Progressing)",
+            START,
+            "Normal: Pre-rollout check smoke passed",
+            "Warning: Halt podinfo.test advancement pre-rollout check acceptance failed 500 failed",
+        ],
+    );
+}
+
+#[test]
 fn s5_ab_testing() {
     let s = spec(
         json!({"iterations": 10, "threshold": 5, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}),
