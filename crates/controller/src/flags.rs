@@ -94,6 +94,16 @@ pub struct Flags {
     pub enable_leader_election: bool,
     #[arg(long = "leader-election-namespace", default_value = "kube-system")]
     pub leader_election_namespace: String,
+    /// How long a Lease holder's claim lasts without renewal; a follower takes over after it. Flagger's value by
+    /// default; lower (with the two below) where a quick hand-over matters more than API traffic.
+    #[arg(long = "leader-election-lease-duration", default_value = "60s", value_parser = go_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// The leader stops acting when it could not renew its Lease for this long (less than the lease duration).
+    #[arg(long = "leader-election-renew-deadline", default_value = "15s", value_parser = go_duration)]
+    pub leader_election_renew_deadline: Duration,
+    /// Pause between two attempts to acquire or renew the Lease.
+    #[arg(long = "leader-election-retry-period", default_value = "5s", value_parser = go_duration)]
+    pub leader_election_retry_period: Duration,
     #[arg(long = "enable-config-tracking", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
     pub enable_config_tracking: bool,
     /// Refuse MetricTemplate, AlertProvider and Upstream references into other namespaces.
@@ -155,6 +165,15 @@ mod tests {
             ["app", "name", "app.kubernetes.io/name"]
         );
         assert_eq!(flags.leader_election_namespace, "kube-system");
+        assert_eq!(
+            flags.leader_election_lease_duration,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            flags.leader_election_renew_deadline,
+            Duration::from_secs(15)
+        );
+        assert_eq!(flags.leader_election_retry_period, Duration::from_secs(5));
         assert!(flags.enable_config_tracking);
         assert!(!flags.enable_leader_election);
         assert!(!flags.dry_run);

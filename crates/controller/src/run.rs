@@ -36,6 +36,8 @@ pub enum RunError {
     Notifier(String),
     #[error("the Canary CRD is not installed or not readable: {0}")]
     Crd(kube::Error),
+    #[error("leader election flags: {0}")]
+    LeaderElection(String),
 }
 
 pub async fn run(flags: Flags) -> Result<(), RunError> {
@@ -74,6 +76,20 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
         }
     });
 
+    // SIGTERM is how Kubernetes stops a pod: handled like Ctrl-C so a leader releases its Lease.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+
+    let timings = Timings {
+        lease_duration: flags.leader_election_lease_duration,
+        renew_deadline: flags.leader_election_renew_deadline,
+        retry_period: flags.leader_election_retry_period,
+    };
+    let timings = if flags.enable_leader_election {
+        timings.checked().map_err(RunError::LeaderElection)?
+    } else {
+        timings
+    };
     let elector = flags.enable_leader_election.then(|| {
         let namespace = if flags.namespace.is_empty() {
             flags.leader_election_namespace.clone()
@@ -86,55 +102,76 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
         } else {
             LEASE_NAME
         };
-        Elector::new(
-            client.clone(),
-            &namespace,
-            name,
-            identity(),
-            Timings::default(),
-        )
+        Elector::new(client.clone(), &namespace, name, identity(), timings)
     });
     if let Some(elector) = &elector {
-        elector.acquire().await;
+        // A follower watches nothing and writes nothing until it holds the Lease.
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = &mut shutdown => {
+                tracing::info!("shutting down before being elected");
+                return Ok(());
+            }
+        }
     }
 
     let global_notifier = crate::alerts::global_notifier(&flags).map_err(RunError::Notifier)?;
+    let (stores, writers) = cache::stores();
     let ctx = Arc::new(Context::new(
         client.clone(),
         flags.clone(),
         metrics,
         Caller::new()?,
         global_notifier,
+        Some(stores),
     ));
     let controller = controller(client, &flags, canaries, writers, ctx.clone());
     ready.store(true, Ordering::Relaxed);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), mesh_provider = %flags.mesh_provider, dry_run = flags.dry_run, "starting flagger-rs controller");
 
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     match &elector {
         Some(elector) => {
             tokio::select! {
-    let (stores, writers) = cache::stores();
                 _ = controller => {}
                 _ = elector.hold() => {
                     // Another replica may be acting already: stop at once, as Flagger does.
                     tracing::error!("leadership lost, exiting");
                     std::process::exit(1);
                 }
-        Some(stores),
-                _ = shutdown => {}
+                _ = &mut shutdown => {}
             }
+            // The controller future is dropped by now, so nothing acts after the Lease is given up.
+            elector.release().await;
         }
         None => {
             tokio::select! {
                 _ = controller => {}
-                _ = shutdown => {}
+                _ = &mut shutdown => {}
             }
         }
     }
+    tracing::info!("flagger-rs controller stopped");
     Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGTERM; only Ctrl-C stops cleanly")
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn namespaced_or_all<K>(client: &Client, namespace: &str) -> Api<K>
@@ -173,6 +210,47 @@ async fn client_config(flags: &Flags) -> Result<Config, RunError> {
 fn identity() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "flagger-rs".into());
     format!("{host}_{}", std::process::id())
+}
+
+/// The Canaries an object's owner references name (the primary workload, the Services).
+fn owner_canaries<K: Resource>(object: &K) -> Vec<ObjectRef<Canary>> {
+    let namespace = object.meta().namespace.clone();
+    object
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
+        .map(|o| {
+            let r = ObjectRef::new(&o.name);
+            match &namespace {
+                Some(ns) => r.within(ns),
+                None => r,
+            }
+        })
+        .collect()
+}
+
+/// One watch per kind both triggers reconciles and fills the cache reconciles read from (see
+/// `cache`). Managed fields are dropped: nothing reads them and they are most of an object's size.
+fn cached_watch<K>(
+    client: &Client,
+    namespace: &str,
+    writer: kube::runtime::reflector::store::Writer<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = namespaced_or_all(client, namespace);
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .touched_objects()
 }
 
 /// Canaries are reconciled on their own changes and on changes of what they own or target; a
@@ -219,47 +297,6 @@ async fn controller(
                         && c.spec.target_ref.kind == kind
                         && c.spec.target_ref.name == name
                 })
-/// The Canaries an object's owner references name (the primary workload, the Services).
-fn owner_canaries<K: Resource>(object: &K) -> Vec<ObjectRef<Canary>> {
-    let namespace = object.meta().namespace.clone();
-    object
-        .owner_references()
-        .iter()
-        .filter(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
-        .map(|o| {
-            let r = ObjectRef::new(&o.name);
-            match &namespace {
-                Some(ns) => r.within(ns),
-                None => r,
-            }
-        })
-        .collect()
-}
-
-/// One watch per kind both triggers reconciles and fills the cache reconciles read from (see
-/// `cache`). Managed fields are dropped: nothing reads them and they are most of an object's size.
-fn cached_watch<K>(
-    client: &Client,
-    namespace: &str,
-    writer: kube::runtime::reflector::store::Writer<K>,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let api: Api<K> = namespaced_or_all(client, namespace);
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
-        .reflect(writer)
-        .touched_objects()
-}
-
                 .map(|c| ObjectRef::from_obj(c.as_ref()))
                 .collect::<Vec<_>>()
         }
@@ -278,6 +315,8 @@ where
             .collect::<Vec<_>>()
     };
     let secret_map = config_map.clone();
+    // A primary workload or Service edited or deleted by someone else maps back to its Canary
+    // through the owner reference; the reconcile repairs it.
     controller
         .watches_stream(deployments, move |d| {
             let mut refs = owner_canaries(&d);
@@ -289,6 +328,9 @@ where
             refs.extend(daemonset_map("DaemonSet", d.name_any(), d.namespace()));
             refs
         })
+        .watches_stream(services, |s| owner_canaries(&s))
+        .watches_stream(configmaps, move |c| config_map(c.namespace()))
+        .watches_stream(secrets, move |s| secret_map(s.namespace()))
         .with_config(
             kube::runtime::controller::Config::default()
                 .concurrency(u16::max(flags.threadiness, 1)),
@@ -301,8 +343,3 @@ where
         })
         .await;
 }
-    // A primary workload or Service edited or deleted by someone else maps back to its Canary
-    // through the owner reference; the reconcile repairs it.
-        .watches_stream(services, |s| owner_canaries(&s))
-        .watches_stream(configmaps, move |c| config_map(c.namespace()))
-        .watches_stream(secrets, move |s| secret_map(s.namespace()))
