@@ -1,5 +1,9 @@
 //! Carrying out the actions of one tick, in order. The first failing effect ends the tick; every
 //! effect is an apply of a desired state, so the next tick simply tries again.
+//!
+//! Notices (events, alerts, run reports, post-rollout hooks) are held back until the tick's status is
+//! written (scenarios.md E25): a controller killed in between repeats the transition, whose effects are
+//! idempotent, but does not announce it twice; a tick whose effects or status write fail announces nothing.
 
 use std::time::Duration;
 
@@ -21,6 +25,8 @@ pub struct Outcome {
     pub requeue: Option<Duration>,
     /// The finaliser was removed: the object is going away and has no status to write.
     pub deleted: bool,
+    /// For [`Executor::notify`] once the status is persisted, in the order the core decided them.
+    pub notices: Vec<Action>,
 }
 
 pub struct Executor<'a> {
@@ -50,10 +56,15 @@ impl<'a> Executor<'a> {
             result: Ok(()),
             requeue: None,
             deleted: false,
+            notices: Vec::new(),
         };
         for action in actions {
             match action {
                 Action::RequeueAfter(d) => outcome.requeue = Some(d),
+                notice @ (Action::Event(_)
+                | Action::Alert(_)
+                | Action::Report(_)
+                | Action::CallWebhooks { .. }) => outcome.notices.push(notice),
                 Action::RemoveFinalizer => {
                     if let Err(e) = self.workloads.remove_finalizer(self.canary).await {
                         outcome.result = Err(e.to_string());
@@ -70,6 +81,37 @@ impl<'a> Executor<'a> {
             }
         }
         outcome
+    }
+
+    /// Sends the notices of a tick whose status is written.
+    pub async fn notify(&self, notices: Vec<Action>, status: &CanaryStatus) {
+        for notice in notices {
+            self.notice(notice, status).await;
+        }
+    }
+
+    async fn notice(&self, notice: Action, status: &CanaryStatus) {
+        let canary = self.canary;
+        match notice {
+            Action::CallWebhooks { kind, phase, hooks } => {
+                self.fire_and_forget(kind, phase, &hooks, status).await;
+            }
+            Action::Event(event) => {
+                let annotations = crate::events::check_annotations(event.reason.as_ref());
+                self.ctx
+                    .recorder
+                    .record_annotated(canary, event.type_, &event.message, annotations)
+                    .await;
+                crate::eventhooks::post(self.ctx, canary, status, &event).await;
+            }
+            Action::Alert(alert) => {
+                let deadline =
+                    u32::try_from(self.spec.progress_deadline.as_secs()).unwrap_or(u32::MAX);
+                crate::alerts::deliver(self.ctx, canary, status, &alert, deadline).await;
+            }
+            Action::Report(run) => self.report(&run),
+            other => tracing::error!(action = ?other, "not a notice; ignored"),
+        }
     }
 
     async fn one(&mut self, action: Action, status: &mut CanaryStatus) -> Result<(), String> {
@@ -104,27 +146,11 @@ impl<'a> Executor<'a> {
                     .await
                     .map_err(|e| e.to_string())
             }
-            Action::CallWebhooks { kind, phase, hooks } => {
-                self.fire_and_forget(kind, phase, &hooks, status).await;
-                Ok(())
-            }
-            Action::Event(event) => {
-                let annotations = crate::events::check_annotations(event.reason.as_ref());
-                self.ctx
-                    .recorder
-                    .record_annotated(canary, event.type_, &event.message, annotations)
-                    .await;
-                crate::eventhooks::post(self.ctx, canary, status, &event).await;
-                Ok(())
-            }
-            Action::Alert(alert) => {
-                let deadline =
-                    u32::try_from(self.spec.progress_deadline.as_secs()).unwrap_or(u32::MAX);
-                crate::alerts::deliver(self.ctx, canary, status, &alert, deadline).await;
-                Ok(())
-            }
-            Action::Report(run) => {
-                self.report(&run);
+            notice @ (Action::CallWebhooks { .. }
+            | Action::Event(_)
+            | Action::Alert(_)
+            | Action::Report(_)) => {
+                self.notice(notice, status).await;
                 Ok(())
             }
             Action::DryRun(inner) => {

@@ -139,10 +139,11 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
             return Ok(Requeue::requeue(RETRY));
         }
         if spec.dry_run {
-            ctx.simulated_status(&key, Some(next));
+            ctx.simulated_status(&key, Some(next.clone()));
         } else if !outcome.deleted && status::write(&api, &canary, &next).await? {
             ctx.wrote_status(&key, canary.metadata.resource_version.clone());
         }
+        executor.notify(outcome.notices, &next).await;
         return Ok(Requeue::requeue(outcome.requeue.unwrap_or(spec.interval)));
     }
     Err(Error::Runaway)
