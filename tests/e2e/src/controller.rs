@@ -70,6 +70,15 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(what: &str, log_name: &str, args: &[String]) -> Result<Proc> {
+        Proc::spawn_with_env(what, log_name, args, &[])
+    }
+
+    fn spawn_with_env(
+        what: &str,
+        log_name: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<Proc> {
         let bin = binary()?;
         let log = std::env::temp_dir().join(format!(
             "flagger-rs-e2e-{log_name}-{}.log",
@@ -80,6 +89,7 @@ impl Proc {
         let err = out.try_clone()?;
         let child = tokio::process::Command::new(&bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -123,6 +133,37 @@ impl Proc {
         Ok(())
     }
 
+    /// The child's process id (`None` once reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGTERM (how Kubernetes stops a pod) and the exit status, waiting at most `timeout`.
+    pub async fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let pid = self.pid().context("the process is already reaped")?;
+        // tokio's Child sends only SIGKILL; kill(1) is everywhere the cluster runs.
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        if !status.success() {
+            bail!("kill -TERM {pid}: {status}");
+        }
+        self.wait_exit(timeout).await
+    }
+
+    /// Awaits the child's exit, failing with its log tail after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => bail!(
+                "{} still running after {timeout:?}; log tail:\n{}",
+                self.what,
+                self.log_tail()
+            ),
+        }
+    }
+
     /// SIGKILL and reap.
     pub async fn kill(&mut self) -> Result<()> {
         self.child.start_kill().ok();
@@ -146,6 +187,17 @@ pub fn start_controller(ns: &str, extra: &[&str]) -> Result<Proc> {
 }
 
 pub fn start_controller_named(ns: &str, tag: &str, extra: &[&str]) -> Result<Proc> {
+    start_controller_with_env(ns, tag, extra, &[])
+}
+
+/// Like [`start_controller_named`] with extra environment variables, e.g. `HOSTNAME`, from which a replica's
+/// leader-election identity `<HOSTNAME>_<pid>` is made.
+pub fn start_controller_with_env(
+    ns: &str,
+    tag: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Proc> {
     let kubeconfig = controller_kubeconfig()?;
     let mut args = vec![
         "controller".to_string(),
@@ -162,7 +214,7 @@ pub fn start_controller_named(ns: &str, tag: &str, extra: &[&str]) -> Result<Pro
         args.push("-port=0".to_string());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    Proc::spawn(&format!("{tag} ({ns})"), &format!("{ns}-{tag}"), &args)
+    Proc::spawn_with_env(&format!("{tag} ({ns})"), &format!("{ns}-{tag}"), &args, env)
 }
 
 /// A loadtester on a free loopback port.
@@ -567,4 +619,53 @@ pub async fn install_crds(client: &kube::Client) -> Result<()> {
         .await?;
     }
     Ok(())
+}
+
+/// Applies `app`'s Deployment after `edit` on its JSON form (e.g. to add `envFrom`).
+pub async fn deploy(
+    ns: &TestNamespace,
+    app: &crate::objects::App<'_>,
+    edit: impl FnOnce(&mut Value),
+) -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let mut value = serde_json::to_value(app.deployment()?)?;
+    edit(&mut value);
+    let deployment: Deployment = serde_json::from_value(value)?;
+    crate::apply(&ns.api::<Deployment>(), &deployment).await?;
+    Ok(())
+}
+
+/// Waits (watch) until Deployment `name` has `spec.replicas == want`; fails with the controller's log tail.
+pub async fn wait_replicas(
+    deployments: &Api<k8s_openapi::api::apps::v1::Deployment>,
+    name: &str,
+    want: i32,
+    controller: &Proc,
+) -> Result<k8s_openapi::api::apps::v1::Deployment> {
+    crate::wait_for(
+        deployments,
+        name,
+        &format!("scaled to {want}"),
+        Duration::from_secs(30),
+        move |d: Option<&k8s_openapi::api::apps::v1::Deployment>| {
+            d.and_then(|d| d.spec.as_ref()).and_then(|s| s.replicas) == Some(want)
+        },
+    )
+    .await
+    .with_context(|| format!("{} log tail:\n{}", controller.what, controller.log_tail()))
+}
+
+/// The image of a Deployment's first container.
+pub fn image_of(d: &k8s_openapi::api::apps::v1::Deployment) -> String {
+    template_image(d.spec.as_ref().map(|s| &s.template))
+}
+
+/// How many events about Canary `name` start with `prefix` (repeats of one event counted by its `count`).
+pub async fn count_events(ns: &TestNamespace, name: &str, prefix: &str) -> Result<i32> {
+    Ok(events_for(ns, "Canary", name)
+        .await?
+        .iter()
+        .filter(|(_, _, m, _)| m.starts_with(prefix))
+        .map(|(_, _, _, n)| n)
+        .sum())
 }
