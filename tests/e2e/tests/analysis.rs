@@ -9,7 +9,9 @@
 //! * a latency MetricTemplate (histogram_quantile over `traefik_service_request_duration_seconds_bucket`) rolls
 //!   back a version with 800 ms latency;
 //! * Prometheus unreachable mid-analysis (`spec.metricsServer` switched to a closed loopback port): every check
-//!   fails as in Flagger and the canary is rolled back after `threshold`.
+//!   fails as in Flagger and the canary is rolled back after `threshold`;
+//! * the same with `noData: hold` (issue 7): the canary neither advances nor counts failures while Prometheus is
+//!   unreachable, says why, and is promoted once Prometheus is back; a failing `dryRun` metric is never counted.
 //!
 //! Run: `hack/cluster/exec env FLAGGER_E2E=1 cargo test -p e2e --test analysis` (needs `cargo build -p flagger-rs`).
 
@@ -20,8 +22,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use e2e::controller::{
-    Proc, Recorder, canaries, events_for, install_crds, start_controller_named, status,
-    wait_canary, wait_phase,
+    Proc, Recorder, canaries, condition, events_for, install_crds, phase, start_controller_named,
+    status, step, wait_canary, wait_phase,
 };
 use e2e::objects::{App, deployment_available, ingress_route};
 use e2e::traffic::Run;
@@ -475,6 +477,132 @@ async fn prometheus_unreachable_mid_analysis_rolls_back() -> Result<()> {
         ensure!(
             errors.len() >= THRESHOLD as usize,
             "no query-failed events: {events:#?}"
+        );
+        drop(controller);
+        Ok(())
+    })
+    .await
+}
+
+/// The tick number of the latest check records (`status.canaryAnalysis.iterations[].iteration`).
+fn last_record_iteration(obj: &DynamicObject) -> i64 {
+    status(obj)["canaryAnalysis"]["iterations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["iteration"].as_i64())
+        .max()
+        .unwrap_or(0)
+}
+
+fn held_message(obj: &DynamicObject) -> Option<String> {
+    condition(obj, "Promoted")
+        .map(|(_, _, message)| message)
+        .filter(|m| m.contains("held (noData: hold)"))
+}
+
+/// (4) issue 7: the builtin metrics with `noData: hold` and a `dryRun` metric that fails at every tick. Prometheus
+/// unreachable mid-analysis holds the canary (same weight, no failed check, over several intervals) and the
+/// Promoted condition and a Warning event say which metric and why; with Prometheus back the run goes on and is
+/// promoted, the dry-run failures never counted.
+#[tokio::test]
+async fn prometheus_unreachable_with_no_data_hold_holds_then_proceeds() -> Result<()> {
+    skip_unless_e2e!();
+    e2e::with_namespace("analysis-hold", |ns| async move {
+        let metrics = json!([
+            {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 99}, "noData": "hold"},
+            {"name": "request-duration", "interval": "10s", "thresholdRange": {"max": 500}, "noData": "hold"},
+            {"name": "always-one", "query": "vector(1)", "thresholdRange": {"max": 0}, "dryRun": true},
+        ]);
+        let mut spec = canary(metrics, 10);
+        // Far beyond the few held ticks below: the hold must end because Prometheus is back, not on the deadline.
+        spec["spec"]["progressDeadlineSeconds"] = json!(600);
+        let (controller, host) = setup(&ns, spec).await?;
+        let api = canaries(&ns);
+        let recorder = Recorder::start(&api, APP);
+        let load = Load::start(host.clone(), 60, RUN + Duration::from_secs(60));
+        let deployments: Api<Deployment> = ns.api();
+        apply(&deployments, &App::new(APP, "6.0.1", 1).deployment()?).await?;
+        wait_canary(&api, APP, "a passing metric check", RUN, &controller, |o| {
+            metric_records(o)
+                .iter()
+                .any(|r| r.0 == "request-success-rate" && !r.2 && r.1.is_some())
+        })
+        .await?;
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let patch = json!({"spec": {"metricsServer": format!("http://127.0.0.1:{closed}")}});
+        api.patch(APP, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let first = wait_canary(&api, APP, "held", RUN, &controller, |o| {
+            held_message(o).is_some() || phase(o) != "Progressing"
+        })
+        .await?;
+        let message = held_message(&first)
+            .with_context(|| format!("not held: {}", recorder.render()))?;
+        ensure!(
+            message.contains("metric request-success-rate query failed")
+                && message.contains(&format!("127.0.0.1:{closed}")),
+            "Promoted condition: {message}"
+        );
+        let held_at = step(&first);
+        let from = last_record_iteration(&first);
+        // Three more held ticks (one record set per tick), or anything else that ends the wait.
+        let later = wait_canary(&api, APP, "held for three more ticks", RUN, &controller, |o| {
+            held_message(o).is_none() || last_record_iteration(o) >= from + 3
+        })
+        .await?;
+        ensure!(
+            held_message(&later).is_some() && step(&later) == held_at,
+            "the hold did not last: {} then {}; observed {}",
+            held_at,
+            step(&later),
+            recorder.render()
+        );
+        let records = metric_records(&later);
+        eprintln!("held records: {records:#?}");
+        ensure!(
+            records.iter().any(|(name, value, failed, message)| name == "request-success-rate"
+                && value.is_none()
+                && !failed
+                && message.starts_with("hold: metric request-success-rate query failed")),
+            "no hold record: {records:#?}"
+        );
+        let events = events_for(&ns, "Canary", APP).await?;
+        let holds = kind_of(&events, &format!("Hold {APP}.{} advancement: metric", ns.name));
+        ensure!(holds.len() >= 3, "want 3 hold events: {events:#?}");
+
+        // Prometheus back: the run goes on to promotion.
+        let patch = json!({"spec": {"metricsServer": PROMETHEUS}});
+        api.patch(APP, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let result = wait_phase(&api, APP, "Succeeded", RUN, &controller).await;
+        let replies = load.finish().await?;
+        eprintln!("observed: {}; load: {replies:?}", recorder.render());
+        let done = result?;
+        let steps = recorder.steps();
+        ensure!(
+            steps.iter().all(|s| s.failed_checks == 0 && s.phase != "Failed"),
+            "a failed check was counted: {}",
+            recorder.render()
+        );
+        ensure!(
+            steps.windows(2).all(|w| w[1].phase != "Progressing" || w[1].weight >= w[0].weight),
+            "the weight went back: {}",
+            recorder.render()
+        );
+        ensure!(
+            status(&done).get("heldSince").is_none(),
+            "heldSince left after the run: {}",
+            status(&done)
+        );
+        let events = events_for(&ns, "Canary", APP).await?;
+        let dry = kind_of(&events, "Dry-run metric always-one failed (not counted)");
+        ensure!(
+            dry.len() >= 3,
+            "want a dry-run report per tick: {events:#?}"
         );
         drop(controller);
         Ok(())
