@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod cache;
+pub mod cadence;
 pub mod checks;
 pub mod context;
 pub mod eventhooks;

@@ -12,6 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tokio::time::Instant;
 
+use crate::cadence;
 use crate::context::Context;
 use crate::execute::Executor;
 use crate::fulfil;
@@ -44,6 +45,7 @@ impl Error {
 }
 
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let tick_start = Instant::now();
     let key = ObjectRef::from_obj(canary.as_ref());
     let namespace = canary.namespace().unwrap_or_default();
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -93,14 +95,14 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     };
 
     let mut observation = workloads.observe(&canary, &spec).await?;
-    if !tick_is_due(&ctx, &key, &canary, &spec, &observation) {
-        let wait = due_in(&ctx, &key, &canary, &spec);
     if !spec.dry_run && !observation.deleting {
         // T4: the canary and primary Services exist whatever the phase. Before the tick gate, so
         // the watch event of a deleted or edited Service repairs it at once; when nothing changed
         // this costs no request (see `cache`).
         workloads.ensure_services(&canary).await?;
     }
+    if !tick_is_due(&ctx, &key, &canary, &spec, &observation) {
+        let wait = due_in(&ctx, &key, &canary, &spec);
         return Ok(Requeue::requeue(wait));
     }
 
@@ -130,7 +132,12 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         }
         let outcome = executor.run(actions, &mut next).await;
         record_tick_metrics(&ctx, &canary, &spec, &next, started.elapsed());
-        schedule(&ctx, &key, outcome.requeue.unwrap_or(spec.interval));
+        let due = schedule(
+            &ctx,
+            &key,
+            tick_start,
+            outcome.requeue.unwrap_or(spec.interval),
+        );
         if let Err(failure) = outcome.result {
             // The status stays as it was before the failed effect; the next tick retries it.
             ctx.recorder
@@ -144,7 +151,9 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
             ctx.wrote_status(&key, canary.metadata.resource_version.clone());
         }
         executor.notify(outcome.notices, &next).await;
-        return Ok(Requeue::requeue(outcome.requeue.unwrap_or(spec.interval)));
+        return Ok(Requeue::requeue(
+            due.saturating_duration_since(Instant::now()),
+        ));
     }
     Err(Error::Runaway)
 }
@@ -273,8 +282,11 @@ fn restart_due(canary: &Canary, spec: &RolloutSpec, now: Instant) -> Instant {
     now + spec.interval.saturating_sub(since)
 }
 
-fn schedule(ctx: &Context, key: &ObjectRef<Canary>, after: Duration) {
-    ctx.set_due(key, Instant::now() + after);
+/// Sets and returns the next tick's due time, on the cadence of the tick that started at `started`.
+fn schedule(ctx: &Context, key: &ObjectRef<Canary>, started: Instant, after: Duration) -> Instant {
+    let due = cadence::next_due(ctx.due(key), started, Instant::now(), after);
+    ctx.set_due(key, due);
+    due
 }
 
 fn record_tick_metrics(
