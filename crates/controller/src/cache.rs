@@ -100,6 +100,8 @@ cached!(Secret, secrets);
 
 type Key = (&'static str, String, String);
 
+const CACHED_KINDS: [&str; 5] = ["Deployment", "DaemonSet", "Service", "ConfigMap", "Secret"];
+
 fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> Key {
     (
         // Kinds are static strings of k8s-openapi; the Cow is never owned for them.
@@ -179,6 +181,10 @@ impl Cache {
             meta.namespace.as_deref().unwrap_or_default(),
             meta.name.as_deref().unwrap_or_default(),
         );
+        if !CACHED_KINDS.contains(&key.0) {
+            // Never read through a store: nothing to wait for.
+            return;
+        }
         // An unreadable version can never be matched by the cache: reads of it stay GETs.
         let rv = resource_version(object).unwrap_or(u64::MAX);
         let mut written = lock(&self.written);
@@ -220,15 +226,8 @@ impl Cache {
 
 fn key_of(body: &Value) -> Option<Key> {
     let text = |v: &Value| v.as_str().map(str::to_string);
-    let kind = match body.get("kind")?.as_str()? {
-        "Service" => "Service",
-        "Deployment" => "Deployment",
-        "DaemonSet" => "DaemonSet",
-        "ConfigMap" => "ConfigMap",
-        "Secret" => "Secret",
-        "HorizontalPodAutoscaler" => "HorizontalPodAutoscaler",
-        _ => return None,
-    };
+    let kind = body.get("kind")?.as_str()?;
+    let kind = *CACHED_KINDS.iter().find(|k| **k == kind)?;
     let meta = body.get("metadata")?;
     Some((
         kind,
@@ -353,6 +352,19 @@ mod tests {
         let mut edited = live.clone();
         edited["spec"]["ports"][0]["port"] = json!(80);
         assert!(!cache.unchanged(&body, &edited));
+    }
+
+    #[test]
+    fn writes_of_kinds_without_a_store_are_not_remembered() {
+        let cache = Cache::default();
+        let hpa = k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler {
+            metadata: service("7").metadata,
+            ..Default::default()
+        };
+        cache.wrote(&hpa);
+        assert!(lock(&cache.written).is_empty());
+        cache.wrote(&service("7"));
+        assert_eq!(lock(&cache.written).len(), 1);
     }
 
     fn service(rv: &str) -> Service {
