@@ -240,15 +240,18 @@ fn hold(t: &mut Tick, why: String) -> Stop {
 /// Go's `time.Duration` text of a number of milliseconds, as Flagger prints durations
 /// (`500ms`, `1.515s`, `1m30s`); fractions of a millisecond are dropped, as in Go.
 fn millis(v: f64) -> String {
-    if !v.is_finite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_string();
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v.is_sign_positive() { "+Inf" } else { "-Inf" }.to_string();
     }
     // Saturates on overflow; whole milliseconds as Go's conversion truncates.
     let ms = v as i64;
     if ms == 0 {
         return "0s".into();
     }
-    let sign = if ms < 0 { "-" } else { "" };
+    let sign = if v.is_sign_negative() { "-" } else { "" };
     let ms = ms.unsigned_abs();
     if ms < 1000 {
         return format!("{sign}{ms}ms");
@@ -364,6 +367,7 @@ mod tests {
             (-1500.0, "-1.5s"),
             (f64::INFINITY, "+Inf"),
             (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
         ] {
             assert_eq!(millis(ms), want, "{ms}");
         }
