@@ -1,9 +1,11 @@
 //! Carrying out the actions of one tick, in order. The first failing effect ends the tick; every
 //! effect is an apply of a desired state, so the next tick simply tries again.
 //!
-//! Notices (events, alerts, run reports, post-rollout hooks) are held back until the tick's status is
-//! written (scenarios.md E25): a controller killed in between repeats the transition, whose effects are
-//! idempotent, but does not announce it twice; a tick whose effects or status write fail announces nothing.
+//! What leaves the cluster (alerts, event webhooks, post-rollout hooks) and the run counters are held
+//! back until the tick's status is written (scenarios.md E25): a controller killed in between repeats
+//! the transition, whose effects are idempotent, but does not announce it twice; a tick whose effects or
+//! status write fail announces nothing. Kubernetes Events are recorded as the tick goes, so whoever sees
+//! the new status also finds the events that explain it.
 
 use std::time::Duration;
 
@@ -61,10 +63,13 @@ impl<'a> Executor<'a> {
         for action in actions {
             match action {
                 Action::RequeueAfter(d) => outcome.requeue = Some(d),
-                notice @ (Action::Event(_)
-                | Action::Alert(_)
-                | Action::Report(_)
-                | Action::CallWebhooks { .. }) => outcome.notices.push(notice),
+                Action::Event(event) => {
+                    self.record(&event).await;
+                    outcome.notices.push(Action::Event(event));
+                }
+                notice @ (Action::Alert(_) | Action::Report(_) | Action::CallWebhooks { .. }) => {
+                    outcome.notices.push(notice)
+                }
                 Action::RemoveFinalizer => {
                     if let Err(e) = self.workloads.remove_finalizer(self.canary).await {
                         outcome.result = Err(e.to_string());
@@ -90,6 +95,15 @@ impl<'a> Executor<'a> {
         }
     }
 
+    async fn record(&self, event: &flagger_core::Event) {
+        let annotations = crate::events::check_annotations(event.reason.as_ref());
+        self.ctx
+            .recorder
+            .record_annotated(self.canary, event.type_, &event.message, annotations)
+            .await;
+    }
+
+    /// The outside-world part of an action; an `Event` here is its event-webhook copy.
     async fn notice(&self, notice: Action, status: &CanaryStatus) {
         let canary = self.canary;
         match notice {
@@ -97,11 +111,6 @@ impl<'a> Executor<'a> {
                 self.fire_and_forget(kind, phase, &hooks, status).await;
             }
             Action::Event(event) => {
-                let annotations = crate::events::check_annotations(event.reason.as_ref());
-                self.ctx
-                    .recorder
-                    .record_annotated(canary, event.type_, &event.message, annotations)
-                    .await;
                 crate::eventhooks::post(self.ctx, canary, status, &event).await;
             }
             Action::Alert(alert) => {
@@ -146,10 +155,12 @@ impl<'a> Executor<'a> {
                     .await
                     .map_err(|e| e.to_string())
             }
-            notice @ (Action::CallWebhooks { .. }
-            | Action::Event(_)
-            | Action::Alert(_)
-            | Action::Report(_)) => {
+            Action::Event(event) => {
+                self.record(&event).await;
+                self.notice(Action::Event(event), status).await;
+                Ok(())
+            }
+            notice @ (Action::CallWebhooks { .. } | Action::Alert(_) | Action::Report(_)) => {
                 self.notice(notice, status).await;
                 Ok(())
             }
