@@ -3,8 +3,6 @@
 //! must finish the job exactly once; two replicas with leader election hand over on a kill and on SIGTERM, and a
 //! replica that loses its Lease stops. Run with `hack/e2e` (skipped, passing, when FLAGGER_E2E is unset).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -13,6 +11,7 @@ use e2e::controller::{
     image_of, phase, set_image, start_controller_named, start_controller_with_env, wait_canary,
     wait_event, wait_phase, wait_replicas,
 };
+use e2e::hooks::HookCatcher;
 use e2e::objects::{App, deployment_available};
 use e2e::{TestNamespace, apply, poll_until, skip_unless_e2e, wait_for, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -20,8 +19,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ResourceQuota, Service};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt as _};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use serde_json::json;
 
 const INIT: Duration = Duration::from_secs(60);
 const RUN: Duration = Duration::from_secs(90);
@@ -118,12 +116,11 @@ async fn killed_while_initializing_initialises_once() -> e2e::Result<()> {
             })
         })
         .await?;
-        let seen = api.get(APP).await?;
-        ensure!(
-            phase(&seen) == "Initializing",
-            "phase {:?} while the primary cannot start",
-            phase(&seen)
-        );
+        // The event is recorded before the tick's status write.
+        wait_canary(&api, APP, "Initializing", INIT, &controller, |o| {
+            phase(o) == "Initializing"
+        })
+        .await?;
         let primary = deployments.get(&primary_name()).await?;
         let uid = primary.uid();
         controller.ensure_running()?;
@@ -230,152 +227,6 @@ async fn killed_while_waiting_keeps_the_gate() -> e2e::Result<()> {
     .await
 }
 
-/// A webhook receiver owned by the test. `/fail` answers 500; `/gate` answers 500 until [`HookCatcher::open_gate`]
-/// and 200 after; any other path is recorded and never answered, so the controller's call stays in flight until
-/// the test kills the controller.
-struct HookCatcher {
-    url: String,
-    open: Arc<AtomicBool>,
-    calls: Arc<Mutex<Vec<(String, Value)>>>,
-    arrivals: tokio::sync::mpsc::UnboundedReceiver<(String, Value)>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl HookCatcher {
-    async fn start() -> e2e::Result<HookCatcher> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let (tx, arrivals) = tokio::sync::mpsc::unbounded_channel();
-        let sink = calls.clone();
-        let open = Arc::new(AtomicBool::new(false));
-        let gate = open.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                let (tx, sink, gate) = (tx.clone(), sink.clone(), gate.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = Self::serve(socket, tx, sink, gate).await {
-                        eprintln!("hook catcher: {e:#}");
-                    }
-                });
-            }
-        });
-        Ok(HookCatcher {
-            url,
-            open,
-            calls,
-            arrivals,
-            task,
-        })
-    }
-
-    fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    fn open_gate(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-
-    /// Forgets the calls not yet awaited with [`HookCatcher::next`].
-    fn drain(&mut self) {
-        while self.arrivals.try_recv().is_ok() {}
-    }
-
-    /// How many calls to `path` were received so far.
-    fn calls(&self, path: &str) -> usize {
-        self.calls
-            .lock()
-            .map(|c| c.iter().filter(|(p, _)| p == path).count())
-            .unwrap_or(0)
-    }
-
-    /// The next call to `path`, waiting at most `timeout`.
-    async fn next(&mut self, path: &str, timeout: Duration) -> e2e::Result<Value> {
-        let found = tokio::time::timeout(timeout, async {
-            while let Some((p, body)) = self.arrivals.recv().await {
-                if p == path {
-                    return Some(body);
-                }
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(body)) => Ok(body),
-            Ok(None) => bail!("hook catcher stopped before a call to {path}"),
-            Err(_) => bail!("no call to {path} within {timeout:?}"),
-        }
-    }
-
-    async fn serve(
-        mut socket: tokio::net::TcpStream,
-        tx: tokio::sync::mpsc::UnboundedSender<(String, Value)>,
-        sink: Arc<Mutex<Vec<(String, Value)>>>,
-        gate: Arc<AtomicBool>,
-    ) -> e2e::Result<()> {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            let n = socket.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let path = head
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_string();
-        let length = head
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + length {
-            let n = socket.read(&mut chunk).await?;
-            if n == 0 {
-                bail!("{path}: connection closed inside the body");
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let body: Value =
-            serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null);
-        if let Ok(mut calls) = sink.lock() {
-            calls.push((path.clone(), body.clone()));
-        }
-        let _ = tx.send((path.clone(), body));
-        let answer: &[u8] = match path.as_str() {
-            "/gate" if gate.load(Ordering::SeqCst) => {
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-            }
-            "/fail" | "/gate" => {
-                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\nconnection: close\r\n\r\nfail"
-            }
-            _ => b"",
-        };
-        if !answer.is_empty() {
-            socket.write_all(answer).await?;
-            return Ok(());
-        }
-        // Held: the connection ends when the caller goes away.
-        while socket.read(&mut chunk).await? > 0 {}
-        Ok(())
-    }
-}
-
-impl Drop for HookCatcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// (E25) SIGKILL around a rollback: once just before the decision (one failed check of two) and once while the
 /// rollback's post-rollout hook is in flight, which is after the `Failed` status is written. The rollback is
 /// decided, announced and notified once; the primary keeps the old image and all traffic, the target is at 0.
@@ -388,7 +239,7 @@ async fn killed_around_a_rollback_rolls_back_once() -> e2e::Result<()> {
         let mut controller = start_controller_named(&ns.name, "controller-1", &[])?;
         let spec_hooks = json!([
             {"name": "acceptance", "type": "pre-rollout", "url": hooks.at("/fail"), "timeout": "5s"},
-            {"name": "notify", "type": "post-rollout", "url": hooks.at("/post"), "timeout": "60s"},
+            {"name": "notify", "type": "post-rollout", "url": hooks.at("/hold/post"), "timeout": "60s"},
         ]);
         deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
         // Threshold 2; 3 s between ticks leaves time to kill between the first and the second failure.
@@ -413,7 +264,7 @@ async fn killed_around_a_rollback_rolls_back_once() -> e2e::Result<()> {
         let mut controller = start_controller_named(&ns.name, "controller-2", &[])?;
 
         hooks
-            .next("/post", RUN)
+            .next("/hold/post", RUN)
             .await
             .with_context(|| format!("controller-2 log tail:\n{}", controller.log_tail()))?;
         let at_hook = api.get(APP).await?;
@@ -434,9 +285,9 @@ async fn killed_around_a_rollback_rolls_back_once() -> e2e::Result<()> {
         .await?;
         eprintln!("observed: {}", recorder.render());
         ensure!(
-            hooks.calls("/post") == 1,
+            hooks.count("/hold/post") == 1,
             "{} post-rollout calls for one rollback",
-            hooks.calls("/post")
+            hooks.count("/hold/post")
         );
         once_each(&ns, &["Rolling back", "Canary failed!"]).await?;
         let failed: Vec<_> = recorder
