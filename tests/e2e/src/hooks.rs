@@ -99,7 +99,27 @@ impl HookCatcher {
         self.calls().iter().filter(|c| c.path == path).count()
     }
 
-    /// The next call to `path`, waiting at most `timeout`.
+    /// Waits until `n` calls to `path` have been received in all, at most `timeout`.
+    pub async fn wait_count(&mut self, path: &str, n: usize, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Each arrival is sent after it is recorded, so the count is current whenever one comes in.
+        while self.count(path) < n {
+            match tokio::time::timeout_at(deadline, self.arrivals.recv()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => bail!(
+                    "hook catcher stopped with {} calls to {path}",
+                    self.count(path)
+                ),
+                Err(_) => bail!(
+                    "{} calls to {path} after {timeout:?}, want {n}",
+                    self.count(path)
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next call to `path`, waiting at most `timeout`; calls to other paths before it are skipped.
     pub async fn next(&mut self, path: &str, timeout: Duration) -> Result<Call> {
         let found = tokio::time::timeout(timeout, async {
             while let Some(call) = self.arrivals.recv().await {
