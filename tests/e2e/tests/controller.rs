@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use e2e::controller::{
     self as ctl, Loadtester, Recorder, blue_green_canary, canaries, condition, create_canary,
-    phase, set_image, start_controller, template_image, wait_canary, wait_event, wait_phase,
+    deploy, image_of, phase, set_image, start_controller, template_image, wait_canary, wait_event,
+    wait_phase, wait_replicas,
 };
 use e2e::objects::App;
 use e2e::{TestNamespace, apply, skip_unless_e2e, wait_for, with_namespace};
@@ -28,42 +29,6 @@ const RUN: Duration = Duration::from_secs(90);
 const APP: &str = "podinfo";
 
 type CanaryCondition = fn(&kube::api::DynamicObject) -> bool;
-
-async fn deploy(
-    ns: &TestNamespace,
-    app: &App<'_>,
-    edit: impl FnOnce(&mut Value),
-) -> e2e::Result<()> {
-    let mut value = serde_json::to_value(app.deployment()?)?;
-    edit(&mut value);
-    let deployment: Deployment = serde_json::from_value(value)?;
-    apply(&ns.api::<Deployment>(), &deployment).await?;
-    Ok(())
-}
-
-/// Waits until `name`'s `spec.replicas` is `want` (watch).
-async fn wait_replicas(
-    deployments: &Api<Deployment>,
-    name: &str,
-    want: i32,
-    controller: &ctl::Proc,
-) -> e2e::Result<Deployment> {
-    wait_for(
-        deployments,
-        name,
-        &format!("scaled to {want}"),
-        Duration::from_secs(30),
-        move |d: Option<&Deployment>| {
-            d.and_then(|d| d.spec.as_ref()).and_then(|s| s.replicas) == Some(want)
-        },
-    )
-    .await
-    .with_context(|| format!("controller log tail:\n{}", controller.log_tail()))
-}
-
-fn image_of(d: &Deployment) -> String {
-    template_image(d.spec.as_ref().map(|s| &s.template))
-}
 
 fn bash(cmd: &str) -> Value {
     json!({"type": "bash", "cmd": cmd})
