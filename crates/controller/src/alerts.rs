@@ -8,7 +8,7 @@ use flagger_providers::notify::{
     self, DeliveryOptions, GlobalFlags, ProviderNotifier, ResolveError, Route, resolve_global,
 };
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use crate::context::Context;
 use crate::flags::Flags;
@@ -122,17 +122,17 @@ async fn notifier_for(
     name: &str,
     namespace: &str,
 ) -> Result<Option<ProviderNotifier>, String> {
-    let providers: Api<AlertProvider> = Api::namespaced(ctx.client.clone(), namespace);
-    let provider = providers
-        .get_opt(name)
+    let provider = ctx
+        .cache
+        .get::<AlertProvider>(&ctx.client, namespace, name)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| "not found".to_string())?;
     let secret_data = match &provider.spec.secret_ref {
         Some(secret_ref) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-            let secret = secrets
-                .get_opt(&secret_ref.name)
+            let secret = ctx
+                .cache
+                .get::<Secret>(&ctx.client, namespace, &secret_ref.name)
                 .await
                 .map_err(|e| e.to_string())?;
             Some(secret.and_then(|s| s.data).unwrap_or_default())

@@ -3,19 +3,26 @@
 //!
 //! The controller watches every kind an idle tick reads (Deployments, DaemonSets, Services,
 //! ConfigMaps, Secrets) to trigger reconciles; the reflectors of those watches keep the objects, so
-//! a tick reads them from memory. Two rules keep that as safe as a GET:
+//! a tick reads them from memory. MetricTemplates and AlertProviders are watched only to be cached:
+//! a run's checks and alerts read them without a request. Two rules keep that as safe as a GET:
 //!
 //! * A store that has not finished its initial list answers nothing: the read is a GET. Otherwise
 //!   a primary missing from a half-filled cache would be created again (and rolled).
 //! * After our own write of an object, the cache answers for it only once it holds that write (or a
 //!   later version); until then the read is a GET. Decisions that move workloads or traffic never
 //!   see a state older than what this controller last wrote.
+//! * An absence is confirmed with a GET. Each kind has its own watch, so a Deployment and the
+//!   ConfigMap it mounts, a Canary and its target, a MetricTemplate created just before a check
+//!   arrive in any order; trusting a miss would report objects missing that exist (a failed check,
+//!   a dropped alert, a primary created twice). Objects a canary needs exist in the steady state,
+//!   so this costs requests only when something is really missing.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
+use flagger_api::{AlertProvider, MetricTemplate};
 use futures::FutureExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -35,6 +42,8 @@ pub struct Stores {
     pub services: Store<Service>,
     pub configmaps: Store<ConfigMap>,
     pub secrets: Store<Secret>,
+    pub metric_templates: Store<MetricTemplate>,
+    pub alert_providers: Store<AlertProvider>,
 }
 
 /// The writers the watches fill, one per store.
@@ -44,6 +53,8 @@ pub struct Writers {
     pub services: reflector::store::Writer<Service>,
     pub configmaps: reflector::store::Writer<ConfigMap>,
     pub secrets: reflector::store::Writer<Secret>,
+    pub metric_templates: reflector::store::Writer<MetricTemplate>,
+    pub alert_providers: reflector::store::Writer<AlertProvider>,
 }
 
 pub fn stores() -> (Stores, Writers) {
@@ -52,6 +63,8 @@ pub fn stores() -> (Stores, Writers) {
     let (services, services_w) = reflector::store();
     let (configmaps, configmaps_w) = reflector::store();
     let (secrets, secrets_w) = reflector::store();
+    let (metric_templates, metric_templates_w) = reflector::store();
+    let (alert_providers, alert_providers_w) = reflector::store();
     (
         Stores {
             deployments,
@@ -59,6 +72,8 @@ pub fn stores() -> (Stores, Writers) {
             services,
             configmaps,
             secrets,
+            metric_templates,
+            alert_providers,
         },
         Writers {
             deployments: deployments_w,
@@ -66,6 +81,8 @@ pub fn stores() -> (Stores, Writers) {
             services: services_w,
             configmaps: configmaps_w,
             secrets: secrets_w,
+            metric_templates: metric_templates_w,
+            alert_providers: alert_providers_w,
         },
     )
 }
@@ -97,10 +114,20 @@ cached!(DaemonSet, daemonsets);
 cached!(Service, services);
 cached!(ConfigMap, configmaps);
 cached!(Secret, secrets);
+cached!(MetricTemplate, metric_templates);
+cached!(AlertProvider, alert_providers);
 
 type Key = (&'static str, String, String);
 
-const CACHED_KINDS: [&str; 5] = ["Deployment", "DaemonSet", "Service", "ConfigMap", "Secret"];
+const CACHED_KINDS: [&str; 7] = [
+    "Deployment",
+    "DaemonSet",
+    "Service",
+    "ConfigMap",
+    "Secret",
+    "MetricTemplate",
+    "AlertProvider",
+];
 
 fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> Key {
     (
@@ -122,6 +149,9 @@ const APPLIED_MAX: usize = 65_536;
 pub struct Cache {
     /// `None` without watches (a controller under test): every read is a GET.
     stores: Option<Stores>,
+    /// The namespace the watches cover (`-namespace`), empty for all: a MetricTemplate or
+    /// AlertProvider of another namespace is not in the stores and is read with a GET.
+    scope: String,
     /// The resourceVersion our last write of an object returned, until the cache has caught up.
     written: Mutex<HashMap<Key, u64>>,
     /// A hash of the last desired object applied, per object.
@@ -129,9 +159,10 @@ pub struct Cache {
 }
 
 impl Cache {
-    pub fn new(stores: Option<Stores>) -> Cache {
+    pub fn new(stores: Option<Stores>, scope: &str) -> Cache {
         Cache {
             stores,
+            scope: scope.to_string(),
             ..Cache::default()
         }
     }
@@ -143,8 +174,8 @@ impl Cache {
         namespace: &str,
         name: &str,
     ) -> Result<Option<K>, kube::Error> {
-        if let Some(cached) = self.cached::<K>(namespace, name) {
-            return Ok(cached);
+        if let Some(Some(cached)) = self.cached::<K>(namespace, name) {
+            return Ok(Some(cached));
         }
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
         let live = api.get_opt(name).await?;
@@ -157,6 +188,9 @@ impl Cache {
 
     /// `Some` when the cache can answer: its store is filled and holds at least our last write.
     fn cached<K: Cached>(&self, namespace: &str, name: &str) -> Option<Option<K>> {
+        if !self.scope.is_empty() && self.scope != namespace {
+            return None;
+        }
         let store = K::store(self.stores.as_ref()?);
         if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
             return None;
@@ -383,10 +417,13 @@ mod tests {
     fn the_cache_answers_only_when_filled_and_not_older_than_our_write() {
         let (store, mut writer) = reflector::store::<Service>();
         let (stores, _) = stores();
-        let cache = Cache::new(Some(Stores {
-            services: store,
-            ..stores
-        }));
+        let cache = Cache::new(
+            Some(Stores {
+                services: store,
+                ..stores
+            }),
+            "test",
+        );
         assert!(
             cache.cached::<Service>("test", "podinfo-primary").is_none(),
             "initial list not done"
@@ -414,6 +451,13 @@ mod tests {
         assert!(
             cache.cached::<Service>("test", "podinfo-primary").is_some(),
             "a later version than our write"
+        );
+
+        assert!(
+            cache
+                .cached::<Service>("other", "podinfo-primary")
+                .is_none(),
+            "a namespace the watches do not cover"
         );
 
         cache.wrote(&service("not-a-number"));

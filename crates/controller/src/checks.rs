@@ -13,7 +13,7 @@ use flagger_providers::metrics::{
     MetricError, MetricProvider, QueryModel, SecretData, build_provider, render,
 };
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use crate::context::Context;
 
@@ -114,8 +114,11 @@ async fn prepare(
     if let Some(template_ref) = &metric.template_ref {
         let template_ns = template_ref.namespace.clone().unwrap_or(namespace);
         let id = format!("{}.{template_ns}", template_ref.name);
-        let templates: Api<MetricTemplate> = Api::namespaced(ctx.client.clone(), &template_ns);
-        let template = match templates.get_opt(&template_ref.name).await {
+        let template = match ctx
+            .cache
+            .get::<MetricTemplate>(&ctx.client, &template_ns, &template_ref.name)
+            .await
+        {
             Ok(Some(t)) => t,
             Ok(None) => return Err((None, format!("MetricTemplate {id} not found"))),
             Err(e) => return Err((None, format!("MetricTemplate {id} could not be read: {e}"))),
@@ -198,8 +201,7 @@ async fn prepare(
 }
 
 async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<SecretData, String> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    match secrets.get_opt(name).await {
+    match ctx.cache.get::<Secret>(&ctx.client, namespace, name).await {
         Ok(Some(secret)) => Ok(secret
             .data
             .unwrap_or_default()

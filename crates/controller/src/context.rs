@@ -114,6 +114,7 @@ impl Context {
             no_cross_namespace_refs: flags.no_cross_namespace_refs,
             min_interval: flags.min_analysis_interval,
         };
+        let cache = Arc::new(Cache::new(stores, &flags.namespace));
         Context {
             recorder: Recorder::new(client.clone(), flags.dry_run),
             client,
@@ -129,7 +130,7 @@ impl Context {
             simulated: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             prometheus: PrometheusCache::default(),
-            cache: Arc::new(Cache::new(stores)),
+            cache,
         }
     }
 

@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config, Resource, ResourceExt};
 
-use flagger_api::Canary;
+use flagger_api::{AlertProvider, Canary, MetricTemplate};
 
 use crate::cache::{self, Writers};
 use crate::context::Context;
@@ -268,6 +268,8 @@ async fn controller(
     let services = cached_watch::<Service>(&client, ns, writers.services);
     let configmaps = cached_watch::<ConfigMap>(&client, ns, writers.configmaps);
     let secrets = cached_watch::<Secret>(&client, ns, writers.secrets);
+    let templates = cached_watch::<MetricTemplate>(&client, ns, writers.metric_templates);
+    let providers = cached_watch::<AlertProvider>(&client, ns, writers.alert_providers);
     let controller = Controller::new(canaries, watcher::Config::default());
     let store = controller.store();
     let totals_store = store.clone();
@@ -331,6 +333,9 @@ async fn controller(
         .watches_stream(services, |s| owner_canaries(&s))
         .watches_stream(configmaps, move |c| config_map(c.namespace()))
         .watches_stream(secrets, move |s| secret_map(s.namespace()))
+        // Read when a check or an alert needs them; a change waits for that moment.
+        .watches_stream(templates, |_| Vec::<ObjectRef<Canary>>::new())
+        .watches_stream(providers, |_| Vec::<ObjectRef<Canary>>::new())
         .with_config(
             kube::runtime::controller::Config::default()
                 .concurrency(u16::max(flags.threadiness, 1)),
