@@ -3,15 +3,14 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `/gate` | 500 until [`HookCatcher::open_gate`], 200 after |
+//! | `/gate`, `/gate/...` | 500 while closed (at first, and after [`HookCatcher::close_gate`]), 200 after [`HookCatcher::open_gate`] |
 //! | `/fail` | 500 |
 //! | `/code/<n>` | status `n` |
 //! | `/flaky/<k>` | 500 for the first `k` calls to that path, 200 after |
 //! | `/hold/...` | nothing: the call stays in flight until the caller goes away |
 //! | anything else | 200 |
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,11 +34,11 @@ pub struct Call {
 struct State {
     calls: Vec<Call>,
     per_path: BTreeMap<String, usize>,
+    open_gates: BTreeSet<String>,
 }
 
 pub struct HookCatcher {
     url: String,
-    open: Arc<AtomicBool>,
     state: Arc<Mutex<State>>,
     arrivals: UnboundedReceiver<Call>,
     task: tokio::task::JoinHandle<()>,
@@ -51,13 +50,12 @@ impl HookCatcher {
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State::default()));
         let (tx, arrivals) = unbounded_channel();
-        let open = Arc::new(AtomicBool::new(false));
-        let (sink, gate) = (state.clone(), open.clone());
+        let sink = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                let (tx, sink, gate) = (tx.clone(), sink.clone(), gate.clone());
+                let (tx, sink) = (tx.clone(), sink.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = serve(socket, tx, sink, gate).await {
+                    if let Err(e) = serve(socket, tx, sink).await {
                         eprintln!("hook catcher: {e:#}");
                     }
                 });
@@ -65,7 +63,6 @@ impl HookCatcher {
         });
         Ok(HookCatcher {
             url,
-            open,
             state,
             arrivals,
             task,
@@ -77,8 +74,17 @@ impl HookCatcher {
         format!("{}{path}", self.url)
     }
 
-    pub fn open_gate(&self) {
-        self.open.store(true, Ordering::SeqCst);
+    /// Opens the gate at `path` (`/gate` or `/gate/...`).
+    pub fn open_gate(&self, path: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.open_gates.insert(path.to_string());
+        }
+    }
+
+    pub fn close_gate(&self, path: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.open_gates.remove(path);
+        }
     }
 
     /// Forgets the arrivals not yet awaited with [`HookCatcher::next`] (the record of [`HookCatcher::calls`] stays).
@@ -148,7 +154,6 @@ async fn serve(
     mut socket: tokio::net::TcpStream,
     tx: UnboundedSender<Call>,
     state: Arc<Mutex<State>>,
-    gate: Arc<AtomicBool>,
 ) -> Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -191,14 +196,14 @@ async fn serve(
         content_type,
         body,
     };
-    let nth = match state.lock() {
+    let (nth, open) = match state.lock() {
         Ok(mut s) => {
             s.calls.push(call.clone());
             let n = s.per_path.entry(path.clone()).or_insert(0);
             *n += 1;
-            *n
+            (*n, s.open_gates.contains(&path))
         }
-        Err(_) => 1,
+        Err(_) => (1, false),
     };
     let _ = tx.send(call);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -208,8 +213,8 @@ async fn serve(
             while socket.read(&mut chunk).await? > 0 {}
             return Ok(());
         }
-        ["gate"] if gate.load(Ordering::SeqCst) => 200,
-        ["gate"] | ["fail"] => 500,
+        ["gate", ..] if open => 200,
+        ["gate", ..] | ["fail"] => 500,
         ["code", n] => n.parse().unwrap_or(400),
         ["flaky", k] if nth <= k.parse().unwrap_or(0) => 500,
         _ => 200,

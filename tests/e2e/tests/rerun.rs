@@ -145,7 +145,7 @@ async fn reset_annotation_reruns_and_restarts() -> e2e::Result<()> {
         wait_phase(&api, APP, "Failed", RUN, &controller).await?;
         wait_replicas(&deployments, APP, 0, &controller).await?;
 
-        hooks.open_gate();
+        hooks.open_gate("/gate");
         annotate_reset(&api, "1").await?;
         let seen = wait_canary(&api, APP, "re-run after reset 1", RUN, &controller, |o| {
             phase(o) == "Progressing" && ctl::step(o).iterations >= 2

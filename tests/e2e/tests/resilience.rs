@@ -166,17 +166,20 @@ async fn killed_while_initializing_initialises_once() -> e2e::Result<()> {
     .await
 }
 
-/// (E25) SIGKILL while Waiting at a closed confirm-rollout gate: the new controller keeps waiting with the target
-/// at 0, and once the gate opens the run is started once and promoted once.
+/// (E25) SIGKILL at closed gates: in Waiting (confirm-rollout) and in WaitingPromotion (confirm-promotion). Each
+/// new controller asks the gate again and keeps waiting (target at 0 before the run, primary unchanged before the
+/// promotion); once the gates open the run is started once and promoted once.
 #[tokio::test]
-async fn killed_while_waiting_keeps_the_gate() -> e2e::Result<()> {
+async fn killed_at_closed_gates_keeps_them() -> e2e::Result<()> {
     skip_unless_e2e!();
     with_namespace("res-wait", |ns| async move {
         ctl::install_crds(&ns.client).await?;
         let mut hooks = HookCatcher::start().await?;
         let mut controller = start_controller_named(&ns.name, "controller-1", &[])?;
+        let (rollout, promotion) = ("/gate/rollout", "/gate/promotion");
         let spec_hooks = json!([
-            {"name": "rollout-gate", "type": "confirm-rollout", "url": hooks.at("/gate")},
+            {"name": "rollout-gate", "type": "confirm-rollout", "url": hooks.at(rollout)},
+            {"name": "promotion-gate", "type": "confirm-promotion", "url": hooks.at(promotion)},
         ]);
         deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
         create_canary(&ns, blue_green_canary(APP, "1s", 2, spec_hooks)).await?;
@@ -187,27 +190,40 @@ async fn killed_while_waiting_keeps_the_gate() -> e2e::Result<()> {
         let generation = deployments.get(&primary_name()).await?.metadata.generation;
 
         set_image(&deployments, APP, "6.0.1").await?;
-        wait_phase(&api, APP, "Waiting", INIT, &controller).await?;
-        controller.ensure_running()?;
-        controller.kill().await?;
-        hooks.drain();
-        let controller = start_controller_named(&ns.name, "controller-2", &[])?;
-        // The new controller has asked the closed gate again: it resumed Waiting, not something else.
-        hooks
-            .next("/gate", INIT)
-            .await
-            .with_context(|| format!("controller-2 log tail:\n{}", controller.log_tail()))?;
-        let target = deployments.get(APP).await?;
-        ensure!(
-            target.spec.as_ref().and_then(|s| s.replicas) == Some(0),
-            "target scaled up while the gate is closed"
-        );
-        ensure!(
-            phase(&api.get(APP).await?) == "Waiting",
-            "left Waiting with the gate closed: {}",
-            recorder.render()
-        );
-        hooks.open_gate();
+        for (n, (gate, waiting)) in [(rollout, "Waiting"), (promotion, "WaitingPromotion")]
+            .into_iter()
+            .enumerate()
+        {
+            wait_phase(&api, APP, waiting, RUN, &controller).await?;
+            controller.ensure_running()?;
+            controller.kill().await?;
+            hooks.drain();
+            controller = start_controller_named(&ns.name, &format!("controller-{}", n + 2), &[])?;
+            // The new controller has asked the closed gate again: it resumed waiting, not something else.
+            hooks
+                .next(gate, INIT)
+                .await
+                .with_context(|| format!("new controller log tail:\n{}", controller.log_tail()))?;
+            ensure!(
+                phase(&api.get(APP).await?) == waiting,
+                "left {waiting} with the gate closed: {}",
+                recorder.render()
+            );
+            let primary = deployments.get(&primary_name()).await?;
+            ensure!(
+                image_of(&primary).ends_with(":6.0.0"),
+                "promoted at a closed gate: primary image {}",
+                image_of(&primary)
+            );
+            if waiting == "Waiting" {
+                let target = deployments.get(APP).await?;
+                ensure!(
+                    target.spec.as_ref().and_then(|s| s.replicas) == Some(0),
+                    "target scaled up while the gate is closed"
+                );
+            }
+            hooks.open_gate(gate);
+        }
         wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
         eprintln!("observed: {}", recorder.render());
         let primary = deployments.get(&primary_name()).await?;
