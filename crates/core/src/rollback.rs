@@ -7,17 +7,28 @@ use crate::action::{Action, EventName, FailedCheck, Outcome, Reason, Routes, Sev
 use crate::status::StatusExt;
 use crate::tick::{Stop, Tick};
 
-/// The run's failed checks as alert fields (seed extra).
+/// The run's failed checks as alert fields (seed extra). A check that failed the same way on
+/// several ticks (a webhook answering 500 each time) is one line with a count: the alert is read
+/// on a phone.
 fn failed_check_fields(records: &[CheckRecord]) -> Vec<(String, String)> {
-    records
-        .iter()
-        .filter(|r| r.failed)
-        .map(|r| {
-            let value = match (r.value, &r.threshold) {
-                (Some(v), Some(th)) => {
-                    format!("{}: {v} ({th}) at iteration {}", r.name, r.iteration)
-                }
-                _ => format!("{}: {}", r.name, r.message.as_deref().unwrap_or("failed")),
+    let mut lines: Vec<(String, usize)> = Vec::new();
+    for r in records.iter().filter(|r| r.failed) {
+        let line = match (r.value, &r.threshold) {
+            (Some(v), Some(th)) => format!("{}: {v} ({th}) at iteration {}", r.name, r.iteration),
+            _ => format!("{}: {}", r.name, r.message.as_deref().unwrap_or("failed")),
+        };
+        match lines.iter_mut().find(|(seen, _)| *seen == line) {
+            Some((_, count)) => *count += 1,
+            None => lines.push((line, 1)),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|(line, count)| {
+            let value = if count == 1 {
+                line
+            } else {
+                format!("{line} ({count} times)")
             };
             ("Failed check".to_string(), value)
         })

@@ -65,3 +65,34 @@ fn routing_field_names_the_strategy() {
         "A/B Testing"
     );
 }
+
+/// A webhook failing the same way on every tick is one line with a count; checks with values
+/// differ per iteration and stay one line each.
+#[test]
+fn rollback_alert_lists_each_distinct_failed_check_once() {
+    let spec = common::spec(
+        json!({"stepWeight": 10, "maxWeight": 50, "threshold": 3, "webhooks": [
+            {"name": "acceptance", "type": "pre-rollout", "url": "http://lt/"}
+        ]}),
+    );
+    let mut h = common::Harness::progressing(spec);
+    h.run(common::ok().fail("acceptance"));
+    h.run(common::ok().fail("acceptance"));
+    h.run(common::ok().fail("acceptance"));
+    let fields = h
+        .last_actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Alert(alert) => Some(alert.fields.clone()),
+            _ => None,
+        })
+        .expect("the rollback sends an alert");
+    assert_eq!(
+        fields,
+        vec![(
+            "Failed check".to_string(),
+            "acceptance: Halt podinfo.test advancement pre-rollout check acceptance failed 500 failed (3 times)"
+                .to_string()
+        )]
+    );
+}
