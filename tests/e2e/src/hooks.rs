@@ -8,7 +8,7 @@
 //! | `/code/<n>` | status `n` |
 //! | `/flaky/<k>` | 500 for the first `k` calls to that path, 200 after |
 //! | `/hold/...` | nothing: the call stays in flight until the caller goes away |
-//! | anything else | 200 |
+//! | anything else | the code set with [`HookCatcher::answer`], else 200 |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,7 @@ struct State {
     calls: Vec<Call>,
     per_path: BTreeMap<String, usize>,
     open_gates: BTreeSet<String>,
+    codes: BTreeMap<String, u16>,
 }
 
 pub struct HookCatcher {
@@ -78,6 +79,13 @@ impl HookCatcher {
     pub fn open_gate(&self, path: &str) {
         if let Ok(mut s) = self.state.lock() {
             s.open_gates.insert(path.to_string());
+        }
+    }
+
+    /// Makes `path` answer `code` from now on (the canary's spec need not change to change a hook's answer).
+    pub fn answer(&self, path: &str, code: u16) {
+        if let Ok(mut s) = self.state.lock() {
+            s.codes.insert(path.to_string(), code);
         }
     }
 
@@ -196,14 +204,18 @@ async fn serve(
         content_type,
         body,
     };
-    let (nth, open) = match state.lock() {
+    let (nth, open, set) = match state.lock() {
         Ok(mut s) => {
             s.calls.push(call.clone());
             let n = s.per_path.entry(path.clone()).or_insert(0);
             *n += 1;
-            (*n, s.open_gates.contains(&path))
+            (
+                *n,
+                s.open_gates.contains(&path),
+                s.codes.get(&path).copied(),
+            )
         }
-        Err(_) => (1, false),
+        Err(_) => (1, false, None),
     };
     let _ = tx.send(call);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -217,7 +229,7 @@ async fn serve(
         ["gate", ..] | ["fail"] => 500,
         ["code", n] => n.parse().unwrap_or(400),
         ["flaky", k] if nth <= k.parse().unwrap_or(0) => 500,
-        _ => 200,
+        _ => set.unwrap_or(200),
     };
     let answer = format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
     socket.write_all(answer.as_bytes()).await?;

@@ -516,15 +516,26 @@ async fn leader_releases_on_sigterm_and_stops_when_the_lease_is_taken() -> e2e::
         wait_holder(&leases, &id_b, Duration::from_secs(30), &[&b]).await?;
 
         // Someone else takes the Lease (as a replica would after a network partition): b must stop acting.
-        let mut lease = leases.get(LEASE).await?;
-        if let Some(spec) = lease.spec.as_mut() {
-            spec.holder_identity = Some("intruder".into());
-            spec.lease_duration_seconds = Some(3600);
+        // b renews every second, so a take-over can lose the compare-and-swap: try again on a conflict.
+        let mut taken = None;
+        for _ in 0..5 {
+            let mut lease = leases.get(LEASE).await?;
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.holder_identity = Some("intruder".into());
+                spec.lease_duration_seconds = Some(3600);
+            }
+            match leases.replace(LEASE, &PostParams::default(), &lease).await {
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                result => {
+                    taken = Some(result.context("taking the Lease")?);
+                    break;
+                }
+            }
         }
-        leases
-            .replace(LEASE, &PostParams::default(), &lease)
-            .await
-            .context("taking the Lease")?;
+        ensure!(
+            taken.is_some(),
+            "the Lease kept changing under five take-over attempts"
+        );
         let status = b.wait_exit(Duration::from_secs(30)).await?;
         ensure!(!status.success(), "the deposed leader exited with {status}");
         ensure!(

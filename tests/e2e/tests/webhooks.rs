@@ -15,12 +15,13 @@ use e2e::objects::App;
 use e2e::{skip_unless_e2e, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 const INIT: Duration = Duration::from_secs(60);
 const RUN: Duration = Duration::from_secs(90);
 const APP: &str = "podinfo";
+/// The pre-rollout receiver whose answer each run sets.
+const ACCEPTANCE: &str = "/acceptance";
 
 fn field<'a>(call: &'a Call, key: &str) -> &'a str {
     call.body
@@ -38,10 +39,10 @@ fn meta<'a>(call: &'a Call, key: &str) -> &'a str {
 }
 
 /// Hooks of one run: every type, a 202 and a once-failing receiver with retries, placeholders.
-fn hooks_with(catcher: &HookCatcher, gate: &str) -> Value {
+fn hooks_with(catcher: &HookCatcher) -> Value {
     json!([
         {"name": "confirm", "type": "confirm-rollout", "url": catcher.at("/ok/confirm-rollout")},
-        {"name": "acceptance", "type": "pre-rollout", "url": catcher.at(gate)},
+        {"name": "acceptance", "type": "pre-rollout", "url": catcher.at(ACCEPTANCE)},
         {"name": "flaky", "type": "pre-rollout", "url": catcher.at("/flaky/1"), "retries": 2},
         {"name": "load", "type": "rollout", "url": catcher.at("/ok/rollout"),
          "metadata": {"cmd": "echo {{ canaryWeight }}", "literal": "{{ .metadata.name }}"}},
@@ -64,26 +65,18 @@ async fn webhook_calls_follow_the_protocol() -> e2e::Result<()> {
         let mut catcher = HookCatcher::start().await?;
         let controller = start_controller(&ns.name, &[])?;
         deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
-        create_canary(
-            &ns,
-            blue_green_canary(APP, "1s", 2, hooks_with(&catcher, "/code/202")),
-        )
-        .await?;
+        create_canary(&ns, blue_green_canary(APP, "1s", 2, hooks_with(&catcher))).await?;
         let api = canaries(&ns);
         wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
         let deployments: Api<Deployment> = ns.api();
 
         let mut runs: Vec<Vec<Call>> = Vec::new();
-        for (version, gate, outcome) in [
-            ("6.0.1", "/code/202", "Succeeded"),
-            ("6.0.2", "/code/203", "Failed"),
-            ("6.0.3", "/code/204", "Failed"),
+        for (version, code, outcome) in [
+            ("6.0.1", 202, "Succeeded"),
+            ("6.0.2", 203, "Failed"),
+            ("6.0.3", 204, "Failed"),
         ] {
-            if !runs.is_empty() {
-                let patch = json!({"spec": {"analysis": {"webhooks": hooks_with(&catcher, gate)}}});
-                api.patch(APP, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
-            }
+            catcher.answer(ACCEPTANCE, code);
             let seen = catcher.calls().len();
             set_image(&deployments, APP, version).await?;
             wait_phase(&api, APP, outcome, RUN, &controller).await?;
@@ -170,10 +163,10 @@ async fn webhook_calls_follow_the_protocol() -> e2e::Result<()> {
                 call.body
             );
         }
-        for (n, gate) in [(1, "/code/203"), (2, "/code/204")] {
+        for (n, code) in [(1, 203), (2, 204)] {
             ensure!(
                 runs[n].iter().all(|c| c.path != "/ok/rollout"),
-                "run {}: analysis went on past a pre-rollout answered {gate}",
+                "run {}: analysis went on past a pre-rollout answered {code}",
                 n + 1
             );
         }
