@@ -1,30 +1,34 @@
-//! One metric check: find the query (builtin, inline or MetricTemplate), render it, run it
-//! against its provider, and report a value, "no data", a failed query (the backend's fault) or an
-//! error (the configuration's fault) — the core judges the value and applies `dryRun`/`noData`.
+//! One metric check as the controller runs it: look up what only the cluster knows (the
+//! MetricTemplate, its Secret, the shared Prometheus client), let
+//! [`flagger_providers::metrics::check_metric`] classify, render and run the entry, and word the
+//! outcome as metrics.md §6.1 does. Judging the value (thresholds, `dryRun`, `noData`) is the
+//! core's job.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use flagger_api::analysis::CanaryMetric;
+use flagger_api::analysis::CrossNamespaceRef;
 use flagger_api::{Canary, MetricTemplate};
-use flagger_core::{MetricOutcome, MetricResult, RolloutSpec};
-use flagger_providers::metrics::builtin::{BuiltinMetric, QuerySet, to_threshold_unit};
+use flagger_core::{MetricOutcome, MetricResult};
+use flagger_providers::metrics::check::{Entry, classify};
 use flagger_providers::metrics::{
-    MetricError, MetricProvider, QueryModel, SecretData, build_provider, render,
+    CheckContext, CheckError, CheckOutcome, MetricKind, MetricProvider, ResolvedTemplate,
+    SecretData, build_provider, check_metric,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use crate::context::Context;
 
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// One checked metric: the result for the core, plus what the controller reports on its own.
+pub struct Checked {
+    pub result: MetricResult,
+    /// Worth a Warning event without changing the outcome (e.g. several series, D-21).
+    pub warnings: Vec<String>,
+    /// `None` when the metric is not in the spec.
+    pub kind: Option<MetricKind>,
+}
 
-pub async fn run(ctx: &Context, canary: &Canary, _spec: &RolloutSpec, name: &str) -> MetricResult {
-    let result = |query: Option<String>, outcome: MetricOutcome| MetricResult {
-        name: name.to_string(),
-        query,
-        outcome,
-    };
+pub async fn run(ctx: &Context, canary: &Canary, name: &str) -> Checked {
     let Some(metric) = canary
         .spec
         .analysis
@@ -33,171 +37,148 @@ pub async fn run(ctx: &Context, canary: &Canary, _spec: &RolloutSpec, name: &str
         .flatten()
         .find(|m| m.name == name)
     else {
-        return result(
-            None,
-            MetricOutcome::Error(format!("metric {name} is not in the canary spec")),
-        );
+        return Checked {
+            result: MetricResult {
+                name: name.to_string(),
+                query: None,
+                outcome: MetricOutcome::Error(format!("metric {name} is not in the canary spec")),
+            },
+            warnings: Vec::new(),
+            kind: None,
+        };
     };
-    let interval = metric
-        .interval
-        .as_deref()
-        .and_then(|i| flagger_api::duration::parse(i).ok())
-        .unwrap_or(DEFAULT_INTERVAL);
-    let model = QueryModel::for_canary(
-        canary,
-        metric.interval.as_deref(),
-        metric.template_variables.as_ref(),
-    );
-    let prepared = match prepare(ctx, canary, metric, &model).await {
-        Ok(p) => p,
-        Err((query, message)) => return result(query, MetricOutcome::Error(message)),
-    };
-    let outcome = match prepared.provider.run_query(&prepared.query, interval).await {
-        Ok(sample) => {
-            MetricOutcome::Value(prepared.convert.map_or(sample.value, |c| c(sample.value)))
+    let namespace = canary.namespace().unwrap_or_default();
+    // Template entries never query the canary's Prometheus: a bad `metricsServer` must not cost
+    // them a client build per check.
+    let prometheus = match classify(metric) {
+        Entry::Template(_) => None,
+        _ => {
+            let server = canary
+                .spec
+                .metrics_server
+                .as_deref()
+                .unwrap_or(&ctx.flags.metrics_server);
+            Some(ctx.prometheus(server))
         }
-        Err(MetricError::NoValues(detail)) => {
+    };
+    let template = match &metric.template_ref {
+        Some(template_ref) => Some(resolve_template(ctx, &namespace, template_ref).await),
+        None => None,
+    };
+    let check_ctx = CheckContext {
+        canary,
+        mesh_provider: &ctx.flags.mesh_provider,
+        prometheus: match &prometheus {
+            Some(Ok(p)) => Ok(p.as_ref()),
+            Some(Err(why)) => Err(why.as_str()),
+            None => Err("templateRef metrics do not use the canary's Prometheus"),
+        },
+        // No Knative router exists yet to report the latest created revision, so `route` is
+        // the canary's `routeRef` (or target) name.
+        route_override: None,
+    };
+    let resolved = template.as_ref().map(|t| match t {
+        Ok((template, provider)) => ResolvedTemplate::Ready {
+            template,
+            provider: provider.as_ref(),
+        },
+        Err(why) => ResolvedTemplate::Failed(why.clone()),
+    });
+    let checked = check_metric(&check_ctx, metric, resolved).await;
+    to_checked(canary, name, checked)
+}
+
+/// The core's view of a check, worded as metrics.md §6.1 (the kind of entry decides the text).
+fn to_checked(canary: &Canary, name: &str, checked: CheckOutcome) -> Checked {
+    let CheckOutcome {
+        kind,
+        query,
+        value,
+        warnings,
+    } = checked;
+    let outcome = match value {
+        Ok(v) => MetricOutcome::Value(v),
+        Err(e) => error_outcome(canary, name, &kind, e),
+    };
+    Checked {
+        result: MetricResult {
+            name: name.to_string(),
+            query,
+            outcome,
+        },
+        warnings,
+        kind: Some(kind),
+    }
+}
+
+fn error_outcome(canary: &Canary, name: &str, kind: &MetricKind, e: CheckError) -> MetricOutcome {
+    match e {
+        CheckError::NoValues(detail) => {
             let detail = if detail.is_empty() {
                 "no data".to_string()
             } else {
                 detail
             };
-            let target = format!(
-                "{}.{}",
-                canary.spec.target_ref.name,
-                canary.namespace().unwrap_or_default()
-            );
-            MetricOutcome::NoData(match prepared.source {
-                Source::Builtin(set) => format!(
-                    "no values found for {set} metric {name} probably {target} is not receiving traffic: {detail}"
+            MetricOutcome::NoData(match kind {
+                MetricKind::Builtin { set, .. } => format!(
+                    "no values found for {} metric {name} probably {}.{} is not receiving traffic: {detail}",
+                    set.name(),
+                    canary.spec.target_ref.name,
+                    canary.namespace().unwrap_or_default()
                 ),
-                Source::Inline => format!("no values found for metric: {name}"),
-                Source::Template => format!("no values found for custom metric: {name}: {detail}"),
+                MetricKind::Inline => format!("no values found for metric: {name}"),
+                MetricKind::Template { .. } => {
+                    format!("no values found for custom metric: {name}: {detail}")
+                }
             })
         }
-        Err(MetricError::QueryFailed(message)) => {
-            MetricOutcome::QueryFailed(match prepared.source {
-                Source::Builtin(_) => format!("Prometheus query failed: {message}"),
-                Source::Inline => format!("Prometheus query failed for {name}: {message}"),
-                Source::Template => format!("Metric query failed for {name}: {message}"),
-            })
-        }
-    };
-    result(Some(prepared.query), outcome)
+        CheckError::QueryFailed(message) => MetricOutcome::QueryFailed(match kind {
+            MetricKind::Builtin { .. } => format!("Prometheus query failed: {message}"),
+            MetricKind::Inline => format!("Prometheus query failed for {name}: {message}"),
+            MetricKind::Template { .. } => format!("Metric query failed for {name}: {message}"),
+        }),
+        CheckError::Render(e) => MetricOutcome::Error(match kind {
+            MetricKind::Builtin { .. } => format!("builtin metric {name} render error: {e}"),
+            MetricKind::Inline => format!("metric {name} query render error: {e}"),
+            MetricKind::Template {
+                name: template,
+                namespace,
+            } => format!("Metric template {template}.{namespace} query render error: {e}"),
+        }),
+        CheckError::Unusable(message) => MetricOutcome::Error(message),
+    }
 }
 
-/// Where the query came from: the texts of metrics.md §6.1 differ per kind.
-enum Source {
-    /// The builtin query set of this provider.
-    Builtin(&'static str),
-    Inline,
-    Template,
-}
+type Resolved = Result<(MetricTemplate, Arc<dyn MetricProvider>), String>;
 
-struct Prepared {
-    source: Source,
-    provider: Arc<dyn MetricProvider>,
-    query: String,
-    /// Builtin durations come back in seconds or milliseconds; thresholds are in milliseconds.
-    convert: Option<Box<dyn Fn(f64) -> f64 + Send>>,
-}
-
-type PrepareError = (Option<String>, String);
-
-async fn prepare(
+/// The MetricTemplate with its provider built (and its Secret read), or the event text saying
+/// what was missing.
+async fn resolve_template(
     ctx: &Context,
-    canary: &Canary,
-    metric: &CanaryMetric,
-    model: &QueryModel,
-) -> Result<Prepared, PrepareError> {
-    let namespace = canary.namespace().unwrap_or_default();
-    if let Some(template_ref) = &metric.template_ref {
-        let template_ns = template_ref.namespace.clone().unwrap_or(namespace);
-        let id = format!("{}.{template_ns}", template_ref.name);
-        let template = match ctx
-            .cache
-            .get::<MetricTemplate>(&ctx.client, &template_ns, &template_ref.name)
-            .await
-        {
-            Ok(Some(t)) => t,
-            Ok(None) => return Err((None, format!("MetricTemplate {id} not found"))),
-            Err(e) => return Err((None, format!("MetricTemplate {id} could not be read: {e}"))),
-        };
-        let query = render(&template.spec.query, model).map_err(|e| {
-            (
-                None,
-                format!("Metric template {id} query render error: {e}"),
-            )
-        })?;
-        let secret = match &template.spec.provider.secret_ref {
-            Some(secret_ref) => Some(
-                read_secret(ctx, &template_ns, &secret_ref.name)
-                    .await
-                    .map_err(|m| (Some(query.clone()), m))?,
-            ),
-            None => None,
-        };
-        let provider = build_provider(&template.spec.provider, secret.as_ref())
-            .map_err(|e| (Some(query.clone()), format!("MetricTemplate {id}: {e}")))?;
-        return Ok(Prepared {
-            source: Source::Template,
-            provider,
-            query,
-            convert: None,
-        });
-    }
-    let server = canary
-        .spec
-        .metrics_server
-        .clone()
-        .unwrap_or_else(|| ctx.flags.metrics_server.clone());
-    let prometheus = || -> Result<Arc<dyn MetricProvider>, String> {
-        ctx.prometheus(&server)
-            .map(|p| p as Arc<dyn MetricProvider>)
+    canary_namespace: &str,
+    template_ref: &CrossNamespaceRef,
+) -> Resolved {
+    let namespace = template_ref
+        .namespace
+        .as_deref()
+        .unwrap_or(canary_namespace);
+    let id = format!("{}.{namespace}", template_ref.name);
+    let template = match ctx
+        .cache
+        .get::<MetricTemplate>(&ctx.client, namespace, &template_ref.name)
+        .await
+    {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err(format!("MetricTemplate {id} not found")),
+        Err(e) => return Err(format!("MetricTemplate {id} could not be read: {e}")),
     };
-    if let Some(query) = &metric.query {
-        let query = render(query, model).map_err(|e| {
-            (
-                None,
-                format!("metric {} query render error: {e}", metric.name),
-            )
-        })?;
-        let provider = prometheus().map_err(|m| (Some(query.clone()), m))?;
-        return Ok(Prepared {
-            source: Source::Inline,
-            provider,
-            query,
-            convert: None,
-        });
-    }
-    let Some(builtin) = BuiltinMetric::from_name(&metric.name) else {
-        return Err((
-            None,
-            format!(
-                "metric {} has no query, no templateRef and is not a builtin metric",
-                metric.name
-            ),
-        ));
+    let secret = match &template.spec.provider.secret_ref {
+        Some(secret_ref) => Some(read_secret(ctx, namespace, &secret_ref.name).await?),
+        None => None,
     };
-    let set = QuerySet::select(
-        &ctx.flags.mesh_provider,
-        canary.spec.provider.as_deref(),
-        &canary.spec.target_ref,
-    );
-    let query = set.render(builtin, model).map_err(|e| {
-        (
-            None,
-            format!("builtin metric {} render error: {e}", metric.name),
-        )
-    })?;
-    let provider = prometheus().map_err(|m| (Some(query.clone()), m))?;
-    let unit = set.raw_unit(builtin);
-    Ok(Prepared {
-        source: Source::Builtin(set.name()),
-        provider,
-        query,
-        convert: Some(Box::new(move |raw| to_threshold_unit(raw, unit))),
-    })
+    let provider = build_provider(&template.spec.provider, secret.as_ref())
+        .map_err(|e| format!("MetricTemplate {id}: {e}"))?;
+    Ok((template, provider))
 }
 
 async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<SecretData, String> {
@@ -210,5 +191,212 @@ async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Secre
             .collect()),
         Ok(None) => Err(format!("Secret {name}.{namespace} not found")),
         Err(e) => Err(format!("Secret {name}.{namespace} could not be read: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use flagger_api::CanaryMetric;
+    use flagger_providers::metrics::{BoxFuture, MetricError, Sample};
+    use serde_json::json;
+
+    use super::*;
+
+    /// Answers every query the same way, as a backend would.
+    struct Fake(Result<Sample, MetricError>);
+
+    impl MetricProvider for Fake {
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        fn run_query<'a>(
+            &'a self,
+            _query: &'a str,
+            _interval: Duration,
+        ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+            let answer = self.0.clone();
+            Box::pin(async move { answer })
+        }
+        fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn canary() -> Canary {
+        serde_json::from_value(json!({
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": {"port": 80},
+                "analysis": {}
+            }
+        }))
+        .unwrap()
+    }
+
+    fn template(query: &str) -> MetricTemplate {
+        serde_json::from_value(json!({
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "MetricTemplate",
+            "metadata": {"name": "latency", "namespace": "flagger"},
+            "spec": {"provider": {"type": "prometheus", "address": "http://prom:9090"}, "query": query}
+        }))
+        .unwrap()
+    }
+
+    /// Runs one entry through the shared check with `answer` from every backend and maps it as
+    /// the controller does; `template` stands in for the cluster lookup.
+    async fn check(
+        metric: serde_json::Value,
+        answer: Result<Sample, MetricError>,
+        template: Option<Result<MetricTemplate, String>>,
+    ) -> Checked {
+        let c = canary();
+        let metric: CanaryMetric = serde_json::from_value(metric).unwrap();
+        let backend = Fake(answer);
+        let ctx = CheckContext {
+            canary: &c,
+            mesh_provider: "istio",
+            prometheus: Ok(&backend),
+            route_override: None,
+        };
+        let resolved = template.as_ref().map(|t| match t {
+            Ok(template) => ResolvedTemplate::Ready {
+                template,
+                provider: &backend,
+            },
+            Err(why) => ResolvedTemplate::Failed(why.clone()),
+        });
+        let name = metric.name.clone();
+        to_checked(&c, &name, check_metric(&ctx, &metric, resolved).await)
+    }
+
+    fn builtin() -> serde_json::Value {
+        json!({"name": "request-success-rate"})
+    }
+
+    fn inline() -> serde_json::Value {
+        json!({"name": "errors", "query": "sum(x)"})
+    }
+
+    fn templated() -> serde_json::Value {
+        json!({"name": "latency", "templateRef": {"name": "latency", "namespace": "flagger"}})
+    }
+
+    #[tokio::test]
+    async fn no_data_is_worded_per_kind_of_entry() {
+        let empty = || Err(MetricError::no_values(""));
+        let out = check(builtin(), empty(), None).await;
+        assert_eq!(
+            out.result.outcome,
+            MetricOutcome::NoData(
+                "no values found for istio metric request-success-rate probably podinfo.test is not receiving traffic: no data"
+                    .into()
+            )
+        );
+        let out = check(inline(), empty(), None).await;
+        assert_eq!(
+            out.result.outcome,
+            MetricOutcome::NoData("no values found for metric: errors".into())
+        );
+        let out = check(
+            templated(),
+            Err(MetricError::no_values("result is NaN")),
+            Some(Ok(template("up"))),
+        )
+        .await;
+        assert_eq!(
+            out.result.outcome,
+            MetricOutcome::NoData(
+                "no values found for custom metric: latency: result is NaN".into()
+            )
+        );
+        assert_eq!(out.result.query.as_deref(), Some("up"));
+    }
+
+    #[tokio::test]
+    async fn failed_queries_are_worded_per_kind_of_entry() {
+        let refused = || Err(MetricError::failed("connection refused"));
+        let out = check(builtin(), refused(), None).await;
+        assert_eq!(
+            out.result.outcome,
+            MetricOutcome::QueryFailed("Prometheus query failed: connection refused".into())
+        );
+        let out = check(inline(), refused(), None).await;
+        assert_eq!(
+            out.result.outcome,
+            MetricOutcome::QueryFailed(
+                "Prometheus query failed for errors: connection refused".into()
+            )
+        );
+        let out = check(templated(), refused(), Some(Ok(template("up")))).await;
+        assert_eq!(
+            out.result.outcome,
+            MetricOutcome::QueryFailed(
+                "Metric query failed for latency: connection refused".into()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn configuration_problems_are_errors_naming_what_is_wrong() {
+        let one = || Ok(Sample::new(1.0));
+        let out = check(
+            templated(),
+            one(),
+            Some(Err("MetricTemplate latency.flagger not found".into())),
+        )
+        .await;
+        assert_eq!(
+            out.result.outcome,
+            MetricOutcome::Error("MetricTemplate latency.flagger not found".into())
+        );
+        let out = check(
+            templated(),
+            one(),
+            Some(Ok(template("x{q=\"{{ variables.missing }}\"}"))),
+        )
+        .await;
+        let MetricOutcome::Error(message) = &out.result.outcome else {
+            panic!("{:?}", out.result.outcome)
+        };
+        assert!(
+            message.starts_with("Metric template latency.flagger query render error: "),
+            "{message}"
+        );
+        let out = check(json!({"name": "errors"}), one(), None).await;
+        assert_eq!(
+            out.result.outcome,
+            MetricOutcome::Error(
+                "Metric query failed for no usable metrics template and query were configured"
+                    .into()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn values_are_in_threshold_units_and_warnings_are_kept() {
+        let mut sample = Sample::new(515.9);
+        sample
+            .warnings
+            .push("query returned 2 series, using the last one".into());
+        // Istio reports milliseconds; thresholds compare whole milliseconds.
+        let out = check(json!({"name": "request-duration"}), Ok(sample), None).await;
+        assert_eq!(out.result.outcome, MetricOutcome::Value(515.0));
+        assert_eq!(
+            out.warnings,
+            vec!["query returned 2 series, using the last one"]
+        );
+        assert!(matches!(
+            out.kind,
+            Some(MetricKind::Builtin {
+                metric: flagger_providers::metrics::builtin::BuiltinMetric::RequestDuration,
+                ..
+            })
+        ));
     }
 }

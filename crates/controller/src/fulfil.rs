@@ -5,7 +5,9 @@ use std::fmt::Write;
 
 use flagger_api::analysis::HookType;
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
-use flagger_core::{HookResult, MetricOutcome, MetricResult, Observation, RolloutSpec};
+use flagger_core::{EventType, HookResult, MetricOutcome, Observation, RolloutSpec};
+use flagger_providers::metrics::MetricKind;
+use flagger_providers::metrics::builtin::BuiltinMetric;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
@@ -108,10 +110,22 @@ pub async fn metrics(
     observation: &mut Observation,
 ) {
     for name in names {
-        let result = crate::checks::run(ctx, canary, spec, name).await;
-        if let MetricOutcome::Value(value) = result.outcome {
+        let checked = crate::checks::run(ctx, canary, name).await;
+        for warning in &checked.warnings {
+            let message = format!("Metric {name}: {warning}");
+            ctx.recorder
+                .record(canary, EventType::Warning, &message)
+                .await;
+        }
+        if let MetricOutcome::Value(value) = checked.result.outcome {
             // Flagger exports builtin durations in seconds; the check compares milliseconds.
-            let exported = if name == "request-duration" && canary_metric_is_builtin(canary, name) {
+            let exported = if matches!(
+                checked.kind,
+                Some(MetricKind::Builtin {
+                    metric: BuiltinMetric::RequestDuration,
+                    ..
+                })
+            ) {
                 value / 1000.0
             } else {
                 value
@@ -120,21 +134,8 @@ pub async fn metrics(
             ctx.metrics
                 .set_metric_value(&spec.target_name, &namespace, name, exported);
         }
-        observation.metrics.push(MetricResult {
-            name: name.clone(),
-            ..result
-        });
+        observation.metrics.push(checked.result);
     }
-}
-
-fn canary_metric_is_builtin(canary: &Canary, name: &str) -> bool {
-    canary
-        .spec
-        .analysis
-        .metrics
-        .iter()
-        .flatten()
-        .any(|m| m.name == name && m.query.is_none() && m.template_ref.is_none())
 }
 
 #[cfg(test)]

@@ -34,18 +34,20 @@ pub enum MetricKind {
 /// `noData: hold` metric holds on them); the others are configuration problems.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CheckError {
+    /// The backend's detail (may be empty): the event text around it depends on the kind.
     NoValues(String),
     QueryFailed(String),
     /// The query template did not render.
     Render(String),
-    /// Template/Secret missing, provider construction failed, or the metric is unusable.
+    /// Template/Secret missing, provider construction failed, a bad interval, or the metric is
+    /// unusable: the whole event text, as only the resolver knows what it looked up.
     Unusable(String),
 }
 
 impl From<MetricError> for CheckError {
     fn from(e: MetricError) -> Self {
         match e {
-            MetricError::NoValues(_) => CheckError::NoValues(e.to_string()),
+            MetricError::NoValues(detail) => CheckError::NoValues(detail),
             MetricError::QueryFailed(m) => CheckError::QueryFailed(m),
         }
     }
@@ -62,6 +64,10 @@ impl From<ProviderConfigError> for CheckError {
         CheckError::Unusable(e.0)
     }
 }
+
+/// metrics.md §6.1: Flagger's text for an entry with nothing to run.
+pub const NO_USABLE_QUERY: &str =
+    "Metric query failed for no usable metrics template and query were configured";
 
 /// What an entry of `analysis.metrics` is evaluated as.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,8 +99,8 @@ pub enum ResolvedTemplate<'a> {
         template: &'a MetricTemplate,
         provider: &'a dyn MetricProvider,
     },
-    /// Template or Secret missing, a required Secret key absent, a bad address: the text
-    /// follows "Metric template {name}.{ns} ".
+    /// Template or Secret missing, a required Secret key absent, a bad address: the whole
+    /// event text, naming what was looked up.
     Failed(String),
 }
 
@@ -103,8 +109,8 @@ pub struct CheckContext<'a> {
     /// The controller's `-mesh-provider`.
     pub mesh_provider: &'a str,
     /// The Prometheus at `spec.metricsServer` or `-metrics-server`, for builtin and inline
-    /// entries.
-    pub prometheus: &'a dyn MetricProvider,
+    /// entries, or why there is none (a bad address): that fails only the entries needing it.
+    pub prometheus: Result<&'a dyn MetricProvider, &'a str>,
     /// Knative: the latest created revision, which the `route` function returns.
     pub route_override: Option<&'a str>,
 }
@@ -177,11 +183,20 @@ async fn run(
             return (
                 None,
                 Err(CheckError::Unusable(format!(
-                    "interval {interval_text:?} is zero"
+                    "metric {} interval {interval_text:?} is zero",
+                    metric.name
                 ))),
             );
         }
-        Err(e) => return (None, Err(CheckError::Unusable(e.to_string()))),
+        Err(e) => {
+            return (
+                None,
+                Err(CheckError::Unusable(format!(
+                    "metric {} interval {interval_text:?}: {e}",
+                    metric.name
+                ))),
+            );
+        }
     };
     let mut model = QueryModel::for_canary(
         ctx.canary,
@@ -191,14 +206,9 @@ async fn run(
     if let Some(route) = ctx.route_override {
         model.route = route.to_string();
     }
-    let (text, provider): (String, &dyn MetricProvider) = match (entry, template) {
+    let (text, provider): (String, Result<&dyn MetricProvider, &str>) = match (entry, template) {
         (Entry::Unusable, _) => {
-            return (
-                None,
-                Err(CheckError::Unusable(
-                    "no usable metrics template and query were configured".into(),
-                )),
-            );
+            return (None, Err(CheckError::Unusable(NO_USABLE_QUERY.into())));
         }
         (Entry::Builtin(b), _) => {
             let MetricKind::Builtin { set, .. } = kind else {
@@ -218,7 +228,7 @@ async fn run(
         },
         (Entry::Template(_), Some(ResolvedTemplate::Ready { template, provider })) => {
             match render(&template.spec.query, &model) {
-                Ok(q) => (q, provider),
+                Ok(q) => (q, Ok(provider)),
                 Err(e) => return (None, Err(e.into())),
             }
         }
@@ -226,8 +236,23 @@ async fn run(
             return (None, Err(CheckError::Unusable(why)));
         }
         (Entry::Template(_), None) => {
-            return (None, Err(CheckError::Unusable("was not resolved".into())));
+            let MetricKind::Template { name, namespace } = kind else {
+                return (
+                    None,
+                    Err(CheckError::Unusable("inconsistent metric kind".into())),
+                );
+            };
+            return (
+                None,
+                Err(CheckError::Unusable(format!(
+                    "MetricTemplate {name}.{namespace} was not resolved"
+                ))),
+            );
         }
+    };
+    let provider = match provider {
+        Ok(p) => p,
+        Err(why) => return (Some(text), Err(CheckError::Unusable(why.to_string()))),
     };
     let result = match provider.run_query(&text, interval).await {
         Ok(sample) => {
@@ -344,7 +369,7 @@ mod tests {
         let ctx = CheckContext {
             canary: &c,
             mesh_provider: "kubernetes",
-            prometheus: &prom,
+            prometheus: Ok(&prom),
             route_override: None,
         };
         let m = metric(serde_json::json!({
@@ -368,7 +393,7 @@ mod tests {
         let ctx = CheckContext {
             canary: &c,
             mesh_provider: "traefik",
-            prometheus: &prom,
+            prometheus: Ok(&prom),
             route_override: None,
         };
         let m = metric(serde_json::json!({"name": "request-duration"}));
@@ -386,7 +411,7 @@ mod tests {
         let ctx = CheckContext {
             canary: &c,
             mesh_provider: "traefik",
-            prometheus: &prom,
+            prometheus: Ok(&prom),
             route_override: None,
         };
         let m = metric(serde_json::json!({
@@ -460,16 +485,11 @@ mod tests {
         let ctx = CheckContext {
             canary: &c,
             mesh_provider: "traefik",
-            prometheus: &prom,
+            prometheus: Ok(&prom),
             route_override: None,
         };
         let out = check_metric(&ctx, &metric(serde_json::json!({"name": "errors"})), None).await;
-        assert_eq!(
-            out.value,
-            Err(CheckError::Unusable(
-                "no usable metrics template and query were configured".into()
-            ))
-        );
+        assert_eq!(out.value, Err(CheckError::Unusable(NO_USABLE_QUERY.into())));
         let out = check_metric(
             &ctx,
             &metric(serde_json::json!({"name": "request-duration", "interval": "soon"})),
@@ -485,6 +505,121 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn inline_queries_are_collapsed_and_blank_ones_fall_back_to_the_builtin() {
+        let c = canary();
+        let prom = Fake::new(Ok(Sample::new(1.0)));
+        let ctx = CheckContext {
+            canary: &c,
+            mesh_provider: "traefik",
+            prometheus: Ok(&prom),
+            route_override: None,
+        };
+        let m = metric(serde_json::json!({
+            "name": "errors", "query": "\n  sum(\n\trate(x[{{ interval }}])\n)  \n"
+        }));
+        let out = check_metric(&ctx, &m, None).await;
+        assert_eq!(out.query.as_deref(), Some("sum( rate(x[1m]) )"));
+        assert_eq!(out.kind, MetricKind::Inline);
+
+        let blank = metric(serde_json::json!({"name": "request-success-rate", "query": " \n "}));
+        assert_eq!(
+            classify(&blank),
+            Entry::Builtin(BuiltinMetric::RequestSuccessRate)
+        );
+        let out = check_metric(&ctx, &blank, None).await;
+        assert!(
+            matches!(out.kind, MetricKind::Builtin { .. }),
+            "{:?}",
+            out.kind
+        );
+        assert!(
+            out.query.as_deref().is_some_and(|q| q.contains("traefik_")),
+            "{:?}",
+            out.query
+        );
+    }
+
+    #[tokio::test]
+    async fn knative_route_override_reaches_the_query() {
+        let c = canary();
+        let prom = Fake::new(Ok(Sample::new(1.0)));
+        let ctx = CheckContext {
+            canary: &c,
+            mesh_provider: "traefik",
+            prometheus: Ok(&prom),
+            route_override: Some("podinfo-00002"),
+        };
+        let m = metric(serde_json::json!({"name": "hits", "query": "x{route=\"{{ route }}\"}"}));
+        let out = check_metric(&ctx, &m, None).await;
+        assert_eq!(out.query.as_deref(), Some("x{route=\"podinfo-00002\"}"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_prometheus_fails_only_the_entries_that_need_it() {
+        let c = canary();
+        let tpl_backend = Fake::new(Ok(Sample::new(3.0)));
+        let ctx = CheckContext {
+            canary: &c,
+            mesh_provider: "traefik",
+            prometheus: Err("invalid metrics server address"),
+            route_override: None,
+        };
+        let out = check_metric(
+            &ctx,
+            &metric(serde_json::json!({"name": "request-success-rate"})),
+            None,
+        )
+        .await;
+        assert_eq!(
+            out.value,
+            Err(CheckError::Unusable(
+                "invalid metrics server address".into()
+            ))
+        );
+        assert!(out.query.is_some());
+        let tpl = template("up");
+        let m = metric(serde_json::json!({"name": "up", "templateRef": {"name": "latency"}}));
+        let out = check_metric(
+            &ctx,
+            &m,
+            Some(ResolvedTemplate::Ready {
+                template: &tpl,
+                provider: &tpl_backend,
+            }),
+        )
+        .await;
+        assert_eq!(out.value, Ok(3.0));
+        let out = check_metric(&ctx, &m, None).await;
+        assert_eq!(
+            out.value,
+            Err(CheckError::Unusable(
+                "MetricTemplate latency.test was not resolved".into()
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn zero_interval_is_a_configuration_error() {
+        let c = canary();
+        let prom = Fake::new(Ok(Sample::new(1.0)));
+        let ctx = CheckContext {
+            canary: &c,
+            mesh_provider: "traefik",
+            prometheus: Ok(&prom),
+            route_override: None,
+        };
+        let m = metric(serde_json::json!({"name": "request-duration", "interval": "0s"}));
+        let out = check_metric(&ctx, &m, None).await;
+        assert_eq!(
+            out.value,
+            Err(CheckError::Unusable(
+                "metric request-duration interval \"0s\" is zero".into()
+            ))
+        );
+        assert!(prom.asked().is_empty());
+    }
+
+    #[tokio::test]
     async fn several_series_warn_and_the_backends_answers_stay_apart() {
         let c = canary();
         let mut sample = Sample::new(0.2);
@@ -495,7 +630,7 @@ mod tests {
         let ctx = CheckContext {
             canary: &c,
             mesh_provider: "traefik",
-            prometheus: &prom,
+            prometheus: Ok(&prom),
             route_override: None,
         };
         let m = metric(
@@ -512,22 +647,19 @@ mod tests {
         let empty = Fake::new(Err(MetricError::no_values("empty vector")));
         let out = check_metric(
             &CheckContext {
-                prometheus: &empty,
+                prometheus: Ok(&empty),
                 ..ctx
             },
             &m,
             None,
         )
         .await;
-        assert_eq!(
-            out.value,
-            Err(CheckError::NoValues("no values found: empty vector".into()))
-        );
+        assert_eq!(out.value, Err(CheckError::NoValues("empty vector".into())));
         assert_eq!(out.query.as_deref(), Some("sum(x{ns=\"test\"})"));
         let down = Fake::new(Err(MetricError::failed("connection refused")));
         let out = check_metric(
             &CheckContext {
-                prometheus: &down,
+                prometheus: Ok(&down),
                 ..ctx
             },
             &m,
