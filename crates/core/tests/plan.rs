@@ -165,3 +165,19 @@ fn failing_values_break_minimum_and_maximum_bounds() {
         );
     }
 }
+
+/// Without metrics, the simulated failure comes from the pre-rollout and rollout hooks.
+#[test]
+fn failing_hooks_roll_back_a_canary_without_metrics() {
+    for kind in ["pre-rollout", "rollout"] {
+        let s = spec(json!({"stepWeight": 50, "threshold": 2, "metrics": null,
+            "webhooks": [{"name": "check", "type": kind, "url": "http://lt/"}]}));
+        let p = plan(&s, Some(1));
+        assert_eq!(
+            p.steps.last().map(|s| s.phase),
+            Some(CanaryPhase::Failed),
+            "{kind}"
+        );
+        assert!(p.rollback_after_seconds.is_some(), "{kind}");
+    }
+}
