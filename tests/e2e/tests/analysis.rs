@@ -609,3 +609,28 @@ async fn prometheus_unreachable_with_no_data_hold_holds_then_proceeds() -> Resul
     })
     .await
 }
+
+/// (5) A query answering with several series (D-21): the last one is used, the check passes and the canary is
+/// promoted, and a Warning event names the metric and how many series came back.
+#[tokio::test]
+async fn several_series_use_the_last_and_warn() -> Result<()> {
+    skip_unless_e2e!();
+    e2e::with_namespace("analysis-series", |ns| async move {
+        // Two series with no traffic needed: the label tells them apart.
+        let query = r#"label_replace(vector(1), "s", "a", "", "") or label_replace(vector(2), "s", "b", "", "")"#;
+        let metrics = json!([{"name": "two-series", "query": query, "thresholdRange": {"max": 5}}]);
+        let (controller, host) = setup(&ns, canary(metrics, 20)).await?;
+        let (done, _) = run_version(&ns, &controller, &host, App::new(APP, "6.0.1", 1), "Succeeded", 5).await?;
+        let records = metric_records(&done);
+        ensure!(
+            records.iter().any(|r| r.0 == "two-series" && !r.2 && r.1.is_some_and(|v| v == 1.0 || v == 2.0)),
+            "want a passing two-series record: {records:#?}"
+        );
+        let events = events_for(&ns, "Canary", APP).await?;
+        let warnings = kind_of(&events, "Metric two-series: query returned 2 series, using the last one");
+        ensure!(!warnings.is_empty(), "no several-series warning: {events:#?}");
+        drop(controller);
+        Ok(())
+    })
+    .await
+}
