@@ -6,12 +6,13 @@
 //! `podinfo-canary`, as the traefik router writes it) and an IngressRoute, and a paced, bounded
 //! traffic driver through Traefik so `traefik_service_*{service="<ns>-podinfo-canary-9898@kubernetescrd"}` has
 //! data (the builtin traefik queries return values, not "no data"). Then `BENCH_CANARIES` canaries × the 2 builtin
-//! metrics (`request-success-rate`, `request-duration`, traefik query set, interval 1m): one check = render the
-//! builtin query for that canary + one instant query + unit conversion, as crates/controller/src/checks.rs does.
+//! metrics (`request-success-rate`, `request-duration`, traefik query set, interval 1m): one check =
+//! `flagger_providers::metrics::check_metric` for that canary (classify, render the builtin query, one instant
+//! query, unit conversion), the path crates/controller/src/checks.rs runs after its cluster lookups.
 //!
 //! Modes, each `BENCH_ROUNDS` rounds of canaries × 2 checks:
-//! * `per-check client`: a new PrometheusProvider (HTTP client) per check, like the controller today;
-//! * `shared client`: one provider for all checks (connection reuse);
+//! * `per-check client`: a new PrometheusProvider (HTTP client) per check, as the controller once did;
+//! * `shared client`: one provider for all checks (connection reuse), as the controller does now;
 //!
 //! each with all checks of a round in flight at once (`BENCH_CONCURRENCY`, default = all) and sequentially.
 //!
@@ -25,9 +26,9 @@ use anyhow::{Context as _, bail};
 use e2e::objects::{App, deployment_available, ingress_route, service, weighted_traefik_service};
 use e2e::traffic::Run;
 use e2e::{PROMETHEUS, Result, TRAEFIK_WEB, TestNamespace, apply, poll_until, wait_for};
-use flagger_providers::metrics::builtin::{BuiltinMetric, QuerySet, to_threshold_unit};
+use flagger_api::{Canary, CanaryMetric};
 use flagger_providers::metrics::prometheus::{PrometheusOptions, PrometheusProvider};
-use flagger_providers::metrics::{MetricError, MetricProvider, QueryModel};
+use flagger_providers::metrics::{CheckContext, CheckError, check_metric};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -50,16 +51,14 @@ struct Tally {
     latencies: Vec<Duration>,
 }
 
-/// One check: render + query + conversion. `shared` is reused when given, else a provider is built for the check.
+/// One check as the controller runs it. `shared` is reused when given, else a provider is built for the check.
 async fn check(
     shared: Option<Arc<PrometheusProvider>>,
-    model: &QueryModel,
-    metric: BuiltinMetric,
+    canary: &Canary,
+    metric: &CanaryMetric,
 ) -> (Duration, std::result::Result<Option<f64>, String>) {
     let start = Instant::now();
-    let set = QuerySet::Traefik;
     let out = async {
-        let query = set.render(metric, model).map_err(|e| e.to_string())?;
         let provider = match shared {
             Some(p) => p,
             None => Arc::new(
@@ -67,32 +66,45 @@ async fn check(
                     .map_err(|e| e.to_string())?,
             ),
         };
-        match provider.run_query(&query, Duration::from_secs(60)).await {
-            Ok(s) => Ok(Some(to_threshold_unit(s.value, set.raw_unit(metric)))),
-            Err(MetricError::NoValues(_)) => Ok(None),
-            Err(MetricError::QueryFailed(m)) => Err(m),
+        let ctx = CheckContext {
+            canary,
+            mesh_provider: "traefik",
+            prometheus: Ok(provider.as_ref()),
+            route_override: None,
+        };
+        match check_metric(&ctx, metric, None).await.value {
+            Ok(v) => Ok(Some(v)),
+            Err(CheckError::NoValues(_)) => Ok(None),
+            Err(e) => Err(format!("{e:?}")),
         }
     }
     .await;
     (start.elapsed(), out)
 }
 
+/// The two builtin metrics, each over the last minute.
+fn builtin_metrics() -> Result<[CanaryMetric; 2]> {
+    let metric = |name: &str| -> Result<CanaryMetric> {
+        Ok(serde_json::from_value(
+            serde_json::json!({"name": name, "interval": "1m"}),
+        )?)
+    };
+    Ok([metric("request-success-rate")?, metric("request-duration")?])
+}
+
 async fn round(
-    models: &[QueryModel],
+    canaries: &[Canary],
+    metrics: &[CanaryMetric],
     shared: Option<Arc<PrometheusProvider>>,
     concurrency: usize,
     tally: &mut Tally,
 ) -> Duration {
     let start = Instant::now();
-    let jobs = models.iter().flat_map(|m| {
-        [
-            BuiltinMetric::RequestSuccessRate,
-            BuiltinMetric::RequestDuration,
-        ]
-        .map(|metric| (m, metric))
-    });
+    let jobs = canaries
+        .iter()
+        .flat_map(|c| metrics.iter().map(move |metric| (c, metric)));
     let mut results = futures::stream::iter(jobs)
-        .map(|(m, metric)| check(shared.clone(), m, metric))
+        .map(|(c, metric)| check(shared.clone(), c, metric))
         .buffer_unordered(concurrency.max(1));
     while let Some((took, r)) = results.next().await {
         tally.latencies.push(took);
@@ -200,27 +212,30 @@ async fn bench(ns: TestNamespace) -> Result<()> {
     }
     let _traffic = Abort(traffic, stop);
 
-    let model = |i: usize| QueryModel {
-        name: format!("podinfo-{i}"),
-        namespace: ns.name.clone(),
-        target: "podinfo".into(),
-        service: "podinfo".into(),
-        ingress: "podinfo".into(),
-        route: "podinfo".into(),
-        interval: "1m".into(),
-        variables: Default::default(),
+    // Only the canaries' names differ: what the builtin traefik queries use is the same for all.
+    let canary = |i: usize| -> Result<Canary> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": format!("podinfo-{i}"), "namespace": ns.name},
+            "spec": {
+                "provider": "traefik",
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": {"port": 9898},
+                "analysis": {},
+            },
+        }))?)
     };
-    let models: Vec<QueryModel> = (0..canaries).map(model).collect();
+    let models = (0..canaries).map(canary).collect::<Result<Vec<_>>>()?;
+    let metrics = builtin_metrics()?;
     // Prometheus has the series once both builtin queries return values.
-    let probe = models[0].clone();
     poll_until(
         "builtin traefik queries returning values",
         Duration::from_secs(60),
         || {
-            let probe = probe.clone();
+            let (probe, metrics) = (&models[0], &metrics);
             async move {
-                let (_, a) = check(None, &probe, BuiltinMetric::RequestSuccessRate).await;
-                let (_, b) = check(None, &probe, BuiltinMetric::RequestDuration).await;
+                let (_, a) = check(None, probe, &metrics[0]).await;
+                let (_, b) = check(None, probe, &metrics[1]).await;
                 Ok(matches!((a, b), (Ok(Some(_)), Ok(Some(_)))).then_some(()))
             }
         },
@@ -255,7 +270,7 @@ async fn bench(ns: TestNamespace) -> Result<()> {
             let mut tally = Tally::default();
             let mut wall = Duration::ZERO;
             for _ in 0..rounds {
-                wall += round(&models, provider.clone(), conc, &mut tally).await;
+                wall += round(&models, &metrics, provider.clone(), conc, &mut tally).await;
             }
             let n = tally.latencies.len();
             tally.latencies.sort();
