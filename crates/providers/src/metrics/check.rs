@@ -12,7 +12,6 @@ use flagger_api::analysis::CrossNamespaceRef;
 use flagger_api::{Canary, CanaryMetric, MetricTemplate};
 
 use super::builtin::{BuiltinMetric, QuerySet, to_threshold_unit};
-use super::factory::ProviderConfigError;
 use super::template::{DEFAULT_INTERVAL, QueryModel, RenderError, collapse_whitespace, render};
 use super::{MetricError, MetricProvider};
 
@@ -56,12 +55,6 @@ impl From<MetricError> for CheckError {
 impl From<RenderError> for CheckError {
     fn from(e: RenderError) -> Self {
         CheckError::Render(e.to_string())
-    }
-}
-
-impl From<ProviderConfigError> for CheckError {
-    fn from(e: ProviderConfigError) -> Self {
-        CheckError::Unusable(e.0)
     }
 }
 
