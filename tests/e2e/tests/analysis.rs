@@ -391,9 +391,11 @@ async fn latency_template_rolls_back_slow_version() -> Result<()> {
             }),
         )
         .await?;
+        // noData: hold — the first tick can come before Prometheus has a rate over the new canary's
+        // requests; that tick must neither count a failure without a value nor advance.
         let metrics = json!([{
             "name": "latency", "interval": "10s", "thresholdRange": {"max": 0.5},
-            "templateRef": {"name": "latency"},
+            "templateRef": {"name": "latency"}, "noData": "hold",
         }]);
         let (controller, host) = setup(&ns, canary(metrics, 20)).await?;
         let slow = App::new(APP, "6.0.1", 1).annotate(LATENCY_MS, "800");
