@@ -142,7 +142,7 @@ fn simulate(spec: &RolloutSpec, fail_at: Option<u32>) -> Run {
                     router = RouteState {
                         primary: r.primary,
                         canary: r.canary,
-                        mirrored: r.mirror > 0,
+                        mirrored: r.mirror != 0,
                     };
                     mirror = r.mirror;
                 }

@@ -181,3 +181,45 @@ fn failing_hooks_roll_back_a_canary_without_metrics() {
         assert!(p.rollback_after_seconds.is_some(), "{kind}");
     }
 }
+
+#[test]
+fn steps_carry_their_events() {
+    let p = plan(
+        &spec(json!({"stepWeight": 10, "maxWeight": 50, "threshold": 2})),
+        None,
+    );
+    assert_eq!(
+        p.steps[1].events,
+        [
+            "Starting canary analysis for podinfo.test",
+            "Advance podinfo.test canary weight 10"
+        ]
+    );
+}
+
+#[test]
+fn a_mirrored_canary_shadows_once_then_steps() {
+    let p = plan(
+        &spec(json!({"stepWeight": 20, "maxWeight": 40, "threshold": 1,
+            "mirror": true, "mirrorWeight": 50})),
+        None,
+    );
+    let rows: Vec<_> = p
+        .steps
+        .iter()
+        .map(|s| (s.phase, s.canary_weight, s.mirror_weight))
+        .collect();
+    use CanaryPhase::*;
+    assert_eq!(
+        rows,
+        [
+            (Progressing, 0, 0),
+            (Progressing, 0, 50),
+            (Progressing, 20, 0),
+            (Progressing, 40, 0),
+            (Promoting, 40, 0),
+            (Finalising, 0, 0),
+            (Succeeded, 0, 0),
+        ]
+    );
+}

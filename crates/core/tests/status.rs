@@ -82,6 +82,16 @@ fn the_promoted_condition_follows_the_phase() {
             2,
             2,
         ),
+        // Written again with the same status and reason: left alone.
+        (
+            ok().fail("rollout-gate"),
+            None,
+            Waiting,
+            "Unknown",
+            "Waiting for approval.",
+            2,
+            2,
+        ),
         // Same status, new reason: updated, not a transition.
         (
             ok(),
@@ -89,17 +99,16 @@ fn the_promoted_condition_follows_the_phase() {
             Progressing,
             "Unknown",
             "New revision detected, progressing canary analysis.",
-            3,
+            4,
             2,
         ),
-        // Same phase: the condition is left alone.
         (
             ok(),
             None,
             Progressing,
             "Unknown",
             "New revision detected, progressing canary analysis.",
-            3,
+            4,
             2,
         ),
         (
@@ -108,7 +117,16 @@ fn the_promoted_condition_follows_the_phase() {
             WaitingPromotion,
             "Unknown",
             "Waiting for approval.",
-            5,
+            6,
+            2,
+        ),
+        (
+            ok().fail("promotion-gate"),
+            None,
+            WaitingPromotion,
+            "Unknown",
+            "Waiting for approval.",
+            6,
             2,
         ),
         (
@@ -117,7 +135,7 @@ fn the_promoted_condition_follows_the_phase() {
             Promoting,
             "Unknown",
             "Canary analysis completed, starting primary rolling update.",
-            6,
+            8,
             2,
         ),
         (
@@ -126,7 +144,7 @@ fn the_promoted_condition_follows_the_phase() {
             Finalising,
             "Unknown",
             "Canary analysis completed, routing all traffic to primary.",
-            7,
+            9,
             2,
         ),
         (
@@ -135,8 +153,8 @@ fn the_promoted_condition_follows_the_phase() {
             Succeeded,
             "True",
             "Canary analysis completed successfully, promotion finished.",
-            8,
-            8,
+            10,
+            10,
         ),
         (
             ok(),
@@ -144,8 +162,8 @@ fn the_promoted_condition_follows_the_phase() {
             Progressing,
             "Unknown",
             "New revision detected, progressing canary analysis.",
-            9,
-            9,
+            11,
+            11,
         ),
         (
             ok(),
@@ -153,8 +171,8 @@ fn the_promoted_condition_follows_the_phase() {
             Progressing,
             "Unknown",
             "New revision detected, progressing canary analysis.",
-            9,
-            9,
+            11,
+            11,
         ),
         (
             ok().metric("request-success-rate", 50.0),
@@ -162,18 +180,17 @@ fn the_promoted_condition_follows_the_phase() {
             Failed,
             "False",
             "Canary analysis failed, Deployment scaled to zero.",
-            11,
-            11,
+            13,
+            13,
         ),
-        // Every tick while Failed writes the phase again; the condition stays as it was.
         (
             ok(),
             None,
             Failed,
             "False",
             "Canary analysis failed, Deployment scaled to zero.",
-            11,
-            11,
+            13,
+            13,
         ),
         (
             deleting(),
@@ -181,8 +198,8 @@ fn the_promoted_condition_follows_the_phase() {
             Terminating,
             "Unknown",
             "Canary is being finalized.",
-            13,
-            13,
+            15,
+            15,
         ),
         (
             deleting(),
@@ -190,8 +207,8 @@ fn the_promoted_condition_follows_the_phase() {
             Terminated,
             "Unknown",
             "Canary finalized.",
-            14,
-            13,
+            16,
+            15,
         ),
     ];
     let mut times = Vec::new();
