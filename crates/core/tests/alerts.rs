@@ -54,6 +54,11 @@ fn routing_field_names_the_strategy() {
         routing(json!({"stepWeights": [5, 25, 50], "threshold": 1})),
         "Weight steps: 5,25,50 max: 50"
     );
+    // A stepWeight drives the steps even when stepWeights is set too (the ladder keeps the max).
+    assert_eq!(
+        routing(json!({"stepWeight": 10, "stepWeights": [5, 25, 50], "threshold": 1})),
+        "Weight step: 10 max: 50"
+    );
     assert_eq!(
         routing(json!({"iterations": 3, "threshold": 1})),
         "Blue/Green"
