@@ -82,7 +82,6 @@ fn the_promoted_condition_follows_the_phase() {
             2,
             2,
         ),
-        // Written again with the same status and reason: left alone.
         (
             ok().fail("rollout-gate"),
             None,
@@ -174,14 +173,33 @@ fn the_promoted_condition_follows_the_phase() {
             11,
             11,
         ),
+        // A restart writes Progressing again: same status and reason, left alone.
+        (
+            ok(),
+            Some("r4"),
+            Progressing,
+            "Unknown",
+            "New revision detected, progressing canary analysis.",
+            11,
+            11,
+        ),
+        (
+            ok(),
+            None,
+            Progressing,
+            "Unknown",
+            "New revision detected, progressing canary analysis.",
+            11,
+            11,
+        ),
         (
             ok().metric("request-success-rate", 50.0),
             None,
             Failed,
             "False",
             "Canary analysis failed, Deployment scaled to zero.",
-            13,
-            13,
+            15,
+            15,
         ),
         (
             ok(),
@@ -189,8 +207,8 @@ fn the_promoted_condition_follows_the_phase() {
             Failed,
             "False",
             "Canary analysis failed, Deployment scaled to zero.",
-            13,
-            13,
+            15,
+            15,
         ),
         (
             deleting(),
@@ -198,8 +216,8 @@ fn the_promoted_condition_follows_the_phase() {
             Terminating,
             "Unknown",
             "Canary is being finalized.",
-            15,
-            15,
+            17,
+            17,
         ),
         (
             deleting(),
@@ -207,8 +225,8 @@ fn the_promoted_condition_follows_the_phase() {
             Terminated,
             "Unknown",
             "Canary finalized.",
-            16,
-            15,
+            18,
+            17,
         ),
     ];
     let mut times = Vec::new();
