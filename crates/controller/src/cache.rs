@@ -2,7 +2,7 @@
 //! something (issue 6: an idle tick costs no API request).
 //!
 //! The controller watches every kind an idle tick reads (Deployments, DaemonSets, Services,
-//! ConfigMaps, Secrets) to trigger reconciles; the reflectors of those watches keep the objects, so
+//! ConfigMaps, Secrets, HorizontalPodAutoscalers) to trigger reconciles; the reflectors of those watches keep the objects, so
 //! a tick reads them from memory. MetricTemplates and AlertProviders are watched only to be cached:
 //! a run's checks and alerts read them without a request. Two rules keep that as safe as a GET:
 //!
@@ -26,6 +26,7 @@ use flagger_api::{AlertProvider, MetricTemplate};
 use futures::FutureExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Api, Client, Resource};
@@ -42,6 +43,7 @@ pub struct Stores {
     pub services: Store<Service>,
     pub configmaps: Store<ConfigMap>,
     pub secrets: Store<Secret>,
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
     pub metric_templates: Store<MetricTemplate>,
     pub alert_providers: Store<AlertProvider>,
 }
@@ -53,6 +55,7 @@ pub struct Writers {
     pub services: reflector::store::Writer<Service>,
     pub configmaps: reflector::store::Writer<ConfigMap>,
     pub secrets: reflector::store::Writer<Secret>,
+    pub autoscalers: reflector::store::Writer<HorizontalPodAutoscaler>,
     pub metric_templates: reflector::store::Writer<MetricTemplate>,
     pub alert_providers: reflector::store::Writer<AlertProvider>,
 }
@@ -63,6 +66,7 @@ pub fn stores() -> (Stores, Writers) {
     let (services, services_w) = reflector::store();
     let (configmaps, configmaps_w) = reflector::store();
     let (secrets, secrets_w) = reflector::store();
+    let (autoscalers, autoscalers_w) = reflector::store();
     let (metric_templates, metric_templates_w) = reflector::store();
     let (alert_providers, alert_providers_w) = reflector::store();
     (
@@ -72,6 +76,7 @@ pub fn stores() -> (Stores, Writers) {
             services,
             configmaps,
             secrets,
+            autoscalers,
             metric_templates,
             alert_providers,
         },
@@ -81,6 +86,7 @@ pub fn stores() -> (Stores, Writers) {
             services: services_w,
             configmaps: configmaps_w,
             secrets: secrets_w,
+            autoscalers: autoscalers_w,
             metric_templates: metric_templates_w,
             alert_providers: alert_providers_w,
         },
@@ -114,17 +120,19 @@ cached!(DaemonSet, daemonsets);
 cached!(Service, services);
 cached!(ConfigMap, configmaps);
 cached!(Secret, secrets);
+cached!(HorizontalPodAutoscaler, autoscalers);
 cached!(MetricTemplate, metric_templates);
 cached!(AlertProvider, alert_providers);
 
 type Key = (&'static str, String, String);
 
-const CACHED_KINDS: [&str; 7] = [
+const CACHED_KINDS: [&str; 8] = [
     "Deployment",
     "DaemonSet",
     "Service",
     "ConfigMap",
     "Secret",
+    "HorizontalPodAutoscaler",
     "MetricTemplate",
     "AlertProvider",
 ];
@@ -391,11 +399,11 @@ mod tests {
     #[test]
     fn writes_of_kinds_without_a_store_are_not_remembered() {
         let cache = Cache::default();
-        let hpa = k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler {
+        let ingress = k8s_openapi::api::networking::v1::Ingress {
             metadata: service("7").metadata,
             ..Default::default()
         };
-        cache.wrote(&hpa);
+        cache.wrote(&ingress);
         assert!(lock(&cache.written).is_empty());
         cache.wrote(&service("7"));
         assert_eq!(lock(&cache.written).len(), 1);

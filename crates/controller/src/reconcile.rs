@@ -96,10 +96,11 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
 
     let mut observation = workloads.observe(&canary, &spec).await?;
     if !spec.dry_run && !observation.deleting {
-        // T4: the canary and primary Services exist whatever the phase. Before the tick gate, so
-        // the watch event of a deleted or edited Service repairs it at once; when nothing changed
-        // this costs no request (see `cache`).
+        // T4: the canary and primary Services (and the primary HPA) exist whatever the phase.
+        // Before the tick gate, so the watch event of a deleted or edited object repairs it at
+        // once; when nothing changed this costs no request (see `cache`).
         workloads.ensure_services(&canary).await?;
+        workloads.ensure_primary_scaler(&canary).await?;
     }
     if !tick_is_due(&ctx, &key, &canary, &spec, &observation) {
         let wait = due_in(&ctx, &key, &canary, &spec);

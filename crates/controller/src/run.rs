@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
@@ -268,6 +269,7 @@ async fn controller(
     let services = cached_watch::<Service>(&client, ns, writers.services);
     let configmaps = cached_watch::<ConfigMap>(&client, ns, writers.configmaps);
     let secrets = cached_watch::<Secret>(&client, ns, writers.secrets);
+    let autoscalers = cached_watch::<HorizontalPodAutoscaler>(&client, ns, writers.autoscalers);
     let templates = cached_watch::<MetricTemplate>(&client, ns, writers.metric_templates);
     let providers = cached_watch::<AlertProvider>(&client, ns, writers.alert_providers);
     let controller = Controller::new(canaries, watcher::Config::default());
@@ -317,6 +319,24 @@ async fn controller(
             .collect::<Vec<_>>()
     };
     let secret_map = config_map.clone();
+    let scaler_store = store.clone();
+    // The target's HPA (`autoscalerRef`) maps to the canaries naming it; `<hpa>-primary` to its owner.
+    let autoscaler_map = move |h: HorizontalPodAutoscaler| {
+        let mut refs = owner_canaries(&h);
+        refs.extend(
+            scaler_store
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    c.namespace() == h.namespace()
+                        && c.spec.autoscaler_ref.as_ref().is_some_and(|r| {
+                            r.kind == "HorizontalPodAutoscaler" && r.name == h.name_any()
+                        })
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref())),
+        );
+        refs
+    };
     // A primary workload or Service edited or deleted by someone else maps back to its Canary
     // through the owner reference; the reconcile repairs it.
     controller
@@ -333,6 +353,7 @@ async fn controller(
         .watches_stream(services, |s| owner_canaries(&s))
         .watches_stream(configmaps, move |c| config_map(c.namespace()))
         .watches_stream(secrets, move |s| secret_map(s.namespace()))
+        .watches_stream(autoscalers, autoscaler_map)
         // Read when a check or an alert needs them; a change waits for that moment.
         .watches_stream(templates, |_| Vec::<ObjectRef<Canary>>::new())
         .watches_stream(providers, |_| Vec::<ObjectRef<Canary>>::new())

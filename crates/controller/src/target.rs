@@ -378,26 +378,59 @@ impl Workloads {
         Ok(())
     }
 
-    /// `<hpa>-primary` targeting the primary, when the canary has an HPA `autoscalerRef`.
-    pub async fn reconcile_primary_scaler(&self, canary: &Canary) -> Result<(), kube::Error> {
+    /// The target's HPA named by `autoscalerRef`, from the watch cache; `None` without an HPA ref.
+    async fn source_scaler(
+        &self,
+        canary: &Canary,
+    ) -> Result<Option<(String, Option<HorizontalPodAutoscaler>)>, kube::Error> {
         let Some(scaler) = canary
             .spec
             .autoscaler_ref
             .as_ref()
             .filter(|r| r.kind == "HorizontalPodAutoscaler")
         else {
+            return Ok(None);
+        };
+        let source = self
+            .cache
+            .get(&self.client, &self.namespace, &scaler.name)
+            .await?;
+        Ok(Some((scaler.name.clone(), source)))
+    }
+
+    /// `<hpa>-primary` targeting the primary, when the canary has an HPA `autoscalerRef`.
+    pub async fn reconcile_primary_scaler(&self, canary: &Canary) -> Result<(), kube::Error> {
+        let Some((name, source)) = self.source_scaler(canary).await? else {
             return Ok(());
         };
-        let api: Api<HorizontalPodAutoscaler> =
-            Api::namespaced(self.client.clone(), &self.namespace);
-        let Some(source) = api.get_opt(&scaler.name).await? else {
+        let Some(source) = source else {
             return Err(invalid(format!(
-                "HorizontalPodAutoscaler {}.{} not found",
-                scaler.name, self.namespace
+                "HorizontalPodAutoscaler {name}.{} not found",
+                self.namespace
             )));
         };
         let primary = hpa::primary_hpa(&source, canary, &self.settings).map_err(invalid)?;
         apply(&self.client, &self.cache, &self.namespace, &primary).await
+    }
+
+    /// Recreates a missing `<hpa>-primary` once the primary exists, as Flagger does on every sync;
+    /// edits of the target's HPA still reach the primary's only at promotion. A missing target HPA
+    /// is left to initialisation and promotion, which report it.
+    pub async fn ensure_primary_scaler(&self, canary: &Canary) -> Result<(), kube::Error> {
+        if self.primary.is_none() {
+            return Ok(());
+        }
+        let Some((_, Some(source))) = self.source_scaler(canary).await? else {
+            return Ok(());
+        };
+        let existing: Option<HorizontalPodAutoscaler> = self
+            .cache
+            .get(&self.client, &self.namespace, &hpa::primary_name(&source))
+            .await?;
+        if existing.is_some() {
+            return Ok(());
+        }
+        self.reconcile_primary_scaler(canary).await
     }
 
     /// The change that scales the target up (with canary pod overrides), not yet written: the
@@ -440,21 +473,10 @@ impl Workloads {
     }
 
     async fn autoscaler_min(&self, canary: &Canary) -> Result<Option<i32>, kube::Error> {
-        let Some(scaler) = canary
-            .spec
-            .autoscaler_ref
-            .as_ref()
-            .filter(|r| r.kind == "HorizontalPodAutoscaler")
-        else {
-            return Ok(None);
-        };
-        let api: Api<HorizontalPodAutoscaler> =
-            Api::namespaced(self.client.clone(), &self.namespace);
-        Ok(api
-            .get_opt(&scaler.name)
+        Ok(self
+            .source_scaler(canary)
             .await?
-            .and_then(|h| h.spec)
-            .and_then(|s| s.min_replicas))
+            .and_then(|(_, source)| source?.spec?.min_replicas))
     }
 
     /// The target is the user's object: a merge patch changes only the fields we mean to change.

@@ -1,6 +1,6 @@
 //! Watch-driven repair (issue 6): the controller reads a canary's objects from its watch caches and
-//! writes only on change, so what repairs a deleted or edited Service must be the watch event that
-//! maps the Service back to its Canary through the owner reference. The canaries here tick every 10
+//! writes only on change, so what repairs a deleted or edited Service or primary HPA must be the
+//! watch event that maps it back to its Canary through the owner reference. The canaries here tick every 10
 //! minutes: a repair within the wait below cannot come from the scheduled tick.
 
 use std::time::Duration;
@@ -12,6 +12,7 @@ use e2e::controller::{
 use e2e::objects::App;
 use e2e::{apply, skip_unless_e2e, wait_for, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt as _};
@@ -95,6 +96,70 @@ async fn deleted_and_edited_services_of_an_idle_canary_are_repaired() -> e2e::Re
             "repairs are not a run: phase {}",
             ctl::phase(&canary)
         );
+        Ok(())
+    })
+    .await
+}
+
+/// Flagger recreates a missing `<hpa>-primary` on every sync; here its watch event does it.
+#[tokio::test]
+async fn deleted_primary_hpa_of_an_idle_canary_is_recreated() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("repair-hpa", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        apply(
+            &ns.api::<Deployment>(),
+            &App::new(APP, "6.0.0", 1).deployment()?,
+        )
+        .await?;
+        let hpas: Api<HorizontalPodAutoscaler> = ns.api();
+        let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": APP},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                "minReplicas": 2, "maxReplicas": 4,
+            },
+        }))?;
+        apply(&hpas, &hpa).await?;
+        let mut canary = blue_green_canary(APP, "10m", 3, json!([]));
+        canary["spec"]["autoscalerRef"] = json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": APP,
+        });
+        create_canary(&ns, canary).await?;
+        wait_phase(&canaries(&ns), APP, "Initialized", INIT, &controller).await?;
+
+        let primary = format!("{APP}-primary");
+        let old_uid = hpas
+            .get(&primary)
+            .await
+            .context("primary HPA")?
+            .uid()
+            .unwrap_or_default();
+        hpas.delete(&primary, &DeleteParams::default())
+            .await
+            .context("deleting the primary HPA")?;
+        let want = primary.clone();
+        wait_for(
+            &hpas,
+            &primary,
+            "recreated, scaling the primary",
+            REPAIR,
+            move |h: Option<&HorizontalPodAutoscaler>| {
+                h.is_some_and(|h| {
+                    h.uid().is_some_and(|u| u != old_uid)
+                        && h.metadata.deletion_timestamp.is_none()
+                        && h.spec.as_ref().is_some_and(|s| {
+                            s.scale_target_ref.name == want
+                                && s.min_replicas == Some(2)
+                                && s.max_replicas == 4
+                        })
+                })
+            },
+        )
+        .await
+        .map_err(|e| e.context(format!("controller log tail:\n{}", controller.log_tail())))?;
         Ok(())
     })
     .await
