@@ -101,6 +101,16 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         // once; when nothing changed this costs no request (see `cache`).
         workloads.ensure_services(&canary).await?;
         workloads.ensure_primary_scaler(&canary).await?;
+        if let Some(warning) = workloads
+            .recreate_missing_primary(&canary, &observation.revision)
+            .await?
+        {
+            ctx.recorder
+                .record(&canary, EventType::Warning, &warning)
+                .await;
+            // This tick saw no primary; the next one (its watch event) sees the new one.
+            return Ok(Requeue::requeue(Duration::ZERO));
+        }
     }
     if !tick_is_due(&ctx, &key, &canary, &spec, &observation) {
         let wait = due_in(&ctx, &key, &canary, &spec);

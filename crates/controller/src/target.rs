@@ -310,6 +310,48 @@ impl Workloads {
         self.reconcile_primary_scaler(canary).await
     }
 
+    /// A primary deleted after initialisation is created again from the target, as Flagger does on
+    /// every sync: without it the primary Service selects no pod and production is down. Returns the
+    /// Warning to record; it says when the target runs a revision that was never promoted, because
+    /// then the recreated primary runs code the analysis has not passed.
+    pub async fn recreate_missing_primary(
+        &self,
+        canary: &Canary,
+        revision: &str,
+    ) -> Result<Option<String>, kube::Error> {
+        let initialised = canary
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| !matches!(p, CanaryPhase::New | CanaryPhase::Initializing));
+        if self.primary.is_some() || !initialised {
+            return Ok(None);
+        }
+        self.ensure_primary(canary).await?;
+        let promoted = canary.status.as_ref().and_then(|s| {
+            s.last_promoted_spec
+                .as_deref()
+                .or(s.last_applied_spec.as_deref())
+        });
+        let unanalysed = promoted.is_some_and(|p| p != revision);
+        let primary = canary.spec.primary_workload_name();
+        let target = format!(
+            "{}/{}",
+            canary.spec.target_ref.kind, canary.spec.target_ref.name
+        );
+        Ok(Some(if unanalysed {
+            format!(
+                "{primary}.{} was missing; recreated from {target}, whose current revision has not passed analysis",
+                self.namespace
+            )
+        } else {
+            format!(
+                "{primary}.{} was missing; recreated from {target}",
+                self.namespace
+            )
+        }))
+    }
+
     /// Copies the target's template (and configs) to the primary.
     pub async fn promote(&self, canary: &Canary) -> Result<(), kube::Error> {
         self.apply_configs(canary).await?;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::wait::Condition;
@@ -78,6 +79,26 @@ pub fn service(name: &str, app: &str) -> Result<Service> {
             "ports": [{"name": "http", "port": APP_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }))?)
+}
+
+/// An autoscaling/v2 HPA `name` scaling the Deployment `name` between `min` and `max` replicas on CPU (the
+/// kwok pods report no usage, so it never acts: tests look at the copy, not at scaling).
+pub fn hpa(name: &str, min: i32, max: i32) -> Result<HorizontalPodAutoscaler> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": min, "maxReplicas": max,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 99}}}],
+        },
+    }))?)
+}
+
+/// The `autoscalerRef` of a canary whose target has the HPA [`hpa`] `name`.
+pub fn autoscaler_ref(name: &str) -> serde_json::Value {
+    json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": name})
 }
 
 /// Deployment rolled out: the `Available` condition is True and every desired replica is updated and available

@@ -568,22 +568,10 @@ async fn hpa_gets_a_primary_copy() -> e2e::Result<()> {
     with_namespace("ctl-hpa", |ns| async move {
         ctl::install_crds(&ns.client).await?;
         let controller = start_controller(&ns.name, &[])?;
-        let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": APP},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                "minReplicas": 2, "maxReplicas": 4,
-                "metrics": [{"type": "Resource", "resource": {"name": "cpu",
-                    "target": {"type": "Utilization", "averageUtilization": 99}}}],
-            },
-        }))?;
         let hpas: Api<HorizontalPodAutoscaler> = ns.api();
-        apply(&hpas, &hpa).await?;
+        apply(&hpas, &e2e::objects::hpa(APP, 2, 4)?).await?;
         let mut canary = blue_green_canary(APP, "2s", 3, json!([]));
-        canary["spec"]["autoscalerRef"] = json!({
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": APP,
-        });
+        canary["spec"]["autoscalerRef"] = e2e::objects::autoscaler_ref(APP);
         initialised(&ns, &controller, canary).await?;
         let primary = hpas
             .get(&format!("{APP}-primary"))

@@ -27,19 +27,31 @@ fn selector_of(s: &Service) -> Option<String> {
     s.spec.as_ref()?.selector.as_ref()?.get("app").cloned()
 }
 
+/// A controller and an Initialized canary ticking every 10 minutes; `prepare` adds to the target's
+/// namespace and the canary before it is created.
+async fn idle_canary(
+    ns: &e2e::TestNamespace,
+    prepare: impl AsyncFnOnce(&mut serde_json::Value) -> e2e::Result<()>,
+) -> e2e::Result<e2e::controller::Proc> {
+    ctl::install_crds(&ns.client).await?;
+    let controller = start_controller(&ns.name, &[])?;
+    apply(
+        &ns.api::<Deployment>(),
+        &App::new(APP, "6.0.0", 1).deployment()?,
+    )
+    .await?;
+    let mut canary = blue_green_canary(APP, "10m", 3, json!([]));
+    prepare(&mut canary).await?;
+    create_canary(ns, canary).await?;
+    wait_phase(&canaries(ns), APP, "Initialized", INIT, &controller).await?;
+    Ok(controller)
+}
+
 #[tokio::test]
 async fn deleted_and_edited_services_of_an_idle_canary_are_repaired() -> e2e::Result<()> {
     skip_unless_e2e!();
     with_namespace("repair", |ns| async move {
-        ctl::install_crds(&ns.client).await?;
-        let controller = start_controller(&ns.name, &[])?;
-        apply(
-            &ns.api::<Deployment>(),
-            &App::new(APP, "6.0.0", 1).deployment()?,
-        )
-        .await?;
-        create_canary(&ns, blue_green_canary(APP, "10m", 3, json!([]))).await?;
-        wait_phase(&canaries(&ns), APP, "Initialized", INIT, &controller).await?;
+        let controller = idle_canary(&ns, async |_| Ok(())).await?;
         let services: Api<Service> = ns.api();
         let log = |e: anyhow::Error| {
             e.context(format!("controller log tail:\n{}", controller.log_tail()))
@@ -106,29 +118,13 @@ async fn deleted_and_edited_services_of_an_idle_canary_are_repaired() -> e2e::Re
 async fn deleted_primary_hpa_of_an_idle_canary_is_recreated() -> e2e::Result<()> {
     skip_unless_e2e!();
     with_namespace("repair-hpa", |ns| async move {
-        ctl::install_crds(&ns.client).await?;
-        let controller = start_controller(&ns.name, &[])?;
-        apply(
-            &ns.api::<Deployment>(),
-            &App::new(APP, "6.0.0", 1).deployment()?,
-        )
-        .await?;
         let hpas: Api<HorizontalPodAutoscaler> = ns.api();
-        let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": APP},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
-                "minReplicas": 2, "maxReplicas": 4,
-            },
-        }))?;
-        apply(&hpas, &hpa).await?;
-        let mut canary = blue_green_canary(APP, "10m", 3, json!([]));
-        canary["spec"]["autoscalerRef"] = json!({
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": APP,
-        });
-        create_canary(&ns, canary).await?;
-        wait_phase(&canaries(&ns), APP, "Initialized", INIT, &controller).await?;
+        let controller = idle_canary(&ns, async |canary| {
+            apply(&hpas, &e2e::objects::hpa(APP, 2, 4)?).await?;
+            canary["spec"]["autoscalerRef"] = e2e::objects::autoscaler_ref(APP);
+            Ok(())
+        })
+        .await?;
 
         let primary = format!("{APP}-primary");
         let old_uid = hpas
@@ -160,6 +156,59 @@ async fn deleted_primary_hpa_of_an_idle_canary_is_recreated() -> e2e::Result<()>
         )
         .await
         .map_err(|e| e.context(format!("controller log tail:\n{}", controller.log_tail())))?;
+        Ok(())
+    })
+    .await
+}
+
+/// A primary Deployment deleted after initialisation is recreated from the target (Flagger does it on
+/// every sync; without it the primary Service selects no pod), with a Warning saying so.
+#[tokio::test]
+async fn deleted_primary_deployment_of_an_idle_canary_is_recreated() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("repair-primary", |ns| async move {
+        let controller = idle_canary(&ns, async |_| Ok(())).await?;
+        let deployments: Api<Deployment> = ns.api();
+        let primary = format!("{APP}-primary");
+        let old_uid = deployments
+            .get(&primary)
+            .await
+            .context("primary Deployment")?
+            .uid()
+            .unwrap_or_default();
+        deployments
+            .delete(&primary, &DeleteParams::default())
+            .await
+            .context("deleting the primary Deployment")?;
+        wait_for(
+            &deployments,
+            &primary,
+            "recreated from the target",
+            REPAIR,
+            move |d: Option<&Deployment>| {
+                d.is_some_and(|d| {
+                    d.uid().is_some_and(|u| u != old_uid)
+                        && d.metadata.deletion_timestamp.is_none()
+                        && ctl::image_of(d).ends_with(":6.0.0")
+                })
+            },
+        )
+        .await
+        .map_err(|e| e.context(format!("controller log tail:\n{}", controller.log_tail())))?;
+        let missing = format!(
+            "{primary}.{} was missing; recreated from Deployment/{APP}",
+            ns.name
+        );
+        ctl::wait_event(&ns, APP, "primary recreated", REPAIR, &controller, |e| {
+            e.type_.as_deref() == Some("Warning") && e.message.as_deref() == Some(missing.as_str())
+        })
+        .await?;
+        let canary = canaries(&ns).get(APP).await?;
+        anyhow::ensure!(
+            ctl::phase(&canary) == "Initialized",
+            "a recreated primary is not a run: phase {}",
+            ctl::phase(&canary)
+        );
         Ok(())
     })
     .await
