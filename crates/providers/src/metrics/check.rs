@@ -318,6 +318,16 @@ mod tests {
         .unwrap()
     }
 
+    /// A check of `c` on the traefik mesh with `prom` as its Prometheus and no route override.
+    fn traefik<'a>(c: &'a Canary, prom: &'a Fake) -> CheckContext<'a> {
+        CheckContext {
+            canary: c,
+            mesh_provider: "traefik",
+            prometheus: Ok(prom),
+            route_override: None,
+        }
+    }
+
     fn metric(v: serde_json::Value) -> CanaryMetric {
         serde_json::from_value(v).unwrap()
     }
@@ -360,10 +370,8 @@ mod tests {
         let c = canary();
         let prom = Fake::new(Ok(Sample::new(99.5)));
         let ctx = CheckContext {
-            canary: &c,
             mesh_provider: "kubernetes",
-            prometheus: Ok(&prom),
-            route_override: None,
+            ..traefik(&c, &prom)
         };
         let m = metric(serde_json::json!({
             "name": "request-success-rate", "interval": "30s", "thresholdRange": {"min": 99}
@@ -383,12 +391,7 @@ mod tests {
         let c = canary();
         // Whole milliseconds, truncated as Flagger's `time.Duration` conversion does.
         let prom = Fake::new(Ok(Sample::new(515.9)));
-        let ctx = CheckContext {
-            canary: &c,
-            mesh_provider: "traefik",
-            prometheus: Ok(&prom),
-            route_override: None,
-        };
+        let ctx = traefik(&c, &prom);
         let m = metric(serde_json::json!({"name": "request-duration"}));
         assert_eq!(check_metric(&ctx, &m, None).await.value, Ok(515.0));
         // Inline queries come back as the backend said.
@@ -401,12 +404,7 @@ mod tests {
         let c = canary();
         let prom = Fake::new(Ok(Sample::new(1.0)));
         let tpl_backend = Fake::new(Ok(Sample::new(250.0)));
-        let ctx = CheckContext {
-            canary: &c,
-            mesh_provider: "traefik",
-            prometheus: Ok(&prom),
-            route_override: None,
-        };
+        let ctx = traefik(&c, &prom);
         let m = metric(serde_json::json!({
             "name": "latency", "templateRef": {"name": "latency", "namespace": "flagger"},
             "templateVariables": {"quantile": "0.99"},
@@ -475,12 +473,7 @@ mod tests {
     async fn unusable_metric_and_bad_interval_are_configuration_errors() {
         let c = canary();
         let prom = Fake::new(Ok(Sample::new(1.0)));
-        let ctx = CheckContext {
-            canary: &c,
-            mesh_provider: "traefik",
-            prometheus: Ok(&prom),
-            route_override: None,
-        };
+        let ctx = traefik(&c, &prom);
         let out = check_metric(&ctx, &metric(serde_json::json!({"name": "errors"})), None).await;
         assert_eq!(out.value, Err(CheckError::Unusable(NO_USABLE_QUERY.into())));
         let out = check_metric(
@@ -501,12 +494,7 @@ mod tests {
     async fn inline_queries_are_collapsed_and_blank_ones_fall_back_to_the_builtin() {
         let c = canary();
         let prom = Fake::new(Ok(Sample::new(1.0)));
-        let ctx = CheckContext {
-            canary: &c,
-            mesh_provider: "traefik",
-            prometheus: Ok(&prom),
-            route_override: None,
-        };
+        let ctx = traefik(&c, &prom);
         let m = metric(serde_json::json!({
             "name": "errors", "query": "\n  sum(\n\trate(x[{{ interval }}])\n)  \n"
         }));
@@ -537,10 +525,8 @@ mod tests {
         let c = canary();
         let prom = Fake::new(Ok(Sample::new(1.0)));
         let ctx = CheckContext {
-            canary: &c,
-            mesh_provider: "traefik",
-            prometheus: Ok(&prom),
             route_override: Some("podinfo-00002"),
+            ..traefik(&c, &prom)
         };
         let m = metric(serde_json::json!({"name": "hits", "query": "x{route=\"{{ route }}\"}"}));
         let out = check_metric(&ctx, &m, None).await;
@@ -552,10 +538,8 @@ mod tests {
         let c = canary();
         let tpl_backend = Fake::new(Ok(Sample::new(3.0)));
         let ctx = CheckContext {
-            canary: &c,
-            mesh_provider: "traefik",
             prometheus: Err("invalid metrics server address"),
-            route_override: None,
+            ..traefik(&c, &tpl_backend)
         };
         let out = check_metric(
             &ctx,
@@ -595,12 +579,7 @@ mod tests {
     async fn zero_interval_is_a_configuration_error() {
         let c = canary();
         let prom = Fake::new(Ok(Sample::new(1.0)));
-        let ctx = CheckContext {
-            canary: &c,
-            mesh_provider: "traefik",
-            prometheus: Ok(&prom),
-            route_override: None,
-        };
+        let ctx = traefik(&c, &prom);
         let m = metric(serde_json::json!({"name": "request-duration", "interval": "0s"}));
         let out = check_metric(&ctx, &m, None).await;
         assert_eq!(
@@ -620,12 +599,7 @@ mod tests {
             .warnings
             .push("query returned 2 series, using the last one".into());
         let prom = Fake::new(Ok(sample));
-        let ctx = CheckContext {
-            canary: &c,
-            mesh_provider: "traefik",
-            prometheus: Ok(&prom),
-            route_override: None,
-        };
+        let ctx = traefik(&c, &prom);
         let m = metric(
             serde_json::json!({"name": "error-rate", "query": "sum(x{ns=\"{{ namespace }}\"})", "threshold": 1}),
         );
