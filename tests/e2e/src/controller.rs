@@ -418,6 +418,21 @@ impl Recorder {
         self.steps.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
+    /// The run entered `Promoting` exactly once: no double promotion across restarts and reruns.
+    pub fn ensure_promoted_once(&self) -> Result<()> {
+        let promotions = self
+            .steps()
+            .iter()
+            .filter(|s| s.phase == "Promoting")
+            .count();
+        anyhow::ensure!(
+            promotions == 1,
+            "Promoting entered more than once: {}",
+            self.render()
+        );
+        Ok(())
+    }
+
     pub fn render(&self) -> String {
         self.steps()
             .iter()
@@ -658,6 +673,27 @@ pub async fn wait_replicas(
 /// The image of a Deployment's first container.
 pub fn image_of(d: &k8s_openapi::api::apps::v1::Deployment) -> String {
     template_image(d.spec.as_ref().map(|s| &s.template))
+}
+
+/// The primary of target `name` runs `version` and was written once since it was at `generation`: one promotion.
+pub async fn ensure_primary_promoted_once(
+    deployments: &Api<k8s_openapi::api::apps::v1::Deployment>,
+    name: &str,
+    version: &str,
+    generation: Option<i64>,
+) -> Result<()> {
+    let primary = deployments.get(&format!("{name}-primary")).await?;
+    anyhow::ensure!(
+        image_of(&primary).ends_with(&format!(":{version}")),
+        "primary image {}",
+        image_of(&primary)
+    );
+    anyhow::ensure!(
+        primary.metadata.generation == generation.map(|g| g + 1),
+        "primary generation {:?}, want one promotion after {generation:?}",
+        primary.metadata.generation
+    );
+    Ok(())
 }
 
 /// How many events about Canary `name` start with `prefix` (repeats of one event counted by its `count`).

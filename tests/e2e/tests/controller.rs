@@ -522,23 +522,8 @@ async fn killed_controller_resumes_the_run() -> e2e::Result<()> {
         eprintln!("killed at: {}", killed.join(", "));
         eprintln!("observed: {}", recorder.render());
 
-        let primary = deployments.get(&format!("{APP}-primary")).await?;
-        ensure!(
-            image_of(&primary).ends_with(":6.0.1"),
-            "primary image {}",
-            image_of(&primary)
-        );
-        ensure!(
-            primary.metadata.generation == generation.map(|g| g + 1),
-            "primary generation {:?}, want one promotion after {generation:?}",
-            primary.metadata.generation
-        );
-        let copies: i32 = ctl::events_for(&ns, "Canary", APP)
-            .await?
-            .iter()
-            .filter(|(_, _, m, _)| m.starts_with("Copying"))
-            .map(|(_, _, _, n)| n)
-            .sum();
+        ctl::ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
+        let copies = ctl::count_events(&ns, APP, "Copying").await?;
         ensure!(copies == 1, "{copies} promotion events");
         let progressing: Vec<i64> = steps
             .iter()
@@ -550,11 +535,7 @@ async fn killed_controller_resumes_the_run() -> e2e::Result<()> {
             "iterations regressed: {}",
             recorder.render()
         );
-        ensure!(
-            steps.iter().filter(|s| s.phase == "Promoting").count() == 1,
-            "Promoting entered more than once: {}",
-            recorder.render()
-        );
+        recorder.ensure_promoted_once()?;
         wait_replicas(&deployments, APP, 0, &controller).await?;
         Ok(())
     })

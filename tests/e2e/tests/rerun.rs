@@ -111,12 +111,7 @@ async fn config_edit_mid_analysis_restarts_it() -> e2e::Result<()> {
             "primary generation {:?}, want one promotion after {generation:?}",
             primary.metadata.generation
         );
-        let steps = recorder.steps();
-        ensure!(
-            steps.iter().filter(|s| s.phase == "Promoting").count() == 1,
-            "Promoting entered more than once: {}",
-            recorder.render()
-        );
+        recorder.ensure_promoted_once()?;
         Ok(())
     })
     .await
@@ -180,12 +175,7 @@ async fn reset_annotation_reruns_and_restarts() -> e2e::Result<()> {
             "primary generation {:?}, want the initial write and one promotion",
             primary.metadata.generation
         );
-        let steps = recorder.steps();
-        ensure!(
-            steps.iter().filter(|s| s.phase == "Promoting").count() == 1,
-            "Promoting entered more than once: {}",
-            recorder.render()
-        );
+        recorder.ensure_promoted_once()?;
         Ok(())
     })
     .await

@@ -226,17 +226,7 @@ async fn killed_at_closed_gates_keeps_them() -> e2e::Result<()> {
         }
         wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
         eprintln!("observed: {}", recorder.render());
-        let primary = deployments.get(&primary_name()).await?;
-        ensure!(
-            image_of(&primary).ends_with(":6.0.1"),
-            "primary image {}",
-            image_of(&primary)
-        );
-        ensure!(
-            primary.metadata.generation == generation.map(|g| g + 1),
-            "primary generation {:?}, want one promotion after {generation:?}",
-            primary.metadata.generation
-        );
+        ctl::ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
         once_each(&ns, &["New revision detected", "Copying"]).await?;
         Ok(())
     })
@@ -443,17 +433,7 @@ async fn leader_election_hands_over_on_kill() -> e2e::Result<()> {
             !log_a.contains("Promotion completed!"),
             "the killed leader promoted"
         );
-        let primary = deployments.get(&primary_name()).await?;
-        ensure!(
-            image_of(&primary).ends_with(":6.0.1"),
-            "primary image {}",
-            image_of(&primary)
-        );
-        ensure!(
-            primary.metadata.generation == generation.map(|g| g + 1),
-            "primary generation {:?}, want one promotion after {generation:?}",
-            primary.metadata.generation
-        );
+        ctl::ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
         once_each(
             &ns,
             &["Initialization done!", "New revision detected", "Copying"],
@@ -470,11 +450,7 @@ async fn leader_election_hands_over_on_kill() -> e2e::Result<()> {
             "an iteration repeated or regressed: {}",
             recorder.render()
         );
-        ensure!(
-            steps.iter().filter(|s| s.phase == "Promoting").count() == 1,
-            "Promoting entered more than once: {}",
-            recorder.render()
-        );
+        recorder.ensure_promoted_once()?;
         wait_replicas(&deployments, APP, 0, &b).await?;
         Ok(())
     })
