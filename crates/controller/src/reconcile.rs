@@ -17,7 +17,7 @@ use crate::context::Context;
 use crate::execute::Executor;
 use crate::fulfil;
 use crate::status;
-use crate::target::{TargetError, Workloads};
+use crate::target::{TargetError, Workloads, records_revision};
 
 /// How often `advance` may ask for more results within one tick before the tick is abandoned: a
 /// core that keeps asking is a bug, and must not pin a worker.
@@ -254,10 +254,10 @@ fn tick_is_due(
     spec: &RolloutSpec,
     obs: &Observation,
 ) -> bool {
-    let status = canary.status.clone().unwrap_or_default();
+    let default = CanaryStatus::default();
+    let status = canary.status.as_ref().unwrap_or(&default);
     let phase = status.phase.unwrap_or_default();
-    let changed = status.last_applied_spec.as_deref() != Some(obs.revision.as_str())
-        || status.tracked_configs.clone().unwrap_or_default() != obs.configs;
+    let changed = !records_revision(status, &obs.revision, &obs.configs);
     let reactive = obs.deleting
         || matches!(phase, CanaryPhase::New | CanaryPhase::Initializing)
         || (matches!(
@@ -277,7 +277,9 @@ fn due_in(ctx: &Context, key: &ObjectRef<Canary>, canary: &Canary, spec: &Rollou
 
 /// After a restart, an active run keeps its cadence: next tick at lastTransitionTime + interval.
 fn restart_due(canary: &Canary, spec: &RolloutSpec, now: Instant) -> Instant {
-    let status = canary.status.clone().unwrap_or_default();
+    let Some(status) = canary.status.as_ref() else {
+        return now;
+    };
     let active = matches!(
         status.phase.unwrap_or_default(),
         CanaryPhase::Progressing

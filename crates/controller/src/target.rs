@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use flagger_api::{Canary, CanaryPhase};
+use flagger_api::{Canary, CanaryPhase, CanaryStatus};
 use flagger_core::{Observation, Readiness, RolloutSpec};
 use flagger_providers::router;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -612,12 +612,22 @@ fn idle_and_unchanged(
     );
     idle && canary.metadata.deletion_timestamp.is_none()
         && !revision.is_empty()
-        && status.last_applied_spec.as_deref() == Some(revision)
+        && records_revision(status, revision, configs)
+        && (reset_token.is_none() || reset_token == status.last_handled_reset.as_ref())
+}
+
+/// Whether the status already records this revision of the target and these tracked configs: no
+/// new revision to run (an absent `trackedConfigs` records none).
+pub fn records_revision(
+    status: &CanaryStatus,
+    revision: &str,
+    configs: &BTreeMap<String, String>,
+) -> bool {
+    status.last_applied_spec.as_deref() == Some(revision)
         && status
             .tracked_configs
             .as_ref()
             .map_or(configs.is_empty(), |t| t == configs)
-        && (reset_token.is_none() || reset_token == status.last_handled_reset.as_ref())
 }
 
 /// The ConfigMaps and Secrets the pod template references, with tracking opt-outs applied.
@@ -694,7 +704,6 @@ fn invalid(e: impl ToString) -> kube::Error {
 mod tests {
     use super::*;
     use crate::workload::fixtures;
-    use flagger_api::CanaryStatus;
 
     fn canary(phase: CanaryPhase) -> Canary {
         let mut canary = fixtures::canary();
