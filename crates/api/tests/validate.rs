@@ -422,6 +422,20 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
     ),
     (
         CANARY,
+        "spec: {provider: contour}",
+        "spec.provider",
+        "provider contour is not implemented by flagger-rs yet",
+        E,
+    ),
+    (
+        CANARY,
+        "spec: {analysis: {sessionAffinity: {cookieName: flagger}}}",
+        "spec.analysis.sessionAffinity",
+        "session affinity is not implemented by flagger-rs for the istio provider yet",
+        E,
+    ),
+    (
+        CANARY,
         "spec: {provider: gatewayapi}",
         "spec.provider",
         "gatewayapi:v1",

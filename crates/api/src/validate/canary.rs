@@ -74,6 +74,20 @@ fn context<'a>(
         }
         given => Some(providers::effective(given, &opts.default_provider)),
     };
+    if let Some(pr) = provider.as_deref()
+        && !providers::runs(pr)
+    {
+        let source = if spec.provider.is_some() {
+            ""
+        } else {
+            " (the -mesh-provider default)"
+        };
+        p.error(
+            reason::NOT_IMPLEMENTED,
+            "spec.provider",
+            format!("provider {pr}{source} is not implemented by flagger-rs yet; the canary is left untouched"),
+        );
+    }
     let a = &spec.analysis;
     let iterations = a.iterations.as_ref().and_then(|n| n.integer()).unwrap_or(0);
     let has_match = a.match_.as_ref().is_some_and(|m| !m.is_empty());

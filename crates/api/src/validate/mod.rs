@@ -42,6 +42,8 @@ pub mod reason {
     pub const NO_THRESHOLD: &str = "NoThreshold";
     pub const WEBHOOK_TIMEOUTS: &str = "WebhookTimeouts";
     pub const APEX_SERVICE_OWNED: &str = "ApexServiceOwned";
+    /// A provider, or a feature of a provider, that Flagger has and flagger-rs does not run yet.
+    pub const NOT_IMPLEMENTED: &str = "NotImplemented";
     /// A value that is accepted but has no effect with this provider or strategy.
     pub const IGNORED: &str = "Ignored";
 }

@@ -29,6 +29,14 @@ pub fn effective(spec_provider: Option<&str>, default_provider: &str) -> String 
     }
 }
 
+/// Whether flagger-rs has a router for the provider. A provider Flagger knows but flagger-rs cannot
+/// run yet is refused by validation, so the controller creates nothing for such a canary (no primary,
+/// no re-pointed apex Service) instead of half-initialising it and failing every tick.
+/// `flagger_providers::router::for_provider` is tested to agree with this list.
+pub fn runs(p: &str) -> bool {
+    matches!(p, "kubernetes" | "traefik" | "nginx" | "istio" | "linkerd") || is_gateway_api(p)
+}
+
 pub fn is_gateway_api(p: &str) -> bool {
     p.starts_with("gatewayapi")
 }
@@ -70,8 +78,16 @@ pub fn mirror_percentage(p: &str) -> bool {
     matches!(p, "istio" | "traefik" | "gatewayapi:v1")
 }
 
+/// Flagger's routers with a session-affinity cookie.
 pub fn session_affinity(p: &str) -> bool {
     p == "istio" || is_gateway_api(p)
+}
+
+/// The routers of flagger-rs that write the session-affinity cookie rules (none yet: the cookie
+/// lives in the status and needs the core to persist it; until then the field is refused where
+/// Flagger would act on it rather than accepted and ignored).
+pub fn session_affinity_runs(_p: &str) -> bool {
+    false
 }
 
 #[cfg(test)]
