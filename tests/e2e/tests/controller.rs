@@ -695,6 +695,80 @@ async fn dry_run_changes_nothing() -> e2e::Result<()> {
     .await
 }
 
+/// A provider flagger-rs has no router for is refused before anything is written: Valid=False naming the
+/// provider, a Warning event, and the cluster as it was — no primary, no generated Service, the user's own apex
+/// Service still selecting their pods, the target not scaled, no finalizer.
+#[tokio::test]
+async fn unimplemented_provider_leaves_the_cluster_untouched() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("ctl-unimpl", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let mut controller = start_controller(&ns.name, &[])?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        let user_service: Service = serde_json::from_value(json!({
+            "metadata": {"name": APP},
+            "spec": {"selector": {"app": APP}, "ports": [{"name": "http", "port": 9898}]},
+        }))?;
+        let before = apply(&ns.api::<Service>(), &user_service).await?;
+        let mut canary = blue_green_canary(APP, "1s", 2, json!([]));
+        canary["spec"]["provider"] = json!("contour");
+        create_canary(&ns, canary).await?;
+        let obj = wait_canary(&canaries(&ns), APP, "Valid=False", INIT, &controller, |o| {
+            condition(o, "Valid").is_some_and(|(s, _, _)| s == "False")
+        })
+        .await?;
+        let valid = condition(&obj, "Valid");
+        ensure!(
+            valid
+                .as_ref()
+                .is_some_and(|(_, reason, message)| reason == "NotImplemented"
+                    && message.contains("provider contour is not implemented")),
+            "Valid condition: {valid:?}"
+        );
+        let ev = wait_event(&ns, APP, "naming the provider", INIT, &controller, |e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.message.as_deref().is_some_and(|m| m.contains("contour"))
+        })
+        .await?;
+        eprintln!("warning event: {:?}", ev.message);
+        ensure!(
+            ns.api::<Deployment>()
+                .get_opt(&format!("{APP}-primary"))
+                .await?
+                .is_none(),
+            "a primary was created for a provider that cannot run"
+        );
+        for svc in [format!("{APP}-primary"), format!("{APP}-canary")] {
+            ensure!(
+                ns.api::<Service>().get_opt(&svc).await?.is_none(),
+                "Service {svc} was created for a provider that cannot run"
+            );
+        }
+        let after = ns.api::<Service>().get(APP).await?;
+        ensure!(
+            after.spec.as_ref().and_then(|s| s.selector.clone())
+                == before.spec.as_ref().and_then(|s| s.selector.clone())
+                && after.metadata.resource_version == before.metadata.resource_version,
+            "the user's apex Service was changed: {:?}",
+            after.spec
+        );
+        let target = ns.api::<Deployment>().get(APP).await?;
+        ensure!(
+            target.spec.as_ref().and_then(|s| s.replicas) == Some(1),
+            "the target was scaled"
+        );
+        let canary = canaries(&ns).get(APP).await?;
+        ensure!(
+            canary.finalizers().is_empty(),
+            "finalizers {:?}",
+            canary.finalizers()
+        );
+        controller.ensure_running()?;
+        Ok(())
+    })
+    .await
+}
+
 /// Invalid input (E30): `service.port: 0` passes the schema but not the controller: Valid=False with a Warning
 /// event; the controller keeps running and initialises a valid canary next to it.
 #[tokio::test]
