@@ -185,6 +185,7 @@ fn validate(canary: &Canary, ctx: &Context) -> Result<(RolloutSpec, Vec<String>)
             Some(reason::SESSION_AFFINITY_COOKIE) => reason::SESSION_AFFINITY_COOKIE,
             Some(reason::CROSS_NAMESPACE_REF) => reason::CROSS_NAMESPACE_REF,
             Some(reason::KNATIVE_MISMATCH) => reason::KNATIVE_MISMATCH,
+            Some(reason::NOT_IMPLEMENTED) => reason::NOT_IMPLEMENTED,
             _ => reason::INVALID_SPEC,
         };
         return Err((reason, error.to_string()));
