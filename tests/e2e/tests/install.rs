@@ -61,7 +61,10 @@ fn helm() -> Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     let out = run(&mut Command::new(e2e::repo_path("hack/tools/helm")))?;
-    let path = out.lines().last().context("hack/tools/helm printed nothing")?;
+    let path = out
+        .lines()
+        .last()
+        .context("hack/tools/helm printed nothing")?;
     Ok(PathBuf::from(path.trim()))
 }
 
@@ -259,10 +262,7 @@ async fn rendered_rbac_grants_only_the_configured_router() -> Result<()> {
             }
             Err(e) => return Err(e.context(format!("meshProvider={provider}"))),
         };
-        ensure!(
-            provider != "supergloo",
-            "meshProvider=supergloo rendered"
-        );
+        ensure!(provider != "supergloo", "meshProvider=supergloo rendered");
         let got = grants(&docs)?;
         ensure!(
             router_groups(&got) == set(want),
@@ -332,9 +332,9 @@ async fn rendered_rbac_extra_providers_and_leader_election() -> Result<()> {
         .collect();
     ensure!(leases == want, "Lease grants {leases:?}");
     ensure!(
-        !docs
-            .iter()
-            .any(|d| d["kind"] == "ClusterRole" && groups_of_role(d).contains("coordination.k8s.io")),
+        !docs.iter().any(
+            |d| d["kind"] == "ClusterRole" && groups_of_role(d).contains("coordination.k8s.io")
+        ),
         "Leases granted cluster-wide"
     );
     Ok(())
@@ -358,7 +358,11 @@ async fn rendered_kustomize_overlays_match_the_chart() -> Result<()> {
     let mut overlays = Vec::new();
     for entry in std::fs::read_dir(&root)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         if path.join("kustomization.yaml").is_file() && name != "tester" {
             overlays.push((name, path));
         }
@@ -399,7 +403,8 @@ async fn rendered_kustomize_overlays_match_the_chart() -> Result<()> {
         ensure!(crds == 3, "{name}: {crds} CRDs");
     }
     let tester = kustomize(&root.join("tester"))?;
-    let container = find(&tester, "Deployment", |_| true)?["spec"]["template"]["spec"]["containers"][0].clone();
+    let container =
+        find(&tester, "Deployment", |_| true)?["spec"]["template"]["spec"]["containers"][0].clone();
     ensure!(
         command_line(&container).first().map(String::as_str) == Some("./loadtester"),
         "tester command {:?}",
@@ -564,8 +569,14 @@ async fn delete_cluster_rbac(client: &kube::Client, name: &str) -> Result<()> {
     let roles: Api<ClusterRole> = Api::all(client.clone());
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
     for result in [
-        bindings.delete(name, &DeleteParams::default()).await.map(|_| ()),
-        roles.delete(name, &DeleteParams::default()).await.map(|_| ()),
+        bindings
+            .delete(name, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+        roles
+            .delete(name, &DeleteParams::default())
+            .await
+            .map(|_| ()),
     ] {
         match result {
             Ok(()) => {}
