@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use e2e::controller::{
     self as ctl, Proc, Recorder, blue_green_canary, canaries, create_canary, deploy, set_image,
-    wait_phase,
+    wait_canary, wait_phase,
 };
 use e2e::objects::App;
 use e2e::{Result, TestNamespace, skip_unless_e2e, with_namespace};
@@ -484,9 +484,9 @@ async fn rendered_command_is_flaggers_and_parses() -> Result<()> {
     Ok(())
 }
 
-/// Runs the controller exactly as the installed Deployment would, as its ServiceAccount, and sees a
-/// blue/green Canary promote once.
-async fn promote_as_installed(ns: &TestNamespace, deployment: &str) -> Result<()> {
+/// Starts the controller exactly as the installed Deployment `deployment` would run it: its rendered command
+/// and args, authenticated as its ServiceAccount.
+async fn start_installed(ns: &TestNamespace, deployment: &str) -> Result<Proc> {
     let installed: Deployment = ns.api::<Deployment>().get(deployment).await?;
     let installed = serde_json::to_value(&installed)?;
     let pod = &installed["spec"]["template"]["spec"];
@@ -495,29 +495,35 @@ async fn promote_as_installed(ns: &TestNamespace, deployment: &str) -> Result<()
         .as_str()
         .context("no serviceAccountName")?;
     let kubeconfig = service_account_kubeconfig(ns, account).await?;
-    let controller = Proc::spawn_with_env(
+    Proc::spawn_with_env(
         &format!("installed controller ({})", ns.name),
         &format!("{}-installed", ns.name),
         &args,
         &[("KUBECONFIG", &kubeconfig.to_string_lossy())],
-    )?;
+    )
+}
 
-    deploy(ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
-    create_canary(ns, blue_green_canary(APP, "1s", 2, json!([]))).await?;
-    let api = canaries(ns);
-    wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
-    let recorder = Recorder::start(&api, APP);
-    let deployments: Api<Deployment> = ns.api();
-    let generation = deployments
+/// The primary generation before a run, to check afterwards that it promoted exactly once.
+async fn primary_generation(ns: &TestNamespace) -> Result<Option<i64>> {
+    Ok(ns
+        .api::<Deployment>()
         .get(&format!("{APP}-primary"))
         .await?
         .metadata
-        .generation;
-    set_image(&deployments, APP, "6.0.1").await?;
-    wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        .generation)
+}
+
+/// The run ends `Succeeded` with one promotion to 6.0.1, and the API server refused the controller nothing.
+async fn ensure_promoted(
+    ns: &TestNamespace,
+    controller: &Proc,
+    recorder: &Recorder,
+    generation: Option<i64>,
+) -> Result<()> {
+    wait_phase(&canaries(ns), APP, "Succeeded", RUN, controller).await?;
     eprintln!("observed: {}", recorder.render());
     recorder.ensure_promoted_once()?;
-    ctl::ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
+    ctl::ensure_primary_promoted_once(&ns.api(), APP, "6.0.1", generation).await?;
     let refused = controller
         .log()
         .lines()
@@ -530,6 +536,19 @@ async fn promote_as_installed(ns: &TestNamespace, deployment: &str) -> Result<()
         "the API server refused the installed RBAC:\n{refused}"
     );
     Ok(())
+}
+
+/// Runs the installed controller and sees a blue/green Canary initialise and promote once.
+async fn promote_as_installed(ns: &TestNamespace, deployment: &str) -> Result<()> {
+    let controller = start_installed(ns, deployment).await?;
+    deploy(ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+    create_canary(ns, blue_green_canary(APP, "1s", 2, json!([]))).await?;
+    let api = canaries(ns);
+    wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+    let recorder = Recorder::start(&api, APP);
+    let generation = primary_generation(ns).await?;
+    set_image(&ns.api::<Deployment>(), APP, "6.0.1").await?;
+    ensure_promoted(ns, &controller, &recorder, generation).await
 }
 
 /// A kubeconfig for the cluster of KUBECONFIG that authenticates as ServiceAccount `account` (like the pod's
@@ -587,41 +606,98 @@ async fn delete_cluster_rbac(client: &kube::Client, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `helm install flagger` with values written as Flagger's chart documents them; the Deployment's name.
+fn helm_install(ns: &TestNamespace) -> Result<String> {
+    // ClusterRole and ClusterRoleBinding are cluster-scoped: a per-namespace name keeps runs apart.
+    let name = format!("flagger-{}", ns.name);
+    let values = std::env::temp_dir().join(format!("flagger-rs-e2e-{}-values.yaml", ns.name));
+    std::fs::write(
+        &values,
+        format!(
+            "meshProvider: kubernetes\n\
+             metricsServer: http://127.0.0.1:9090\n\
+             namespace: {ns}\n\
+             logLevel: debug\n\
+             includeLabelPrefix: app.kubernetes.io\n\
+             fullnameOverride: {name}\n\
+             podAnnotations:\n  testapp.flagger-rs.dev/serve: \"false\"\n\
+             # test clusters only: ticks below Flagger's 10 s floor; any free port for /metrics\n\
+             extraArgs: [-min-analysis-interval=1s, -port=0]\n",
+            ns = ns.name
+        ),
+    )?;
+    run(Command::new(helm()?)
+        .args(["install", "flagger"])
+        .arg(e2e::repo_path(CHART))
+        .args(["-n", &ns.name, "-f"])
+        .arg(&values))?;
+    Ok(name)
+}
+
+/// `helm uninstall` and the cluster-scoped objects, whatever the test's outcome; the test's error wins.
+async fn helm_cleanup(ns: &TestNamespace, name: &str, result: Result<()>) -> Result<()> {
+    let uninstall = run(Command::new(helm()?).args(["uninstall", "flagger", "-n", &ns.name]));
+    let cleanup = delete_cluster_rbac(&ns.client, name).await;
+    result?;
+    uninstall?;
+    cleanup
+}
+
 /// `helm install` with values written as Flagger's chart documents them, then the rendered entrypoint runs.
 #[tokio::test]
 async fn installed_with_helm_promotes_a_canary() -> Result<()> {
     skip_unless_e2e!();
     with_namespace("install-helm", |ns| async move {
         ctl::install_crds(&ns.client).await?;
-        // ClusterRole and ClusterRoleBinding are cluster-scoped: a per-namespace name keeps runs apart.
-        let name = format!("flagger-{}", ns.name);
-        let values = std::env::temp_dir().join(format!("flagger-rs-e2e-{}-values.yaml", ns.name));
-        std::fs::write(
-            &values,
-            format!(
-                "meshProvider: kubernetes\n\
-                 metricsServer: http://127.0.0.1:9090\n\
-                 namespace: {ns}\n\
-                 logLevel: debug\n\
-                 includeLabelPrefix: app.kubernetes.io\n\
-                 fullnameOverride: {name}\n\
-                 podAnnotations:\n  testapp.flagger-rs.dev/serve: \"false\"\n\
-                 # test clusters only: ticks below Flagger's 10 s floor; any free port for /metrics\n\
-                 extraArgs: [-min-analysis-interval=1s, -port=0]\n",
-                ns = ns.name
-            ),
-        )?;
-        run(Command::new(helm()?)
-            .args(["install", "flagger"])
-            .arg(e2e::repo_path(CHART))
-            .args(["-n", &ns.name, "-f"])
-            .arg(&values))?;
+        let name = helm_install(&ns)?;
         let result = promote_as_installed(&ns, &name).await;
-        let uninstall = run(Command::new(helm()?).args(["uninstall", "flagger", "-n", &ns.name]));
-        let cleanup = delete_cluster_rbac(&ns.client, &name).await;
-        result?;
-        uninstall?;
-        cleanup
+        helm_cleanup(&ns, &name, result).await
+    })
+    .await
+}
+
+/// Switching a live cluster: a Canary mid-analysis under one controller, which is stopped (SIGTERM, as when
+/// its Deployment is scaled to 0); the chart is installed and its rendered command started: the run resumes
+/// from the status and ends Succeeded with one promotion.
+#[tokio::test]
+async fn installed_with_helm_resumes_a_run_started_by_another_controller() -> Result<()> {
+    skip_unless_e2e!();
+    with_namespace("install-switch", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let mut old = ctl::start_controller(&ns.name, &[])?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        create_canary(&ns, blue_green_canary(APP, "2s", 4, json!([]))).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &old).await?;
+        let recorder = Recorder::start(&api, APP);
+        let generation = primary_generation(&ns).await?;
+        set_image(&ns.api::<Deployment>(), APP, "6.0.1").await?;
+        let seen = wait_canary(&api, APP, "mid-analysis", RUN, &old, |o| {
+            ctl::phase(o) == "Progressing" && ctl::step(o).iterations >= 1
+        })
+        .await?;
+        old.terminate(Duration::from_secs(30)).await?;
+        eprintln!("stopped the first controller at {}", ctl::step(&seen));
+
+        let name = helm_install(&ns)?;
+        let result = async {
+            let controller = start_installed(&ns, &name).await?;
+            ensure_promoted(&ns, &controller, &recorder, generation).await?;
+            let iterations: Vec<i64> = recorder
+                .steps()
+                .iter()
+                .filter(|s| s.phase == "Progressing")
+                .map(|s| s.iterations)
+                .collect();
+            ensure!(
+                iterations.windows(2).all(|w| w[0] <= w[1]),
+                "the run restarted instead of resuming: {}",
+                recorder.render()
+            );
+            Ok(())
+        }
+        .await;
+        helm_cleanup(&ns, &name, result).await
     })
     .await
 }
