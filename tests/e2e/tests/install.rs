@@ -481,6 +481,32 @@ async fn rendered_command_is_flaggers_and_parses() -> Result<()> {
         run(Command::new(&bin).args(&args).arg("--help"))
             .with_context(|| format!("flags rendered from {}", file.display()))?;
     }
+
+    // The loadtester chart: Flagger's loadtester entrypoint and flags, parsed by `flagger-rs loadtester`.
+    let out = run(Command::new(helm()?)
+        .args(["template", "flagger-loadtester"])
+        .arg(e2e::repo_path("charts/loadtester"))
+        .args([
+            "--set",
+            "cmd.namespaceRegexp=^test$,cmd.timeout=30m,logLevel=debug",
+        ]))?;
+    let docs = documents(&out)?;
+    let loadtester = find(&docs, "Deployment", |_| true)?;
+    let command = command_line(&loadtester["spec"]["template"]["spec"]["containers"][0]);
+    let want = [
+        "./loadtester",
+        "-port=8080",
+        "-log-level=debug",
+        "-timeout=30m",
+        "-namespace-regexp=^test$",
+    ];
+    ensure!(command == want, "loadtester command {command:?}");
+    // Like the controller: run as `loadtester` once the invocation work lands, `flagger-rs loadtester` until then.
+    run(Command::new(&bin)
+        .arg("loadtester")
+        .args(&command[1..])
+        .arg("--help"))
+    .context("the loadtester flags the chart renders")?;
     Ok(())
 }
 
