@@ -15,7 +15,7 @@ export CARGO_TERM_COLOR ?= never
 
 BIN = $(or $(CARGO_TARGET_DIR),target)/debug/flagger-rs
 
-.PHONY: help demo test setup build lint test-unit test-monitoring test-e2e crds bench mutants cluster-up cluster-down
+.PHONY: help demo test setup build lint test-unit test-monitoring test-install test-e2e crds bench mutants cluster-up cluster-down
 
 help:
 	@echo "make demo   - the main job: build, then show flagger-rs on the examples and the local cluster"
@@ -35,7 +35,7 @@ demo: build
 	$(BIN) plan examples/canary.yaml
 	@hack/demo
 
-test: setup lint test-unit test-monitoring test-e2e
+test: setup lint test-unit test-monitoring test-install test-e2e
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -46,6 +46,9 @@ test-unit:
 
 test-monitoring:
 	@hack/test-monitoring
+
+test-install:
+	@hack/test-install
 
 test-e2e:
 	@hack/e2e

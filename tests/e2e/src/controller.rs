@@ -73,7 +73,7 @@ impl Proc {
         Proc::spawn_with_env(what, log_name, args, &[])
     }
 
-    fn spawn_with_env(
+    pub fn spawn_with_env(
         what: &str,
         log_name: &str,
         args: &[String],
