@@ -25,7 +25,9 @@ use crate::workload::primary::{
     PrimaryInputs, PrimaryWrite, primary_daemonset, primary_deployment,
 };
 use crate::workload::selector::{self, SelectorLabel};
-use crate::workload::services::{ServiceRole, desired_service, discovered_ports};
+use crate::workload::services::{
+    ServiceRole, desired_service, discovered_ports, is_taken_over, replacement_patch,
+};
 use crate::workload::{Settings, WorkloadError, hpa, readiness, revision, scaling};
 
 pub const FINALIZER: &str = "finalizer.flagger.app";
@@ -290,6 +292,27 @@ impl Workloads {
         let discovered = discovered_ports(canary, containers);
         let desired = desired_service(canary, role, &self.selector, &discovered, live.as_ref())
             .map_err(invalid)?;
+        let taken_over = is_taken_over(canary, live.as_ref());
+        if let Some(live) = &live
+            && let Some(patch) = replacement_patch(&desired, live, taken_over)
+        {
+            let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+            let patched = api
+                .patch(
+                    &role.name(canary),
+                    &PatchParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..PatchParams::default()
+                    },
+                    &Patch::Merge(patch),
+                )
+                .await?;
+            self.cache.wrote(&patched);
+        }
+        if taken_over {
+            // Nothing else of the user's Service is ours to apply.
+            return Ok(());
+        }
         let body = apply_body(&desired)?;
         if let Some(live) = &live {
             let live = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
