@@ -29,7 +29,7 @@ const STALE_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("kubernetes API: {0}")]
+    #[error("kubernetes API: {}", flagger_providers::wording::Plain(.0))]
     Kube(#[from] kube::Error),
     #[error("the core kept asking for results; tick abandoned")]
     Runaway,

@@ -332,7 +332,9 @@ fn port_key(p: &ServicePort) -> (i32, String) {
 
 /// What a port means, with the API server's defaults filled in and node ports left out (they are
 /// allocated, or kept by name), in a form that ignores order.
-fn port_set(ports: &[ServicePort]) -> BTreeMap<(i32, String), (Option<String>, String, Option<String>)> {
+fn port_set(
+    ports: &[ServicePort],
+) -> BTreeMap<(i32, String), (Option<String>, String, Option<String>)> {
     ports
         .iter()
         .map(|p| {
@@ -548,9 +550,14 @@ mod tests {
     /// The write that takes the user's Service over, as the API server would receive it.
     fn takeover(canary: &Canary, live: &Service) -> Option<Value> {
         let discovered = discovered_ports(canary, &containers());
-        let desired =
-            desired_service(canary, ServiceRole::Apex, &selector(), &discovered, Some(live))
-                .unwrap();
+        let desired = desired_service(
+            canary,
+            ServiceRole::Apex,
+            &selector(),
+            &discovered,
+            Some(live),
+        )
+        .unwrap();
         assert!(is_taken_over(canary, Some(live)));
         replacement_patch(&desired, live, true)
     }
@@ -566,8 +573,9 @@ mod tests {
     fn takeover_replaces_a_different_port_with_the_same_name() {
         // Flagger's kubernetes scenario: the user's podinfo-svc serves 9898 as `http`.
         let canary = fixtures::canary_with(json!({"service": {"portDiscovery": false}}));
-        let live =
-            users_service(json!([{"name": "http", "protocol": "TCP", "port": 9898, "targetPort": 9898}]));
+        let live = users_service(
+            json!([{"name": "http", "protocol": "TCP", "port": 9898, "targetPort": 9898}]),
+        );
         assert_eq!(
             takeover(&canary, &live),
             Some(replaced(json!([
@@ -579,18 +587,21 @@ mod tests {
     #[test]
     fn takeover_replaces_a_named_target_port_with_a_numbered_one_and_back() {
         let numbered = fixtures::canary_with(json!({"service": {"portDiscovery": false}}));
-        let named_live =
-            users_service(json!([{"name": "http", "protocol": "TCP", "port": 80, "targetPort": "http"}]));
+        let named_live = users_service(
+            json!([{"name": "http", "protocol": "TCP", "port": 80, "targetPort": "http"}]),
+        );
         assert_eq!(
             takeover(&numbered, &named_live),
             Some(replaced(json!([
                 {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898}
             ])))
         );
-        let named =
-            fixtures::canary_with(json!({"service": {"portDiscovery": false, "targetPort": "http"}}));
-        let numbered_live =
-            users_service(json!([{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898}]));
+        let named = fixtures::canary_with(
+            json!({"service": {"portDiscovery": false, "targetPort": "http"}}),
+        );
+        let numbered_live = users_service(
+            json!([{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898}]),
+        );
         assert_eq!(
             takeover(&named, &numbered_live),
             Some(replaced(json!([
@@ -602,8 +613,9 @@ mod tests {
     #[test]
     fn takeover_with_port_discovery_adds_the_containers_other_ports() {
         let canary = fixtures::canary();
-        let live =
-            users_service(json!([{"name": "http", "protocol": "TCP", "port": 9898, "targetPort": 9898}]));
+        let live = users_service(
+            json!([{"name": "http", "protocol": "TCP", "port": 9898, "targetPort": 9898}]),
+        );
         assert_eq!(
             takeover(&canary, &live),
             Some(replaced(json!([
@@ -630,7 +642,10 @@ mod tests {
             .iter()
             .map(|p| (p["name"].as_str().unwrap(), p["port"].as_i64().unwrap()))
             .collect();
-        assert_eq!(ports, vec![("http", 80), ("grpc", 9999), ("http-metrics", 9797)]);
+        assert_eq!(
+            ports,
+            vec![("http", 80), ("grpc", 9999), ("http-metrics", 9797)]
+        );
     }
 
     #[test]
@@ -639,7 +654,8 @@ mod tests {
         let mut live = users_service(json!([
             {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898, "nodePort": 30080}
         ]));
-        live.spec.as_mut().unwrap().selector = Some([("app".into(), "podinfo-primary".into())].into());
+        live.spec.as_mut().unwrap().selector =
+            Some([("app".into(), "podinfo-primary".into())].into());
         assert_eq!(takeover(&canary, &live), None);
     }
 
@@ -659,7 +675,8 @@ mod tests {
 
         let mut stale = live.clone();
         stale.spec.as_mut().unwrap().ports.as_mut().unwrap().push(
-            serde_json::from_value(json!({"name": "old", "protocol": "TCP", "port": 8080})).unwrap(),
+            serde_json::from_value(json!({"name": "old", "protocol": "TCP", "port": 8080}))
+                .unwrap(),
         );
         assert_eq!(
             replacement_patch(&desired, &stale, false),
