@@ -194,7 +194,11 @@ fn validate(canary: &Canary, ctx: &Context) -> Result<(RolloutSpec, Vec<String>)
     if ctx.flags.dry_run {
         spec.dry_run = true;
     }
-    let warnings = problems.iter().map(|p| p.to_string()).collect();
+    let warnings = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Warning)
+        .map(|p| p.to_string())
+        .collect();
     Ok((spec, warnings))
 }
 
