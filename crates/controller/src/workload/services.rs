@@ -330,11 +330,12 @@ fn port_key(p: &ServicePort) -> (i32, String) {
     (p.port, p.protocol.clone().unwrap_or_else(|| "TCP".into()))
 }
 
+/// Name, target port (as text) and app protocol: what a port entry says besides its key.
+type PortMeaning = (Option<String>, String, Option<String>);
+
 /// What a port means, with the API server's defaults filled in and node ports left out (they are
 /// allocated, or kept by name), in a form that ignores order.
-fn port_set(
-    ports: &[ServicePort],
-) -> BTreeMap<(i32, String), (Option<String>, String, Option<String>)> {
+fn port_set(ports: &[ServicePort]) -> BTreeMap<(i32, String), PortMeaning> {
     ports
         .iter()
         .map(|p| {
