@@ -2,8 +2,8 @@
 //!
 //! Documents of other groups (Deployments, Services, Flux objects) are skipped, never a reason to
 //! fail. A `v1` `List` (what `kubectl get -o yaml` prints) is checked item by item, with paths
-//! prefixed by `items[i]`. Exit status: 0 when no error was found (warnings allowed), 1 otherwise,
-//! including unreadable or unparsable input.
+//! prefixed by `items[i]`. Exit status: 0 when no error was found (warnings and notes allowed), 1
+//! otherwise, including unreadable or unparsable input.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ pub struct Args {
     /// flag -no-cross-namespace-refs does.
     #[arg(long)]
     pub no_cross_namespace_refs: bool,
-    /// Do not print warnings (they never affect the exit status).
+    /// Do not print warnings and notes (they never affect the exit status).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -77,10 +77,10 @@ pub fn run(args: &Args) -> ExitCode {
         },
         Output::Text => {
             for f in &findings {
-                let sev = if f.severity == Severity::Warning {
-                    "warning: "
-                } else {
-                    ""
+                let sev = match f.severity {
+                    Severity::Error => "",
+                    Severity::Warning => "warning: ",
+                    Severity::Info => "note: ",
                 };
                 let path = if f.path.is_empty() {
                     String::new()
@@ -89,13 +89,14 @@ pub fn run(args: &Args) -> ExitCode {
                 };
                 println!("{}:{}:{path} {sev}{}", f.file, f.document, f.message);
             }
-            let errors = findings
-                .iter()
-                .filter(|f| f.severity == Severity::Error)
-                .count();
-            let warnings = findings.len() - errors;
+            let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+            let (errors, warnings, notes) = (
+                count(Severity::Error),
+                count(Severity::Warning),
+                count(Severity::Info),
+            );
             eprintln!(
-                "{checked} flagger.app object(s) checked: {errors} error(s), {warnings} warning(s)"
+                "{checked} flagger.app object(s) checked: {errors} error(s), {warnings} warning(s), {notes} note(s)"
             );
         }
     }

@@ -120,14 +120,41 @@ fn other_kinds_are_skipped() {
 fn warnings_do_not_fail() {
     let d = dir("warn");
     let file = d.join("warn.yaml");
+    let warned = VALID.replace(
+        "analysis: {interval: 1m,",
+        "analysis: {metrics: [{name: error-count, query: up}], interval: 1m,",
+    );
+    std::fs::write(&file, warned).unwrap();
+    let out = run(&[file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("spec.analysis.metrics[0]: warning:"),
+        "{stdout}"
+    );
+}
+
+/// The revertOnDeletion default is information for whoever writes the manifest, not a problem.
+#[test]
+fn the_revert_on_deletion_default_is_a_note() {
+    let d = dir("note");
+    let file = d.join("note.yaml");
     std::fs::write(&file, VALID.replace("  revertOnDeletion: true\n", "")).unwrap();
     let out = run(&[file.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
-        stdout.contains("spec.revertOnDeletion: warning:"),
+        stdout.contains("spec.revertOnDeletion: note: not set: deleting this Canary"),
         "{stdout}"
     );
+    assert!(!stdout.contains("warning"), "{stdout}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("0 error(s), 0 warning(s), 1 note(s)"),
+        "{stderr}"
+    );
+    let quiet = run(&["--quiet", file.to_str().unwrap()]);
+    assert!(quiet.stdout.is_empty(), "{quiet:?}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use flagger_core::{Alert as CoreAlert, EventType};
 use flagger_providers::notify::{
     self, DeliveryOptions, GlobalFlags, ProviderNotifier, ResolveError, Route, resolve_global,
 };
+use flagger_providers::wording::kube_error;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
@@ -126,7 +127,7 @@ async fn notifier_for(
         .cache
         .get::<AlertProvider>(&ctx.client, namespace, name)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| kube_error(&e))?
         .ok_or_else(|| "not found".to_string())?;
     let secret_data = match &provider.spec.secret_ref {
         Some(secret_ref) => {
@@ -134,7 +135,7 @@ async fn notifier_for(
                 .cache
                 .get::<Secret>(&ctx.client, namespace, &secret_ref.name)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| kube_error(&e))?;
             Some(secret.and_then(|s| s.data).unwrap_or_default())
         }
         None => None,

@@ -14,6 +14,7 @@ use flagger_providers::metrics::{
     CheckContext, CheckError, CheckOutcome, MetricKind, MetricProvider, ResolvedTemplate,
     SecretData, build_provider, check_metric,
 };
+use flagger_providers::wording::Plain;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
@@ -170,7 +171,12 @@ async fn resolve_template(
     {
         Ok(Some(t)) => t,
         Ok(None) => return Err(format!("MetricTemplate {id} not found")),
-        Err(e) => return Err(format!("MetricTemplate {id} could not be read: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "MetricTemplate {id} could not be read: {}",
+                Plain(&e)
+            ));
+        }
     };
     let secret = match &template.spec.provider.secret_ref {
         Some(secret_ref) => Some(read_secret(ctx, namespace, &secret_ref.name).await?),
@@ -190,7 +196,10 @@ async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Secre
             .map(|(k, v)| (k, v.0))
             .collect()),
         Ok(None) => Err(format!("Secret {name}.{namespace} not found")),
-        Err(e) => Err(format!("Secret {name}.{namespace} could not be read: {e}")),
+        Err(e) => Err(format!(
+            "Secret {name}.{namespace} could not be read: {}",
+            Plain(&e)
+        )),
     }
 }
 

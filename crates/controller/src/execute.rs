@@ -13,6 +13,7 @@ use flagger_api::analysis::HookType;
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
 use flagger_core::{Action, EventType, Outcome as RunOutcome, RolloutSpec, Routes};
 use flagger_providers::router::{self, Router};
+use flagger_providers::wording::kube_error;
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
@@ -126,7 +127,7 @@ impl<'a> Executor<'a> {
     async fn one(&mut self, action: Action, status: &mut CanaryStatus) -> Result<(), String> {
         let canary = self.canary;
         let w = self.workloads;
-        let kube = |e: kube::Error| e.to_string();
+        let kube = |e: kube::Error| kube_error(&e);
         match action {
             Action::AddFinalizer => w.add_finalizer(canary).await.map_err(kube),
             Action::EnsurePrimary => w.ensure_primary(canary).await.map_err(kube),
@@ -189,12 +190,12 @@ impl<'a> Executor<'a> {
             );
             crate::status::write(&api, self.canary, &saved)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| kube_error(&e))?;
         }
         self.workloads
             .patch_target(&write)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| kube_error(&e))
     }
 
     fn router(&self) -> Result<Box<dyn Router>, String> {

@@ -10,6 +10,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use flagger_providers::wording::{Plain, kube_error};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -161,7 +162,7 @@ impl Elector {
             }
             Ok(false) => {}
             Err(e) => {
-                tracing::warn!(lease = %self.name, error = %e, "releasing the leader election lease failed")
+                tracing::warn!(lease = %self.name, error = %Plain(&e), "releasing the leader election lease failed")
             }
         }
     }
@@ -193,7 +194,7 @@ impl Elector {
     /// keep a leader acting past it.
     async fn attempt(&self) -> Result<Attempt, String> {
         match tokio::time::timeout(self.timings.renew_deadline, self.try_acquire_or_renew()).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
+            Ok(result) => result.map_err(|e| kube_error(&e)),
             Err(_) => Err(format!(
                 "no answer from the API server within {:?}",
                 self.timings.renew_deadline

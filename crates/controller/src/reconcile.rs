@@ -29,7 +29,7 @@ const STALE_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("kubernetes API: {0}")]
+    #[error("kubernetes API: {}", flagger_providers::wording::Plain(.0))]
     Kube(#[from] kube::Error),
     #[error("the core kept asking for results; tick abandoned")]
     Runaway,
@@ -95,6 +95,20 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     };
 
     let mut observation = workloads.observe(&canary, &spec).await?;
+    if let Some(adopted) =
+        workloads.adopt_flagger_status(&canary, &status, &observation.revision)?
+    {
+        // Taken over from Flagger: its revision hashes become ours before anything compares them,
+        // so a canary Flagger left up to date is not a new revision. Stored at once; the watch
+        // event of the write starts the next tick.
+        tracing::info!(canary = %canary.name_any(), namespace, applied = adopted.last_applied_spec.as_deref().unwrap_or_default(), "revision hashes written by Flagger adopted");
+        if spec.dry_run {
+            ctx.simulated_status(&key, Some(adopted));
+        } else if status::write(&api, &canary, &adopted).await? {
+            ctx.wrote_status(&key, canary.metadata.resource_version.clone());
+        }
+        return Ok(Requeue::requeue(Duration::ZERO));
+    }
     if !spec.dry_run && !observation.deleting {
         // T4: the canary and primary Services (and the primary HPA) exist whatever the phase.
         // Before the tick gate, so the watch event of a deleted or edited object repairs it at
@@ -195,7 +209,11 @@ fn validate(canary: &Canary, ctx: &Context) -> Result<(RolloutSpec, Vec<String>)
     if ctx.flags.dry_run {
         spec.dry_run = true;
     }
-    let warnings = problems.iter().map(|p| p.to_string()).collect();
+    let warnings = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Warning)
+        .map(|p| p.to_string())
+        .collect();
     Ok((spec, warnings))
 }
 

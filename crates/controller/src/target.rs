@@ -10,7 +10,7 @@ use flagger_core::{Observation, Readiness, RolloutSpec};
 use flagger_providers::router;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, PodTemplateSpec, Secret, Service};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -25,8 +25,10 @@ use crate::workload::primary::{
     PrimaryInputs, PrimaryWrite, primary_daemonset, primary_deployment,
 };
 use crate::workload::selector::{self, SelectorLabel};
-use crate::workload::services::{ServiceRole, desired_service, discovered_ports};
-use crate::workload::{Settings, WorkloadError, hpa, readiness, revision, scaling};
+use crate::workload::services::{
+    ServiceRole, desired_service, discovered_ports, is_taken_over, replacement_patch,
+};
+use crate::workload::{Settings, WorkloadError, adoption, hpa, readiness, revision, scaling};
 
 pub const FINALIZER: &str = "finalizer.flagger.app";
 const SKIP_ANALYSIS: &str = "flagger.app/skip-analysis";
@@ -290,6 +292,27 @@ impl Workloads {
         let discovered = discovered_ports(canary, containers);
         let desired = desired_service(canary, role, &self.selector, &discovered, live.as_ref())
             .map_err(invalid)?;
+        let taken_over = is_taken_over(canary, live.as_ref());
+        if let Some(live) = &live
+            && let Some(patch) = replacement_patch(&desired, live, taken_over)
+        {
+            let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+            let patched = api
+                .patch(
+                    &role.name(canary),
+                    &PatchParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..PatchParams::default()
+                    },
+                    &Patch::Merge(patch),
+                )
+                .await?;
+            self.cache.wrote(&patched);
+        }
+        if taken_over {
+            // Nothing else of the user's Service is ours to apply.
+            return Ok(());
+        }
         let body = apply_body(&desired)?;
         if let Some(live) = &live {
             let live = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
@@ -357,6 +380,46 @@ impl Workloads {
         self.apply_configs(canary).await?;
         self.write_primary(canary, PrimaryWrite::Promote).await?;
         self.reconcile_primary_scaler(canary).await
+    }
+
+    /// The status with revision hashes Flagger wrote replaced by ours, decided from whether the
+    /// live primary runs what promoting the current target would give it (see `adoption`);
+    /// `None` when the status is ours already or there is nothing to adopt.
+    pub fn adopt_flagger_status(
+        &self,
+        canary: &Canary,
+        status: &CanaryStatus,
+        revision: &str,
+    ) -> Result<Option<CanaryStatus>, kube::Error> {
+        if !adoption::written_by_flagger(status) {
+            return Ok(None);
+        }
+        let tracked_keys: BTreeSet<String> = self.tracked.keys();
+        let inputs = PrimaryInputs {
+            canary,
+            settings: &self.settings,
+            tracked_configs: &tracked_keys,
+            flagger_id: "",
+            write: PrimaryWrite::Promote,
+        };
+        let primary_runs_target = match (&self.target, &self.primary) {
+            (Workload::Deployment(t), Some(Workload::Deployment(p))) => {
+                let computed = primary_deployment(t, &inputs).map_err(invalid)?;
+                same_template(
+                    computed.spec.map(|s| s.template),
+                    p.spec.as_ref().map(|s| &s.template),
+                )
+            }
+            (Workload::DaemonSet(t), Some(Workload::DaemonSet(p))) => {
+                let computed = primary_daemonset(t, &inputs).map_err(invalid)?;
+                same_template(
+                    computed.spec.map(|s| s.template),
+                    p.spec.as_ref().map(|s| &s.template),
+                )
+            }
+            _ => false,
+        };
+        Ok(adoption::adopt(status, revision, primary_runs_target))
     }
 
     async fn write_primary(&self, canary: &Canary, write: PrimaryWrite) -> Result<(), kube::Error> {
@@ -591,6 +654,13 @@ impl Workloads {
         )
         .await?;
         Ok(())
+    }
+}
+
+fn same_template(computed: Option<PodTemplateSpec>, live: Option<&PodTemplateSpec>) -> bool {
+    match (computed, live) {
+        (Some(c), Some(l)) => revision::same_primary_template(&c, l),
+        _ => false,
     }
 }
 

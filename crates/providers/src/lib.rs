@@ -4,3 +4,4 @@
 pub mod metrics;
 pub mod notify;
 pub mod router;
+pub mod wording;

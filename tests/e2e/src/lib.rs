@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod controller;
 pub mod hooks;
+pub mod messages;
 pub mod monitoring;
 pub mod objects;
 pub mod traffic;

@@ -145,11 +145,13 @@ fn spec(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
         );
     }
     provider_requirements(p, spec, ctx);
+    // The default, as in Flagger, so a note rather than a warning: true of every such Canary,
+    // and the apex Service is deleted only when flagger-rs created it (a user's stays).
     if ctx.workload_target && spec.revert_on_deletion != Some(true) {
-        p.warn(
+        p.note(
             reason::APEX_SERVICE_OWNED,
             "spec.revertOnDeletion",
-            "not set: deleting this Canary deletes the apex Service it created and leaves the target scaled to zero",
+            "not set: deleting this Canary leaves the target scaled to zero and deletes the primary and the Services flagger-rs created (an apex Service that was yours stays, selecting no pods until you change its selector)",
         );
     }
 }

@@ -11,6 +11,9 @@ use super::reason;
 pub enum Severity {
     Error,
     Warning,
+    /// Something worth knowing about a setting that is fine as it is (often a default): printed by
+    /// `flagger-rs validate`, never an event or part of the controller's `Valid` condition.
+    Info,
 }
 
 impl fmt::Display for Severity {
@@ -18,6 +21,7 @@ impl fmt::Display for Severity {
         f.write_str(match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Info => "note",
         })
     }
 }
@@ -38,6 +42,7 @@ impl fmt::Display for Problem {
         match self.severity {
             Severity::Error => write!(f, "{}: {}", self.path, self.message),
             Severity::Warning => write!(f, "{}: warning: {}", self.path, self.message),
+            Severity::Info => write!(f, "{}: note: {}", self.path, self.message),
         }
     }
 }
@@ -104,6 +109,15 @@ impl Problems {
         message: impl Into<String>,
     ) {
         self.push(Severity::Warning, Some(reason), path, message);
+    }
+
+    pub fn note(
+        &mut self,
+        reason: &'static str,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.push(Severity::Info, Some(reason), path, message);
     }
 
     pub fn into_vec(self) -> Vec<Problem> {

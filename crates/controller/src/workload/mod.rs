@@ -14,6 +14,7 @@
 //! * [`services::desired_service`] and [`configs::TrackedConfigs::primary_copies`] take the live
 //!   object, because what may be applied depends on who owns it.
 
+pub mod adoption;
 pub mod checksum;
 pub mod configs;
 pub mod hpa;

@@ -1,4 +1,4 @@
-//! Revision hashes (state-machine.md §3.1): an opaque digest of what a new version of the target
+//! Revision hashes: an opaque digest of what a new version of the target
 //! changes. Only equality matters, so the hash is taken over a canonical JSON form (keys sorted,
 //! no whitespace) and is stable across processes and releases of this crate.
 
@@ -14,8 +14,8 @@ use crate::workload::labels::FLAGGER_ID;
 use crate::workload::overrides;
 use crate::workload::scaling::SCALE_TO_ZERO_KEY;
 
-/// Marks hashes computed by flagger-rs, so hashes left in a status by Go Flagger (a Go struct
-/// dump, never reproducible) are recognised and adopted (state-machine.md §3.4).
+/// Marks hashes computed by flagger-rs, so hashes left in a status by Go Flagger are recognised
+/// and adopted (see `adoption` for why they are not reproduced).
 pub const REVISION_PREFIX: &str = "r1.";
 
 pub fn is_own_format(hash: &str) -> bool {
@@ -122,8 +122,8 @@ fn write_canonical(out: &mut String, v: &Value) {
     }
 }
 
-/// Adoption (state-machine.md §3.4): whether the primary template a promotion of the current
-/// target would produce equals the live primary's, ignoring the `flagger-id` nonce.
+/// Adoption: whether the primary template a promotion of the current target would produce equals
+/// the live primary's, ignoring the `flagger-id` nonce (a fresh one per promotion).
 pub fn same_primary_template(computed: &PodTemplateSpec, live: &PodTemplateSpec) -> bool {
     let strip = |t: &PodTemplateSpec| {
         let mut t = normalized(t.clone());

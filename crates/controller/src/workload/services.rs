@@ -1,7 +1,7 @@
 //! The Kubernetes Services of a Deployment/DaemonSet target (routers.md §2, crds.md §7):
 //! `<apex>` and `<apex>-primary` select the primary pods, `<apex>-canary` the target's.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use flagger_api::Canary;
 use flagger_api::service::CustomMetadata;
@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Container, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
+use serde_json::{Map, Value, json};
 
 use crate::workload::labels::{
     MANAGED_BY, MANAGED_BY_FLAGGER, StringMap, non_empty, with_flux_annotations, without_flux_keys,
@@ -189,8 +190,7 @@ pub fn desired_service(
     let mut ports = ports(canary, discovered)?;
     let pod_selector = Some([(selector.key.clone(), role.pod_selector_value(selector))].into());
     let namespace = canary.namespace();
-    let owned = live.is_none_or(|l| is_controlled_by(l.metadata.owner_references.as_ref(), canary));
-    if !owned {
+    if is_taken_over(canary, live) {
         // The user's Service keeps its type, so a NodePort/LoadBalancer keeps its node ports
         // (matched by port name, as Flagger does); ours are ClusterIP and have none.
         if let Some(live_ports) = live
@@ -272,6 +272,84 @@ pub fn desired_service(
         }),
         status: None,
     })
+}
+
+/// Whether `live` exists and is not controlled by this Canary: a user's Service (usually the apex)
+/// whose ports and selector we replace but whose metadata, type and ownership stay the user's.
+pub fn is_taken_over(canary: &Canary, live: Option<&Service>) -> bool {
+    live.is_some_and(|l| !is_controlled_by(l.metadata.owner_references.as_ref(), canary))
+}
+
+/// The merge patch that replaces the live Service's port list and selector with the desired ones,
+/// or `None` when server-side apply alone gets the Service right.
+///
+/// Server-side apply merges list entries by their key (port and protocol for Service ports) and
+/// only removes entries the applying manager owned, so a user's port 9898 named `http` would stay
+/// beside our port 80 named `http` and the API server would refuse the duplicate name. Flagger
+/// replaces the list instead, and so do we: a JSON merge patch replaces a list wholesale, and as a
+/// non-apply write it also drops the other managers' ownership of the entries it removes. The
+/// selector is replaced the same way (the user's other keys set to null), and the patch carries
+/// the live resourceVersion so a concurrent edit of the Service makes it fail and retry rather
+/// than be overwritten unseen.
+///
+/// * A taken-over Service gets this patch whenever its ports or selector differ; it is never
+///   applied (its other fields are the user's).
+/// * Our own Service gets it only when the live ports hold an entry that is not ours to keep (left
+///   by another manager, e.g. Flagger's update before a switch to flagger-rs); the apply follows.
+pub fn replacement_patch(desired: &Service, live: &Service, taken_over: bool) -> Option<Value> {
+    let desired_spec = desired.spec.as_ref()?;
+    let wanted_ports = desired_spec.ports.clone().unwrap_or_default();
+    let wanted_selector = desired_spec.selector.clone().unwrap_or_default();
+    let live_spec = live.spec.clone().unwrap_or_default();
+    let live_ports = live_spec.ports.unwrap_or_default();
+    let live_selector = live_spec.selector.unwrap_or_default();
+    let needed = if taken_over {
+        port_set(&live_ports) != port_set(&wanted_ports) || live_selector != wanted_selector
+    } else {
+        let keys: BTreeSet<(i32, String)> = wanted_ports.iter().map(port_key).collect();
+        live_ports.iter().any(|p| !keys.contains(&port_key(p)))
+    };
+    if !needed {
+        return None;
+    }
+    let mut selector: Map<String, Value> = live_selector
+        .keys()
+        .map(|k| (k.clone(), Value::Null))
+        .collect();
+    for (k, v) in &wanted_selector {
+        selector.insert(k.clone(), Value::String(v.clone()));
+    }
+    Some(json!({
+        "metadata": {"resourceVersion": live.metadata.resource_version},
+        "spec": {"ports": wanted_ports, "selector": selector},
+    }))
+}
+
+/// The key server-side apply merges Service ports by.
+fn port_key(p: &ServicePort) -> (i32, String) {
+    (p.port, p.protocol.clone().unwrap_or_else(|| "TCP".into()))
+}
+
+/// Name, target port (as text) and app protocol: what a port entry says besides its key.
+type PortMeaning = (Option<String>, String, Option<String>);
+
+/// What a port means, with the API server's defaults filled in and node ports left out (they are
+/// allocated, or kept by name), in a form that ignores order.
+fn port_set(ports: &[ServicePort]) -> BTreeMap<(i32, String), PortMeaning> {
+    ports
+        .iter()
+        .map(|p| {
+            let target = match p.target_port.as_ref() {
+                None | Some(IntOrString::Int(0)) => p.port.to_string(),
+                Some(IntOrString::Int(n)) => n.to_string(),
+                Some(IntOrString::String(s)) => s.clone(),
+            };
+            (
+                port_key(p),
+                (p.name.clone(), target, p.app_protocol.clone()),
+            )
+        })
+        .collect()
 }
 
 /// Unmanaged keys take their live value (or are left out when absent live), so applying never
@@ -458,6 +536,158 @@ mod tests {
                     "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898, "nodePort": 30080}]
                 }
             })
+        );
+    }
+
+    /// The user's Service as `kubectl apply` leaves it: no owner, defaults filled in.
+    fn users_service(ports: Value) -> Service {
+        fixtures::service(json!({
+            "metadata": {"name": "podinfo", "namespace": "test", "resourceVersion": "42",
+                         "labels": {"team": "web"}},
+            "spec": {"type": "ClusterIP", "selector": {"app": "podinfo", "tier": "web"}, "ports": ports}
+        }))
+    }
+
+    /// The write that takes the user's Service over, as the API server would receive it.
+    fn takeover(canary: &Canary, live: &Service) -> Option<Value> {
+        let discovered = discovered_ports(canary, &containers());
+        let desired = desired_service(
+            canary,
+            ServiceRole::Apex,
+            &selector(),
+            &discovered,
+            Some(live),
+        )
+        .unwrap();
+        assert!(is_taken_over(canary, Some(live)));
+        replacement_patch(&desired, live, true)
+    }
+
+    fn replaced(ports: Value) -> Value {
+        json!({
+            "metadata": {"resourceVersion": "42"},
+            "spec": {"ports": ports, "selector": {"app": "podinfo-primary", "tier": null}}
+        })
+    }
+
+    #[test]
+    fn takeover_replaces_a_different_port_with_the_same_name() {
+        // Flagger's kubernetes scenario: the user's podinfo-svc serves 9898 as `http`.
+        let canary = fixtures::canary_with(json!({"service": {"portDiscovery": false}}));
+        let live = users_service(
+            json!([{"name": "http", "protocol": "TCP", "port": 9898, "targetPort": 9898}]),
+        );
+        assert_eq!(
+            takeover(&canary, &live),
+            Some(replaced(json!([
+                {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898}
+            ])))
+        );
+    }
+
+    #[test]
+    fn takeover_replaces_a_named_target_port_with_a_numbered_one_and_back() {
+        let numbered = fixtures::canary_with(json!({"service": {"portDiscovery": false}}));
+        let named_live = users_service(
+            json!([{"name": "http", "protocol": "TCP", "port": 80, "targetPort": "http"}]),
+        );
+        assert_eq!(
+            takeover(&numbered, &named_live),
+            Some(replaced(json!([
+                {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898}
+            ])))
+        );
+        let named = fixtures::canary_with(
+            json!({"service": {"portDiscovery": false, "targetPort": "http"}}),
+        );
+        let numbered_live = users_service(
+            json!([{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898}]),
+        );
+        assert_eq!(
+            takeover(&named, &numbered_live),
+            Some(replaced(json!([
+                {"name": "http", "protocol": "TCP", "port": 80, "targetPort": "http"}
+            ])))
+        );
+    }
+
+    #[test]
+    fn takeover_with_port_discovery_adds_the_containers_other_ports() {
+        let canary = fixtures::canary();
+        let live = users_service(
+            json!([{"name": "http", "protocol": "TCP", "port": 9898, "targetPort": 9898}]),
+        );
+        assert_eq!(
+            takeover(&canary, &live),
+            Some(replaced(json!([
+                {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898},
+                {"name": "grpc", "protocol": "TCP", "port": 9999, "targetPort": 9999},
+                {"name": "http-metrics", "protocol": "TCP", "port": 9797, "targetPort": 9797}
+            ])))
+        );
+    }
+
+    #[test]
+    fn takeover_replaces_several_ports_whose_names_and_numbers_overlap_ours() {
+        // `metrics` 9797 would clash by number with the discovered `http-metrics`, `http` by name.
+        let canary = fixtures::canary();
+        let live = users_service(json!([
+            {"name": "http", "protocol": "TCP", "port": 9898, "targetPort": "http"},
+            {"name": "metrics", "protocol": "TCP", "port": 9797, "targetPort": 9797},
+            {"name": "udp", "protocol": "UDP", "port": 53, "targetPort": 53}
+        ]));
+        let patch = takeover(&canary, &live).unwrap();
+        let ports: Vec<(&str, i64)> = patch["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["port"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![("http", 80), ("grpc", 9999), ("http-metrics", 9797)]
+        );
+    }
+
+    #[test]
+    fn a_taken_over_service_that_already_matches_is_not_written() {
+        let canary = fixtures::canary_with(json!({"service": {"portDiscovery": false}}));
+        let mut live = users_service(json!([
+            {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898, "nodePort": 30080}
+        ]));
+        live.spec.as_mut().unwrap().selector =
+            Some([("app".into(), "podinfo-primary".into())].into());
+        assert_eq!(takeover(&canary, &live), None);
+    }
+
+    #[test]
+    fn our_service_is_patched_only_to_drop_entries_another_manager_left() {
+        let canary = fixtures::canary_with(json!({"service": {"portDiscovery": false}}));
+        let live = fixtures::service(json!({
+            "metadata": {"name": "podinfo-canary", "namespace": "test", "resourceVersion": "7", "ownerReferences": owner()},
+            "spec": {"selector": {"app": "podinfo"}, "ports": [
+                {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898}
+            ]}
+        }));
+        let desired =
+            desired_service(&canary, ServiceRole::Canary, &selector(), &[], Some(&live)).unwrap();
+        assert!(!is_taken_over(&canary, Some(&live)));
+        assert_eq!(replacement_patch(&desired, &live, false), None);
+
+        let mut stale = live.clone();
+        stale.spec.as_mut().unwrap().ports.as_mut().unwrap().push(
+            serde_json::from_value(json!({"name": "old", "protocol": "TCP", "port": 8080}))
+                .unwrap(),
+        );
+        assert_eq!(
+            replacement_patch(&desired, &stale, false),
+            Some(json!({
+                "metadata": {"resourceVersion": "7"},
+                "spec": {
+                    "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 9898}],
+                    "selector": {"app": "podinfo"}
+                }
+            }))
         );
     }
 

@@ -101,7 +101,7 @@ pub fn for_provider(
 // --- helpers shared by the routers ---------------------------------------------------------------
 
 fn api_error(what: &str, e: kube::Error) -> RouterError {
-    RouterError::Api(format!("{what}: {e}"))
+    RouterError::Api(format!("{what}: {}", crate::wording::kube_error(&e)))
 }
 
 fn namespace(canary: &Canary) -> String {
