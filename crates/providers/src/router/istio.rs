@@ -313,6 +313,13 @@ fn tcp_routes(canary: &Canary, svc: &CanaryService, routes: Routes) -> Value {
 fn virtual_service_spec(canary: &Canary, routes: Routes) -> Result<Value, RouterError> {
     let svc = service(canary)?;
     let apex = canary.spec.apex_name();
+    let named = |l: &Option<Vec<String>>| l.as_ref().is_some_and(|l| !l.is_empty());
+    if svc.delegation == Some(true) && (named(&svc.hosts) || named(&svc.gateways)) {
+        return Err(RouterError::Invalid(format!(
+            "VirtualService {apex}.{} cannot have hosts and gateways when delegation is enabled",
+            namespace(canary)
+        )));
+    }
     let mut spec = json!({"hosts": hosts(svc, apex), "gateways": gateways(svc)});
     if is_tcp(svc) {
         spec["tcp"] = tcp_routes(canary, svc, routes);
@@ -762,6 +769,13 @@ mod tests {
             vs["spec"]["http"][0]["route"][0]["destination"]["port"],
             json!({"number": 9898})
         );
+    }
+
+    #[test]
+    fn delegation_with_hosts_is_an_error() {
+        let c = canary(json!({"delegation": true, "gateways": null}), json!({}));
+        let err = render(&c, Routes::PRIMARY, &Adoption::Owned).unwrap_err();
+        assert!(err.to_string().contains("delegation"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Routers: apply routes, set and read weights (routers.md §1). One file per provider.
 
 mod gatewayapi;
-mod istio;
+pub mod istio;
 mod kubernetes;
 mod nginx;
 mod traefik;
