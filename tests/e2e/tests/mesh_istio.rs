@@ -16,7 +16,7 @@ use e2e::controller::{
 };
 use e2e::hooks::HookCatcher;
 use e2e::objects::{App, hpa};
-use e2e::{TestNamespace, apply, skip_unless_e2e, wait_for, with_namespace};
+use e2e::{TestNamespace, apply, skip_unless_e2e, with_namespace};
 use flagger_api::Canary;
 use flagger_core::Routes;
 use flagger_providers::router::istio::{self, Adoption, ORIGINAL_CONFIGURATION};
