@@ -551,3 +551,106 @@ async fn istio_seed_example_runs_start_to_finish() -> e2e::Result<()> {
     })
     .await
 }
+
+/// Every structural field the router writes is accepted under Istio's schema and reads back as rendered: an HTTP
+/// canary behind a gateway with match, rewrite, timeout, retries, headers, CORS and a traffic policy, a TCP canary
+/// and a delegate VirtualService. The HTTP canary then runs the seed's progressive mirroring: 10 → 40 → 70 → 100 %
+/// of the requests mirrored, then the first real step and promotion.
+#[tokio::test]
+async fn istio_structural_fields_tcp_delegation_and_progressive_mirroring() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("istio-fields", |ns| async move {
+        e2e::controller::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &["-mesh-provider=istio"])?;
+        let shapes = Shapes::start(&ns, APP);
+        let canary = |name: &str, service: Value, analysis: Value| {
+            let mut a = json!({"interval": "1s", "threshold": 2, "stepWeight": 50, "maxWeight": 50});
+            if let (Some(a), Some(extra)) = (a.as_object_mut(), analysis.as_object()) {
+                a.extend(extra.clone());
+            }
+            json!({
+                "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+                "metadata": {"name": name},
+                "spec": {
+                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                    "progressDeadlineSeconds": 60,
+                    "service": service,
+                    "analysis": a,
+                },
+            })
+        };
+        let canaries_under_test = [
+            canary(
+                APP,
+                json!({
+                    "port": 9898, "targetPort": 9898, "portDiscovery": true,
+                    "gateways": ["public-gateway.istio-system.svc.cluster.local", "mesh"],
+                    "hosts": ["app.example.com"],
+                    "match": [{"uri": {"prefix": "/api"}, "ignoreUriCase": true}],
+                    "rewrite": {"uri": "/", "authority": "podinfo.internal"},
+                    "timeout": "30s",
+                    "retries": {"attempts": 3, "perTryTimeout": "1s", "retryOn": "gateway-error,connect-failure"},
+                    "headers": {
+                        "request": {"set": {"x-served-by": "flagger"}},
+                        "response": {"add": {"x-canary": "maybe"}, "remove": ["x-envoy-upstream-service-time"]},
+                    },
+                    "corsPolicy": {
+                        "allowOrigins": [{"exact": "https://example.com"}, {"regex": ".*\\.example\\.org"}],
+                        "allowMethods": ["GET", "POST"], "allowHeaders": ["x-token"],
+                        "exposeHeaders": ["x-version"], "maxAge": "24h", "allowCredentials": true,
+                    },
+                    "trafficPolicy": {
+                        "connectionPool": {"http": {"http1MaxPendingRequests": 100, "maxRetries": 3}},
+                        "loadBalancer": {"simple": "LEAST_REQUEST"},
+                        "outlierDetection": {"consecutive5xxErrors": 5, "interval": "30s", "baseEjectionTime": "30s"},
+                        "tls": {"mode": "ISTIO_MUTUAL"},
+                    },
+                    "apex": {"labels": {"team": "payments"}, "annotations": {"owner": "team-payments"}},
+                }),
+                json!({"mirror": true, "mirrorWeight": 10,
+                       "canaryAnalysis": {"stepWeightPromotion": 30, "maxMirrorWeight": 100, "iterations": 4}}),
+            ),
+            canary(
+                "tcpapp",
+                json!({"port": 9898, "targetPort": 9898, "appProtocol": "tcp", "match": [{"port": 9898}]}),
+                json!({}),
+            ),
+            canary(
+                "delegated",
+                json!({"port": 9898, "targetPort": 9898, "portDiscovery": true, "delegation": true}),
+                json!({}),
+            ),
+        ];
+        let api = canaries(&ns);
+        for c in canaries_under_test {
+            let name = c["metadata"]["name"].as_str().context("name")?.to_string();
+            deploy(&ns, &App::new(&name, "6.0.0", 1), |_| {}).await?;
+            create_canary(&ns, c).await?;
+            wait_phase(&api, &name, "Initialized", INIT, &controller).await?;
+            let live = ensure_rendered(&ns, &name, Routes::PRIMARY).await?;
+            eprintln!("VirtualService {name} as read back: {}", live["spec"]);
+            ensure_destination_rules(&ns, &name).await?;
+        }
+        let tcp = serde_json::to_value(virtual_services(&ns).get("tcpapp").await?)?;
+        ensure!(tcp["spec"].get("http").is_none() && tcp["spec"]["tcp"][0]["match"] == json!([{"port": 9898}]), "TCP VirtualService {}", tcp["spec"]);
+        let delegated = serde_json::to_value(virtual_services(&ns).get("delegated").await?)?;
+        ensure!(
+            delegated["spec"]["hosts"] == json!([]) && delegated["spec"]["gateways"] == json!([])
+                && delegated["spec"]["http"][0]["route"][0]["destination"]["port"] == json!({"number": 9898}),
+            "delegate VirtualService {}",
+            delegated["spec"]
+        );
+
+        let deployments: Api<Deployment> = ns.api();
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        shapes.wait_for("100/0", &controller).await?;
+        ensure_rendered(&ns, APP, Routes::PRIMARY).await?;
+        let want = [
+            "100/0", "100/0 mirror 10", "100/0 mirror 40", "100/0 mirror 70", "100/0 mirror 100", "50/50", "100/0",
+        ];
+        ensure!(shapes.seen() == want, "VirtualService shapes {:?}, want {want:?}", shapes.seen());
+        Ok(())
+    })
+    .await
+}

@@ -728,7 +728,7 @@ mod tests {
         let c = canary(
             json!({}),
             json!({"mirror": true, "mirrorWeight": 10,
-                   "canaryAnalysis": {"maxMirrorWeight": 100, "iterations": 4}}),
+                   "canaryAnalysis": {"stepWeightPromotion": 30, "maxMirrorWeight": 100, "iterations": 4}}),
         );
         for pct in [10, 40, 70, 100] {
             let vs = owned(&c, mirrored(pct));
