@@ -1,6 +1,7 @@
 //! Routers: apply routes, set and read weights (routers.md §1). One file per provider.
 
 mod gatewayapi;
+pub mod istio;
 mod kubernetes;
 mod nginx;
 mod traefik;
@@ -17,6 +18,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
+pub use istio::IstioRouter;
 pub use kubernetes::KubernetesRouter;
 pub use nginx::NginxRouter;
 pub use traefik::TraefikRouter;
@@ -82,6 +84,7 @@ pub fn for_provider(
     match provider {
         "kubernetes" => Ok(Box::new(KubernetesRouter)),
         "traefik" => Ok(Box::new(TraefikRouter::new(client))),
+        "istio" => Ok(Box::new(IstioRouter::new(client))),
         "nginx" => Ok(Box::new(NginxRouter::new(
             client,
             settings.ingress_annotations_prefix.clone(),
