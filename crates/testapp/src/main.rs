@@ -3,8 +3,10 @@
 //! declares, so a connection to <podIP>:<port> lands here, and the connection's local address says which pod it is
 //! for. One listener per port (not per IP) means no race with kwok: the port is open before the pod turns Ready.
 //!
-//! It also serves the local notification receiver (Alertmanager's webhook target) on --receiver-addr.
+//! It also serves the local notification receiver (Alertmanager's webhook target) on --receiver-addr, and on
+//! --mesh-metrics-addr the series each service mesh's proxies would export for the requests served (mesh_series).
 
+mod mesh_series;
 mod pods;
 mod receiver;
 mod serve;
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use kube::{Api, Client};
 use tokio::net::TcpListener;
@@ -32,6 +34,9 @@ struct Args {
     /// Where the notification receiver listens (Alertmanager webhook: POST /alerts).
     #[arg(long, default_value = "127.0.0.1:9096")]
     receiver_addr: SocketAddr,
+    /// Where every pod's service-mesh series are served for Prometheus (GET /metrics).
+    #[arg(long, default_value = "127.0.0.1:9097")]
+    mesh_metrics_addr: SocketAddr,
     /// Ports never bound even if a pod declares them (served by other processes in the netns).
     #[arg(long, value_delimiter = ',')]
     exclude_ports: Vec<u16>,
@@ -118,11 +123,27 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
+    let listener = TcpListener::bind(args.mesh_metrics_addr)
+        .await
+        .with_context(|| format!("binding mesh metrics on {}", args.mesh_metrics_addr))?;
+    let mesh_app = serve::mesh_router(state.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, mesh_app).await {
+            tracing::error!(error = %e, "mesh metrics stopped");
+        }
+    });
+
     let (store, writer) = reflector::store::<Pod>();
-    let events = watcher(Api::<Pod>::all(client), watcher::Config::default())
+    let events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .reflect(writer);
     let mut events = std::pin::pin!(events);
+    // Services only name a pod's traffic for the mesh series; the pod index follows their changes too.
+    let (services, writer) = reflector::store::<Service>();
+    let service_events = watcher(Api::<Service>::all(client), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
+    let mut service_events = std::pin::pin!(service_events);
     let mut ports = Ports {
         bound: BTreeSet::new(),
         failed: HashMap::new(),
@@ -148,6 +169,20 @@ async fn main() -> anyhow::Result<()> {
                     continue;
                 }
             }
+            ev = service_events.next() => {
+                match ev {
+                    None => anyhow::bail!("service watch ended"),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "service watch error; retrying with backoff");
+                        continue;
+                    }
+                    Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
+                    Some(Ok(_)) => {}
+                }
+                if !synced {
+                    continue;
+                }
+            }
             _ = retry.tick() => {
                 if !synced {
                     continue;
@@ -160,7 +195,11 @@ async fn main() -> anyhow::Result<()> {
                 .read()
                 .map(|i| Arc::clone(&i))
                 .unwrap_or_default();
-            Arc::new(pods::Index::build(&store.state(), &previous))
+            Arc::new(pods::Index::build(
+                &store.state(),
+                &services.state(),
+                &previous,
+            ))
         };
         let wanted = index.ports.clone();
         if let Some(path) = &args.file_sd {

@@ -6,7 +6,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::mesh_series::{MeshIdentity, ServiceRoute};
 
 pub const ANN_ERROR_RATE: &str = "testapp.flagger-rs.dev/error-rate";
 pub const ANN_LATENCY_MS: &str = "testapp.flagger-rs.dev/latency-ms";
@@ -28,6 +31,8 @@ pub struct PodView {
     pub latency_ms: u64,
     /// Request counter driving the error injection, shared across re-derivations of the same pod.
     pub requests: Arc<AtomicU64>,
+    /// How a service mesh would name this pod's traffic.
+    pub mesh: MeshIdentity,
 }
 
 impl PodView {
@@ -159,6 +164,77 @@ pub fn tcp_ports(pod: &Pod) -> Vec<u16> {
         .collect()
 }
 
+/// The workload a mesh reports a pod under: a ReplicaSet's pods belong to its Deployment (the ReplicaSet's name
+/// less the pod-template-hash suffix), any other owner names itself, an unowned pod is its own workload.
+pub fn workload_of(pod: &Pod) -> String {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let Some(owner) = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+    else {
+        return name;
+    };
+    let hash = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("pod-template-hash"));
+    match hash {
+        Some(hash) if owner.kind == "ReplicaSet" => owner
+            .name
+            .strip_suffix(&format!("-{hash}"))
+            .unwrap_or(&owner.name)
+            .to_string(),
+        _ => owner.name.clone(),
+    }
+}
+
+/// The Services (of the pod's namespace) whose selector matches it, per TCP container port they forward to.
+fn service_routes(pod: &Pod, services: &[&Service]) -> Vec<ServiceRoute> {
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let container_ports: Vec<_> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .collect();
+    let mut routes = Vec::new();
+    for svc in services {
+        let Some(spec) = &svc.spec else { continue };
+        let selector = spec.selector.clone().unwrap_or_default();
+        if selector.is_empty() || selector.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+            continue;
+        }
+        for port in spec.ports.iter().flatten() {
+            if port.protocol.as_deref().is_some_and(|p| p != "TCP") {
+                continue;
+            }
+            let target = match &port.target_port {
+                None => Some(port.port),
+                Some(IntOrString::Int(n)) => Some(*n),
+                Some(IntOrString::String(name)) => container_ports
+                    .iter()
+                    .find(|p| p.name.as_deref() == Some(name.as_str()))
+                    .map(|p| p.container_port),
+            };
+            if let (Some(container_port), Ok(service_port)) = (
+                target.and_then(|t| u16::try_from(t).ok()),
+                u16::try_from(port.port),
+            ) {
+                routes.push(ServiceRoute {
+                    container_port,
+                    service: svc.metadata.name.clone().unwrap_or_default(),
+                    service_port,
+                });
+            }
+        }
+    }
+    routes
+}
+
 /// The lookup table requests are answered from: pod IP → pod.
 #[derive(Default)]
 pub struct Index {
@@ -207,12 +283,17 @@ fn scrape_target(pod: &Pod, ip: IpAddr) -> Option<serde_json::Value> {
 
 impl Index {
     /// Rebuilds the table from the reflector's store; counters of pods that are still there carry over.
-    pub fn build(pods: &[Arc<Pod>], previous: &Index) -> Index {
+    pub fn build(pods: &[Arc<Pod>], services: &[Arc<Service>], previous: &Index) -> Index {
         let counters: HashMap<&str, &Arc<AtomicU64>> = previous
             .by_ip
             .values()
             .map(|p| (p.uid.as_str(), &p.requests))
             .collect();
+        let mut services_by_ns: HashMap<&str, Vec<&Service>> = HashMap::new();
+        for svc in services {
+            let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
+            services_by_ns.entry(ns).or_default().push(svc);
+        }
         let mut index = Index::default();
         for pod in pods {
             index.ports.extend(tcp_ports(pod));
@@ -221,13 +302,26 @@ impl Index {
                 continue;
             }
             let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let mesh = MeshIdentity {
+                namespace: namespace.clone(),
+                pod: name.clone(),
+                workload: workload_of(pod),
+                routes: service_routes(
+                    pod,
+                    services_by_ns
+                        .get(namespace.as_str())
+                        .map_or(&[], Vec::as_slice),
+                ),
+            };
             let requests = counters
                 .get(uid.as_str())
                 .map(|c| Arc::clone(c))
                 .unwrap_or_default();
             let view = Arc::new(PodView {
-                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-                name: pod.metadata.name.clone().unwrap_or_default(),
+                namespace,
+                name,
                 uid,
                 version: version_of(pod),
                 error_rate: parse_rate(
@@ -237,6 +331,7 @@ impl Index {
                     annotation(pod, ANN_LATENCY_MS).or(env_value(pod, ENV_LATENCY_MS)),
                 ),
                 requests,
+                mesh,
             });
             if let Some(t) = ips.first().and_then(|ip| scrape_target(pod, *ip)) {
                 index.scrape_targets.push(t);
@@ -284,7 +379,7 @@ mod tests {
             serde_json::json!({ANN_ERROR_RATE: "0.25", ANN_LATENCY_MS: "999999"}),
             "podinfo:6.0.0",
         ));
-        let idx = Index::build(&[p], &Index::default());
+        let idx = Index::build(&[p], &[], &Index::default());
         assert_eq!(idx.ports.iter().copied().collect::<Vec<_>>(), vec![9898]);
         let view = &idx.by_ip[&"10.244.0.7"
             .parse::<IpAddr>()
@@ -301,7 +396,52 @@ mod tests {
             serde_json::json!({ANN_SERVE: "false"}),
             "loadtester:1",
         ));
-        let idx = Index::build(&[p], &Index::default());
+        let idx = Index::build(&[p], &[], &Index::default());
         assert!(idx.ports.is_empty() && idx.by_ip.is_empty());
+    }
+
+    #[test]
+    fn mesh_identity_names_the_deployment_and_the_services_reaching_each_port() {
+        let p = Arc::new(pod(serde_json::json!({
+            "metadata": {"name": "podinfo-5d8f9c7b4-x2x9k", "namespace": "n", "uid": "u1",
+                "labels": {"app": "podinfo", "pod-template-hash": "5d8f9c7b4"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "podinfo-5d8f9c7b4",
+                    "uid": "rs", "controller": true}]},
+            "spec": {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 9898}]}]},
+            "status": {"phase": "Running", "podIP": "10.244.0.7"}
+        })));
+        let svc = |name: &str, ns: &str, app: &str, target: serde_json::Value| {
+            Arc::new(
+                serde_json::from_value::<Service>(serde_json::json!({
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": target}]}
+                }))
+                .unwrap_or_default(),
+            )
+        };
+        let services = [
+            svc("podinfo-canary", "n", "podinfo", serde_json::json!("http")),
+            svc("by-number", "n", "podinfo", serde_json::json!(9898)),
+            svc(
+                "podinfo-primary",
+                "n",
+                "podinfo-primary",
+                serde_json::json!("http"),
+            ),
+            svc("elsewhere", "other", "podinfo", serde_json::json!("http")),
+        ];
+        let idx = Index::build(&[p], &services, &Index::default());
+        let view = idx.by_ip.values().next().map(Arc::clone);
+        let mesh = view.map(|v| v.mesh.clone()).unwrap_or_default();
+        assert_eq!(mesh.workload, "podinfo");
+        let routes: Vec<_> = mesh
+            .routes
+            .iter()
+            .map(|r| (r.service.as_str(), r.service_port, r.container_port))
+            .collect();
+        assert_eq!(
+            routes,
+            [("podinfo-canary", 80, 9898), ("by-number", 80, 9898)]
+        );
     }
 }

@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::mesh_series::{self, PodSeries};
 use crate::pods::{Index, PodView};
 
 /// Longest `/delay/{s}` honoured, so clients with no timeout still finish.
@@ -56,6 +57,8 @@ struct PodMetrics {
     registry: Registry,
     duration: Family<ReqLabels, Histogram>,
     total: Family<ReqLabels, Counter>,
+    /// What a service mesh's proxy would have seen of the same requests.
+    mesh: PodSeries,
 }
 
 impl PodMetrics {
@@ -82,6 +85,7 @@ impl PodMetrics {
             registry,
             duration,
             total,
+            mesh: PodSeries::default(),
         }
     }
 }
@@ -189,8 +193,49 @@ async fn as_pod(
             .get_or_create(&labels)
             .observe(start.elapsed().as_secs_f64());
         m.total.get_or_create(&labels).inc();
+        if !probe {
+            m.mesh.record(
+                conn.local.port(),
+                resp.status().as_u16(),
+                start.elapsed().as_secs_f64() * 1000.0,
+            );
+        }
     }
     resp
+}
+
+/// Every running pod's mesh series in one exposition, as a mesh's Prometheus would gather them from all
+/// proxies: one scrape whatever the number of pods, and only pods that served requests appear.
+pub fn mesh_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(mesh_metrics))
+        .with_state(state)
+}
+
+async fn mesh_metrics(State(state): State<AppState>) -> Response {
+    let live: HashMap<String, Arc<PodView>> = state
+        .index
+        .read()
+        .map(|i| {
+            i.by_ip
+                .values()
+                .map(|p| (p.uid.clone(), Arc::clone(p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let pods: Vec<(Arc<PodView>, Arc<PodMetrics>)> = match state.metrics.lock() {
+        Ok(map) => map
+            .iter()
+            .filter_map(|(uid, m)| Some((Arc::clone(live.get(uid)?), Arc::clone(m))))
+            .collect(),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let body = mesh_series::render(pods.iter().map(|(p, m)| (&p.mesh, &m.mesh)));
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 async fn info(Extension(pod): Extension<Arc<PodView>>) -> Json<serde_json::Value> {

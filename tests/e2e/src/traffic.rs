@@ -58,6 +58,8 @@ pub struct Report {
     pub errors: usize,
     pub error_samples: Vec<String>,
     pub elapsed: Duration,
+    /// The longest request, send to body read (an upper bound on what the server measured for any request).
+    pub slowest: Duration,
     /// False when the deadline stopped the run before `count` requests.
     pub complete: bool,
 }
@@ -119,12 +121,14 @@ impl<'a> Run<'a> {
                     req = req.header(reqwest::header::HOST, h);
                 }
                 async move {
+                    let sent = tokio::time::Instant::now();
                     let resp = req.send().await?;
                     let status = resp.status().as_u16();
                     let body = resp.bytes().await?;
                     Ok::<_, reqwest::Error>((
                         status,
                         serde_json::from_slice::<PodinfoReply>(&body).ok(),
+                        sent.elapsed(),
                     ))
                 }
             })
@@ -141,7 +145,8 @@ impl<'a> Run<'a> {
                 Ok(Some(r)) => {
                     report.sent += 1;
                     match r {
-                        Ok((status, reply)) => {
+                        Ok((status, reply, took)) => {
+                            report.slowest = report.slowest.max(took);
                             *report.by_status.entry(status).or_default() += 1;
                             if let (true, Some(reply)) = ((200..300).contains(&status), reply) {
                                 *report.by_version.entry(reply.version).or_default() += 1;

@@ -314,6 +314,37 @@ mod tests {
         );
     }
 
+    /// Every provider name a Canary may carry reaches a query set, whether it comes from the
+    /// controller's `-mesh-provider` or from `spec.provider`: the meshes their own, SMI Istio's.
+    #[test]
+    fn every_provider_name_reaches_its_query_set() {
+        let dep = target("apps/v1", "Deployment");
+        let want = |p: &str| match p {
+            "apisix" => QuerySet::Apisix,
+            "appmesh" | "appmesh:v1beta2" => QuerySet::AppMesh,
+            "contour" => QuerySet::Contour,
+            "gatewayapi:v1" | "gatewayapi:v1beta1" | "kubernetes" => QuerySet::Http,
+            "gloo" => QuerySet::Gloo,
+            "istio" | "smi:v1alpha1" | "smi:v1alpha2" | "smi:v1alpha3" => QuerySet::Istio,
+            "knative" => QuerySet::Knative,
+            "kuma" => QuerySet::Kuma,
+            "linkerd" => QuerySet::Linkerd,
+            "nginx" => QuerySet::Nginx,
+            "osm" => QuerySet::Osm,
+            "skipper" => QuerySet::Skipper,
+            "traefik" => QuerySet::Traefik,
+            other => panic!("provider {other} has no expected query set in this test"),
+        };
+        for &p in flagger_api::canary::PROVIDERS {
+            assert_eq!(QuerySet::select(p, None, &dep), want(p), "flag {p}");
+            assert_eq!(
+                QuerySet::select("kubernetes", Some(p), &dep),
+                want(p),
+                "spec.provider {p}"
+            );
+        }
+    }
+
     #[test]
     fn units() {
         assert_eq!(
