@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod cache;
 pub mod cadence;
 pub mod checks;
+pub mod cookies;
 pub mod context;
 pub mod eventhooks;
 pub mod events;

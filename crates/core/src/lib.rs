@@ -17,6 +17,7 @@ mod promotion;
 mod revision;
 mod rollback;
 mod runstart;
+pub mod session_affinity;
 pub mod status;
 mod strategy;
 mod tick;
@@ -27,6 +28,7 @@ pub use action::{
     Severity,
 };
 pub use machine::advance;
+pub use session_affinity::{CookieNames, FreshCookies};
 pub use normalize::{
     Ladder, MetricCheck, MetricKind, Mirror, NoDataPolicy, Ramp, RolloutSpec, Settings, SpecError,
     Strategy, normalize,
