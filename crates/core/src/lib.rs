@@ -28,7 +28,6 @@ pub use action::{
     Severity,
 };
 pub use machine::advance;
-pub use session_affinity::{CookieNames, FreshCookies};
 pub use normalize::{
     Ladder, MetricCheck, MetricKind, Mirror, NoDataPolicy, Ramp, RolloutSpec, Settings, SpecError,
     Strategy, normalize,
@@ -36,3 +35,4 @@ pub use normalize::{
 pub use observation::{
     HookResult, MetricOutcome, MetricResult, Observation, Readiness, RouteState,
 };
+pub use session_affinity::{CookieNames, FreshCookies};

@@ -48,7 +48,11 @@ pub(crate) fn decide(
         return;
     };
     if routes.canary > 0 {
-        create(&mut status.session_affinity_cookie, &names.cookie, &fresh.canary);
+        create(
+            &mut status.session_affinity_cookie,
+            &names.cookie,
+            &fresh.canary,
+        );
         if let Some(primary) = names.primary.as_deref() {
             create(
                 &mut status.primary_session_affinity_cookie,
@@ -56,10 +60,10 @@ pub(crate) fn decide(
                 &fresh.primary,
             );
         }
-    } else if let Some(current) = status.session_affinity_cookie.take() {
-        if !current.is_empty() {
-            status.previous_session_affinity_cookie = Some(current);
-        }
+    } else if let Some(current) = status.session_affinity_cookie.take()
+        && !current.is_empty()
+    {
+        status.previous_session_affinity_cookie = Some(current);
     }
 }
 

@@ -452,7 +452,10 @@ pub fn render(
 pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
     let primary = canary.spec.primary_service_name();
     let canary_svc = canary.spec.canary_service_name();
-    let rules = obj["spec"]["rules"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let rules = obj["spec"]["rules"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let refs = |rule: &Value| rule["backendRefs"].as_array().cloned().unwrap_or_default();
     let has_canary = |rule: &&Value| refs(rule).iter().any(|b| b["name"] == canary_svc.as_str());
     let has_backend_filters = |rule: &&Value| {
@@ -464,7 +467,7 @@ pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
         .iter()
         .filter(has_canary)
         .find(has_backend_filters)
-        .or_else(|| rules.iter().filter(has_canary).last());
+        .or_else(|| rules.iter().rev().find(has_canary));
     if let Some(rule) = weighted {
         let refs = refs(rule);
         let find = |name: &str| {
@@ -754,7 +757,12 @@ mod tests {
         let c = sticky(json!({}), json!({}), json!({}));
         assert_eq!(
             render(&c, GatewayVersion::V1, Routes::PRIMARY).unwrap(),
-            render(&canary(json!({}), json!({})), GatewayVersion::V1, Routes::PRIMARY).unwrap()
+            render(
+                &canary(json!({}), json!({})),
+                GatewayVersion::V1,
+                Routes::PRIMARY
+            )
+            .unwrap()
         );
     }
 

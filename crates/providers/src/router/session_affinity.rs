@@ -85,7 +85,10 @@ pub fn cookie_rules(canary: &Canary, routes: Routes) -> Option<CookieRules> {
             set_cookie: None,
         });
         rules.canary_set_cookie = Some(format!("{current}; Max-Age={}{attrs}", max_age(sa)));
-        if sa.primary_cookie_name.as_deref().is_some_and(|p| !p.is_empty())
+        if sa
+            .primary_cookie_name
+            .as_deref()
+            .is_some_and(|p| !p.is_empty())
             && let Some(primary) = cookie(&status.primary_session_affinity_cookie)
         {
             rules.sticky.push(StickyRule {
@@ -93,8 +96,10 @@ pub fn cookie_rules(canary: &Canary, routes: Routes) -> Option<CookieRules> {
                 destination: Destination::Primary,
                 set_cookie: None,
             });
-            rules.primary_set_cookie =
-                Some(format!("{primary}; Max-Age={}{attrs}", interval_secs(canary)));
+            rules.primary_set_cookie = Some(format!(
+                "{primary}; Max-Age={}{attrs}",
+                interval_secs(canary)
+            ));
         }
     } else {
         let previous = cookie(&status.previous_session_affinity_cookie)?;
