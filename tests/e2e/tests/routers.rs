@@ -23,9 +23,9 @@ use e2e::traffic::Run;
 use e2e::{Result, TRAEFIK_WEB, TestNamespace, apply, poll_until, skip_unless_e2e, wait_for};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt as _, watcher};
-use kube::Api;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 

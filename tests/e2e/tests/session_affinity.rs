@@ -30,8 +30,9 @@ const OLD: &str = "6.0.0";
 const NEW: &str = "6.0.1";
 const CANARY_COOKIE: &str = "canary-flagger-cookie";
 const PRIMARY_COOKIE: &str = "primary-flagger-cookie";
-/// Requests a cookie holder sends while the weights step; the loop also ends when the run waits for promotion.
-const STICKY_REQUESTS: usize = 2000;
+/// Bounds of the cookie holder's loop, which runs until the run waits for promotion (three intervals or so).
+const STICKY_REQUESTS: usize = 50_000;
+const STICKY_TIME: Duration = Duration::from_secs(120);
 /// Requests of clients without cookies at the held weight.
 const FRESH_REQUESTS: usize = 200;
 
@@ -153,7 +154,11 @@ async fn gatewayapi_session_affinity_through_traefik_gateway_provider() -> Resul
         let client = http_client()?;
         let mut sticky: BTreeMap<String, usize> = BTreeMap::new();
         let mut sent = 0;
-        while sent < STICKY_REQUESTS && rec.steps().last().is_none_or(|s| s.phase != "WaitingPromotion") {
+        let started = tokio::time::Instant::now();
+        while sent < STICKY_REQUESTS
+            && started.elapsed() < STICKY_TIME
+            && rec.steps().last().is_none_or(|s| s.phase != "WaitingPromotion")
+        {
             let r = request(&client, &host, Some(&cookie)).await?;
             *sticky.entry(r.version).or_default() += 1;
             sent += 1;
