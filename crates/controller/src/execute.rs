@@ -148,7 +148,7 @@ impl<'a> Executor<'a> {
                 w.reconcile_primary_scaler(canary).await.map_err(kube)
             }
             Action::Promote => w.promote(canary).await.map_err(kube),
-            Action::SetRoutes(routes) => self.set_routes(routes).await,
+            Action::SetRoutes(routes) => self.set_routes(routes, status).await,
             Action::RevertRouting => {
                 w.revert_apex(canary).await.map_err(kube)?;
                 self.router()?
@@ -210,9 +210,13 @@ impl<'a> Executor<'a> {
         .map_err(|e| e.to_string())
     }
 
-    async fn set_routes(&self, routes: Routes) -> Result<(), String> {
+    async fn set_routes(&self, routes: Routes, status: &CanaryStatus) -> Result<(), String> {
+        // Routers render the session-affinity cookies the core decided this tick, which are in
+        // the status about to be written, not in the one the tick started from.
+        let mut canary = self.canary.clone();
+        canary.status = Some(status.clone());
         self.router()?
-            .set_routes(self.canary, routes)
+            .set_routes(&canary, routes)
             .await
             .map_err(|e| e.to_string())?;
         let namespace = self.canary.namespace().unwrap_or_default();

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cadence;
 pub mod checks;
 pub mod context;
+pub mod cookies;
 pub mod eventhooks;
 pub mod events;
 pub mod execute;

@@ -263,6 +263,7 @@ impl Workloads {
             has_finalizer: canary.finalizers().iter().any(|f| f == FINALIZER),
             webhooks: Vec::new(),
             metrics: Vec::new(),
+            fresh_cookies: crate::cookies::fresh(),
         })
     }
 

@@ -17,6 +17,7 @@ mod promotion;
 mod revision;
 mod rollback;
 mod runstart;
+pub mod session_affinity;
 pub mod status;
 mod strategy;
 mod tick;
@@ -34,3 +35,4 @@ pub use normalize::{
 pub use observation::{
     HookResult, MetricOutcome, MetricResult, Observation, Readiness, RouteState,
 };
+pub use session_affinity::{CookieNames, FreshCookies};

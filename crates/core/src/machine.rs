@@ -11,7 +11,7 @@ use crate::rollback::{failed_checks_reason, rollback};
 use crate::status::StatusExt;
 use crate::tick::{Flow, Stop, Tick, after};
 use crate::weights::routes_from_status;
-use crate::{checks, deletion, init, promotion, runstart, strategy};
+use crate::{checks, deletion, init, promotion, runstart, session_affinity, strategy};
 
 /// Decides one tick: the new status and the effects that get there.
 ///
@@ -32,6 +32,7 @@ pub fn advance(
         mut actions,
         ..
     } = t;
+    session_affinity::decide(spec, &mut new, &actions, &observation.fresh_cookies);
     let moved = new.phase != status.phase
         || new.canary_weight != status.canary_weight
         || new.failed_checks != status.failed_checks

@@ -9,6 +9,8 @@ use flagger_api::duration;
 use flagger_api::number::Number;
 use thiserror::Error;
 
+use crate::session_affinity::CookieNames;
+
 /// Controller-wide settings that change decisions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -58,6 +60,8 @@ pub struct RolloutSpec {
     pub metrics: Vec<MetricCheck>,
     pub hooks: Vec<Hook>,
     pub dry_run: bool,
+    /// Cookie names of `analysis.sessionAffinity`, when the provider's router renders cookie rules.
+    pub session_affinity: Option<CookieNames>,
     /// Coercions and ignored settings, reported once per run (at run start).
     pub warnings: Vec<String>,
 }
@@ -336,6 +340,15 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
         })
         .collect::<Result<Vec<_>, SpecError>>()?;
 
+    let session_affinity = a
+        .session_affinity
+        .as_ref()
+        .filter(|_| flagger_api::validate::session_affinity_runs(&provider))
+        .map(|sa| CookieNames {
+            cookie: sa.cookie_name.clone(),
+            primary: sa.primary_cookie_name.clone().filter(|p| !p.is_empty()),
+        });
+
     let name = canary.metadata.name.clone().unwrap_or_default();
     let namespace = canary.metadata.namespace.clone().unwrap_or_default();
     Ok(RolloutSpec {
@@ -363,6 +376,7 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
         metrics,
         hooks,
         dry_run: settings.dry_run,
+        session_affinity,
         warnings,
     })
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use flagger_api::analysis::HookType;
 use jiff::Timestamp;
 
+use crate::session_affinity::FreshCookies;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
     /// Revision hash of the target now (state-machine.md §3.1).
@@ -25,6 +27,9 @@ pub struct Observation {
     pub has_finalizer: bool,
     pub webhooks: Vec<HookResult>,
     pub metrics: Vec<MetricResult>,
+    /// Random values for a session-affinity cookie this tick may create (the core has no
+    /// randomness of its own).
+    pub fresh_cookies: FreshCookies,
 }
 
 impl Observation {
@@ -43,6 +48,7 @@ impl Observation {
             has_finalizer: false,
             webhooks: Vec::new(),
             metrics: Vec::new(),
+            fresh_cookies: FreshCookies::default(),
         }
     }
 

@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod controller;
+pub mod gateway;
 pub mod hooks;
 pub mod messages;
 pub mod monitoring;

@@ -17,14 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
+use e2e::gateway::apply_value;
 use e2e::objects::{APP_PORT, App, deployment_available};
 use e2e::traffic::Run;
 use e2e::{Result, TRAEFIK_WEB, TestNamespace, apply, poll_until, skip_unless_e2e, wait_for};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt as _, watcher};
-use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -276,31 +277,7 @@ impl Provider {
                 )
                 .await
             }
-            Provider::GatewayApi | Provider::GatewayApiV1beta1 => {
-                apply_value(
-                    &ns.client,
-                    None,
-                    json!({
-                        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-                        "metadata": {"name": "traefik"},
-                        "spec": {"controllerName": "traefik.io/gateway-controller"},
-                    }),
-                )
-                .await?;
-                apply_value(
-                    &ns.client,
-                    Some(&ns.name),
-                    json!({
-                        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-                        "metadata": {"name": "gateway"},
-                        "spec": {"gatewayClassName": "traefik", "listeners": [{
-                            "name": "web", "protocol": "HTTP", "port": 8000,
-                            "allowedRoutes": {"namespaces": {"from": "Same"}},
-                        }]},
-                    }),
-                )
-                .await
-            }
+            Provider::GatewayApi | Provider::GatewayApiV1beta1 => e2e::gateway::install(ns).await,
             Provider::Nginx => {
                 apply_value(
                     &ns.client,
@@ -359,36 +336,6 @@ impl Provider {
             "spec": spec,
         })
     }
-}
-
-async fn apply_value(client: &Client, ns: Option<&str>, obj: Value) -> Result<()> {
-    let api_version = obj["apiVersion"].as_str().context("apiVersion")?;
-    let kind = obj["kind"].as_str().context("kind")?;
-    let name = obj["metadata"]["name"]
-        .as_str()
-        .context("name")?
-        .to_string();
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let plural = match kind {
-        "Canary" => "canaries".to_string(),
-        "Ingress" => "ingresses".to_string(),
-        "IngressClass" | "GatewayClass" => format!("{}es", kind.to_ascii_lowercase()),
-        _ => format!("{}s", kind.to_ascii_lowercase()),
-    };
-    let ar =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural);
-    let api: Api<DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    };
-    api.patch(
-        &name,
-        &PatchParams::apply(e2e::FIELD_MANAGER).force(),
-        &Patch::Apply(&obj),
-    )
-    .await
-    .with_context(|| format!("applying {kind} {name}"))?;
-    Ok(())
 }
 
 fn canary_api(ns: &TestNamespace) -> Api<DynamicObject> {
@@ -555,16 +502,8 @@ async fn progressive(provider: Provider) -> Result<()> {
         rec.wait_for("initial routes 100/0", Duration::from_secs(30), |w| w == (100, 0)).await?;
         if matches!(provider, Provider::GatewayApi | Provider::GatewayApiV1beta1) {
             // Traefik's Gateway provider reports on the route the router wrote; the v1 router waits for this.
-            let (ar, name) = provider.routing_object();
-            let routes: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ar);
-            let accepted = |r: Option<&DynamicObject>| {
-                r.is_some_and(|r| {
-                    r.data["status"]["parents"][0]["conditions"]
-                        .as_array()
-                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Accepted" && c["status"] == "True"))
-                })
-            };
-            wait_for(&routes, name, "Accepted by Traefik", Duration::from_secs(30), accepted).await?;
+            let (_, name) = provider.routing_object();
+            e2e::gateway::wait_accepted(&ns, name, Duration::from_secs(30)).await?;
         }
         until_split(&host, 0.0, Duration::from_secs(60)).await?;
 

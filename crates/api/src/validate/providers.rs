@@ -83,11 +83,11 @@ pub fn session_affinity(p: &str) -> bool {
     p == "istio" || is_gateway_api(p)
 }
 
-/// The routers of flagger-rs that write the session-affinity cookie rules (none yet: the cookie
-/// lives in the status and needs the core to persist it; until then the field is refused where
-/// Flagger would act on it rather than accepted and ignored).
-pub fn session_affinity_runs(_p: &str) -> bool {
-    false
+/// The routers of flagger-rs that write the session-affinity cookie rules; elsewhere among
+/// [`session_affinity`] the field is refused where Flagger would act on it rather than accepted and
+/// ignored. The core decides the cookies only for these providers.
+pub fn session_affinity_runs(p: &str) -> bool {
+    is_gateway_api(p)
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use flagger_api::analysis::HookType;
 use flagger_api::status::{CanaryPhase, CanaryStatus};
 use flagger_core::status::StatusExt;
 use flagger_core::{
-    Action, HookResult, MetricOutcome, MetricResult, Need, Observation, Outcome, Readiness,
-    RolloutSpec, RouteState, Settings, normalize,
+    Action, FreshCookies, HookResult, MetricOutcome, MetricResult, Need, Observation, Outcome,
+    Readiness, RolloutSpec, RouteState, Settings, normalize,
 };
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -136,6 +136,25 @@ impl Obs {
     }
 }
 
+/// Different random-looking letters every tick, as a shell draws them, so a test sees whether the
+/// core rotated a cookie it should have kept.
+pub fn fresh_cookies(now: Timestamp) -> FreshCookies {
+    let letters = |base: u8, salt: u64| -> String {
+        let mut n = now.as_second().unsigned_abs().wrapping_mul(2_654_435_761) ^ salt;
+        (0..10)
+            .map(|_| {
+                let c = char::from(base + u8::try_from(n % 26).expect("below 26"));
+                n = n / 26 + 7;
+                c
+            })
+            .collect()
+    };
+    FreshCookies {
+        canary: letters(b'a', 1),
+        primary: letters(b'A', 2),
+    }
+}
+
 pub struct Harness {
     pub spec: RolloutSpec,
     pub status: CanaryStatus,
@@ -254,6 +273,7 @@ impl Harness {
         obs.reset_token = o.reset.map(str::to_string);
         obs.deleting = o.deleting;
         obs.has_finalizer = o.finalizer.unwrap_or(self.has_finalizer);
+        obs.fresh_cookies = fresh_cookies(self.now);
         obs
     }
 

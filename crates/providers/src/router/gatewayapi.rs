@@ -11,6 +11,7 @@ use flagger_core::{RouteState, Routes};
 use kube::Client;
 use serde_json::{Map, Value, json};
 
+use super::session_affinity::{self, StickyRule};
 use super::{
     FLUX_ANNOTATIONS, Router, RouterError, RouterFuture, apply_value, dynamic_api, get_value,
     namespace, owner_reference, service_port, state, weight, without_flux,
@@ -280,6 +281,59 @@ fn backend(name: &str, port: i64, weight: Option<u32>) -> Value {
     b
 }
 
+/// `ResponseHeaderModifier` adding one `Set-Cookie` header (added, not set: the application's own
+/// cookies must survive).
+fn set_cookie_filter(value: String) -> Value {
+    json!({
+        "type": "ResponseHeaderModifier",
+        "responseHeaderModifier": {"add": [{"name": session_affinity::SET_COOKIE_HEADER, "value": value}]},
+    })
+}
+
+fn set_cookie_on_backend(backend: &mut Value, value: Option<String>) {
+    if let Some(v) = value {
+        backend["filters"] = json!([set_cookie_filter(v)]);
+    }
+}
+
+/// A copy of the weighted rule (its filters and timeouts) for the requests carrying a cookie: the
+/// cookie's `Cookie` header regex is added to each of the service's matches (the A/B conditions do
+/// not apply: a pinned client stays pinned).
+fn sticky_rule(
+    weighted: &Value,
+    sticky: &StickyRule,
+    service_matches: &[Value],
+    routes: Routes,
+) -> Value {
+    let cookie = json!({
+        "type": "RegularExpression",
+        "name": session_affinity::COOKIE_HEADER,
+        "value": sticky.cookie_regex,
+    });
+    let matches: Vec<Value> = service_matches
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            match m["headers"].as_array_mut() {
+                Some(headers) => headers.push(cookie.clone()),
+                None => m["headers"] = json!([cookie]),
+            }
+            m
+        })
+        .collect();
+    let mut rule = weighted.clone();
+    rule["matches"] = json!(matches);
+    let (p, c) = sticky.destination.weights(routes);
+    rule["backendRefs"][0]["weight"] = json!(p);
+    rule["backendRefs"][1]["weight"] = json!(c);
+    if let Some(v) = sticky.set_cookie.clone() {
+        let mut filters = rule["filters"].as_array().cloned().unwrap_or_default();
+        filters.push(set_cookie_filter(v));
+        rule["filters"] = json!(filters);
+    }
+    rule
+}
+
 /// The whole HTTPRoute for `routes` (annotations are merged with existing ones by server-side
 /// apply: only the keys written here are owned).
 pub fn render(
@@ -345,7 +399,15 @@ pub fn render(
             weighted["timeouts"] = Value::Object(timeouts);
         }
     }
-    let mut rules = vec![weighted];
+    let mut rules = Vec::new();
+    if let Some(cookies) = session_affinity::cookie_rules(canary, routes) {
+        for sticky in &cookies.sticky {
+            rules.push(sticky_rule(&weighted, sticky, &default_matches, routes));
+        }
+        set_cookie_on_backend(&mut weighted["backendRefs"][0], cookies.primary_set_cookie);
+        set_cookie_on_backend(&mut weighted["backendRefs"][1], cookies.canary_set_cookie);
+    }
+    rules.push(weighted);
     if !ab.is_empty() {
         let mut rest = json!({
             "matches": default_matches,
@@ -382,22 +444,38 @@ pub fn render(
     }))
 }
 
-/// Weights from the rule holding the canary backend; mirror percentage from its RequestMirror.
+/// Weights from the weighted rule; mirror percentage from its RequestMirror.
+///
+/// The weighted rule is the one whose backendRefs carry filters (the `Set-Cookie` headers of a
+/// session-affinity run); otherwise the last rule holding the canary backend, since the cookie
+/// rules that may precede it pin clients to one side and say nothing about the split.
 pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
     let primary = canary.spec.primary_service_name();
     let canary_svc = canary.spec.canary_service_name();
-    let rules = obj["spec"]["rules"].as_array().into_iter().flatten();
-    for rule in rules {
-        let refs = rule["backendRefs"].as_array();
+    let rules = obj["spec"]["rules"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let refs = |rule: &Value| rule["backendRefs"].as_array().cloned().unwrap_or_default();
+    let has_canary = |rule: &&Value| refs(rule).iter().any(|b| b["name"] == canary_svc.as_str());
+    let has_backend_filters = |rule: &&Value| {
+        refs(rule)
+            .iter()
+            .any(|b| b["filters"].as_array().is_some_and(|f| !f.is_empty()))
+    };
+    let weighted = rules
+        .iter()
+        .filter(has_canary)
+        .find(has_backend_filters)
+        .or_else(|| rules.iter().rev().find(has_canary));
+    if let Some(rule) = weighted {
+        let refs = refs(rule);
         let find = |name: &str| {
-            refs.into_iter()
-                .flatten()
+            refs.iter()
                 .find(|b| b["name"] == name)
                 .map(|b| weight(b.get("weight")).unwrap_or(1))
         };
-        let Some(c) = find(&canary_svc) else {
-            continue;
-        };
+        let c = find(&canary_svc).unwrap_or(0);
         let p = find(&primary).unwrap_or(0);
         let mirror = rule["filters"]
             .as_array()
@@ -609,6 +687,83 @@ mod tests {
             s.gateway_refs = None;
         }
         assert!(render(&c, GatewayVersion::V1, Routes::PRIMARY).is_err());
+    }
+
+    /// A session-affinity canary with the cookies the core put in the status.
+    fn sticky(extra_analysis: Value, extra_service: Value, status: Value) -> Canary {
+        let mut analysis = json!({"sessionAffinity": {
+            "cookieName": "canary-flagger-cookie",
+            "primaryCookieName": "primary-flagger-cookie",
+            "maxAge": 21600,
+            "path": "/",
+            "secure": true,
+        }});
+        if let (Some(a), Some(e)) = (analysis.as_object_mut(), extra_analysis.as_object()) {
+            a.extend(e.clone());
+        }
+        let mut c = canary(analysis, extra_service);
+        c.status = serde_json::from_value(status).unwrap();
+        c
+    }
+
+    fn run_cookies() -> Value {
+        json!({
+            "sessionAffinityCookie": "canary-flagger-cookie=abcdefghij",
+            "primarySessionAffinityCookie": "primary-flagger-cookie=KLMNOPQRST",
+        })
+    }
+
+    #[test]
+    fn session_affinity_step_pins_cookie_holders_and_hands_out_cookies() {
+        let c = sticky(json!({}), json!({}), run_cookies());
+        let obj = render(&c, GatewayVersion::V1, Routes::split(10)).unwrap();
+        insta::assert_yaml_snapshot!(obj["spec"]["rules"]);
+        // The sticky rules pin clients; the split is read from the rule that hands out cookies.
+        assert_eq!(parse(&c, &obj).unwrap(), Routes::split(10));
+        // A reconcile (live routes, persisted cookies) renders the same object again.
+        let again = render(&c, GatewayVersion::V1, parse(&c, &obj).unwrap()).unwrap();
+        assert_eq!(again, obj);
+    }
+
+    #[test]
+    fn session_affinity_after_the_run_expires_the_previous_cookie() {
+        let c = sticky(
+            json!({}),
+            json!({"match": [{"uri": {"prefix": "/api"}, "headers": {"x-env": {"exact": "prod"}}}]}),
+            json!({
+                "previousSessionAffinityCookie": "canary-flagger-cookie=abcdefghij",
+                "primarySessionAffinityCookie": "primary-flagger-cookie=KLMNOPQRST",
+            }),
+        );
+        let obj = render(&c, GatewayVersion::V1, Routes::PRIMARY).unwrap();
+        insta::assert_yaml_snapshot!(obj["spec"]["rules"]);
+        assert_eq!(parse(&c, &obj).unwrap(), Routes::PRIMARY);
+    }
+
+    #[test]
+    fn session_affinity_with_ab_pins_before_the_match_rule_v1beta1() {
+        let c = sticky(
+            json!({"iterations": 10, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}),
+            json!({}),
+            json!({"sessionAffinityCookie": "canary-flagger-cookie=abcdefghij"}),
+        );
+        let obj = render(&c, GatewayVersion::V1beta1, Routes::CANARY).unwrap();
+        insta::assert_yaml_snapshot!(obj["spec"]["rules"]);
+        assert_eq!(parse(&c, &obj).unwrap(), Routes::CANARY);
+    }
+
+    #[test]
+    fn session_affinity_without_cookies_yet_is_the_plain_route() {
+        let c = sticky(json!({}), json!({}), json!({}));
+        assert_eq!(
+            render(&c, GatewayVersion::V1, Routes::PRIMARY).unwrap(),
+            render(
+                &canary(json!({}), json!({})),
+                GatewayVersion::V1,
+                Routes::PRIMARY
+            )
+            .unwrap()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod gatewayapi;
 pub mod istio;
 mod kubernetes;
 mod nginx;
+pub mod session_affinity;
 mod traefik;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,10 @@ pub trait Router: Send + Sync {
     /// Creates the routing objects if missing (primary 100, canary 0), otherwise updates their
     /// structure only.
     fn reconcile<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, ()>;
+    /// `canary.status` is the status this tick is about to write: it carries the session-affinity
+    /// cookies the core decided for these routes (see [`session_affinity::cookie_rules`]). Routes
+    /// stay a small copyable value; the cookies are strings that must persist in the status anyway,
+    /// so the status is how they reach the router.
     fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> RouterFuture<'a, ()>;
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, RouteState>;
     /// Reverts what was taken over (deletion with `revertOnDeletion`).
