@@ -1,0 +1,175 @@
+//! Flagger's own end-to-end scenarios that no other file of ours covered, written from what Flagger's scripts set
+//! up and assert (docs/flagger-scenarios.md lists them all). Each test runs its own controller against its own
+//! namespace; run with `hack/e2e` (skipped, passing, when FLAGGER_E2E is unset).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use e2e::controller::{
+    blue_green_canary, canaries, create_canary, deploy, ensure_primary_promoted_once, install_crds,
+    set_image, start_controller, wait_phase, wait_replicas,
+};
+use e2e::messages::ensure_plain_messages;
+use e2e::objects::App;
+use e2e::{TestNamespace, skip_unless_e2e, with_namespace};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use serde_json::json;
+
+const INIT: Duration = Duration::from_secs(60);
+const RUN: Duration = Duration::from_secs(90);
+const APP: &str = "podinfo";
+/// The Canary's `service.name`: the generated Services are named after it, not after the target.
+const SVC: &str = "podinfo-svc";
+
+/// The target's own metadata as Flagger's test workload has it: two labels under the prefix the controller is
+/// started with (`-include-label-prefix=app.kubernetes.io`), one outside it, and an annotation.
+fn target_labels() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name", APP),
+        ("app.kubernetes.io/managed-by", "test-label-prefix"),
+        ("team", "not-under-the-prefix"),
+    ])
+}
+
+const TARGET_ANNOTATION: (&str, &str) = ("app.kubernetes.io/instance", "test-annotation-prefix");
+
+/// The primary carries the target's labels under the prefix and its annotation, and not the label outside it.
+async fn ensure_primary_metadata(deployments: &Api<Deployment>, when: &str) -> e2e::Result<()> {
+    let primary = deployments.get(&format!("{APP}-primary")).await?;
+    let labels = primary.metadata.labels.clone().unwrap_or_default();
+    let annotations = primary.metadata.annotations.clone().unwrap_or_default();
+    for (k, v) in target_labels() {
+        let copied = labels.get(k).map(String::as_str);
+        if k.starts_with("app.kubernetes.io/") {
+            ensure!(
+                copied == Some(v),
+                "{when}: primary label {k} = {copied:?}, want {v:?}: {labels:?}"
+            );
+        } else {
+            ensure!(
+                copied.is_none(),
+                "{when}: primary has label {k} outside the prefix: {labels:?}"
+            );
+        }
+    }
+    let (k, v) = TARGET_ANNOTATION;
+    ensure!(
+        annotations.get(k).map(String::as_str) == Some(v),
+        "{when}: primary annotation {k} = {:?}, want {v:?}: {annotations:?}",
+        annotations.get(k)
+    );
+    Ok(())
+}
+
+/// `name` selects `app=<selects>` and serves port 80 → 9898 plus the container's other ports, found by discovery.
+async fn ensure_service(services: &Api<Service>, name: &str, selects: &str) -> e2e::Result<()> {
+    let svc = services
+        .get(name)
+        .await
+        .with_context(|| format!("Service {name}"))?;
+    let spec = svc.spec.unwrap_or_default();
+    let selector = spec.selector.unwrap_or_default();
+    ensure!(
+        selector.get("app").map(String::as_str) == Some(selects),
+        "Service {name} selector {selector:?}, want app={selects}"
+    );
+    let ports = spec.ports.unwrap_or_default();
+    let by_port: BTreeMap<i32, String> = ports
+        .iter()
+        .map(|p| {
+            let target = p.target_port.as_ref().map(|t| match t {
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => n.to_string(),
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
+            });
+            (p.port, target.unwrap_or_default())
+        })
+        .collect();
+    ensure!(
+        by_port.get(&80).map(String::as_str) == Some("9898"),
+        "Service {name}: port 80 does not go to 9898: {by_port:?}"
+    );
+    for discovered in [9797, 9999] {
+        ensure!(
+            by_port.contains_key(&discovered),
+            "Service {name}: discovered container port {discovered} missing: {by_port:?}"
+        );
+    }
+    ensure!(
+        !by_port.contains_key(&9898),
+        "Service {name}: the container's 9898 is already served by port 80, yet listed again: {by_port:?}"
+    );
+    Ok(())
+}
+
+async fn deploy_target(ns: &TestNamespace) -> e2e::Result<()> {
+    deploy(ns, &App::new(APP, "6.0.0", 1), |d| {
+        for (k, v) in target_labels() {
+            d["metadata"]["labels"][k] = json!(v);
+        }
+        let (k, v) = TARGET_ANNOTATION;
+        d["metadata"]["annotations"] = json!({ k: v });
+        let container = &mut d["spec"]["template"]["spec"]["containers"][0];
+        container["ports"] = json!([
+            {"name": "http", "containerPort": 9898, "protocol": "TCP"},
+            {"name": "http-metrics", "containerPort": 9797, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": 9999, "protocol": "TCP"},
+        ]);
+    })
+    .await
+}
+
+/// Flagger's kubernetes deployment scenario: a blue/green Canary whose Services are named `podinfo-svc` (port 80
+/// to the container's 9898, port discovery on). Initialisation writes the three `podinfo-svc` Services with the
+/// discovered ports and no Service named after the target, parks the target at 0, and gives the primary the
+/// target's labels under the included prefix and its annotations; a new image is then promoted once, and the
+/// primary still carries that metadata.
+#[tokio::test]
+async fn kubernetes_deployment_scenario_propagates_metadata_and_promotes() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("fs-k8s", |ns| async move {
+        install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        deploy_target(&ns).await?;
+        let mut canary = blue_green_canary(APP, "2s", 2, json!([]));
+        canary["spec"]["service"] =
+            json!({"name": SVC, "port": 80, "targetPort": 9898, "portDiscovery": true});
+        create_canary(&ns, canary).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+
+        let deployments: Api<Deployment> = ns.api();
+        let services: Api<Service> = ns.api();
+        ensure_primary_metadata(&deployments, "after initialisation").await?;
+        ensure_service(&services, SVC, &format!("{APP}-primary")).await?;
+        ensure_service(
+            &services,
+            &format!("{SVC}-primary"),
+            &format!("{APP}-primary"),
+        )
+        .await?;
+        ensure_service(&services, &format!("{SVC}-canary"), APP).await?;
+        ensure!(
+            services.get_opt(APP).await?.is_none(),
+            "a Service named after the target was created although service.name is {SVC}"
+        );
+        wait_replicas(&deployments, APP, 0, &controller).await?;
+
+        let generation = deployments
+            .get(&format!("{APP}-primary"))
+            .await?
+            .metadata
+            .generation;
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "Progressing", INIT, &controller).await?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
+        ensure_primary_metadata(&deployments, "after promotion").await?;
+        wait_replicas(&deployments, APP, 0, &controller).await?;
+        ensure_plain_messages(&ns, APP).await?;
+        Ok(())
+    })
+    .await
+}
