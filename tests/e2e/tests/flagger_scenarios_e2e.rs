@@ -11,12 +11,13 @@ use e2e::controller::{
     set_image, start_controller, wait_phase, wait_replicas,
 };
 use e2e::messages::ensure_plain_messages;
-use e2e::objects::App;
+use e2e::objects::{App, traefik_resource};
 use e2e::{TestNamespace, skip_unless_e2e, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use serde_json::json;
+use kube::api::DynamicObject;
+use serde_json::{Value, json};
 
 const INIT: Duration = Duration::from_secs(60);
 const RUN: Duration = Duration::from_secs(90);
@@ -168,6 +169,111 @@ async fn kubernetes_deployment_scenario_propagates_metadata_and_promotes() -> e2
         ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
         ensure_primary_metadata(&deployments, "after promotion").await?;
         wait_replicas(&deployments, APP, 0, &controller).await?;
+        ensure_plain_messages(&ns, APP).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// `(primary, canary)` weights of the TraefikService; a backend the router leaves out (it omits a canary at 0)
+/// counts as 0.
+fn traefik_weights(ts: &DynamicObject) -> (i64, i64) {
+    let by_name: BTreeMap<&str, i64> = ts.data["spec"]["weighted"]["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s["name"].as_str()?, s["weight"].as_i64()?)))
+        .collect();
+    let weight = |name: String| by_name.get(name.as_str()).copied().unwrap_or(0);
+    (
+        weight(format!("{APP}-primary")),
+        weight(format!("{APP}-canary")),
+    )
+}
+
+/// `metadata.<field>.test` of an object's JSON form.
+fn test_key<'a>(meta: &'a Value, field: &str) -> Option<&'a str> {
+    meta[field]["test"].as_str()
+}
+
+/// Flagger's traefik scenario, at the API level: `service.apex` labels and annotations end up on the
+/// TraefikService the router writes and on the apex Service, which selects the primary; a new image is
+/// then promoted and the TraefikService sends everything to the primary again, its metadata intact. (The
+/// weights as Traefik serves them are measured in `routers.rs`.)
+#[tokio::test]
+async fn traefik_scenario_puts_apex_metadata_on_the_traefikservice() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("fs-traefik", |ns| async move {
+        install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        let canary = json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": APP},
+            "spec": {
+                "provider": "traefik",
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                "progressDeadlineSeconds": 60,
+                "service": {
+                    "port": 80, "targetPort": 9898,
+                    "apex": {"labels": {"test": "test-label"}, "annotations": {"test": "test-annotation"}},
+                },
+                "analysis": {"interval": "1s", "threshold": 2, "stepWeight": 20, "maxWeight": 60},
+            },
+        });
+        create_canary(&ns, canary).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+
+        let traefik_services: Api<DynamicObject> = Api::namespaced_with(
+            ns.client.clone(),
+            &ns.name,
+            &traefik_resource("TraefikService", "traefikservices"),
+        );
+        let services: Api<Service> = ns.api();
+        let ensure_metadata = |ts: &DynamicObject, apex: &Service, when: &str| -> e2e::Result<()> {
+            let ts_meta = serde_json::to_value(&ts.metadata)?;
+            let svc_meta = serde_json::to_value(&apex.metadata)?;
+            for (what, meta) in [("TraefikService", &ts_meta), ("apex Service", &svc_meta)] {
+                ensure!(
+                    test_key(meta, "labels") == Some("test-label")
+                        && test_key(meta, "annotations") == Some("test-annotation"),
+                    "{when}: the {what} lacks the apex metadata: {meta}"
+                );
+            }
+            Ok(())
+        };
+        let ts = traefik_services.get(APP).await.context("TraefikService")?;
+        let apex = services.get(APP).await.context("apex Service")?;
+        ensure_metadata(&ts, &apex, "after initialisation")?;
+        let selector = apex.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+        ensure!(
+            selector.get("app").map(String::as_str) == Some("podinfo-primary"),
+            "apex Service selector {selector:?}, want app=podinfo-primary"
+        );
+        let all_primary = (100, 0);
+        ensure!(
+            traefik_weights(&ts) == all_primary,
+            "initial weights {:?}",
+            traefik_weights(&ts)
+        );
+
+        let deployments: Api<Deployment> = ns.api();
+        let generation = deployments
+            .get(&format!("{APP}-primary"))
+            .await?
+            .metadata
+            .generation;
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
+        let ts = traefik_services.get(APP).await?;
+        ensure_metadata(&ts, &services.get(APP).await?, "after promotion")?;
+        ensure!(
+            traefik_weights(&ts) == all_primary,
+            "weights after promotion {:?}",
+            traefik_weights(&ts)
+        );
         ensure_plain_messages(&ns, APP).await?;
         Ok(())
     })
