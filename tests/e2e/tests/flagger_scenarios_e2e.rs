@@ -11,12 +11,13 @@ use e2e::controller::{
     set_image, start_controller, wait_phase, wait_replicas,
 };
 use e2e::messages::ensure_plain_messages;
-use e2e::objects::{App, traefik_resource};
+use e2e::objects::{App, autoscaler_ref, hpa, service, traefik_resource};
 use e2e::{TestNamespace, skip_unless_e2e, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::DynamicObject;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const INIT: Duration = Duration::from_secs(60);
@@ -273,6 +274,89 @@ async fn traefik_scenario_puts_apex_metadata_on_the_traefikservice() -> e2e::Res
             traefik_weights(&ts) == all_primary,
             "weights after promotion {:?}",
             traefik_weights(&ts)
+        );
+        ensure_plain_messages(&ns, APP).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The CPU target of an HPA's first metric.
+fn cpu_target(h: &HorizontalPodAutoscaler) -> Option<i32> {
+    h.spec
+        .as_ref()?
+        .metrics
+        .as_ref()?
+        .first()?
+        .resource
+        .as_ref()?
+        .target
+        .average_utilization
+}
+
+/// Flagger's kubernetes HPA scenario: the user's own Service `podinfo-svc` (port 9898 named `http`) and an HPA
+/// for the target, then a Canary wanting port 80 to 9898 under that Service's name, with the HPA as its
+/// `autoscalerRef`. It initialises with `<hpa>-primary` scaling the primary and the user's Service re-pointed
+/// at the primary on port 80; the user then lowers the target HPA's CPU target and ships a new image: the run
+/// is promoted once and the edit is still there afterwards.
+#[tokio::test]
+async fn kubernetes_hpa_scenario_keeps_the_users_hpa_edit_through_a_promotion() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("fs-hpa", |ns| async move {
+        install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let hpas: Api<HorizontalPodAutoscaler> = ns.api();
+        hpas.create(&PostParams::default(), &hpa(APP, 2, 4)?).await?;
+        let services: Api<Service> = ns.api();
+        services.create(&PostParams::default(), &service(SVC, APP)?).await?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        let mut canary = blue_green_canary(APP, "2s", 2, json!([]));
+        canary["spec"]["service"] =
+            json!({"name": SVC, "port": 80, "targetPort": 9898, "portDiscovery": true});
+        canary["spec"]["autoscalerRef"] = autoscaler_ref(APP);
+        create_canary(&ns, canary).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+
+        let primary_hpa = hpas.get(&format!("{APP}-primary")).await.context("primary HPA")?;
+        let scales = primary_hpa.spec.as_ref().map(|s| s.scale_target_ref.name.clone());
+        ensure!(
+            scales.as_deref() == Some("podinfo-primary"),
+            "primary HPA scales {scales:?}"
+        );
+        let users = services.get(SVC).await?.spec.unwrap_or_default();
+        let selector = users.selector.unwrap_or_default();
+        let ports: Vec<i32> = users.ports.unwrap_or_default().iter().map(|p| p.port).collect();
+        ensure!(
+            selector.get("app").map(String::as_str) == Some("podinfo-primary") && ports == [80],
+            "the user's Service selects {selector:?} on ports {ports:?}, want app=podinfo-primary on [80]"
+        );
+
+        hpas.patch(
+            APP,
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(json!([{
+                "op": "replace",
+                "path": "/spec/metrics/0/resource/target/averageUtilization",
+                "value": 50,
+            }]))?),
+        )
+        .await?;
+        let deployments: Api<Deployment> = ns.api();
+        let generation = deployments
+            .get(&format!("{APP}-primary"))
+            .await?
+            .metadata
+            .generation;
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "Progressing", INIT, &controller).await?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
+        let target = hpas.get(APP).await?;
+        ensure!(
+            cpu_target(&target) == Some(50),
+            "the target HPA's CPU target is {:?} after promotion, want the user's 50",
+            cpu_target(&target)
         );
         ensure_plain_messages(&ns, APP).await?;
         Ok(())
