@@ -8,16 +8,17 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use e2e::controller::{
     blue_green_canary, canaries, create_canary, deploy, ensure_primary_promoted_once, install_crds,
-    set_image, start_controller, wait_phase, wait_replicas,
+    set_image, start_controller, wait_canary, wait_phase, wait_replicas,
 };
 use e2e::messages::ensure_plain_messages;
 use e2e::objects::{App, autoscaler_ref, hpa, service, traefik_resource};
-use e2e::{TestNamespace, skip_unless_e2e, with_namespace};
-use k8s_openapi::api::apps::v1::Deployment;
+use e2e::{TestNamespace, apply, skip_unless_e2e, wait_for, with_namespace};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
-use kube::Api;
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, ResourceExt as _};
 use serde_json::{Value, json};
 
 const INIT: Duration = Duration::from_secs(60);
@@ -359,6 +360,105 @@ async fn kubernetes_hpa_scenario_keeps_the_users_hpa_edit_through_a_promotion() 
             cpu_target(&target)
         );
         ensure_plain_messages(&ns, APP).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Whether the controller has parked a DaemonSet (its pods kept off every node by the scale-to-zero selector).
+fn parked(d: Option<&DaemonSet>) -> bool {
+    d.and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.node_selector.as_ref())
+        .is_some_and(|n| n.contains_key("flagger.app/scale-to-zero"))
+}
+
+/// Flagger's kubernetes DaemonSet scenario: a DaemonSet canary is initialised and a new image promoted; the
+/// Canary is then re-applied with `revertOnDeletion`, gets the finalizer, and deleting it hands the DaemonSet
+/// back to the user: un-parked, running its own (latest) image, with ready pods; then the Canary is gone.
+/// (Flagger's script deletes a Canary of another name at that step, so it only shows the DaemonSet ending up
+/// ready; this test deletes the DaemonSet's own Canary.)
+#[tokio::test]
+async fn kubernetes_daemonset_scenario_promotes_then_reverts_on_deletion() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("fs-ds", |ns| async move {
+        install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let name = "podinfo-ds";
+        let mut value = serde_json::to_value(App::new(name, "6.0.0", 1).deployment()?)?;
+        value["kind"] = json!("DaemonSet");
+        if let Some(spec) = value["spec"].as_object_mut() {
+            spec.remove("replicas");
+        }
+        let daemonsets: Api<DaemonSet> = ns.api();
+        apply(&daemonsets, &serde_json::from_value(value)?).await?;
+        let mut canary = blue_green_canary(name, "1s", 2, json!([]));
+        canary["spec"]["targetRef"]["kind"] = json!("DaemonSet");
+        canary["spec"]["service"] = json!({"port": 80, "targetPort": 9898, "portDiscovery": true});
+        create_canary(&ns, canary).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, name, "Initialized", INIT, &controller).await?;
+        wait_for(&daemonsets, name, "parked", INIT, parked).await?;
+
+        set_image(&daemonsets, name, "6.0.1").await?;
+        wait_phase(&api, name, "Progressing", INIT, &controller).await?;
+        wait_phase(&api, name, "Succeeded", RUN, &controller).await?;
+        let primary = daemonsets.get(&format!("{name}-primary")).await?;
+        let image = e2e::controller::template_image(primary.spec.as_ref().map(|s| &s.template));
+        ensure!(image.ends_with(":6.0.1"), "primary DaemonSet runs {image}");
+
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"revertOnDeletion": true}})),
+        )
+        .await?;
+        let obj = wait_canary(
+            &api,
+            name,
+            "holding the finalizer",
+            INIT,
+            &controller,
+            |o| o.finalizers().iter().any(|f| f == "finalizer.flagger.app"),
+        )
+        .await?;
+        api.delete(name, &DeleteParams::default()).await?;
+        let uid = obj.uid().unwrap_or_default();
+        tokio::time::timeout(
+            INIT,
+            await_condition(api.clone(), name, conditions::is_deleted(&uid)),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "Canary not gone; controller log tail:\n{}",
+                controller.log_tail()
+            )
+        })??;
+        let target = wait_for(
+            &daemonsets,
+            name,
+            "un-parked",
+            INIT,
+            |d: Option<&DaemonSet>| d.is_some() && !parked(d),
+        )
+        .await?;
+        let image = e2e::controller::template_image(target.spec.as_ref().map(|s| &s.template));
+        ensure!(
+            image.ends_with(":6.0.1"),
+            "the reverted DaemonSet runs {image}"
+        );
+        wait_for(
+            &daemonsets,
+            name,
+            "a ready pod",
+            INIT,
+            |d: Option<&DaemonSet>| {
+                d.and_then(|d| d.status.as_ref())
+                    .is_some_and(|s| s.number_ready >= 1)
+            },
+        )
+        .await?;
         Ok(())
     })
     .await
