@@ -422,6 +422,13 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
     ),
     (
         CANARY,
+        "spec: {autoscalerRef: {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: podinfo}}",
+        "spec.autoscalerRef.kind",
+        "KEDA ScaledObject autoscalers are not implemented",
+        E,
+    ),
+    (
+        CANARY,
         "spec: {provider: contour}",
         "spec.provider",
         "provider contour is not implemented by flagger-rs yet",

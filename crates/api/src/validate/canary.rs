@@ -236,6 +236,15 @@ fn autoscaler_ref(p: &mut Problems, spec: &CanarySpec) {
             ),
         );
     }
+    if a.kind == "ScaledObject" {
+        // Without a primary ScaledObject and the canary's paused while scaled down, KEDA would scale the
+        // canary straight back up after every promotion: refuse it rather than half-run it.
+        p.error(
+            reason::NOT_IMPLEMENTED,
+            "spec.autoscalerRef.kind",
+            "KEDA ScaledObject autoscalers are not implemented by flagger-rs yet; the canary is left untouched",
+        );
+    }
     if !a.name.is_empty()
         && let Err(e) = names::dns1123_subdomain(&format!("{}-primary", a.name))
     {
