@@ -19,12 +19,12 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-pub use appmesh::{AppMeshRouter, AppMeshVersion};
+pub use appmesh::{AppMeshRouter, AppMeshVersion, PodLabel, v1beta2_objects};
 pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
 pub use kubernetes::KubernetesRouter;
-pub use kuma::KumaRouter;
+pub use kuma::{KumaRouter, render as render_traffic_route};
 pub use nginx::NginxRouter;
-pub use smi::{SmiRouter, SmiVersion, smi_provider};
+pub use smi::{SmiRouter, SmiVersion, render as render_traffic_split, smi_provider};
 pub use traefik::TraefikRouter;
 
 /// The field manager of every object a router writes.
