@@ -211,8 +211,9 @@ fn retries(canary: &Canary) -> Option<(u128, i64, Vec<String>)> {
     Some((per_try, attempts, events))
 }
 
-/// The header matches of `analysis.match` (every entry's headers, all required), sorted by name.
-fn headers(canary: &Canary) -> Vec<Value> {
+/// The header matches of `analysis.match`, one list per entry that has headers (an entry's headers
+/// are all required; the entries are alternatives, each becoming its own route).
+fn header_matches(canary: &Canary) -> Vec<Vec<Value>> {
     let method = |h: &HeaderMatch| {
         let mut m = Map::new();
         for (k, v) in [
@@ -233,18 +234,15 @@ fn headers(canary: &Canary) -> Vec<Value> {
         .match_
         .iter()
         .flatten()
-        .flat_map(|m| m.headers.iter().flatten())
-        .map(|(name, h)| json!({"name": name, "match": method(h)}))
+        .map(|m| {
+            m.headers
+                .iter()
+                .flatten()
+                .map(|(name, h)| json!({"name": name, "match": method(h)}))
+                .collect::<Vec<_>>()
+        })
+        .filter(|h| !h.is_empty())
         .collect()
-}
-
-fn is_ab(canary: &Canary) -> bool {
-    canary
-        .spec
-        .analysis
-        .match_
-        .as_ref()
-        .is_some_and(|m| !m.is_empty())
 }
 
 /// App Mesh Gateway annotations on the apex VirtualService when `service.hosts` is set.
@@ -389,7 +387,7 @@ fn route_specs<'a>(
     canary: &Canary,
     apex_router: bool,
     routes: Routes,
-    headers: &'a [Value],
+    ab: &'a [Vec<Value>],
 ) -> Vec<RouteSpec<'a>> {
     let apex = canary.spec.apex_name();
     let primary = canary.spec.primary_service_name();
@@ -406,21 +404,30 @@ fn route_specs<'a>(
         (canary_node, routes.canary),
         (primary.clone(), routes.primary),
     ];
-    if is_ab(canary) {
-        return vec![
-            RouteSpec {
-                name: format!("{apex}-a"),
-                priority: Some(10),
+    if !ab.is_empty() {
+        // Flagger writes one `-a` route requiring every entry's headers at once; the entries are
+        // alternatives (as on every other router), so each gets its own route, first one first.
+        let mut out: Vec<RouteSpec> = ab
+            .iter()
+            .enumerate()
+            .map(|(i, headers)| RouteSpec {
+                name: if i == 0 {
+                    format!("{apex}-a")
+                } else {
+                    format!("{apex}-a-{i}")
+                },
+                priority: Some(10 + i64::try_from(i).unwrap_or(0)),
                 headers,
-                targets: weighted,
-            },
-            RouteSpec {
-                name: format!("{apex}-b"),
-                priority: Some(20),
-                headers: &[],
-                targets: vec![(primary, 100)],
-            },
-        ];
+                targets: weighted.clone(),
+            })
+            .collect();
+        out.push(RouteSpec {
+            name: format!("{apex}-b"),
+            priority: Some(20.max(11 + i64::try_from(ab.len()).unwrap_or(0))),
+            headers: &[],
+            targets: vec![(primary, 100)],
+        });
+        return out;
     }
     vec![RouteSpec {
         name: apex.to_string(),
@@ -441,10 +448,10 @@ pub fn v1beta2_router(
     } else {
         canary.spec.canary_service_name()
     };
-    let headers = headers(canary);
+    let ab = header_matches(canary);
     let spec = json!({
         "listeners": [{"portMapping": {"port": container_port(canary)?, "protocol": protocol(canary)}}],
-        "routes": route_specs(canary, apex_router, routes, &headers)
+        "routes": route_specs(canary, apex_router, routes, &ab)
             .iter()
             .map(|r| v1beta2_route(canary, r))
             .collect::<Vec<_>>(),
@@ -585,14 +592,14 @@ pub fn v1beta1_service(
         let c = canary.spec.canary_service_name();
         (format!("{c}.{ns}"), c, BTreeMap::new())
     };
-    let headers = headers(canary);
+    let ab = header_matches(canary);
     let spec = json!({
         "meshName": mesh_name(canary)?,
         "virtualRouter": {
             "name": router,
             "listeners": [{"portMapping": {"port": service_port(canary)?, "protocol": protocol(canary)}}],
         },
-        "routes": route_specs(canary, apex_router, routes, &headers)
+        "routes": route_specs(canary, apex_router, routes, &ab)
             .iter()
             .map(|r| v1beta1_route(canary, r))
             .collect::<Vec<_>>(),
