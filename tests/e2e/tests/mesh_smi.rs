@@ -27,6 +27,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -393,6 +394,43 @@ async fn delete_traffic_route(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// A TrafficRoute has no namespace: a canary with the same apex name in a second namespace is refused with a
+/// Warning naming the first one, and the first canary's TrafficRoute keeps routing its own namespace.
+async fn second_kuma_canary_is_refused(first: &TestNamespace, hooks: &HookCatcher) -> Result<()> {
+    let first_ns = first.name.clone();
+    let canary = Router::Kuma.canary(hooks)?;
+    e2e::with_namespace("mesh-kuma-second", |ns| async move {
+        let deployments: Api<Deployment> = ns.api();
+        apply(&deployments, &App::new("podinfo", OLD, 1).deployment()?).await?;
+        let ctrl = start_controller(&ns.name, &["-mesh-provider=kuma"])?;
+        create_canary(&ns, canary).await?;
+        let want = format!("already belongs to canary podinfo in namespace {first_ns}");
+        let ev = e2e::controller::wait_event(
+            &ns,
+            "podinfo",
+            "refusing the TrafficRoute",
+            PHASE_TIMEOUT,
+            &ctrl,
+            |e| e.message.as_deref().is_some_and(|m| m.contains(&want)),
+        )
+        .await?;
+        eprintln!(
+            "kuma: second canary refused: {}",
+            ev.message.unwrap_or_default()
+        );
+        let route = dynamic(&ns.client, "", "kuma.io/v1alpha1", "TrafficRoute", false)
+            .get("podinfo")
+            .await?;
+        let destination = &route.data["spec"]["destinations"][0]["match"]["kuma.io/service"];
+        ensure!(
+            destination == &json!(format!("podinfo_{first_ns}_svc_{}", e2e::objects::APP_PORT)),
+            "the TrafficRoute was taken over: destination {destination}"
+        );
+        Ok(())
+    })
+    .await
+}
+
 async fn mesh_run(mesh: Router) -> Result<()> {
     let client = e2e::client().await?;
     install_crds(&client).await?;
@@ -420,6 +458,9 @@ async fn mesh_run(mesh: Router) -> Result<()> {
         weights.wait_for("initial routes 100/0", &ctrl, |w| w == (100, 0)).await?;
         let objects = check_read_back(&ns, mesh, Routes::PRIMARY).await?;
         eprintln!("{}: {objects} routing object(s) read back as written", mesh.flag());
+        if let Router::Kuma = mesh {
+            second_kuma_canary_is_refused(&ns, &hooks).await?;
+        }
 
         // Promotion.
         set_image(&deployments, "podinfo", NEW).await?;
@@ -453,6 +494,14 @@ async fn mesh_run(mesh: Router) -> Result<()> {
         ensure!(e2e::controller::image_of(&primary).ends_with(NEW), "primary left {NEW}");
         ensure!(hooks.count("/check") > 0, "the rollout webhook was never called");
         eprintln!("{}: weights {seen:?}", mesh.flag());
+
+        // Deleted while the controller runs: the linkerd example's revertOnDeletion finalizer is handled (routing
+        // reverted) and the Canary goes.
+        let uid = api.get("podinfo").await?.metadata.uid.unwrap_or_default();
+        api.delete("podinfo", &DeleteParams::default()).await?;
+        wait_for(&api, "podinfo", "deleted", PHASE_TIMEOUT, conditions::is_deleted(&uid))
+            .await
+            .with_context(|| format!("controller log tail:\n{}", ctrl.log_tail()))?;
         Ok(())
     })
     .await;
