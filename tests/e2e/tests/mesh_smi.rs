@@ -499,9 +499,11 @@ async fn mesh_run(mesh: Router) -> Result<()> {
         // reverted) and the Canary goes.
         let uid = api.get("podinfo").await?.metadata.uid.unwrap_or_default();
         api.delete("podinfo", &DeleteParams::default()).await?;
-        wait_for(&api, "podinfo", "deleted", PHASE_TIMEOUT, conditions::is_deleted(&uid))
+        let gone = kube::runtime::wait::await_condition(api.clone(), "podinfo", conditions::is_deleted(&uid));
+        tokio::time::timeout(PHASE_TIMEOUT, gone)
             .await
-            .with_context(|| format!("controller log tail:\n{}", ctrl.log_tail()))?;
+            .with_context(|| format!("Canary not deleted; controller log tail:\n{}", ctrl.log_tail()))?
+            .context("watching the Canary's deletion")?;
         Ok(())
     })
     .await;
