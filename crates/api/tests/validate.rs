@@ -436,13 +436,6 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
     ),
     (
         CANARY,
-        "spec: {analysis: {sessionAffinity: {cookieName: flagger}}}",
-        "spec.analysis.sessionAffinity",
-        "session affinity is not implemented by flagger-rs for the istio provider yet",
-        E,
-    ),
-    (
-        CANARY,
         "spec: {provider: gatewayapi}",
         "spec.provider",
         "gatewayapi:v1",

@@ -305,14 +305,14 @@ fn no_cookie_without_random_letters_or_a_router_that_renders_cookie_rules() {
     h.run(ok());
     assert!(h.status.session_affinity_cookie.is_some());
 
-    // istio accepts the field in Flagger but has no cookie rules here yet: no cookies either.
-    let istio = spec_with(
-        json!({}),
+    // nginx has no cookie rules (validation warns that the field is ignored): no cookies either.
+    let nginx = spec_with(
+        json!({"provider": "nginx"}),
         json!({"stepWeight": 10, "sessionAffinity": {"cookieName": "c"}}),
         &Settings::default(),
     );
-    assert_eq!(istio.session_affinity, None);
-    let mut h = Harness::progressing(istio);
+    assert_eq!(nginx.session_affinity, None);
+    let mut h = Harness::progressing(nginx);
     h.run(ok());
     assert_eq!(h.routes(), "90/10");
     assert_eq!(h.status.session_affinity_cookie, None);

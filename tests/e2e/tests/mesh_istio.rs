@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use e2e::controller::{
-    Proc, canaries, create_canary, deploy, image_of, set_image, start_controller, wait_phase,
+    Proc, canaries, create_canary, deploy, image_of, set_image, start_controller, status,
+    wait_phase,
 };
 use e2e::hooks::HookCatcher;
 use e2e::objects::{App, hpa};
@@ -51,31 +52,54 @@ fn destination_rules(ns: &TestNamespace) -> Api<DynamicObject> {
     istio_api(ns, "DestinationRule", "destinationrules")
 }
 
-/// The routing shape of VirtualService `apex`: `p/c` of the HTTP route holding the canary, prefixed `ab `
-/// when a catch-all route to the primary follows it, with ` mirror <percent>` while it mirrors.
+/// The routing shape of VirtualService `apex`: `p/c` of the weighted HTTP route (the first holding the canary
+/// that matches no session cookie), prefixed `ab ` when a catch-all route to the primary follows, with
+/// ` mirror <percent>` while it mirrors, then ` | pin <regex> p/c` for each route pinning a session cookie's
+/// holders (` | expire …` when it hands out the cookie's expiry).
 fn shape(apex: &str, vs: &Value) -> Option<String> {
     let (primary, canary) = (format!("{apex}-primary"), format!("{apex}-canary"));
     let http = vs["spec"]["http"].as_array()?;
-    let route = http.iter().find(|r| {
+    let holds_canary = |r: &Value| {
         r["route"].as_array().is_some_and(|d| {
             d.iter()
                 .any(|d| d["destination"]["host"] == canary.as_str())
         })
-    })?;
-    let weight = |host: &str| {
-        route["route"]
-            .as_array()?
-            .iter()
-            .find(|d| d["destination"]["host"] == host)?["weight"]
-            .as_u64()
     };
-    let mut s = format!("{}/{}", weight(&primary)?, weight(&canary)?);
-    if http.len() > 1 {
+    let cookie_regex = |r: &Value| {
+        r["match"][0]["headers"]["Cookie"]["regex"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let weights = |r: &Value| {
+        let weight = |host: &str| {
+            r["route"]
+                .as_array()?
+                .iter()
+                .find(|d| d["destination"]["host"] == host)?["weight"]
+                .as_u64()
+        };
+        Some(format!("{}/{}", weight(&primary)?, weight(&canary)?))
+    };
+    let route = http
+        .iter()
+        .find(|r| holds_canary(r) && cookie_regex(r).is_none())?;
+    let mut s = weights(route)?;
+    if http.last().is_some_and(|r| !holds_canary(r)) {
         s = format!("ab {s}");
     }
     if route["mirror"]["host"] == canary.as_str() {
         let pct = route["mirrorPercentage"]["value"].as_f64().unwrap_or(100.0);
         s.push_str(&format!(" mirror {pct}"));
+    }
+    for r in http {
+        let Some(regex) = cookie_regex(r) else {
+            continue;
+        };
+        let expires = r["headers"]["response"]["add"]["Set-Cookie"]
+            .as_str()
+            .is_some_and(|c| c.contains("Max-Age=-1"));
+        let kind = if expires { "expire" } else { "pin" };
+        s.push_str(&format!(" | {kind} {regex} {}", weights(r)?));
     }
     Some(s)
 }
@@ -649,6 +673,98 @@ async fn istio_structural_fields_tcp_delegation_and_progressive_mirroring() -> e
         let want = [
             "100/0", "100/0 mirror 10", "100/0 mirror 40", "100/0 mirror 70", "100/0 mirror 100", "50/50", "100/0",
         ];
+        ensure!(shapes.seen() == want, "VirtualService shapes {:?}, want {want:?}", shapes.seen());
+        Ok(())
+    })
+    .await
+}
+
+/// Session affinity on `spec.provider: istio`: while the weights step 10 → 30 the VirtualService pins the holders
+/// of the run's cookie (the value the Canary status records, the same at every step) to the canary and those of
+/// the primary cookie to the primary, and its weighted route hands both out; after promotion a route answers the
+/// old cookie's holders with its expiry (`Max-Age=-1`). Objects only: no data plane serves these routes here.
+#[tokio::test]
+async fn istio_session_affinity_pins_the_runs_cookie_and_expires_it_after_promotion()
+-> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("istio-sa", |ns| async move {
+        e2e::controller::install_crds(&ns.client).await?;
+        let hooks = HookCatcher::start().await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let shapes = Shapes::start(&ns, APP);
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        create_canary(&ns, json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": APP},
+            "spec": {
+                "provider": "istio",
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                "progressDeadlineSeconds": 60,
+                "service": {"port": 9898, "targetPort": 9898, "match": [{"uri": {"prefix": "/"}}]},
+                "analysis": {
+                    "interval": "1s", "threshold": 2, "stepWeight": 10, "maxWeight": 30,
+                    "sessionAffinity": {
+                        "cookieName": "canary-flagger-cookie", "primaryCookieName": "primary-flagger-cookie",
+                        "maxAge": 21600, "path": "/",
+                    },
+                    "webhooks": [{"name": "promotion", "type": "confirm-promotion", "url": hooks.at("/gate")}],
+                },
+            },
+        }))
+        .await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+        ensure_rendered(&ns, APP, Routes::PRIMARY).await?;
+
+        let deployments: Api<Deployment> = ns.api();
+        set_image(&deployments, APP, "6.0.1").await?;
+        let held = wait_phase(&api, APP, "WaitingPromotion", RUN, &controller).await?;
+        let cookie_of = |field: &str| {
+            status(&held)[field]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .with_context(|| format!("no {field} in the status {}", status(&held)))
+        };
+        let cookie = cookie_of("sessionAffinityCookie")?;
+        let primary_cookie = cookie_of("primarySessionAffinityCookie")?;
+        // The whole VirtualService, Set-Cookie headers included, is what the router renders for these cookies.
+        let live = ensure_rendered(&ns, APP, Routes::split(30)).await?;
+        let weighted = &live["spec"]["http"][2]["route"];
+        ensure!(
+            weighted[1]["headers"]["response"]["add"]["Set-Cookie"] == format!("{cookie}; Max-Age=21600; Path=/").as_str()
+                && weighted[0]["headers"]["response"]["add"]["Set-Cookie"] == format!("{primary_cookie}; Max-Age=1; Path=/").as_str(),
+            "weighted route {weighted:#}"
+        );
+
+        hooks.open_gate("/gate");
+        let done = wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        ensure!(
+            status(&done)["previousSessionAffinityCookie"] == cookie.as_str(),
+            "status after promotion {}",
+            status(&done)
+        );
+        let regex = |c: &str| {
+            let (name, value) = c.split_once('=').unwrap_or((c, ""));
+            format!(".*{name}.*{value}.*")
+        };
+        let expiry = format!("100/0 | expire {} 100/0", regex(&cookie));
+        shapes.wait_for(&expiry, &controller).await?;
+        let live = ensure_rendered(&ns, APP, Routes::PRIMARY).await?;
+        let expire_route = &live["spec"]["http"][0];
+        ensure!(
+            expire_route["headers"]["response"]["add"]["Set-Cookie"] == format!("{cookie}; Max-Age=-1; Path=/").as_str()
+                && expire_route["match"] == json!([{"uri": {"prefix": "/"}, "headers": {"Cookie": {"regex": regex(&cookie)}}}]),
+            "expiry route {expire_route:#}"
+        );
+
+        // One cookie for the whole run: every step pins the same value the status recorded.
+        let pins = format!(" | pin {} 0/100 | pin {} 100/0", regex(&cookie), regex(&primary_cookie));
+        let want: Vec<String> = ["100/0".to_string()]
+            .into_iter()
+            .chain([10, 20, 30].map(|c| format!("{}/{c}{pins}", 100 - c)))
+            .chain([expiry])
+            .collect();
         ensure!(shapes.seen() == want, "VirtualService shapes {:?}, want {want:?}", shapes.seen());
         Ok(())
     })

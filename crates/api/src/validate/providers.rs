@@ -101,7 +101,7 @@ pub fn session_affinity(p: &str) -> bool {
 /// [`session_affinity`] the field is refused where Flagger would act on it rather than accepted and
 /// ignored. The core decides the cookies only for these providers.
 pub fn session_affinity_runs(p: &str) -> bool {
-    is_gateway_api(p)
+    p == "istio" || is_gateway_api(p)
 }
 
 #[cfg(test)]

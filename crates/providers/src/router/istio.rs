@@ -16,6 +16,7 @@ use kube::api::{DynamicObject, PostParams};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::session_affinity::{self, Destination, StickyRule};
 use super::{
     FLUX_ANNOTATIONS, Router, RouterError, RouterFuture, apex_metadata, api_error, apply_value,
     dynamic_api, get_value, namespace, owner_reference, state, weight,
@@ -289,6 +290,85 @@ fn weighted_route(
     Ok(route)
 }
 
+/// A response header operation adding `Set-Cookie: value` (added, not set: the application's own
+/// cookies must survive), merged into the `headers` already at `at`.
+fn add_set_cookie(at: &mut Value, value: &str) {
+    at["headers"]["response"]["add"][session_affinity::SET_COOKIE_HEADER] = json!(value);
+}
+
+/// The service's matches, each also requiring the request's `Cookie` header to match `regex`
+/// (the A/B conditions do not apply: a pinned client stays pinned).
+fn cookie_matches(svc: &CanaryService, regex: &str) -> Result<Vec<Value>, RouterError> {
+    let mut matches = service_matches(svc)?;
+    if matches.is_empty() {
+        matches.push(json!({}));
+    }
+    for m in &mut matches {
+        m["headers"][session_affinity::COOKIE_HEADER] = json!({"regex": regex});
+    }
+    Ok(matches)
+}
+
+/// The route for the requests carrying a session-affinity cookie, routed as `sticky` says.
+fn sticky_route(
+    canary: &Canary,
+    svc: &CanaryService,
+    sticky: &StickyRule,
+    routes: Routes,
+) -> Result<Value, RouterError> {
+    let (primary, canary_weight) = sticky.destination.weights(routes);
+    let pinned = Routes {
+        primary,
+        canary: canary_weight,
+        // Only the expiry route stands in for the weighted route (mirror included); a pinned
+        // client is served by one side alone.
+        mirror: if sticky.destination == Destination::Weighted {
+            routes.mirror
+        } else {
+            0
+        },
+    };
+    let mut route = weighted_route(
+        canary,
+        svc,
+        cookie_matches(svc, &sticky.cookie_regex)?,
+        pinned,
+    )?;
+    if let Some(cookie) = &sticky.set_cookie {
+        add_set_cookie(&mut route, cookie);
+    }
+    Ok(route)
+}
+
+/// The weighted route for `matches`, preceded by the session-affinity routes its cookies call for;
+/// its destinations hand out the run's cookies.
+fn weighted_routes(
+    canary: &Canary,
+    svc: &CanaryService,
+    matches: Vec<Value>,
+    routes: Routes,
+) -> Result<Vec<Value>, RouterError> {
+    let mut weighted = weighted_route(canary, svc, matches, routes)?;
+    let Some(cookies) = session_affinity::cookie_rules(canary, routes) else {
+        return Ok(vec![weighted]);
+    };
+    let mut out = cookies
+        .sticky
+        .iter()
+        .map(|sticky| sticky_route(canary, svc, sticky, routes))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, cookie) in [cookies.primary_set_cookie, cookies.canary_set_cookie]
+        .iter()
+        .enumerate()
+    {
+        if let Some(cookie) = cookie {
+            add_set_cookie(&mut weighted["route"][i], cookie);
+        }
+    }
+    out.push(weighted);
+    Ok(out)
+}
+
 fn tcp_routes(canary: &Canary, svc: &CanaryService, routes: Routes) -> Value {
     let matches: Vec<Value> = svc
         .match_
@@ -327,7 +407,7 @@ fn virtual_service_spec(canary: &Canary, routes: Routes) -> Result<Value, Router
     }
     let ab = canary.spec.analysis.match_.as_deref().unwrap_or_default();
     let http = if ab.is_empty() {
-        vec![weighted_route(canary, svc, service_matches(svc)?, routes)?]
+        weighted_routes(canary, svc, service_matches(svc)?, routes)?
     } else {
         // Requests that match the A/B conditions are split; all the others stay on the primary.
         let rest = vec![destination(svc, &canary.spec.primary_service_name(), 100)];
@@ -335,10 +415,9 @@ fn virtual_service_spec(canary: &Canary, routes: Routes) -> Result<Value, Router
             mirror: 0,
             ..routes
         };
-        vec![
-            weighted_route(canary, svc, ab_matches(ab, svc)?, split)?,
-            http_route(svc, service_matches(svc)?, rest)?,
-        ]
+        let mut http = weighted_routes(canary, svc, ab_matches(ab, svc)?, split)?;
+        http.push(http_route(svc, service_matches(svc)?, rest)?);
+        http
     };
     spec["http"] = json!(http);
     Ok(spec)
@@ -393,24 +472,38 @@ pub fn destination_rule(canary: &Canary, host: &str) -> Result<Value, RouterErro
 }
 
 /// Reads the routes back from the route (HTTP, or TCP for `appProtocol: tcp`) that holds the
-/// canary destination; the mirror percentage from its `mirror`/`mirrorPercentage`.
+/// canary destination (with session affinity: whose destinations carry response headers); the
+/// mirror percentage from its `mirror`/`mirrorPercentage`.
 pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
     let primary = canary.spec.primary_service_name();
     let canary_host = canary.spec.canary_service_name();
     let tcp = canary.spec.service.as_ref().is_some_and(is_tcp);
     let list = if tcp { "tcp" } else { "http" };
     let host_of = |d: &Value| d["destination"]["host"].as_str().map(str::to_string);
-    let route = obj["spec"][list]
+    let destinations = |r: &Value| r["route"].as_array().cloned().unwrap_or_default();
+    let has_canary = |r: &&Value| {
+        destinations(r)
+            .iter()
+            .any(|d| host_of(d).as_deref() == Some(canary_host.as_str()))
+    };
+    let hands_out_cookies = |r: &Value| {
+        destinations(r)
+            .iter()
+            .any(|d| d["headers"]["response"].is_object())
+    };
+    let candidates: Vec<&Value> = obj["spec"][list]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|r| {
-            r["route"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|d| host_of(d).as_deref() == Some(canary_host.as_str()))
-        });
+        .filter(has_canary)
+        .collect();
+    // Session-affinity routes before the weighted one pin clients to one side and say nothing
+    // about the split; the weighted route is the one whose destinations hand out cookies.
+    let route = candidates
+        .iter()
+        .copied()
+        .find(|r| hands_out_cookies(r))
+        .or_else(|| candidates.first().copied());
     let (mut p, mut c, mut mirror) = (0, 0, 0);
     if let Some(route) = route {
         for d in route["route"].as_array().into_iter().flatten() {
@@ -930,5 +1023,119 @@ mod tests {
             {"destination": {"host": "podinfo-canary"}, "weight": 0},
         ]}]}});
         assert_eq!(parse(&tcp, &obj).unwrap(), Routes::PRIMARY);
+    }
+
+    /// A session-affinity canary with the cookies the core put in the status.
+    fn sticky(extra_analysis: Value, status: Value) -> Canary {
+        let mut analysis = json!({"sessionAffinity": {
+            "cookieName": "canary-flagger-cookie",
+            "maxAge": 21600,
+            "path": "/",
+            "secure": true,
+        }});
+        merge(&mut analysis, extra_analysis);
+        let mut c = canary(json!({}), analysis);
+        c.status = serde_json::from_value(status).unwrap();
+        c
+    }
+
+    const CANARY_COOKIE: &str = "canary-flagger-cookie=abcdefghij";
+
+    fn with_primary_cookie() -> Value {
+        json!({"sessionAffinity": {
+            "cookieName": "canary-flagger-cookie",
+            "primaryCookieName": "primary-flagger-cookie",
+        }})
+    }
+
+    /// Reconcile reads the live weights and renders again with the saved cookies: nothing moves.
+    fn reconcile_keeps(c: &Canary, vs: &Value) {
+        assert_eq!(&owned(c, parse(c, vs).unwrap()), vs);
+    }
+
+    #[test]
+    fn session_affinity_step_pins_cookie_holders_and_hands_out_the_cookie() {
+        let c = sticky(json!({}), json!({"sessionAffinityCookie": CANARY_COOKIE}));
+        let vs = owned(&c, Routes::split(20));
+        insta::assert_yaml_snapshot!(vs["spec"]["http"]);
+        assert_eq!(parse(&c, &vs).unwrap(), Routes::split(20));
+        reconcile_keeps(&c, &vs);
+    }
+
+    #[test]
+    fn session_affinity_with_primary_cookie_pins_both_sides() {
+        let c = sticky(
+            with_primary_cookie(),
+            json!({
+                "sessionAffinityCookie": CANARY_COOKIE,
+                "primarySessionAffinityCookie": "primary-flagger-cookie=KLMNOPQRST",
+            }),
+        );
+        let vs = owned(&c, Routes::split(30));
+        insta::assert_yaml_snapshot!(vs["spec"]["http"]);
+        let http = vs["spec"]["http"].as_array().unwrap();
+        assert_eq!(http.len(), 3);
+        assert_eq!(
+            http[1]["match"][0]["headers"]["Cookie"]["regex"],
+            ".*primary-flagger-cookie.*KLMNOPQRST.*"
+        );
+        assert_eq!(parse(&c, &vs).unwrap(), Routes::split(30));
+        reconcile_keeps(&c, &vs);
+    }
+
+    #[test]
+    fn session_affinity_after_promotion_expires_the_previous_cookie() {
+        let c = sticky(
+            json!({}),
+            json!({"previousSessionAffinityCookie": CANARY_COOKIE}),
+        );
+        let vs = owned(&c, Routes::PRIMARY);
+        insta::assert_yaml_snapshot!(vs["spec"]["http"]);
+        // The service's own response headers stay next to the expiring cookie.
+        let expiry = &vs["spec"]["http"][0]["headers"]["response"];
+        assert_eq!(
+            expiry["add"]["Set-Cookie"],
+            "canary-flagger-cookie=abcdefghij; Max-Age=-1; Path=/; Secure"
+        );
+        assert_eq!(expiry["remove"], json!(["x-envoy-upstream-service-time"]));
+        assert_eq!(parse(&c, &vs).unwrap(), Routes::PRIMARY);
+        reconcile_keeps(&c, &vs);
+    }
+
+    #[test]
+    fn session_affinity_with_ab_pins_before_the_match_route() {
+        let c = sticky(
+            json!({"iterations": 10, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}),
+            json!({"sessionAffinityCookie": CANARY_COOKIE}),
+        );
+        let vs = owned(&c, Routes::CANARY);
+        insta::assert_yaml_snapshot!(vs["spec"]["http"]);
+        assert_eq!(parse(&c, &vs).unwrap(), Routes::CANARY);
+        reconcile_keeps(&c, &vs);
+    }
+
+    #[test]
+    fn session_affinity_without_cookies_yet_is_the_plain_route() {
+        let c = sticky(json!({}), json!({}));
+        assert_eq!(
+            owned(&c, Routes::split(10)),
+            owned(&plain(), Routes::split(10))
+        );
+    }
+
+    #[test]
+    fn get_routes_reads_the_route_handing_out_cookies() {
+        let c = plain();
+        let destination =
+            |host: &str, weight: u32| json!({"destination": {"host": host}, "weight": weight});
+        let mut canary_side = destination("podinfo-canary", 40);
+        canary_side["headers"] = json!({"response": {"add": {"Set-Cookie": CANARY_COOKIE}}});
+        // The sticky route comes first and routes everything to the canary; it is not the split.
+        let obj = json!({"spec": {"http": [
+            {"match": [{"headers": {"Cookie": {"regex": ".*c.*"}}}],
+             "route": [destination("podinfo-primary", 0), destination("podinfo-canary", 100)]},
+            {"route": [destination("podinfo-primary", 60), canary_side]},
+        ]}});
+        assert_eq!(parse(&c, &obj).unwrap(), Routes::split(40));
     }
 }
