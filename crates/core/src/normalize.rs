@@ -343,7 +343,7 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
     let session_affinity = a
         .session_affinity
         .as_ref()
-        .filter(|_| flagger_api::validate::session_affinity_runs(&provider))
+        .filter(|_| flagger_api::validate::session_affinity(&provider))
         .map(|sa| CookieNames {
             cookie: sa.cookie_name.clone(),
             primary: sa.primary_cookie_name.clone().filter(|p| !p.is_empty()),

@@ -412,15 +412,6 @@ fn session_affinity(p: &mut Problems, sa: &SessionAffinity, ctx: &Context) {
         );
     }
     if let Some(pr) = ctx.provider.as_deref()
-        && providers::session_affinity(pr)
-        && !providers::session_affinity_runs(pr)
-    {
-        p.error(
-            reason::NOT_IMPLEMENTED,
-            base,
-            format!("session affinity is not implemented by flagger-rs for the {pr} provider yet"),
-        );
-    } else if let Some(pr) = ctx.provider.as_deref()
         && !providers::session_affinity(pr)
     {
         p.warn(

@@ -25,7 +25,7 @@ pub use metric_template::metric_template;
 pub(crate) use problems::child as child_path;
 pub use problems::{Problem, Severity};
 pub use providers::runs as provider_runs;
-pub use providers::session_affinity_runs;
+pub use providers::session_affinity;
 pub use template::{check_message_template, check_query_template};
 
 /// Machine-readable reasons; the runtime ones are the `Valid` condition reasons of crds.md §2.4.

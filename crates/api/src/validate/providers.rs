@@ -92,15 +92,9 @@ pub fn mirror_percentage(p: &str) -> bool {
     matches!(p, "istio" | "traefik" | "gatewayapi:v1")
 }
 
-/// Flagger's routers with a session-affinity cookie.
+/// The routers that write session-affinity cookie rules (Flagger's and ours alike); the core decides
+/// the cookies only for these providers, and elsewhere the field is accepted and ignored as in Flagger.
 pub fn session_affinity(p: &str) -> bool {
-    p == "istio" || is_gateway_api(p)
-}
-
-/// The routers of flagger-rs that write the session-affinity cookie rules; elsewhere among
-/// [`session_affinity`] the field is refused where Flagger would act on it rather than accepted and
-/// ignored. The core decides the cookies only for these providers.
-pub fn session_affinity_runs(p: &str) -> bool {
     p == "istio" || is_gateway_api(p)
 }
 
