@@ -130,7 +130,17 @@ impl<'a> Executor<'a> {
         let kube = |e: kube::Error| kube_error(&e);
         match action {
             Action::AddFinalizer => w.add_finalizer(canary).await.map_err(kube),
-            Action::EnsurePrimary => w.ensure_primary(canary).await.map_err(kube),
+            Action::EnsurePrimary => {
+                // App Mesh's sidecar injector needs the primary's VirtualNode before the primary
+                // pods start, so its routing objects come first.
+                if self.spec.provider.starts_with("appmesh") {
+                    self.router()?
+                        .reconcile(canary)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                w.ensure_primary(canary).await.map_err(kube)
+            }
             Action::RouteApexToPrimary => {
                 w.ensure_apex(canary).await.map_err(kube)?;
                 self.router()?

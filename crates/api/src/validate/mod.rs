@@ -14,7 +14,7 @@ mod metric_template;
 mod metrics;
 mod names;
 mod problems;
-mod providers;
+pub mod providers;
 mod service;
 mod template;
 mod webhooks;

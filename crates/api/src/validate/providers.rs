@@ -34,7 +34,21 @@ pub fn effective(spec_provider: Option<&str>, default_provider: &str) -> String 
 /// no re-pointed apex Service) instead of half-initialising it and failing every tick.
 /// `flagger_providers::router::for_provider` is tested to agree with this list.
 pub fn runs(p: &str) -> bool {
-    matches!(p, "kubernetes" | "traefik" | "nginx" | "istio" | "linkerd") || is_gateway_api(p)
+    matches!(
+        p,
+        "kubernetes"
+            | "traefik"
+            | "nginx"
+            | "istio"
+            | "linkerd"
+            | "smi:v1alpha1"
+            | "smi:v1alpha2"
+            | "smi:v1alpha3"
+            | "osm"
+            | "kuma"
+            | "appmesh"
+            | "appmesh:v1beta2"
+    ) || is_gateway_api(p)
 }
 
 pub fn is_gateway_api(p: &str) -> bool {

@@ -1,9 +1,12 @@
 //! Routers: apply routes, set and read weights (routers.md §1). One file per provider.
 
+mod appmesh;
 mod gatewayapi;
 pub mod istio;
 mod kubernetes;
+mod kuma;
 mod nginx;
+mod smi;
 mod traefik;
 
 use std::collections::BTreeMap;
@@ -17,10 +20,13 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+pub use appmesh::{AppMeshRouter, AppMeshVersion, PodLabel, v1beta2_objects};
 pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
 pub use istio::IstioRouter;
 pub use kubernetes::KubernetesRouter;
+pub use kuma::{KumaRouter, render as render_traffic_route};
 pub use nginx::NginxRouter;
+pub use smi::{SmiRouter, SmiVersion, render as render_traffic_split, smi_provider};
 pub use traefik::TraefikRouter;
 
 /// The field manager of every object a router writes.
@@ -97,7 +103,19 @@ pub fn for_provider(
         p if p == "gatewayapi" || p.starts_with("gatewayapi:v1") => {
             Ok(Box::new(GatewayApiRouter::new(client, GatewayVersion::V1)))
         }
-        other => Err(RouterError::Unsupported(other.to_string())),
+        "kuma" => Ok(Box::new(KumaRouter::new(client))),
+        "appmesh" => Ok(Box::new(AppMeshRouter::new(
+            client,
+            AppMeshVersion::V1beta1,
+        ))),
+        "appmesh:v1beta2" => Ok(Box::new(AppMeshRouter::new(
+            client,
+            AppMeshVersion::V1beta2,
+        ))),
+        p => match smi_provider(p) {
+            Some((version, mesh)) => Ok(Box::new(SmiRouter::new(client, version, mesh))),
+            None => Err(RouterError::Unsupported(p.to_string())),
+        },
     }
 }
 
@@ -220,5 +238,46 @@ pub(crate) mod fixtures {
             "spec": spec,
         }))
         .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The service-mesh providers validation lets run, in the schema's names and the
+    /// `-mesh-provider` flag's suffix forms, each get a router.
+    #[tokio::test]
+    async fn mesh_providers_that_validate_have_a_router() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let names = [
+            "linkerd",
+            "osm",
+            "kuma",
+            "appmesh",
+            "appmesh:v1beta2",
+            "smi:v1alpha1",
+            "smi:v1alpha2",
+            "smi:v1alpha3",
+            "smi:v1alpha3:istio",
+            "smi:v1alpha1:linkerd",
+        ];
+        for flag in names {
+            let effective = flagger_api::validate::providers::effective(None, flag);
+            assert!(flagger_api::validate::providers::runs(&effective), "{flag}");
+            assert!(
+                for_provider(flag, client.clone(), &Settings::default()).is_ok(),
+                "{flag}"
+            );
+        }
+        for refused in ["smi", "smi:v1alpha4", "smi:istio"] {
+            let effective = flagger_api::validate::providers::effective(None, refused);
+            assert!(
+                !flagger_api::validate::providers::runs(&effective),
+                "{refused}"
+            );
+            assert!(for_provider(refused, client.clone(), &Settings::default()).is_err());
+        }
     }
 }
