@@ -1,4 +1,4 @@
-//! Whole canary runs of a service-mesh provider decided by its builtin metrics: a `flagger-rs controller` child
+//! Whole canary runs of each service-mesh provider (istio, linkerd) decided by its builtin metrics: a `flagger-rs controller` child
 //! runs a weighted canary whose `request-success-rate` (min 99) and `request-duration` (max 500 ms) checks query
 //! the cluster's Prometheus (the `-metrics-server` flag) in that mesh's own metric names. A healthy version is
 //! promoted; a version answering 500 to 30 % of requests is rolled back after exactly `threshold` failed checks.
@@ -131,4 +131,10 @@ async fn healthy_promotes_errors_roll_back(provider: &str, series: &str) -> Resu
 async fn mesh_analysis_istio_healthy_promotes_errors_roll_back() -> Result<()> {
     skip_unless_e2e!();
     healthy_promotes_errors_roll_back("istio", "istio_requests_total").await
+}
+
+#[tokio::test]
+async fn mesh_analysis_linkerd_healthy_promotes_errors_roll_back() -> Result<()> {
+    skip_unless_e2e!();
+    healthy_promotes_errors_roll_back("linkerd", "response_total").await
 }
