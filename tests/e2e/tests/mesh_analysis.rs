@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, ensure};
 use e2e::analysis::{
     Load, Target, ensure_promoted_without_failures, ensure_rolled_back_on_success_rate,
     metric_records,
@@ -28,6 +28,9 @@ use serde_json::json;
 
 const APP: &str = "podinfo";
 const ERROR_RATE: &str = "testapp.flagger-rs.dev/error-rate";
+const LATENCY_MS: &str = "testapp.flagger-rs.dev/latency-ms";
+/// The healthy version's latency: every request sleeps this long, so its P99 check reads a real, nonzero value.
+const HEALTHY_LATENCY_MS: f64 = 20.0;
 const THRESHOLD: i64 = 2;
 /// Requests per second to each of the canary and primary Services.
 const RPS: usize = 60;
@@ -90,6 +93,28 @@ async fn run_version(
     Ok((end?, recorder))
 }
 
+/// The last checks of the healthy run read the canary's real series: a 100 % success rate, and a P99 no lower
+/// than the latency every request slept (and under the 500 ms maximum, which is why it passed).
+fn ensure_healthy_values(done: &DynamicObject) -> Result<()> {
+    let records = metric_records(done);
+    eprintln!("healthy run records: {records:#?}");
+    let value = |name: &str| {
+        records
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.value)
+            .with_context(|| format!("no {name} value: {records:#?}"))
+    };
+    let rate = value("request-success-rate")?;
+    ensure!(rate == 100.0, "success rate {rate} for a healthy version");
+    let p99 = value("request-duration")?;
+    ensure!(
+        (HEALTHY_LATENCY_MS..500.0).contains(&p99),
+        "P99 {p99} ms for {HEALTHY_LATENCY_MS} ms latency"
+    );
+    Ok(())
+}
+
 /// One provider's pair of runs; `series` is the metric its success-rate query reads.
 async fn healthy_promotes_errors_roll_back(provider: &str, series: &str) -> Result<()> {
     with_namespace(&format!("meshrun-{provider}"), |ns| async move {
@@ -110,13 +135,11 @@ async fn healthy_promotes_errors_roll_back(provider: &str, series: &str) -> Resu
             Target::url(service_url(&ns, &format!("{APP}-canary")).await?),
         ];
 
-        let healthy = App::new(APP, "6.0.1", 1);
+        let healthy =
+            App::new(APP, "6.0.1", 1).annotate(LATENCY_MS, &HEALTHY_LATENCY_MS.to_string());
         let (done, rec) = run_version(&ns, &controller, &targets, healthy, "Succeeded").await?;
         ensure_promoted_without_failures(&rec, &[20, 40, 60])?;
-        eprintln!(
-            "{provider} healthy run records: {:#?}",
-            metric_records(&done)
-        );
+        ensure_healthy_values(&done)?;
 
         let bad = App::new(APP, "6.0.2", 1).annotate(ERROR_RATE, "0.3");
         let (done, rec) = run_version(&ns, &controller, &targets, bad, "Failed").await?;
