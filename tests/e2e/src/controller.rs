@@ -208,10 +208,6 @@ pub fn start_controller_with_env(
         "-log-level=debug".to_string(),
         "-zap-encoding=console".to_string(),
     ];
-    // The kubernetes provider unless the test names another one (the flag may be given only once).
-    if !extra.iter().any(|a| a.starts_with("-mesh-provider=")) {
-        args.push("-mesh-provider=kubernetes".to_string());
-    }
     // Any free port, unless the test passes its own `-port=` (a known address Prometheus can scrape).
     if !extra.iter().any(|a| a.starts_with("-port=")) {
         args.push("-port=0".to_string());

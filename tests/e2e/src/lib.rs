@@ -8,6 +8,7 @@
 //! an endpoint that has no watch (Traefik routes, Prometheus, the receiver); traffic only goes to loopback or to
 //! the netns' own pod and Service ranges.
 
+pub mod analysis;
 pub mod bench;
 pub mod controller;
 pub mod gateway;

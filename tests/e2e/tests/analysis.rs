@@ -15,22 +15,22 @@
 //!
 //! Run: `hack/cluster/exec env FLAGGER_E2E=1 cargo test -p e2e --test analysis` (needs `cargo build -p flagger-rs`).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use e2e::analysis::{
+    Load, Target, ensure_promoted_without_failures, ensure_rolled_back_at_threshold,
+    ensure_rolled_back_on_success_rate, metric_records, warnings_containing as kind_of,
+};
 use e2e::controller::{
     Proc, Recorder, canaries, condition, events_for, install_crds, phase, start_controller_named,
     status, step, wait_canary, wait_phase,
 };
 use e2e::objects::{App, deployment_available, ingress_route};
-use e2e::traffic::Run;
 use e2e::{PROMETHEUS, Result, TRAEFIK_WEB, TestNamespace, apply, skip_unless_e2e, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::{Api, ResourceExt as _};
 use serde_json::{Value, json};
 
 const APP: &str = "podinfo";
@@ -39,68 +39,6 @@ const LATENCY_MS: &str = "testapp.flagger-rs.dev/latency-ms";
 const THRESHOLD: i64 = 2;
 const INIT: Duration = Duration::from_secs(90);
 const RUN: Duration = Duration::from_secs(150);
-
-// --- background load ------------------------------------------------------------------------------------------
-
-/// Paced traffic through Traefik for `host` (≈ `rps` requests per second), until stopped or `max` elapsed.
-struct Load {
-    stop: Arc<AtomicBool>,
-    task: Option<tokio::task::JoinHandle<Result<BTreeMap<u16, usize>>>>,
-}
-
-impl Load {
-    fn start(host: String, rps: usize, max: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            // 10 rounds a second, each a bounded run of rps/10 requests; at most `max` / 100 ms rounds.
-            let mut pace = tokio::time::interval(Duration::from_millis(100));
-            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let per_round = (rps / 10).max(1);
-            let rounds = max.as_millis() / 100;
-            let mut by_status = BTreeMap::new();
-            for _ in 0..rounds {
-                if flag.load(Ordering::SeqCst) || start.elapsed() >= max {
-                    break;
-                }
-                pace.tick().await;
-                let mut run = Run::new(TRAEFIK_WEB, per_round).host(&host);
-                run.concurrency = per_round;
-                run.deadline = Duration::from_secs(5);
-                let report = run.drive().await?;
-                for (code, n) in report.by_status {
-                    *by_status.entry(code).or_default() += n;
-                }
-                *by_status.entry(0).or_default() += report.errors;
-            }
-            Ok(by_status)
-        });
-        Load {
-            stop,
-            task: Some(task),
-        }
-    }
-
-    /// Stops the load and returns the replies by status (0 = transport error).
-    async fn finish(mut self) -> Result<BTreeMap<u16, usize>> {
-        self.stop.store(true, Ordering::SeqCst);
-        let task = self.task.take().context("load already finished")?;
-        tokio::time::timeout(Duration::from_secs(20), task)
-            .await
-            .context("load task did not stop within 20s")?
-            .context("load task panicked")?
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
 
 // --- fixture ----------------------------------------------------------------------------------------------------
 
@@ -181,55 +119,6 @@ async fn setup(ns: &TestNamespace, canary: Value) -> Result<(Proc, String)> {
     Ok((controller, host))
 }
 
-/// Metric check records of the current run: `(name, value, failed, message)`.
-fn metric_records(obj: &DynamicObject) -> Vec<(String, Option<f64>, bool, String)> {
-    status(obj)["canaryAnalysis"]["iterations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["kind"] == "metric")
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap_or_default().to_string(),
-                r["value"].as_f64(),
-                r["failed"].as_bool().unwrap_or(false),
-                r["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn failed_checks(obj: &DynamicObject) -> i64 {
-    status(obj)["failedChecks"].as_i64().unwrap_or(0)
-}
-
-/// "Rolled back after exactly `threshold` failed checks" as the status shows it: `failedChecks` climbs to
-/// `threshold - 1`, the `threshold`-th failure rolls back in its own tick (state-machine.md D-2) and the rollback
-/// resets `failedChecks` to 0 (Flagger); the run's failed check records number exactly `threshold`.
-fn ensure_rolled_back_at_threshold(done: &DynamicObject, rec: &Recorder) -> Result<()> {
-    let steps = rec.steps();
-    let max_seen = steps.iter().map(|s| s.failed_checks).max().unwrap_or(0);
-    ensure!(
-        max_seen == THRESHOLD - 1 && failed_checks(done) == 0,
-        "failedChecks went to {max_seen} (want {}), {} at Failed: {}",
-        THRESHOLD - 1,
-        failed_checks(done),
-        rec.render()
-    );
-    ensure!(
-        !steps.iter().any(|s| s.phase == "Promoting"),
-        "promoted: {}",
-        rec.render()
-    );
-    let failed = metric_records(done).into_iter().filter(|r| r.2).count();
-    ensure!(
-        failed == THRESHOLD as usize,
-        "{failed} failed metric records, want {THRESHOLD}: {:#?}",
-        metric_records(done)
-    );
-    Ok(())
-}
-
 /// Runs `version` (with pod annotations) to the end phase `want` under load; returns the final Canary.
 async fn run_version(
     ns: &TestNamespace,
@@ -241,7 +130,11 @@ async fn run_version(
 ) -> Result<(DynamicObject, Recorder)> {
     let api = canaries(ns);
     let recorder = Recorder::start(&api, APP);
-    let load = Load::start(host.to_string(), rps, RUN + Duration::from_secs(30));
+    let load = Load::start(
+        vec![Target::with_host(TRAEFIK_WEB, host)],
+        rps,
+        RUN + Duration::from_secs(30),
+    );
     let deployments: Api<Deployment> = ns.api();
     apply(&deployments, &app.deployment()?).await?;
     let started = tokio::time::Instant::now();
@@ -254,14 +147,6 @@ async fn run_version(
         recorder.render()
     );
     Ok((end?, recorder))
-}
-
-fn kind_of(events: &[(String, String, String, i32)], needle: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|(t, _, m, _)| t == "Warning" && m.contains(needle))
-        .map(|(_, _, m, _)| m.clone())
-        .collect()
 }
 
 // --- tests --------------------------------------------------------------------------------------------------------
@@ -284,92 +169,25 @@ async fn builtin_metrics_promote_healthy_and_roll_back_errors() -> Result<()> {
             60,
         )
         .await?;
-        let steps = rec.steps();
-        ensure!(
-            steps.iter().all(|s| s.failed_checks == 0),
-            "healthy version had failed checks: {}",
-            rec.render()
-        );
-        for w in [20, 40, 60] {
-            ensure!(
-                steps
-                    .iter()
-                    .any(|s| s.phase == "Progressing" && s.weight == w),
-                "weight {w} never observed: {}",
-                rec.render()
-            );
-        }
+        ensure_promoted_without_failures(&rec, &[20, 40, 60])?;
         eprintln!("healthy run records: {:?}", metric_records(&done));
 
         // 30 % errors: rolled back after exactly THRESHOLD failed checks.
         let bad = App::new(APP, "6.0.2", 1).annotate(ERROR_RATE, "0.3");
         let (done, rec) = run_version(&ns, &controller, &host, bad, "Failed", 60).await?;
-        ensure_rolled_back_at_threshold(&done, &rec)?;
-        let records = metric_records(&done);
-        eprintln!("failed run records: {records:#?}");
-        let failed: Vec<_> = records.iter().filter(|r| r.2).collect();
-        ensure!(
-            failed.len() == THRESHOLD as usize,
-            "want {THRESHOLD} failed metric records: {records:#?}"
-        );
-        for (name, value, _, message) in &failed {
-            ensure!(
-                name == "request-success-rate",
-                "failed record {name}: {message}"
-            );
-            let v = value.with_context(|| format!("failed record without value: {message}"))?;
-            // Below the 99 % minimum (that is why it failed) and far from 0: the value reflects
-            // the injected errors. How far below depends on how many error samples the 10 s rate
-            // window held at that tick, so no tighter band holds on a loaded machine.
-            ensure!(
-                (50.0..99.0).contains(&v),
-                "success rate {v} for 30 % errors"
-            );
-            ensure!(
-                message.contains("advancement success rate")
-                    && message.contains("traefik_service_request_duration_seconds_bucket"),
-                "record message lacks the halt text or the query: {message}"
-            );
-        }
-        let events = events_for(&ns, "Canary", APP).await?;
-        let halts = kind_of(&events, "advancement success rate");
-        eprintln!("Warning events: {halts:#?}");
-        ensure!(
-            halts.len() >= THRESHOLD as usize,
-            "want {THRESHOLD} halt events, got {events:#?}"
-        );
-        check_event_query(&ns, "advancement success rate").await?;
+        ensure_rolled_back_on_success_rate(
+            &ns,
+            APP,
+            &done,
+            &rec,
+            THRESHOLD,
+            "traefik_service_request_duration_seconds_bucket",
+        )
+        .await?;
         drop(controller);
         Ok(())
     })
     .await
-}
-
-/// The Warning event of a failed metric carries the rendered query and value (annotations `flagger-rs.dev/…`).
-async fn check_event_query(ns: &TestNamespace, needle: &str) -> Result<()> {
-    let api: Api<k8s_openapi::api::core::v1::Event> = ns.api();
-    let list = api
-        .list(&kube::api::ListParams::default().fields(&format!(
-            "involvedObject.kind=Canary,involvedObject.name={APP}"
-        )))
-        .await?;
-    let ev = list
-        .items
-        .iter()
-        .find(|e| e.message.as_deref().is_some_and(|m| m.contains(needle)))
-        .with_context(|| format!("no event {needle:?}"))?;
-    let ann = ev.annotations();
-    eprintln!("event {:?} annotations {ann:?}", ev.message);
-    let query = ann.get("flagger-rs.dev/query").cloned().unwrap_or_default();
-    ensure!(
-        query.contains("traefik_service_request_duration_seconds_bucket"),
-        "Warning event without the query: {ev:#?}"
-    );
-    ensure!(
-        ann.get("flagger-rs.dev/value").is_some(),
-        "Warning event without the value: {ev:#?}"
-    );
-    Ok(())
 }
 
 /// (2) A latency MetricTemplate over Traefik's duration buckets fails for a version with 800 ms latency.
@@ -400,14 +218,14 @@ async fn latency_template_rolls_back_slow_version() -> Result<()> {
         let (controller, host) = setup(&ns, canary(metrics, 20)).await?;
         let slow = App::new(APP, "6.0.1", 1).annotate(LATENCY_MS, "800");
         let (done, rec) = run_version(&ns, &controller, &host, slow, "Failed", 40).await?;
-        ensure_rolled_back_at_threshold(&done, &rec)?;
+        ensure_rolled_back_at_threshold(&done, &rec, THRESHOLD)?;
         let records = metric_records(&done);
         eprintln!("records: {records:#?}");
-        let failed: Vec<_> = records.iter().filter(|r| r.2).collect();
+        let failed: Vec<_> = records.iter().filter(|r| r.failed).collect();
         ensure!(failed.len() == THRESHOLD as usize, "want {THRESHOLD} failed records: {records:#?}");
-        for (name, value, _, message) in failed {
-            ensure!(name == "latency", "failed record {name}: {message}");
-            let v = value.with_context(|| format!("no value: {message}"))?;
+        for r in failed {
+            ensure!(r.name == "latency", "failed record {}: {}", r.name, r.message);
+            let v = r.value.with_context(|| format!("no value: {}", r.message))?;
             ensure!(v > 0.5, "P99 {v}s for 800 ms latency");
         }
         let events = events_for(&ns, "Canary", APP).await?;
@@ -436,12 +254,18 @@ async fn prometheus_unreachable_mid_analysis_rolls_back() -> Result<()> {
         let (controller, host) = setup(&ns, canary(builtin_metrics(), 10)).await?;
         let api = canaries(&ns);
         let recorder = Recorder::start(&api, APP);
-        let load = Load::start(host.clone(), 60, RUN + Duration::from_secs(30));
+        let load = Load::start(
+            vec![Target::with_host(TRAEFIK_WEB, host.clone())],
+            60,
+            RUN + Duration::from_secs(30),
+        );
         let deployments: Api<Deployment> = ns.api();
         apply(&deployments, &App::new(APP, "6.0.1", 1).deployment()?).await?;
         // A passing metric check recorded in this run, with the real Prometheus.
         wait_canary(&api, APP, "a passing metric check", RUN, &controller, |o| {
-            metric_records(o).iter().any(|r| !r.2 && r.1.is_some())
+            metric_records(o)
+                .iter()
+                .any(|r| !r.failed && r.value.is_some())
         })
         .await?;
         // A port nothing listens on: bound, then released.
@@ -455,22 +279,24 @@ async fn prometheus_unreachable_mid_analysis_rolls_back() -> Result<()> {
         let replies = load.finish().await?;
         eprintln!("observed: {}; load: {replies:?}", recorder.render());
         let done = result?;
-        ensure_rolled_back_at_threshold(&done, &recorder)?;
+        ensure_rolled_back_at_threshold(&done, &recorder, THRESHOLD)?;
         let records = metric_records(&done);
         eprintln!("records: {records:#?}");
-        let failed: Vec<_> = records.iter().filter(|r| r.2).collect();
+        let failed: Vec<_> = records.iter().filter(|r| r.failed).collect();
         ensure!(
             failed.len() == THRESHOLD as usize,
             "want {THRESHOLD} failed records: {records:#?}"
         );
-        for (_, value, _, message) in &failed {
+        for r in &failed {
             ensure!(
-                value.is_none(),
-                "an unreachable Prometheus gave a value: {message}"
+                r.value.is_none(),
+                "an unreachable Prometheus gave a value: {}",
+                r.message
             );
             ensure!(
-                message.contains(&format!("127.0.0.1:{closed}")),
-                "message without the address: {message}"
+                r.message.contains(&format!("127.0.0.1:{closed}")),
+                "message without the address: {}",
+                r.message
             );
         }
         let events = events_for(&ns, "Canary", APP).await?;
@@ -522,13 +348,13 @@ async fn prometheus_unreachable_with_no_data_hold_holds_then_proceeds() -> Resul
         let (controller, host) = setup(&ns, spec).await?;
         let api = canaries(&ns);
         let recorder = Recorder::start(&api, APP);
-        let load = Load::start(host.clone(), 60, RUN + Duration::from_secs(60));
+        let load = Load::start(vec![Target::with_host(TRAEFIK_WEB, host.clone())], 60, RUN + Duration::from_secs(60));
         let deployments: Api<Deployment> = ns.api();
         apply(&deployments, &App::new(APP, "6.0.1", 1).deployment()?).await?;
         wait_canary(&api, APP, "a passing metric check", RUN, &controller, |o| {
             metric_records(o)
                 .iter()
-                .any(|r| r.0 == "request-success-rate" && !r.2 && r.1.is_some())
+                .any(|r| r.name == "request-success-rate" && !r.failed && r.value.is_some())
         })
         .await?;
 
@@ -566,10 +392,10 @@ async fn prometheus_unreachable_with_no_data_hold_holds_then_proceeds() -> Resul
         let records = metric_records(&later);
         eprintln!("held records: {records:#?}");
         ensure!(
-            records.iter().any(|(name, value, failed, message)| name == "request-success-rate"
-                && value.is_none()
-                && !failed
-                && message.starts_with("hold: metric request-success-rate query failed")),
+            records.iter().any(|r| r.name == "request-success-rate"
+                && r.value.is_none()
+                && !r.failed
+                && r.message.starts_with("hold: metric request-success-rate query failed")),
             "no hold record: {records:#?}"
         );
         let events = events_for(&ns, "Canary", APP).await?;
@@ -625,7 +451,7 @@ async fn several_series_use_the_last_and_warn() -> Result<()> {
         let (done, _) = run_version(&ns, &controller, &host, App::new(APP, "6.0.1", 1), "Succeeded", 5).await?;
         let records = metric_records(&done);
         ensure!(
-            records.iter().any(|r| r.0 == "two-series" && !r.2 && r.1.is_some_and(|v| v == 1.0 || v == 2.0)),
+            records.iter().any(|r| r.name == "two-series" && !r.failed && r.value.is_some_and(|v| v == 1.0 || v == 2.0)),
             "want a passing two-series record: {records:#?}"
         );
         let events = events_for(&ns, "Canary", APP).await?;
