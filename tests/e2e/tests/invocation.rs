@@ -43,7 +43,7 @@ async fn initialised(ns: &TestNamespace, controller: &Proc) -> e2e::Result<()> {
 /// and which has no effect here): the controller runs, initialises a canary, and names the flag it
 /// does not act on in a warning.
 #[tokio::test]
-async fn flagger_named_binary_with_the_charts_flags_runs_the_controller() -> e2e::Result<()> {
+async fn invocation_as_flagger_with_the_charts_flags_runs_the_controller() -> e2e::Result<()> {
     skip_unless_e2e!();
     with_namespace("invocation", |ns| async move {
         ctl::install_crds(&ns.client).await?;
@@ -110,7 +110,7 @@ async fn wait_resyncs(controller: &Proc, count: usize) -> e2e::Result<String> {
 /// reconciles read the watch caches: between three resyncs the controller sends the API server no
 /// request but its long-running watches.
 #[tokio::test]
-async fn resyncs_of_an_idle_canary_send_no_api_request() -> e2e::Result<()> {
+async fn invocation_resyncs_of_an_idle_canary_send_no_api_request() -> e2e::Result<()> {
     skip_unless_e2e!();
     with_namespace("resync", |ns| async move {
         ctl::install_crds(&ns.client).await?;
