@@ -7,6 +7,7 @@ pub mod canary;
 pub mod crd;
 pub mod decode;
 pub mod duration;
+pub mod goflag;
 pub mod gotemplate;
 pub mod istio;
 pub mod metric_template;

@@ -1,4 +1,4 @@
-//! `flagger-rs controller`: the operator.
+//! `flagger-rs controller` (or `flagger`): the operator.
 
 use std::process::ExitCode;
 
@@ -15,6 +15,7 @@ pub fn run(flags: Flags) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    logging::warn_not_acted_on(&flags.not_acted_on());
     // kube and reqwest share rustls; exactly one process-wide crypto provider must be chosen.
     flagger_providers::metrics::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,12 +1,13 @@
-//! `flagger-rs loadtester`: Flagger's companion service that runs load tests, commands and manual
-//! gates for Canary webhooks. Flags as Flagger's loadtester (`-port=8080`, `-timeout=1h`, ...).
+//! `flagger-rs loadtester` (or `loadtester`): Flagger's companion service that runs load tests,
+//! commands and manual gates for Canary webhooks. Flags as Flagger's loadtester (`-port=8080`,
+//! `-timeout=1h`, ...).
 
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    flags: flagger_loadtester::Flags,
+    pub flags: flagger_loadtester::Flags,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -19,6 +20,7 @@ pub fn run(args: &Args) -> ExitCode {
         eprintln!("flagger-rs loadtester: {e}");
         return ExitCode::FAILURE;
     }
+    crate::logging::warn_not_acted_on(&flags.not_acted_on());
     match flagger_loadtester::run_blocking(flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -36,3 +36,10 @@ pub fn init(level: &str, encoding: &str, targets: &[&str]) -> Result<(), Logging
     drop(result);
     Ok(())
 }
+
+/// Logs each warning about a flag that was given and is not acted on, once, at start-up.
+pub fn warn_not_acted_on(warnings: &[String]) {
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+}

@@ -1,21 +1,25 @@
-//! `flagger-rs`: the one binary users run.
+//! `flagger-rs`: the one binary users run. Run as `flagger` or with Flagger's flags and no
+//! subcommand it is the controller; run as `loadtester` it is the loadtester (see `invocation`).
 
 mod controller;
 mod crds;
 mod goflags;
+mod invocation;
 mod loadtester;
 mod logging;
 mod plan;
 mod validate;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "flagger-rs",
     version,
+    propagate_version = true,
     about = "Flagger-compatible progressive delivery for Kubernetes"
 )]
 struct Cli {
@@ -32,19 +36,204 @@ enum Command {
     /// Show what a Canary will do: its schedule, time to promote and time to roll back.
     Plan(plan::Args),
     /// Run the webhook loadtester: load tests, commands, gates (accepts Flagger's loadtester flags).
+    #[command(display_name = "flagger-rs")]
     Loadtester(loadtester::Args),
     /// Run the operator (accepts Flagger's flags, also Go-style: -mesh-provider=kubernetes).
+    #[command(display_name = "flagger-rs")]
     Controller(Box<flagger_controller::flags::Flags>),
 }
 
+/// The whole command line as the binary reads it: the implied subcommand, Go-style flags, clap.
+fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    let mut command = Cli::command();
+    let args = goflags::normalize(invocation::resolve(args), &mut command);
+    let mut matches = command.try_get_matches_from(args)?;
+    Cli::from_arg_matches_mut(&mut matches)
+}
+
 fn main() -> ExitCode {
-    let args = goflags::normalize(std::env::args_os().collect());
-    let cli = Cli::parse_from(args);
+    let cli = parse(std::env::args_os().collect()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Crds(args) => crds::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Loadtester(args) => loadtester::run(&args),
         Command::Controller(flags) => controller::run(*flags),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        super::parse(args.iter().map(OsString::from).collect())
+    }
+
+    fn controller(args: &[&str]) -> flagger_controller::flags::Flags {
+        match parse(args).unwrap().command {
+            Command::Controller(flags) => *flags,
+            _ => panic!("{args:?} is not the controller"),
+        }
+    }
+
+    fn loadtester(args: &[&str]) -> flagger_loadtester::Flags {
+        match parse(args).unwrap().command {
+            Command::Loadtester(args) => args.flags,
+            _ => panic!("{args:?} is not the loadtester"),
+        }
+    }
+
+    /// What Flagger's chart runs: `./flagger` and Go-style flags.
+    #[test]
+    fn flaggers_chart_command_runs_the_controller() {
+        for program in ["./flagger", "/bin/flagger", "flagger-rs"] {
+            let flags = controller(&[
+                program,
+                "-log-level=info",
+                "-mesh-provider=kubernetes",
+                "-metrics-server=http://prometheus.monitoring:9090",
+                "-enable-config-tracking=false",
+                "-kubeconfig-qps=20",
+                "-kubeconfig-burst",
+                "40",
+                "-control-loop-interval=30s",
+                "-enable-leader-election=true",
+            ]);
+            assert_eq!(flags.log_level, "info", "{program}");
+            assert_eq!(flags.mesh_provider, "kubernetes");
+            assert_eq!(flags.metrics_server, "http://prometheus.monitoring:9090");
+            assert!(!flags.enable_config_tracking);
+            assert_eq!((flags.kubeconfig_qps, flags.kubeconfig_burst), (20, 40));
+            assert_eq!(flags.control_loop_interval, Duration::from_secs(30));
+            assert!(flags.enable_leader_election);
+        }
+        assert_eq!(
+            controller(&["flagger"]).mesh_provider,
+            "istio",
+            "Flagger's defaults"
+        );
+    }
+
+    #[test]
+    fn the_subcommands_still_work() {
+        assert_eq!(
+            controller(&["flagger-rs", "controller", "--mesh-provider", "linkerd"]).mesh_provider,
+            "linkerd"
+        );
+        assert_eq!(
+            loadtester(&["flagger-rs", "loadtester", "-port=1234"]).port,
+            1234
+        );
+        assert!(matches!(
+            parse(&["flagger-rs", "crds"]).unwrap().command,
+            Command::Crds(_)
+        ));
+        assert!(matches!(
+            parse(&["flagger-rs", "validate", "-"]).unwrap().command,
+            Command::Validate(_)
+        ));
+    }
+
+    #[test]
+    fn go_bools_take_every_go_form() {
+        let flags = controller(&["flagger", "-dry-run=True", "-enable-config-tracking=0"]);
+        assert!(flags.dry_run);
+        assert!(!flags.enable_config_tracking);
+        assert!(parse(&["flagger", "-dry-run=yes"]).is_err());
+    }
+
+    #[test]
+    fn the_program_name_loadtester_runs_the_loadtester_with_go_or_gnu_flags() {
+        let go = loadtester(&[
+            "./loadtester",
+            "-port=8080",
+            "-timeout=30m",
+            "-log-level=info",
+            "-zap-encoding=console",
+            "-zap-replace-globals",
+            "-namespace-regexp",
+            "^test$",
+        ]);
+        let gnu = loadtester(&[
+            "flagger-rs",
+            "loadtester",
+            "--port",
+            "8080",
+            "--timeout",
+            "30m",
+            "--log-level",
+            "info",
+            "--zap-encoder=console",
+            "--zap-replace-globals=true",
+            "--namespace-regexp=^test$",
+        ]);
+        for flags in [go, gnu] {
+            assert_eq!(flags.port, 8080);
+            assert_eq!(flags.timeout, Duration::from_secs(1800));
+            assert_eq!(flags.log_level, "info");
+            assert_eq!(flags.zap_encoding, "console");
+            assert!(flags.zap_replace_globals);
+            assert_eq!(flags.namespace_regexp.as_deref(), Some("^test$"));
+        }
+    }
+
+    #[test]
+    fn loadtester_defaults_are_flaggers() {
+        let flags = loadtester(&["loadtester"]);
+        assert_eq!(flags.port, 9090);
+        assert_eq!(flags.timeout, Duration::from_secs(3600));
+        assert_eq!(flags.log_level, "debug");
+        assert_eq!(flags.zap_encoding, "json");
+    }
+
+    #[test]
+    fn a_value_that_looks_like_a_flag_stays_a_value() {
+        let flags = loadtester(&["loadtester", "-bearer-token", "-secret", "-max-tasks=3"]);
+        assert_eq!(flags.bearer_token.as_deref(), Some("-secret"));
+        assert_eq!(flags.max_tasks, 3);
+    }
+
+    #[test]
+    fn bad_and_unknown_flags_are_refused_by_name() {
+        for (args, named) in [
+            (
+                &["loadtester", "-mesh-provider=istio"][..],
+                "--mesh-provider",
+            ),
+            (&["loadtester", "-timeout=soon"], "soon"),
+            (&["loadtester", "-port=http"], "http"),
+            (&["loadtester", "-max-tasks=0"], "max-tasks"),
+            (&["flagger", "-mesh-provder=istio"], "--mesh-provder"),
+            (&["flagger-rs", "-bogus"], "--bogus"),
+        ] {
+            let error = parse(args).err().unwrap();
+            assert!(error.to_string().contains(named), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn version_everywhere() {
+        for args in [
+            &["flagger", "-version"][..],
+            &["loadtester", "-version"],
+            &["flagger-rs", "-version"],
+            &["flagger-rs", "--version"],
+            &["flagger-rs", "controller", "-version"],
+            &["flagger-rs", "loadtester", "--version"],
+            &["flagger-rs", "-log-level=info", "-version"],
+        ] {
+            let error = parse(args).err().unwrap();
+            assert_eq!(error.kind(), ErrorKind::DisplayVersion, "{args:?}");
+            assert_eq!(
+                error.to_string(),
+                format!("flagger-rs {}\n", env!("CARGO_PKG_VERSION")),
+                "{args:?}"
+            );
+        }
     }
 }

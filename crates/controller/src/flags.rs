@@ -3,10 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-
-fn go_duration(text: &str) -> Result<Duration, String> {
-    flagger_api::duration::parse(text).map_err(|e| e.to_string())
-}
+use flagger_api::goflag;
 
 /// `flagger-rs controller` flags. Flagger's chart passes them Go-style (`-mesh-provider=istio`);
 /// the binary rewrites those to `--mesh-provider=istio` before parsing.
@@ -18,19 +15,31 @@ pub struct Flags {
     /// Kubernetes API server address; overrides the kubeconfig.
     #[arg(long, default_value = "")]
     pub master: String,
-    /// Client-side request rate towards the API server.
-    #[arg(long = "kubeconfig-qps", default_value_t = 100)]
-    pub kubeconfig_qps: u32,
-    #[arg(long = "kubeconfig-burst", default_value_t = 250)]
-    pub kubeconfig_burst: u32,
-    /// Kubeconfig of the cluster that holds the service mesh objects.
+    /// Client-side request rate towards the API server, per second (0: client-go's 5; negative:
+    /// unlimited).
+    #[arg(
+        long = "kubeconfig-qps",
+        default_value_t = 100,
+        allow_negative_numbers = true
+    )]
+    pub kubeconfig_qps: i32,
+    /// Requests the client may send at once before `-kubeconfig-qps` paces them (0: client-go's 10).
+    #[arg(
+        long = "kubeconfig-burst",
+        default_value_t = 250,
+        allow_negative_numbers = true
+    )]
+    pub kubeconfig_burst: i32,
+    /// Kubeconfig of the cluster that holds the service mesh objects (accepted, not acted on:
+    /// flagger-rs reads and writes every object through the `-kubeconfig` cluster's client).
     #[arg(long = "kubeconfig-service-mesh", default_value = "")]
     pub kubeconfig_service_mesh: String,
     /// Prometheus URL for builtin and inline metric queries.
     #[arg(long = "metrics-server", default_value = "http://prometheus:9090")]
     pub metrics_server: String,
-    /// Flagger's resync period; flagger-rs is event driven and uses it only as a safety resync.
-    #[arg(long = "control-loop-interval", default_value = "10s", value_parser = go_duration)]
+    /// Flagger's resync period: every canary is reconciled at least this often (from the watch
+    /// caches, so an idle canary costs no API request); watch events and analysis ticks come sooner.
+    #[arg(long = "control-loop-interval", default_value = "10s", value_parser = goflag::duration)]
     pub control_loop_interval: Duration,
     /// debug, info, warning or error.
     #[arg(long = "log-level", default_value = "debug")]
@@ -46,7 +55,7 @@ pub struct Flags {
     pub slack_proxy_url: String,
     #[arg(long = "slack-user", default_value = "flagger")]
     pub slack_user: String,
-    /// Flagger disables global Slack alerts when this is empty; flagger-rs posts to `general` (D-30).
+    /// Flagger disables global Slack alerts when this is empty; flagger-rs posts to `general`.
     #[arg(long = "slack-channel", default_value = "general")]
     pub slack_channel: String,
     #[arg(long = "msteams-url", env = "MSTEAMS_URL", default_value = "")]
@@ -66,7 +75,8 @@ pub struct Flags {
     /// Canaries reconciled concurrently.
     #[arg(long, default_value_t = 2)]
     pub threadiness: u16,
-    #[arg(long = "zap-replace-globals", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    /// Accepted, not acted on: flagger-rs has one process-wide logger (`-log-level`, `-zap-encoding`).
+    #[arg(long = "zap-replace-globals", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = goflag::bool)]
     pub zap_replace_globals: bool,
     /// json or console.
     #[arg(long = "zap-encoding", default_value = "json")]
@@ -88,35 +98,36 @@ pub struct Flags {
         default_value = "nginx.ingress.kubernetes.io"
     )]
     pub ingress_annotations_prefix: String,
+    /// The ingress class of Contour's HTTPProxy objects; no router of flagger-rs reads it yet.
     #[arg(long = "ingress-class", default_value = "")]
     pub ingress_class: String,
-    #[arg(long = "enable-leader-election", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long = "enable-leader-election", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = goflag::bool)]
     pub enable_leader_election: bool,
     #[arg(long = "leader-election-namespace", default_value = "kube-system")]
     pub leader_election_namespace: String,
     /// How long a Lease holder's claim lasts without renewal; a follower takes over after it. Flagger's value by
     /// default; lower (with the two below) where a quick hand-over matters more than API traffic.
-    #[arg(long = "leader-election-lease-duration", default_value = "60s", value_parser = go_duration)]
+    #[arg(long = "leader-election-lease-duration", default_value = "60s", value_parser = goflag::duration)]
     pub leader_election_lease_duration: Duration,
     /// The leader stops acting when it could not renew its Lease for this long (less than the lease duration).
-    #[arg(long = "leader-election-renew-deadline", default_value = "15s", value_parser = go_duration)]
+    #[arg(long = "leader-election-renew-deadline", default_value = "15s", value_parser = goflag::duration)]
     pub leader_election_renew_deadline: Duration,
     /// Pause between two attempts to acquire or renew the Lease.
-    #[arg(long = "leader-election-retry-period", default_value = "5s", value_parser = go_duration)]
+    #[arg(long = "leader-election-retry-period", default_value = "5s", value_parser = goflag::duration)]
     pub leader_election_retry_period: Duration,
-    #[arg(long = "enable-config-tracking", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
+    #[arg(long = "enable-config-tracking", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", value_parser = goflag::bool)]
     pub enable_config_tracking: bool,
     /// Refuse MetricTemplate, AlertProvider and Upstream references into other namespaces.
-    #[arg(long = "no-cross-namespace-refs", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long = "no-cross-namespace-refs", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = goflag::bool)]
     pub no_cross_namespace_refs: bool,
     /// Label prefixes copied from the target to the primary (comma list, `*` = all).
     #[arg(long = "include-label-prefix", default_value = "")]
     pub include_label_prefix: String,
     /// Decide and report as usual, change nothing (seed: controller dry-run mode).
-    #[arg(long = "dry-run", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long = "dry-run", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = goflag::bool)]
     pub dry_run: bool,
     /// Floor of `analysis.interval`; lower it only on test clusters.
-    #[arg(long = "min-analysis-interval", default_value = "10s", value_parser = go_duration)]
+    #[arg(long = "min-analysis-interval", default_value = "10s", value_parser = goflag::duration)]
     pub min_analysis_interval: Duration,
 }
 
@@ -127,6 +138,34 @@ impl Flags {
 
     pub fn include_label_prefixes(&self) -> Vec<String> {
         split_list(&self.include_label_prefix)
+    }
+
+    /// One start-up warning per flag that was given but is not acted on, each naming the flag:
+    /// accepting a flag silently would let a user believe it works.
+    pub fn not_acted_on(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.kubeconfig_service_mesh.is_empty() {
+            warnings.push(format!(
+                "-kubeconfig-service-mesh={} is not acted on: flagger-rs reads and writes mesh objects \
+                 through the -kubeconfig cluster's client, not a separate mesh cluster",
+                self.kubeconfig_service_mesh
+            ));
+        }
+        if !self.ingress_class.is_empty() {
+            warnings.push(format!(
+                "-ingress-class={} has no effect with mesh provider {}: only a Contour router reads it, \
+                 and flagger-rs has none yet",
+                self.ingress_class, self.mesh_provider
+            ));
+        }
+        if self.zap_replace_globals {
+            warnings.push(
+                "-zap-replace-globals has no effect: flagger-rs always logs through one \
+                 process-wide logger set by -log-level and -zap-encoding"
+                    .to_string(),
+            );
+        }
+        warnings
     }
 }
 
@@ -205,6 +244,45 @@ mod tests {
         assert_eq!(flags.min_analysis_interval, Duration::from_secs(1));
         assert_eq!(flags.control_loop_interval, Duration::from_secs(90));
         assert!(parse(&["--min-analysis-interval=soon"]).is_err());
+    }
+
+    #[test]
+    fn client_rate_flags_take_go_ints() {
+        let flags = parse(&["--kubeconfig-qps=-1", "--kubeconfig-burst", "-5"]).unwrap();
+        assert_eq!((flags.kubeconfig_qps, flags.kubeconfig_burst), (-1, -5));
+        let flags = parse(&[]).unwrap();
+        assert_eq!((flags.kubeconfig_qps, flags.kubeconfig_burst), (100, 250));
+    }
+
+    #[test]
+    fn flags_given_and_not_acted_on_are_named_in_a_warning() {
+        assert_eq!(parse(&[]).unwrap().not_acted_on(), Vec::<String>::new());
+        let warning = |args: &[&str]| {
+            let warnings = parse(args).unwrap().not_acted_on();
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            warnings[0].clone()
+        };
+        let mesh = warning(&["--kubeconfig-service-mesh=/tmp/istio-host/kubeconfig"]);
+        assert!(
+            mesh.starts_with("-kubeconfig-service-mesh=/tmp/istio-host/kubeconfig is not acted on"),
+            "{mesh}"
+        );
+        let class = warning(&["--ingress-class=contour", "--mesh-provider=kubernetes"]);
+        assert!(
+            class.starts_with("-ingress-class=contour has no effect with mesh provider kubernetes"),
+            "{class}"
+        );
+        let zap = warning(&["--zap-replace-globals"]);
+        assert!(
+            zap.starts_with("-zap-replace-globals has no effect"),
+            "{zap}"
+        );
+        assert_eq!(
+            parse(&["--zap-replace-globals=false"])
+                .unwrap()
+                .not_acted_on(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

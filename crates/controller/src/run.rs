@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Config, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use flagger_api::{AlertProvider, Canary, MetricTemplate};
 
@@ -42,8 +42,7 @@ pub enum RunError {
 }
 
 pub async fn run(flags: Flags) -> Result<(), RunError> {
-    let config = client_config(&flags).await?;
-    let client = Client::try_from(config)?;
+    let client = crate::client::build(&flags).await?;
 
     // Like Flagger: refuse to start without the CRDs rather than loop on watch errors.
     let canaries: Api<Canary> = namespaced_or_all(&client, &flags.namespace);
@@ -185,27 +184,6 @@ where
     } else {
         Api::namespaced(client.clone(), namespace)
     }
-}
-
-async fn client_config(flags: &Flags) -> Result<Config, RunError> {
-    let mut config = if flags.kubeconfig.is_empty() {
-        Config::infer()
-            .await
-            .map_err(|e| RunError::Config(e.to_string()))?
-    } else {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&flags.kubeconfig)
-            .map_err(|e| RunError::Config(e.to_string()))?;
-        Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .map_err(|e| RunError::Config(e.to_string()))?
-    };
-    if !flags.master.is_empty() {
-        config.cluster_url = flags
-            .master
-            .parse()
-            .map_err(|e| RunError::Config(format!("-master {}: {e}", flags.master)))?;
-    }
-    Ok(config)
 }
 
 fn identity() -> String {
@@ -357,6 +335,7 @@ async fn controller(
         // Read when a check or an alert needs them; a change waits for that moment.
         .watches_stream(templates, |_| Vec::<ObjectRef<Canary>>::new())
         .watches_stream(providers, |_| Vec::<ObjectRef<Canary>>::new())
+        .reconcile_all_on(crate::resync::every(flags.control_loop_interval))
         .with_config(
             kube::runtime::controller::Config::default()
                 .concurrency(u16::max(flags.threadiness, 1)),

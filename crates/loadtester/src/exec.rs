@@ -51,7 +51,11 @@ impl fmt::Display for Outcome {
                 (None, None) => write!(f, "{s}"),
             },
             Outcome::TimedOut(d) => {
-                write!(f, "killed after timeout {}", crate::duration::format(*d))
+                write!(
+                    f,
+                    "killed after timeout {}",
+                    flagger_api::duration::format(*d)
+                )
             }
             Outcome::SpawnFailed(e) => write!(f, "could not start: {e}"),
         }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
-use crate::duration;
 use crate::words::{self, Split};
+use flagger_api::duration;
 
 /// More workers than this is a typo or an attack, not a load test from one pod.
 pub const MAX_CONCURRENCY: usize = 1000;

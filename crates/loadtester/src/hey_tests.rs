@@ -155,7 +155,7 @@ fn refuses_invalid_hey_commands_with_clear_errors() {
         ),
         (
             "hey -z 1y http://a/",
-            "hey: invalid value \"1y\" for flag -z: invalid duration \"1y\": unknown unit",
+            "hey: invalid value \"1y\" for flag -z: invalid duration \"1y\": expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 30s or 1m30s",
         ),
         (
             "hey -z 0s http://a/",

@@ -4,7 +4,6 @@
 
 mod auth;
 pub mod config;
-pub mod duration;
 mod exec;
 pub mod flags;
 mod gate_api;
@@ -70,7 +69,7 @@ pub async fn run(flags: &Flags) -> Result<(), RunError> {
     tracing::info!(
         "Starting load tester v{VERSION} API on port {}, task timeout {}",
         flags.port,
-        duration::format(config.task_timeout)
+        flagger_api::duration::format(config.task_timeout)
     );
     serve(listener, AppState::new(config), shutdown_signal())
         .await

@@ -68,11 +68,6 @@ impl TaskRunner {
         self.finished_tx.subscribe()
     }
 
-    pub fn is_running(&self, canary: &str, cmd: &str) -> bool {
-        self.lock_running()
-            .contains(&(canary.to_owned(), cmd.to_owned()))
-    }
-
     /// Starts `cmd` for `canary` in the background unless the same one is still running.
     pub fn spawn(
         self: &Arc<Self>,

@@ -79,7 +79,17 @@ impl Proc {
         args: &[String],
         env: &[(&str, &str)],
     ) -> Result<Proc> {
-        let bin = binary()?;
+        Proc::spawn_program(what, log_name, &binary()?, args, env)
+    }
+
+    /// Runs `bin` (e.g. a symlink to the binary under another name, as an image would ship it).
+    pub fn spawn_program(
+        what: &str,
+        log_name: &str,
+        bin: &std::path::Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<Proc> {
         let log = std::env::temp_dir().join(format!(
             "flagger-rs-e2e-{log_name}-{}.log",
             std::process::id()
@@ -87,7 +97,7 @@ impl Proc {
         let out = std::fs::File::create(&log)
             .with_context(|| format!("creating log file {}", log.display()))?;
         let err = out.try_clone()?;
-        let child = tokio::process::Command::new(&bin)
+        let child = tokio::process::Command::new(bin)
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

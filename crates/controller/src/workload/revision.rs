@@ -3,7 +3,7 @@
 //! no whitespace) and is stable across processes and releases of this crate.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -44,11 +44,6 @@ pub fn of_daemonset(d: &DaemonSet, pod_overrides: Option<&PodOverridesStatus>) -
         &template,
         pod_overrides,
     )))
-}
-
-/// Service targets (not Knative): the whole `.spec`.
-pub fn of_service(s: &Service) -> String {
-    hash(&s.spec)
 }
 
 pub fn of_template(template: &PodTemplateSpec) -> String {
@@ -210,21 +205,6 @@ mod tests {
         assert_eq!(of_deployment(&overridden, Some(&status)), own);
         // Without the status the overrides are just a different template.
         assert_ne!(of_deployment(&overridden, None), own);
-    }
-
-    #[test]
-    fn service_hash_covers_the_spec() {
-        let a = fixtures::service(
-            json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}}),
-        );
-        let b = fixtures::service(
-            json!({"metadata": {"name": "s", "labels": {"x": "y"}}, "spec": {"ports": [{"port": 80}]}}),
-        );
-        let c = fixtures::service(
-            json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 81}]}}),
-        );
-        assert_eq!(of_service(&a), of_service(&b));
-        assert_ne!(of_service(&a), of_service(&c));
     }
 
     #[test]

@@ -1,0 +1,228 @@
+//! Client-side rate limiting of API requests: Flagger's `-kubeconfig-qps` and `-kubeconfig-burst`,
+//! which client-go turns into a token bucket every request of the client waits on.
+//!
+//! The bucket is governor's GCRA (equivalent to a token bucket of `burst` tokens refilled at `qps`
+//! per second) behind a tower layer on the kube client's service stack. The kube client queues
+//! requests in front of its stack and asks the stack whether it is ready before sending each one,
+//! so a request waits in `poll_ready` for its token and requests leave in the order they were made.
+//! A watch takes one token when it starts, however long it then streams, as in client-go.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::{Quota, RateLimiter};
+
+/// client-go's values when the flags are 0: `rest.DefaultQPS` and `rest.DefaultBurst`.
+const DEFAULT_QPS: u32 = 5;
+const DEFAULT_BURST: u32 = 10;
+
+/// How fast the controller may send requests to the API server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientRate {
+    /// A negative `-kubeconfig-qps`: client-go then builds no limiter.
+    Unlimited,
+    /// At most `burst` requests at once, refilled at `qps` per second.
+    Limited { qps: NonZeroU32, burst: NonZeroU32 },
+}
+
+impl ClientRate {
+    /// The rate client-go derives from `QPS` and `Burst`: 0 means client-go's default, a
+    /// negative QPS turns limiting off, and a negative burst with limiting on is refused (client-go
+    /// refuses to build such a client).
+    pub fn from_flags(qps: i32, burst: i32) -> Result<ClientRate, String> {
+        let qps = match qps {
+            q if q < 0 => return Ok(ClientRate::Unlimited),
+            0 => DEFAULT_QPS,
+            q => q.unsigned_abs(),
+        };
+        let burst = match burst {
+            b if b < 0 => {
+                return Err(format!(
+                    "-kubeconfig-burst={burst}: must be at least 0 when -kubeconfig-qps limits requests"
+                ));
+            }
+            0 => DEFAULT_BURST,
+            b => b.unsigned_abs(),
+        };
+        match (NonZeroU32::new(qps), NonZeroU32::new(burst)) {
+            (Some(qps), Some(burst)) => Ok(ClientRate::Limited { qps, burst }),
+            _ => Err("-kubeconfig-qps and -kubeconfig-burst must be positive".to_string()),
+        }
+    }
+}
+
+/// The limiter's clock is tokio's, so a test on a paused runtime sees the same time the waits use.
+#[derive(Clone, Debug)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        TokioClock {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+type Bucket = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    TokioClock,
+    governor::middleware::NoOpMiddleware<Duration>,
+>;
+
+/// The shared bucket of one client.
+#[derive(Clone, Debug)]
+pub struct Limiter {
+    bucket: Arc<Bucket>,
+    clock: TokioClock,
+}
+
+impl Limiter {
+    /// `None` for [`ClientRate::Unlimited`].
+    pub fn new(rate: ClientRate) -> Option<Limiter> {
+        let ClientRate::Limited { qps, burst } = rate else {
+            return None;
+        };
+        let clock = TokioClock::default();
+        let quota = Quota::per_second(qps).allow_burst(burst);
+        Some(Limiter {
+            bucket: Arc::new(RateLimiter::direct_with_clock(quota, clock.clone())),
+            clock,
+        })
+    }
+
+    /// Takes a token if one is there; otherwise how long until the next one.
+    pub fn try_acquire(&self) -> Result<(), Duration> {
+        self.bucket
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+/// Puts every request of the service it wraps through a [`Limiter`] (none: requests pass) and
+/// logs it at debug.
+#[derive(Clone, Debug)]
+pub struct RateLimitLayer {
+    limiter: Option<Limiter>,
+}
+
+impl RateLimitLayer {
+    pub fn new(rate: ClientRate) -> Self {
+        RateLimitLayer {
+            limiter: Limiter::new(rate),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for RateLimitLayer {
+    type Service = RateLimited<S>;
+
+    fn layer(&self, inner: S) -> RateLimited<S> {
+        RateLimited {
+            inner,
+            limiter: self.limiter.clone(),
+            wait: None,
+            admitted: false,
+        }
+    }
+}
+
+pub struct RateLimited<S> {
+    inner: S,
+    limiter: Option<Limiter>,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A token is held for the next `call`.
+    admitted: bool,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for RateLimited<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if let Some(limiter) = &self.limiter {
+            while !self.admitted {
+                if let Some(wait) = self.wait.as_mut() {
+                    ready!(wait.as_mut().poll(cx));
+                    self.wait = None;
+                }
+                match limiter.try_acquire() {
+                    Ok(()) => self.admitted = true,
+                    Err(wait) => self.wait = Some(Box::pin(tokio::time::sleep(wait))),
+                }
+            }
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.admitted = false;
+        // One line per request (a watch counts once, when it starts): at debug, how an operator
+        // sees what the controller asks of the API server, e.g. that an idle canary asks nothing.
+        tracing::debug!(method = %request.method(), uri = %request.uri(), "API request");
+        self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limited(qps: u32, burst: u32) -> ClientRate {
+        ClientRate::Limited {
+            qps: NonZeroU32::new(qps).unwrap(),
+            burst: NonZeroU32::new(burst).unwrap(),
+        }
+    }
+
+    #[test]
+    fn flags_map_to_client_gos_rate() {
+        assert_eq!(ClientRate::from_flags(100, 250), Ok(limited(100, 250)));
+        assert_eq!(ClientRate::from_flags(0, 0), Ok(limited(5, 10)));
+        assert_eq!(ClientRate::from_flags(-1, -1), Ok(ClientRate::Unlimited));
+        let error = ClientRate::from_flags(10, -1).unwrap_err();
+        assert!(error.contains("-kubeconfig-burst=-1"), "{error}");
+        assert!(Limiter::new(ClientRate::Unlimited).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_admits_the_burst_then_qps_per_second() {
+        let limiter = Limiter::new(limited(2, 3)).unwrap();
+        let admitted = |limiter: &Limiter| {
+            std::iter::from_fn(|| limiter.try_acquire().ok())
+                .take(100)
+                .count()
+        };
+        assert_eq!(admitted(&limiter), 3, "the burst at once");
+        assert_eq!(limiter.try_acquire(), Err(Duration::from_millis(500)));
+        tokio::time::advance(Duration::from_millis(499)).await;
+        assert_eq!(admitted(&limiter), 0);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(admitted(&limiter), 1);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(
+            admitted(&limiter),
+            3,
+            "an idle client saves up the burst, no more"
+        );
+    }
+}
