@@ -718,3 +718,15 @@ pub async fn count_events(ns: &TestNamespace, name: &str, prefix: &str) -> Resul
         .map(|(_, _, _, n)| n)
         .sum())
 }
+
+/// `name`, a symlink to the binary under test in a directory of this test process, as an image ships
+/// `flagger` and `loadtester`: the binary acts on the name it is run under.
+pub fn program_symlink(name: &str) -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("flagger-rs-e2e-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let link = dir.join(name);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(binary()?, &link)
+        .with_context(|| format!("linking {}", link.display()))?;
+    Ok(link)
+}

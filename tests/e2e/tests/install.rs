@@ -140,19 +140,16 @@ fn command_line(container: &Value) -> Vec<String> {
     line
 }
 
-/// The `flagger-rs` arguments for a rendered Flagger entrypoint `./flagger <flags>`.
-///
-/// flagger-rs is to run as the controller when invoked as `flagger` (the image's entrypoint); until that
-/// invocation is merged, the rendered flags go after `flagger-rs controller`, unchanged.
-fn controller_args(command: &[String]) -> Result<Vec<String>> {
+/// The flags of a rendered entrypoint `./<program> <flags>`, checking the program is `want` (Flagger's image
+/// ships `./flagger` and `./loadtester`; here they are symlinks to the binary under test, which acts on the name
+/// it is run under).
+fn entrypoint_flags<'a>(command: &'a [String], want: &str) -> Result<&'a [String]> {
     let (entry, flags) = command.split_first().context("empty container command")?;
     ensure!(
-        entry == "./flagger",
-        "entrypoint {entry:?}, want Flagger's ./flagger"
+        entry == &format!("./{want}"),
+        "entrypoint {entry:?}, want Flagger's ./{want}"
     );
-    Ok(std::iter::once("controller".to_string())
-        .chain(flags.iter().cloned())
-        .collect())
+    Ok(flags)
 }
 
 type Grant = (String, String, String);
@@ -469,20 +466,21 @@ async fn rendered_command_is_flaggers_and_parses() -> Result<()> {
         "mesh kubeconfig not mounted: {container}"
     );
 
-    let bin = ctl::binary()?;
+    let flagger = ctl::program_symlink("flagger")?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&examples)?
         .map(|e| e.map(|e| e.path()))
         .collect::<std::io::Result<_>>()?;
     files.sort();
     for file in files {
         let docs = template(&["-f", &file.to_string_lossy()])?;
-        let args = controller_args(&command_line(controller_container(&docs)?))?;
+        let command = command_line(controller_container(&docs)?);
+        let flags = entrypoint_flags(&command, "flagger")?;
         // clap reads every flag before acting on --help: exit 0 means each one parsed.
-        run(Command::new(&bin).args(&args).arg("--help"))
+        run(Command::new(&flagger).args(flags).arg("--help"))
             .with_context(|| format!("flags rendered from {}", file.display()))?;
     }
 
-    // The loadtester chart: Flagger's loadtester entrypoint and flags, parsed by `flagger-rs loadtester`.
+    // The loadtester chart: Flagger's loadtester entrypoint and flags, parsed by the binary run as `loadtester`.
     let out = run(Command::new(helm()?)
         .args(["template", "flagger-loadtester"])
         .arg(e2e::repo_path("charts/loadtester"))
@@ -501,10 +499,8 @@ async fn rendered_command_is_flaggers_and_parses() -> Result<()> {
         "-namespace-regexp=^test$",
     ];
     ensure!(command == want, "loadtester command {command:?}");
-    // Like the controller: run as `loadtester` once the invocation work lands, `flagger-rs loadtester` until then.
-    run(Command::new(&bin)
-        .arg("loadtester")
-        .args(&command[1..])
+    run(Command::new(ctl::program_symlink("loadtester")?)
+        .args(entrypoint_flags(&command, "loadtester")?)
         .arg("--help"))
     .context("the loadtester flags the chart renders")?;
     Ok(())
@@ -516,15 +512,17 @@ async fn start_installed(ns: &TestNamespace, deployment: &str) -> Result<Proc> {
     let installed: Deployment = ns.api::<Deployment>().get(deployment).await?;
     let installed = serde_json::to_value(&installed)?;
     let pod = &installed["spec"]["template"]["spec"];
-    let args = controller_args(&command_line(&pod["containers"][0]))?;
+    let command = command_line(&pod["containers"][0]);
+    let flags = entrypoint_flags(&command, "flagger")?.to_vec();
     let account = pod["serviceAccountName"]
         .as_str()
         .context("no serviceAccountName")?;
     let kubeconfig = service_account_kubeconfig(ns, account).await?;
-    Proc::spawn_with_env(
+    Proc::spawn_program(
         &format!("installed controller ({})", ns.name),
         &format!("{}-installed", ns.name),
-        &args,
+        &ctl::program_symlink("flagger")?,
+        &flags,
         &[("KUBECONFIG", &kubeconfig.to_string_lossy())],
     )
 }

@@ -19,15 +19,8 @@ use serde_json::json;
 const INIT: Duration = Duration::from_secs(60);
 const APP: &str = "podinfo";
 
-/// A directory holding `flagger`, a symlink to the binary under test, as an image would ship it.
 fn flagger_symlink() -> e2e::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("flagger-rs-e2e-bin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let link = dir.join("flagger");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(ctl::binary()?, &link)
-        .with_context(|| format!("linking {}", link.display()))?;
-    Ok(link)
+    ctl::program_symlink("flagger")
 }
 
 async fn initialised(ns: &TestNamespace, controller: &Proc) -> e2e::Result<()> {
