@@ -1,6 +1,6 @@
 //! What every reconcile shares: clients, settings derived from the flags, metrics, schedules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use kube::Client;
@@ -46,6 +46,8 @@ pub struct Context {
     pub prometheus: PrometheusCache,
     /// Workload reads from the watch caches and the memory of what was last written.
     pub cache: Arc<Cache>,
+    /// Consecutive failed ticks per canary, for the retry backoff.
+    pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
 }
 
 #[derive(Default)]
@@ -131,6 +133,7 @@ impl Context {
             written: Mutex::new(HashMap::new()),
             prometheus: PrometheusCache::default(),
             cache,
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -188,12 +191,62 @@ impl Context {
         }
     }
 
-    /// Drops everything kept about a deleted canary.
+    /// Drops everything kept about a canary that is gone: its series (a deleted Failed canary
+    /// would keep `CanaryFailed` firing), schedule, reports, event aggregation and backoff.
     pub fn forget(&self, key: &ObjectRef<Canary>) {
         lock(&self.schedule).remove(key);
         lock(&self.written).remove(key);
         lock(&self.reported).remove(key);
         lock(&self.simulated).remove(key);
+        lock(&self.failures).remove(key);
+        let namespace = key.namespace.clone().unwrap_or_default();
+        for target in self.metrics.forget(&namespace, &key.name) {
+            self.cache.forget_target(&namespace, &target);
+        }
+        self.recorder.forget(&namespace, &key.name);
+    }
+
+    /// Forgets every remembered canary that `present` (the watched canaries) no longer holds.
+    /// Returns how many were forgotten.
+    pub fn forget_absent(&self, present: &HashSet<ObjectRef<Canary>>) -> usize {
+        let mut remembered: HashSet<ObjectRef<Canary>> = HashSet::new();
+        remembered.extend(lock(&self.schedule).keys().cloned());
+        remembered.extend(lock(&self.written).keys().cloned());
+        remembered.extend(lock(&self.reported).keys().cloned());
+        remembered.extend(lock(&self.simulated).keys().cloned());
+        remembered.extend(lock(&self.failures).keys().cloned());
+        remembered.extend(
+            self.metrics
+                .canaries()
+                .into_iter()
+                .map(|c| ObjectRef::new(&c.name).within(&c.namespace)),
+        );
+        remembered.extend(
+            self.recorder
+                .canaries()
+                .into_iter()
+                .map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)),
+        );
+        let gone: Vec<_> = remembered.difference(present).cloned().collect();
+        for key in &gone {
+            tracing::debug!(canary = %key.name, namespace = ?key.namespace, "forgetting a canary that is no longer watched");
+            self.forget(key);
+        }
+        gone.len()
+    }
+
+    /// Counts a failed tick of `key` and returns how long to wait before retrying it.
+    pub fn failed(&self, key: &ObjectRef<Canary>) -> std::time::Duration {
+        let mut failures = lock(&self.failures);
+        let n = failures.entry(key.clone()).or_insert(0);
+        let delay = crate::backoff::RETRY.delay(*n);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    /// A tick of `key` went through: the next failure starts the backoff over.
+    pub fn succeeded(&self, key: &ObjectRef<Canary>) {
+        lock(&self.failures).remove(key);
     }
 }
 

@@ -268,23 +268,20 @@ impl<'a> Executor<'a> {
         let metrics = &self.ctx.metrics;
         match run {
             RunOutcome::Succeeded { skipped } => {
-                metrics
-                    .successes
-                    .get_or_create(&labels(if *skipped { "skipped" } else { "completed" }))
-                    .inc();
+                let status = if *skipped { "skipped" } else { "completed" };
+                metrics.count_success(&self.canary.name_any(), labels(status));
             }
             RunOutcome::RolledBack { reason } | RunOutcome::PromotionFailed { reason } => {
-                metrics.failures.get_or_create(&labels("completed")).inc();
-                metrics
-                    .rollbacks
-                    .get_or_create(&RollbackLabels {
+                metrics.count_rollback(
+                    labels("completed"),
+                    RollbackLabels {
                         name: name.clone(),
                         namespace: namespace.clone(),
                         canary: self.canary.name_any(),
                         deployment_strategy: strategy.clone(),
                         reason: reason.label().into(),
-                    })
-                    .inc();
+                    },
+                );
             }
         }
     }

@@ -131,8 +131,13 @@ pub async fn metrics(
                 value
             };
             let namespace = canary.namespace().unwrap_or_default();
-            ctx.metrics
-                .set_metric_value(&spec.target_name, &namespace, name, exported);
+            ctx.metrics.set_metric_value(
+                &canary.name_any(),
+                &spec.target_name,
+                &namespace,
+                name,
+                exported,
+            );
         }
         observation.metrics.push(checked.result);
     }

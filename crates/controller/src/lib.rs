@@ -2,10 +2,12 @@
 //! `flagger_core::advance`, and carries out the actions it returns.
 
 pub mod alerts;
+pub mod backoff;
 pub mod cache;
 pub mod cadence;
 pub mod checks;
 pub mod context;
+pub mod event_series;
 pub mod eventhooks;
 pub mod events;
 pub mod execute;
