@@ -241,16 +241,17 @@ impl<'a> Executor<'a> {
                 continue;
             };
             let payload = fulfil::payload(self.canary, status, phase, hook.metadata.as_ref());
-            let (type_, message) = match self.ctx.webhooks.call(hook, &payload).await {
-                Ok(()) => (
-                    EventType::Normal,
-                    format!("Post-rollout check {name} passed"),
-                ),
-                Err(e) => (
-                    EventType::Warning,
-                    format!("Post-rollout hook {name} failed {e}"),
-                ),
-            };
+            let (type_, message) =
+                match crate::webhooks::call(self.ctx, self.canary, hook, &payload).await {
+                    Ok(()) => (
+                        EventType::Normal,
+                        format!("Post-rollout check {name} passed"),
+                    ),
+                    Err(e) => (
+                        EventType::Warning,
+                        format!("Post-rollout hook {name} failed {e}"),
+                    ),
+                };
             self.ctx.recorder.record(self.canary, type_, &message).await;
         }
     }

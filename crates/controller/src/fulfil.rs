@@ -88,7 +88,7 @@ pub async fn webhooks(
             break;
         };
         let body = payload(canary, status, phase, hook.metadata.as_ref());
-        let outcome = ctx.webhooks.call(hook, &body).await;
+        let outcome = crate::webhooks::call(ctx, canary, hook, &body).await;
         let failed = outcome.is_err();
         observation.webhooks.push(HookResult {
             kind,

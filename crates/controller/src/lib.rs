@@ -16,6 +16,7 @@ pub mod fulfil;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod redact;
 pub mod run;
 pub mod server;
 pub mod status;

@@ -7,15 +7,16 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use e2e::bench::free_port;
 use e2e::controller::{
-    self as ctl, blue_green_canary, canaries, create_canary, deploy, events_for, set_image,
-    start_controller, wait_event, wait_phase,
+    self as ctl, Loadtester, blue_green_canary, canaries, create_canary, deploy, events_for,
+    set_image, start_controller, wait_event, wait_phase,
 };
 use e2e::hooks::HookCatcher;
 use e2e::objects::App;
 use e2e::{TestNamespace, poll_until, skip_unless_e2e, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
 const APP: &str = "podinfo";
@@ -34,7 +35,8 @@ async fn start_run(ns: &TestNamespace, controller: &ctl::Proc, canary: Value) ->
 }
 
 async fn scrape(port: u16) -> e2e::Result<String> {
-    let (status, body) = e2e::traffic::get(&format!("http://127.0.0.1:{port}/metrics"), None).await?;
+    let (status, body) =
+        e2e::traffic::get(&format!("http://127.0.0.1:{port}/metrics"), None).await?;
     ensure!(status == 200, "GET /metrics: HTTP {status}");
     Ok(body)
 }
@@ -52,7 +54,7 @@ fn series_of(metrics: &str, ns: &str) -> Vec<String> {
 /// A Failed canary is deleted: every series about it leaves `/metrics` (before, `phase="Failed"` stayed at 1
 /// and the shipped `CanaryFailed` alert fired until the controller restarted).
 #[tokio::test]
-async fn a_deleted_canary_leaves_no_series() -> e2e::Result<()> {
+async fn hardening_deleted_canary_leaves_no_series() -> e2e::Result<()> {
     skip_unless_e2e!();
     with_namespace("hard-forget", |ns| async move {
         ctl::install_crds(&ns.client).await?;
@@ -94,7 +96,7 @@ async fn a_deleted_canary_leaves_no_series() -> e2e::Result<()> {
 /// each of 100 ticks with the same Warning: that must leave one Event whose count is the number of ticks,
 /// not one Event per tick.
 #[tokio::test]
-async fn a_hundred_repeats_of_an_event_leave_one_event() -> e2e::Result<()> {
+async fn hardening_hundred_repeats_of_an_event_leave_one_event() -> e2e::Result<()> {
     skip_unless_e2e!();
     with_namespace("hard-events", |ns| async move {
         ctl::install_crds(&ns.client).await?;
@@ -115,9 +117,17 @@ async fn a_hundred_repeats_of_an_event_leave_one_event() -> e2e::Result<()> {
         );
         // Past the burst, the writes of one canary's Events are spaced by the rate limit (30 s): the count
         // catches up with the ticks at the next write.
-        let event = wait_event(&ns, APP, "with count 100", Duration::from_secs(90), &controller, |e| {
-            e.message.as_deref() == Some(message.as_str()) && e.count.unwrap_or(1) >= TICKS as i32
-        })
+        let event = wait_event(
+            &ns,
+            APP,
+            "with count 100",
+            Duration::from_secs(90),
+            &controller,
+            |e| {
+                e.message.as_deref() == Some(message.as_str())
+                    && e.count.unwrap_or(1) >= TICKS as i32
+            },
+        )
         .await?;
         let failed_ticks = catcher.count("/fail");
         let same: Vec<_> = events_for(&ns, "Canary", APP)
@@ -131,12 +141,103 @@ async fn a_hundred_repeats_of_an_event_leave_one_event() -> e2e::Result<()> {
             event.metadata.name,
             event.count
         );
-        ensure!(same.len() == 1, "one Event for the repeated message, found {same:#?}");
+        ensure!(
+            same.len() == 1,
+            "one Event for the repeated message, found {same:#?}"
+        );
         let count = same[0].3;
         ensure!(
             (TICKS as i32..=failed_ticks as i32).contains(&count),
             "count {count} after {failed_ticks} failing ticks"
         );
+        Ok(())
+    })
+    .await
+}
+
+const TOKEN: &str = "lt-token-2718281828";
+
+/// A Secret `lt-token` holding [`TOKEN`] under `token`, and the webhook field naming it.
+async fn token_secret(ns: &TestNamespace) -> e2e::Result<Value> {
+    let secrets: Api<Secret> = ns.api();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "lt-token"},
+        "stringData": {"token": TOKEN},
+    }))?;
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .context("creating the Secret")?;
+    Ok(json!({"name": "lt-token", "key": "token"}))
+}
+
+/// A receiver that echoes the request's headers in its error page: the token the controller sent it from a
+/// Secret must not reach the canary's Events (nor the controller's log).
+#[tokio::test]
+async fn hardening_a_secret_echoed_by_a_webhook_stays_out_of_events() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("hard-secret", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let catcher = HookCatcher::start().await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let token = token_secret(&ns).await?;
+        let hooks = json!([{"name": "acceptance", "type": "pre-rollout", "url": catcher.at("/echo"),
+            "bearerTokenSecretRef": token}]);
+        start_run(&ns, &controller, blue_green_canary(APP, "1s", 3, hooks)).await?;
+        wait_phase(&canaries(&ns), APP, "Failed", RUN, &controller).await?;
+        let events = events_for(&ns, "Canary", APP).await?;
+        let echoed: Vec<_> = events
+            .iter()
+            .filter(|(_, _, m, _)| m.contains("acceptance"))
+            .collect();
+        eprintln!("events about the echoing hook: {echoed:#?}");
+        ensure!(
+            echoed
+                .iter()
+                .any(|(_, _, m, _)| m.contains("Bearer [redacted]")),
+            "the echoed header should be in the events, redacted: {events:#?}"
+        );
+        ensure!(
+            events.iter().all(|(_, _, m, _)| !m.contains(TOKEN)),
+            "the token is in an event: {events:#?}"
+        );
+        ensure!(
+            !controller.log().contains(TOKEN),
+            "the token is in the controller's log"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// The loadtester started with `-bearer-token` refuses calls without it, and the controller sends it from
+/// the Secret a webhook names: the run's pre-rollout and rollout commands run and the canary is promoted.
+#[tokio::test]
+async fn hardening_webhooks_call_a_loadtester_that_requires_a_token() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("hard-token", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let lt = Loadtester::start_with(&ns.name, &[&format!("-bearer-token={TOKEN}")]).await?;
+        let anonymous = lt
+            .gate("/gate/check", APP, &ns.name)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        ensure!(
+            anonymous.contains("401"),
+            "a call without the token: {anonymous:?}"
+        );
+        let controller = start_controller(&ns.name, &[])?;
+        let token = token_secret(&ns).await?;
+        let hooks = json!([
+            {"name": "smoke", "type": "pre-rollout", "url": lt.at("/"), "timeout": "10s",
+             "bearerTokenSecretRef": token, "metadata": {"type": "bash", "cmd": "echo smoke"}},
+            {"name": "load", "type": "rollout", "url": lt.at("/"), "timeout": "10s",
+             "bearerTokenSecretRef": token, "metadata": {"cmd": "echo load {{ canaryWeight }}"}},
+        ]);
+        start_run(&ns, &controller, blue_green_canary(APP, "1s", 2, hooks)).await?;
+        wait_phase(&canaries(&ns), APP, "Succeeded", RUN, &controller).await?;
         Ok(())
     })
     .await
