@@ -1,7 +1,7 @@
 //! Event aggregation, as client-go's event recorder does it: the same event (same object, type,
 //! reason and message) seen again bumps `count` and `lastTimestamp` of the one Event already
-//! written instead of creating another, and the Event writes of one object are rate-limited by a
-//! token bucket. A stuck canary that fails the same step every tick then leaves one Event whose
+//! written instead of creating another, and the writes of repeats about one object are
+//! rate-limited by a token bucket (a new message is always written at once). A stuck canary that fails the same step every tick then leaves one Event whose
 //! count grows, not one Event per tick in etcd.
 //!
 //! Unlike client-go, an occurrence that the rate limit holds back is not lost: the series keeps
@@ -160,6 +160,14 @@ impl Correlator {
         series.event.first_timestamp = first.or(Some(Time(at)));
         series.event.last_timestamp = Some(Time(at));
         series.seen = now;
+        if series.object.is_none() && series.written == 0 && !series.flush_pending {
+            // A new message is news: written at once, whatever the rate of repeats. What the
+            // limit holds back is repeats, which only bump a count nobody waits for.
+            return Step::Write(Write {
+                existing: None,
+                event: series.event.clone(),
+            });
+        }
         if series.flush_pending {
             return Step::Pending;
         }
@@ -324,9 +332,10 @@ mod tests {
         sim.run_flushes(t0 + Duration::from_secs(3600));
         assert_eq!(sim.objects.len(), 1, "{:?}", sim.objects);
         assert_eq!(sim.objects.values().next(), Some(&100));
-        // The burst, then one write per refill period over the remaining ~75 s, then the final flush.
+        // The create, the burst, then one write per refill period over the remaining ~75 s,
+        // then the final flush.
         assert!(
-            sim.writes <= 25 + 75 / 30 + 2,
+            sim.writes <= 1 + 25 + 75 / 30 + 2,
             "{} writes for 100 repeats",
             sim.writes
         );
@@ -346,26 +355,35 @@ mod tests {
     }
 
     #[test]
-    fn writes_are_limited_per_object_and_nothing_is_lost() {
+    fn repeats_are_limited_per_object_new_messages_never_wait_and_nothing_is_lost() {
         let limit = Limit {
             burst: 2,
             refill: Duration::from_secs(10),
         };
         let mut sim = Sim::new(limit);
         let t0 = Instant::now();
-        for n in 0..10 {
-            sim.record(event("a", &format!("message {n}")), t0);
+        for message in ["one", "two"] {
+            for _ in 0..5 {
+                sim.record(event("a", message), t0);
+            }
         }
-        assert_eq!(sim.writes, 2, "burst of 2, the rest held back");
+        // Two creates (new messages are not limited), then the burst of 2 patches, the rest held.
+        assert_eq!(sim.writes, 4);
+        assert_eq!(sim.objects.values().sum::<i32>(), 2 + 2);
+        sim.record(event("a", "three"), t0);
+        assert_eq!(sim.writes, 5, "a new message is written at once");
         // Another object has its own bucket.
         sim.record(event("b", "x"), t0);
-        assert_eq!(sim.writes, 3);
+        sim.record(event("b", "x"), t0);
+        assert_eq!(sim.writes, 7);
         sim.run_flushes(t0 + Duration::from_secs(10 * 8));
+        let mut counts: Vec<i32> = sim.objects.values().copied().collect();
+        counts.sort();
+        assert_eq!(counts, [1, 2, 5, 5], "every held-back repeat is counted");
         assert_eq!(
-            sim.writes, 11,
-            "every held-back event is written, one per refill"
+            sim.writes, 9,
+            "the two held series, one write each once a token is back"
         );
-        assert_eq!(sim.objects.len(), 11);
     }
 
     #[test]
