@@ -69,7 +69,7 @@ impl SeriesKey {
 #[derive(Debug)]
 pub struct Write {
     pub existing: Option<String>,
-    pub event: Event,
+    pub event: Box<Event>,
 }
 
 #[derive(Debug)]
@@ -165,7 +165,7 @@ impl Correlator {
             // limit holds back is repeats, which only bump a count nobody waits for.
             return Step::Write(Write {
                 existing: None,
-                event: series.event.clone(),
+                event: Box::new(series.event.clone()),
             });
         }
         if series.flush_pending {
@@ -178,7 +178,7 @@ impl Correlator {
         match bucket.take(self.limit, now) {
             Ok(()) => Step::Write(Write {
                 existing: series.object.clone(),
-                event: series.event.clone(),
+                event: Box::new(series.event.clone()),
             }),
             Err(wait) => {
                 series.flush_pending = true;
@@ -206,7 +206,7 @@ impl Correlator {
                 series.flush_pending = false;
                 Flush::Write(Write {
                     existing: series.object.clone(),
-                    event: series.event.clone(),
+                    event: Box::new(series.event.clone()),
                 })
             }
             Err(wait) => Flush::Wait(wait),
