@@ -254,6 +254,65 @@ impl Context {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: Flags,
+    }
+
+    /// A context whose client points nowhere: these tests touch only its memory.
+    fn context() -> Context {
+        use clap::Parser;
+        let flags = Cli::parse_from(["controller"]).flags;
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        Context::new(
+            client,
+            flags,
+            Arc::new(Metrics::new(false)),
+            Caller::new().unwrap(),
+            None,
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn failed_ticks_back_off_until_one_succeeds() {
+        let ctx = context();
+        let key = ObjectRef::new("podinfo").within("test");
+        let other = ObjectRef::new("other").within("test");
+        let waits: Vec<u64> = (0..4).map(|_| ctx.failed(&key).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40]);
+        assert_eq!(ctx.failed(&other).as_secs(), 5, "per canary");
+        ctx.succeeded(&key);
+        assert_eq!(ctx.failed(&key).as_secs(), 5, "a success starts over");
+    }
+
+    #[tokio::test]
+    async fn canaries_no_longer_watched_are_forgotten_entirely() {
+        let ctx = context();
+        let gone = ObjectRef::new("gone").within("test");
+        let kept = ObjectRef::new("kept").within("test");
+        for key in [&gone, &kept] {
+            ctx.set_due(key, Instant::now());
+            ctx.failed(key);
+            ctx.first_report(key, "warning");
+            ctx.metrics.set_phase(
+                &key.name,
+                "test",
+                &key.name,
+                flagger_api::CanaryPhase::Failed,
+            );
+        }
+        let present: HashSet<_> = [kept.clone()].into();
+        assert_eq!(ctx.forget_absent(&present), 1);
+        assert!(ctx.due(&gone).is_none() && ctx.due(&kept).is_some());
+        let text = ctx.metrics.encode().unwrap();
+        assert!(!text.contains(r#"canary="gone""#), "{text}");
+        assert!(text.contains(r#"canary="kept""#), "{text}");
+        assert_eq!(ctx.forget_absent(&present), 0, "nothing left to forget");
+    }
+
     #[test]
     fn prometheus_providers_are_shared_per_address_and_bounded() {
         let cache = PrometheusCache::default();
