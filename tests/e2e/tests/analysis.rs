@@ -256,11 +256,13 @@ async fn run_version(
     Ok((end?, recorder))
 }
 
+/// The Warning messages containing `needle`, one per occurrence: a repeated event is one Event with a
+/// `count`, as client-go's recorder aggregates them.
 fn kind_of(events: &[(String, String, String, i32)], needle: &str) -> Vec<String> {
     events
         .iter()
         .filter(|(t, _, m, _)| t == "Warning" && m.contains(needle))
-        .map(|(_, _, m, _)| m.clone())
+        .flat_map(|(_, _, m, n)| std::iter::repeat_n(m.clone(), usize::try_from(*n).unwrap_or(1)))
         .collect()
 }
 
