@@ -125,6 +125,17 @@ pub struct CanaryWebhook {
     #[serde(rename = "disableTLS")]
     pub disable_tls: Option<bool>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// flagger-rs extension: a key of a Secret in the canary's namespace whose value is sent as
+    /// `Authorization: Bearer <value>` (for a loadtester started with `-bearer-token`). Absent,
+    /// no Authorization header is sent, as in Flagger.
+    pub bearer_token_secret_ref: Option<SecretKeyRef>,
+}
+
+/// One key of a Secret in the referring object's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
 }
 
 /// When a webhook runs. `""` (and an absent type) means `rollout`, as in Flagger.

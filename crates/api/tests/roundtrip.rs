@@ -133,6 +133,11 @@ fn the_schema_requires_exactly_what_flaggers_requires() {
         ("Canary.spec.analysis.metrics[].templateRef", vec!["name"]),
         ("Canary.spec.analysis.sessionAffinity", vec!["cookieName"]),
         ("Canary.spec.analysis.webhooks[]", vec!["name", "url"]),
+        // flagger-rs extension: the loadtester token a webhook sends.
+        (
+            "Canary.spec.analysis.webhooks[].bearerTokenSecretRef",
+            vec!["key", "name"],
+        ),
         (
             "Canary.spec.autoscalerRef",
             vec!["apiVersion", "kind", "name"],

@@ -352,6 +352,13 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
     ),
     (
         CANARY,
+        "spec: {analysis: {webhooks: [{name: a, url: 'http://x/', bearerTokenSecretRef: {name: t, key: ''}}]}}",
+        "spec.analysis.webhooks[0].bearerTokenSecretRef.key",
+        "required",
+        E,
+    ),
+    (
+        CANARY,
         "spec: {analysis: {webhooks: [{name: a, url: 'ftp://x/'}]}}",
         "spec.analysis.webhooks[0].url",
         "absolute http(s)",

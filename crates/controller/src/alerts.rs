@@ -14,6 +14,7 @@ use kube::ResourceExt;
 use crate::context::Context;
 use crate::flags::Flags;
 use crate::fulfil;
+use crate::redact::redact;
 
 /// The notifier for canaries without `analysis.alerts`, from `-slack-*` / `-msteams-*`.
 pub fn global_notifier(flags: &Flags) -> Result<Option<ProviderNotifier>, String> {
@@ -83,13 +84,10 @@ pub async fn deliver(
     match notify::route(canary.spec.analysis.alerts.as_deref(), message.severity) {
         Route::Global => {
             if let Some(global) = &ctx.global_notifier {
-                report(
-                    ctx,
-                    canary,
-                    "global notifier",
-                    global.notify(&message).await,
-                )
-                .await;
+                // The global notifier's URLs carry their tokens in the path.
+                let secrets = [ctx.flags.slack_url.clone(), ctx.flags.msteams_url.clone()];
+                let delivery = global.notify(&message).await;
+                report(ctx, canary, "global notifier", delivery, &secrets).await;
             }
         }
         Route::Providers(entries) => {
@@ -101,8 +99,9 @@ pub async fn deliver(
                     .unwrap_or_else(|| namespace.clone());
                 let id = format!("{}.{provider_ns}", entry.provider_ref.name);
                 match notifier_for(ctx, &entry.provider_ref.name, &provider_ns).await {
-                    Ok(Some(notifier)) => {
-                        report(ctx, canary, &id, notifier.notify(&message).await).await
+                    Ok(Some((notifier, secrets))) => {
+                        let delivery = notifier.notify(&message).await;
+                        report(ctx, canary, &id, delivery, &secrets).await
                     }
                     Ok(None) => {}
                     Err(why) => {
@@ -118,11 +117,13 @@ pub async fn deliver(
     }
 }
 
+/// The provider's notifier and the values of its Secret (a receiver's error may quote the
+/// webhook URL or token it was given; they must not reach the Warning event).
 async fn notifier_for(
     ctx: &Context,
     name: &str,
     namespace: &str,
-) -> Result<Option<ProviderNotifier>, String> {
+) -> Result<Option<(ProviderNotifier, Vec<String>)>, String> {
     let provider = ctx
         .cache
         .get::<AlertProvider>(&ctx.client, namespace, name)
@@ -140,31 +141,43 @@ async fn notifier_for(
         }
         None => None,
     };
+    let secrets: Vec<String> = secret_data
+        .iter()
+        .flat_map(|d| d.values())
+        .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
+        .collect();
+    let hide = |e: String| redact(&e, secrets.iter().map(String::as_str));
     let secret = secret_data.as_ref().map(|d| d as &dyn notify::SecretData);
     let resolved =
-        notify::resolve(&provider.spec, secret).map_err(|e: ResolveError| e.to_string())?;
+        notify::resolve(&provider.spec, secret).map_err(|e: ResolveError| hide(e.to_string()))?;
     let Some(resolved) = resolved else {
         return Ok(None);
     };
-    ProviderNotifier::new(&resolved, DeliveryOptions::default())
-        .map(Some)
-        .map_err(|e| e.to_string())
+    let notifier = ProviderNotifier::new(&resolved, DeliveryOptions::default())
+        .map_err(|e| hide(e.to_string()))?;
+    Ok(Some((notifier, secrets)))
 }
 
-async fn report(ctx: &Context, canary: &Canary, target: &str, delivery: notify::Delivery) {
+async fn report(
+    ctx: &Context,
+    canary: &Canary,
+    target: &str,
+    delivery: notify::Delivery,
+    secrets: &[String],
+) {
+    let hide = |text: String| redact(&text, secrets.iter().map(String::as_str));
     if let Some(warning) = delivery.template_warning {
         let text = format!(
             "Alert provider {target} messageTemplate failed, standard message sent: {warning}"
         );
-        ctx.recorder.record(canary, EventType::Warning, &text).await;
+        ctx.recorder
+            .record(canary, EventType::Warning, &hide(text))
+            .await;
     }
     if let Err(e) = delivery.result {
+        let text = format!("Alert to {target} failed: {e}");
         ctx.recorder
-            .record(
-                canary,
-                EventType::Warning,
-                &format!("Alert to {target} failed: {e}"),
-            )
+            .record(canary, EventType::Warning, &hide(text))
             .await;
     }
 }

@@ -175,6 +175,11 @@ impl Cache {
         }
     }
 
+    /// The watch caches' readers, when the controller runs watches.
+    pub fn stores(&self) -> Option<&Stores> {
+        self.stores.as_ref()
+    }
+
     /// The object as the cache has it when the cache can be trusted for it, else as a GET returns it.
     pub async fn get<K: Cached>(
         &self,
@@ -251,6 +256,17 @@ impl Cache {
             return false;
         };
         lock(&self.applied).get(&key) == Some(&hash(desired)) && covers(desired, live)
+    }
+
+    /// Drops what is remembered of the objects of a target that is no longer a canary's: the
+    /// target itself and everything named after it (`<target>-primary`, `<target>-canary`, …).
+    /// Another target sharing the prefix loses its memory too, which costs it one apply.
+    pub fn forget_target(&self, namespace: &str, target: &str) {
+        let prefix = format!("{target}-");
+        let ours =
+            |key: &Key| key.1 == namespace && (key.2 == target || key.2.starts_with(&prefix));
+        lock(&self.applied).retain(|key, _| !ours(key));
+        lock(&self.written).retain(|key, _| !ours(key));
     }
 
     /// Remembers the body just applied, for [`Cache::unchanged`].
@@ -394,6 +410,21 @@ mod tests {
         let mut edited = live.clone();
         edited["spec"]["ports"][0]["port"] = json!(80);
         assert!(!cache.unchanged(&body, &edited));
+    }
+
+    #[test]
+    fn forgetting_a_target_drops_its_objects_only() {
+        let cache = Cache::default();
+        let mut body = service_body();
+        cache.applied(&body);
+        body["metadata"]["name"] = json!("other-primary");
+        cache.applied(&body);
+        cache.wrote(&service("7"));
+        cache.forget_target("test", "podinfo");
+        let applied = lock(&cache.applied);
+        assert_eq!(applied.len(), 1);
+        assert!(applied.keys().all(|k| k.2 == "other-primary"));
+        assert!(lock(&cache.written).is_empty());
     }
 
     #[test]

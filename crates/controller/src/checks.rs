@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use crate::context::Context;
+use crate::redact::redact;
 
 /// One checked metric: the result for the core, plus what the controller reports on its own.
 pub struct Checked {
@@ -79,14 +80,35 @@ pub async fn run(ctx: &Context, canary: &Canary, name: &str) -> Checked {
         route_override: None,
     };
     let resolved = template.as_ref().map(|t| match t {
-        Ok((template, provider)) => ResolvedTemplate::Ready {
+        Ok((template, provider, _)) => ResolvedTemplate::Ready {
             template,
             provider: provider.as_ref(),
         },
         Err(why) => ResolvedTemplate::Failed(why.clone()),
     });
     let checked = check_metric(&check_ctx, metric, resolved).await;
-    to_checked(canary, name, checked)
+    let secrets = match &template {
+        Some(Ok((_, _, secrets))) => secrets.as_slice(),
+        _ => &[],
+    };
+    without_secrets(to_checked(canary, name, checked), secrets)
+}
+
+/// A backend's error may quote the credentials it was sent (an API key in an echoed URL or
+/// header); the check's texts become Events and alerts, so the template Secret's values go.
+fn without_secrets(mut checked: Checked, secrets: &[String]) -> Checked {
+    if secrets.is_empty() {
+        return checked;
+    }
+    let clean = |text: &mut String| *text = redact(text, secrets.iter().map(String::as_str));
+    match &mut checked.result.outcome {
+        MetricOutcome::NoData(text)
+        | MetricOutcome::QueryFailed(text)
+        | MetricOutcome::Error(text) => clean(text),
+        MetricOutcome::Value(_) => {}
+    }
+    checked.warnings.iter_mut().for_each(clean);
+    checked
 }
 
 /// The core's view of a check, worded as metrics.md §6.1 (the kind of entry decides the text).
@@ -150,7 +172,8 @@ fn error_outcome(canary: &Canary, name: &str, kind: &MetricKind, e: CheckError) 
     }
 }
 
-type Resolved = Result<(MetricTemplate, Arc<dyn MetricProvider>), String>;
+/// The template, its provider and the values of its Secret (to keep them out of messages).
+type Resolved = Result<(MetricTemplate, Arc<dyn MetricProvider>, Vec<String>), String>;
 
 /// The MetricTemplate with its provider built (and its Secret read), or the event text saying
 /// what was missing.
@@ -182,9 +205,18 @@ async fn resolve_template(
         Some(secret_ref) => Some(read_secret(ctx, namespace, &secret_ref.name).await?),
         None => None,
     };
-    let provider = build_provider(&template.spec.provider, secret.as_ref())
-        .map_err(|e| format!("MetricTemplate {id}: {e}"))?;
-    Ok((template, provider))
+    let secrets: Vec<String> = secret
+        .iter()
+        .flat_map(|data| data.values())
+        .map(|v| String::from_utf8_lossy(v).trim().to_string())
+        .collect();
+    let provider = build_provider(&template.spec.provider, secret.as_ref()).map_err(|e| {
+        redact(
+            &format!("MetricTemplate {id}: {e}"),
+            secrets.iter().map(String::as_str),
+        )
+    })?;
+    Ok((template, provider, secrets))
 }
 
 async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<SecretData, String> {
@@ -282,6 +314,24 @@ mod tests {
         });
         let name = metric.name.clone();
         to_checked(&c, &name, check_metric(&ctx, &metric, resolved).await)
+    }
+
+    #[test]
+    fn template_secret_values_never_reach_the_check_texts() {
+        let checked = Checked {
+            result: MetricResult {
+                name: "m".into(),
+                query: None,
+                outcome: MetricOutcome::QueryFailed("401 for api_key=k-123456".into()),
+            },
+            warnings: vec!["k-123456 again".into()],
+            kind: None,
+        };
+        let clean = without_secrets(checked, &["k-123456".into()]);
+        assert!(
+            matches!(&clean.result.outcome, MetricOutcome::QueryFailed(t) if t == "401 for api_key=[redacted]")
+        );
+        assert_eq!(clean.warnings, ["[redacted] again"]);
     }
 
     fn builtin() -> serde_json::Value {

@@ -1,6 +1,6 @@
 //! What every reconcile shares: clients, settings derived from the flags, metrics, schedules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use kube::Client;
@@ -46,6 +46,8 @@ pub struct Context {
     pub prometheus: PrometheusCache,
     /// Workload reads from the watch caches and the memory of what was last written.
     pub cache: Arc<Cache>,
+    /// Consecutive failed ticks per canary, for the retry backoff.
+    pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
 }
 
 #[derive(Default)]
@@ -131,6 +133,7 @@ impl Context {
             written: Mutex::new(HashMap::new()),
             prometheus: PrometheusCache::default(),
             cache,
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -188,18 +191,127 @@ impl Context {
         }
     }
 
-    /// Drops everything kept about a deleted canary.
+    /// Drops everything kept about a canary that is gone: its series (a deleted Failed canary
+    /// would keep `CanaryFailed` firing), schedule, reports, event aggregation and backoff.
     pub fn forget(&self, key: &ObjectRef<Canary>) {
         lock(&self.schedule).remove(key);
         lock(&self.written).remove(key);
         lock(&self.reported).remove(key);
         lock(&self.simulated).remove(key);
+        lock(&self.failures).remove(key);
+        let namespace = key.namespace.clone().unwrap_or_default();
+        for target in self.metrics.forget(&namespace, &key.name) {
+            self.cache.forget_target(&namespace, &target);
+        }
+        self.recorder.forget(&namespace, &key.name);
+    }
+
+    /// Forgets every remembered canary that `present` (the watched canaries) no longer holds.
+    /// Returns how many were forgotten.
+    pub fn forget_absent(&self, present: &HashSet<ObjectRef<Canary>>) -> usize {
+        let mut remembered: HashSet<ObjectRef<Canary>> = HashSet::new();
+        remembered.extend(lock(&self.schedule).keys().cloned());
+        remembered.extend(lock(&self.written).keys().cloned());
+        remembered.extend(lock(&self.reported).keys().cloned());
+        remembered.extend(lock(&self.simulated).keys().cloned());
+        remembered.extend(lock(&self.failures).keys().cloned());
+        remembered.extend(
+            self.metrics
+                .canaries()
+                .into_iter()
+                .map(|c| ObjectRef::new(&c.name).within(&c.namespace)),
+        );
+        remembered.extend(
+            self.recorder
+                .canaries()
+                .into_iter()
+                .map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)),
+        );
+        let gone: Vec<_> = remembered.difference(present).cloned().collect();
+        for key in &gone {
+            tracing::debug!(canary = %key.name, namespace = ?key.namespace, "forgetting a canary that is no longer watched");
+            self.forget(key);
+        }
+        gone.len()
+    }
+
+    /// Counts a failed tick of `key` and returns how long to wait before retrying it.
+    pub fn failed(&self, key: &ObjectRef<Canary>) -> std::time::Duration {
+        let mut failures = lock(&self.failures);
+        let n = failures.entry(key.clone()).or_insert(0);
+        let delay = crate::backoff::RETRY.delay(*n);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    /// A tick of `key` went through: the next failure starts the backoff over.
+    pub fn succeeded(&self, key: &ObjectRef<Canary>) {
+        lock(&self.failures).remove(key);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: Flags,
+    }
+
+    /// A context whose client points nowhere: these tests touch only its memory.
+    fn context() -> Context {
+        use clap::Parser;
+        let flags = Cli::parse_from(["controller"]).flags;
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        Context::new(
+            client,
+            flags,
+            Arc::new(Metrics::new(false)),
+            Caller::new().unwrap(),
+            None,
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn failed_ticks_back_off_until_one_succeeds() {
+        let ctx = context();
+        let key = ObjectRef::new("podinfo").within("test");
+        let other = ObjectRef::new("other").within("test");
+        let waits: Vec<u64> = (0..4).map(|_| ctx.failed(&key).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40]);
+        assert_eq!(ctx.failed(&other).as_secs(), 5, "per canary");
+        ctx.succeeded(&key);
+        assert_eq!(ctx.failed(&key).as_secs(), 5, "a success starts over");
+    }
+
+    #[tokio::test]
+    async fn canaries_no_longer_watched_are_forgotten_entirely() {
+        let ctx = context();
+        let gone = ObjectRef::new("gone").within("test");
+        let kept = ObjectRef::new("kept").within("test");
+        for key in [&gone, &kept] {
+            ctx.set_due(key, Instant::now());
+            ctx.failed(key);
+            ctx.first_report(key, "warning");
+            ctx.metrics.set_phase(
+                &key.name,
+                "test",
+                &key.name,
+                flagger_api::CanaryPhase::Failed,
+            );
+        }
+        let present: HashSet<_> = [kept.clone()].into();
+        assert_eq!(ctx.forget_absent(&present), 1);
+        assert!(ctx.due(&gone).is_none() && ctx.due(&kept).is_some());
+        let text = ctx.metrics.encode().unwrap();
+        assert!(!text.contains(r#"canary="gone""#), "{text}");
+        assert!(text.contains(r#"canary="kept""#), "{text}");
+        assert_eq!(ctx.forget_absent(&present), 0, "nothing left to forget");
+    }
 
     #[test]
     fn prometheus_providers_are_shared_per_address_and_bounded() {

@@ -46,7 +46,7 @@ pub async fn post(ctx: &Context, canary: &Canary, status: &CanaryStatus, event: 
         let phase = status.phase.unwrap_or_default();
         let mut payload = fulfil::payload(canary, status, phase, None);
         payload.metadata = Some(metadata);
-        if let Err(e) = ctx.webhooks.call(hook, &payload).await {
+        if let Err(e) = crate::webhooks::call(ctx, canary, hook, &payload).await {
             tracing::warn!(canary = %canary.name_any(), hook = %hook.name, error = %e, "event webhook failed");
         }
     }

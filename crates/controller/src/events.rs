@@ -2,15 +2,21 @@
 //! core group only, so kube's events.k8s.io recorder would be refused under Flagger's manifests.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use flagger_api::Canary;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 use flagger_core::{EventType, Reason};
+use tokio::time::Instant;
+
+use crate::context::lock;
+use crate::event_series::{Correlator, Flush, LIMIT, SeriesKey, Step, Write};
 
 /// Event annotations with the rendered query and the value of a failed check: Flagger's message text stays as
 /// it is, and `kubectl get event -o yaml` shows what was asked and what came back (issue 7).
@@ -43,11 +49,16 @@ pub fn check_annotations(reason: Option<&Reason>) -> BTreeMap<String, String> {
 pub struct Recorder {
     client: Client,
     dry_run: bool,
+    correlator: Arc<Mutex<Correlator>>,
 }
 
 impl Recorder {
     pub fn new(client: Client, dry_run: bool) -> Recorder {
-        Recorder { client, dry_run }
+        Recorder {
+            client,
+            dry_run,
+            correlator: Arc::new(Mutex::new(Correlator::new(LIMIT))),
+        }
     }
 
     /// Records one event; a failure is logged, never allowed to fail the tick.
@@ -57,6 +68,8 @@ impl Recorder {
     }
 
     /// Records one event with annotations (e.g. the query and value of a failed metric check).
+    /// A repeat of an event already recorded for the canary bumps the count of that Event, and
+    /// the Event writes of one canary are rate-limited (see [`Correlator`]).
     pub async fn record_annotated(
         &self,
         canary: &Canary,
@@ -64,12 +77,7 @@ impl Recorder {
         message: &str,
         annotations: BTreeMap<String, String>,
     ) {
-        let mut event = build(canary, type_, message, self.dry_run, Timestamp::now());
-        if !annotations.is_empty() {
-            event.metadata.annotations = Some(annotations);
-        }
         let namespace = canary.namespace().unwrap_or_default();
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         match type_ {
             EventType::Normal => {
                 tracing::info!(canary = %canary.name_any(), namespace, "{message}")
@@ -78,9 +86,74 @@ impl Recorder {
                 tracing::warn!(canary = %canary.name_any(), namespace, "{message}")
             }
         }
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(canary = %canary.name_any(), namespace, error = %e, "recording event failed");
+        let mut event = build(canary, type_, message, self.dry_run, Timestamp::now());
+        if !annotations.is_empty() {
+            event.metadata.annotations = Some(annotations);
         }
+        let key = SeriesKey::of(&event);
+        let step = lock(&self.correlator).observe(&key, event, Instant::now(), Timestamp::now());
+        match step {
+            Step::Write(write) => self.write(&key, write).await,
+            Step::Defer(wait) => {
+                let recorder = self.clone();
+                tokio::spawn(async move { recorder.flush_after(key, wait).await });
+            }
+            Step::Pending => {}
+        }
+    }
+
+    /// Writes a rate-limited series once its object may be written again.
+    async fn flush_after(&self, key: SeriesKey, mut wait: Duration) {
+        loop {
+            tokio::time::sleep(wait).await;
+            let step = lock(&self.correlator).flush(&key, Instant::now());
+            match step {
+                Flush::Write(write) => return self.write(&key, write).await,
+                Flush::Wait(again) => wait = again,
+                Flush::Nothing => return,
+            }
+        }
+    }
+
+    async fn write(&self, key: &SeriesKey, write: Write) {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &key.namespace);
+        let count = write.event.count.unwrap_or(1);
+        let written = match &write.existing {
+            Some(name) => {
+                let patch = serde_json::json!({
+                    "count": count,
+                    "lastTimestamp": write.event.last_timestamp,
+                });
+                match api
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(event) => Ok(event),
+                    // Expired (the API server keeps events for an hour) or deleted: start anew.
+                    Err(kube::Error::Api(s)) if s.code == 404 => {
+                        api.create(&PostParams::default(), &write.event).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => api.create(&PostParams::default(), &write.event).await,
+        };
+        match written {
+            Ok(event) => lock(&self.correlator).wrote(key, event.name_any(), count),
+            Err(e) => {
+                tracing::warn!(canary = %key.name, namespace = %key.namespace, error = %e, "recording event failed")
+            }
+        }
+    }
+
+    /// Drops the aggregation state of a canary that is gone.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        lock(&self.correlator).forget(namespace, name);
+    }
+
+    /// The canaries with aggregation state, as (namespace, name).
+    pub fn canaries(&self) -> Vec<(String, String)> {
+        lock(&self.correlator).canaries()
     }
 }
 

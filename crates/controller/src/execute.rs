@@ -256,16 +256,17 @@ impl<'a> Executor<'a> {
                 continue;
             };
             let payload = fulfil::payload(self.canary, status, phase, hook.metadata.as_ref());
-            let (type_, message) = match self.ctx.webhooks.call(hook, &payload).await {
-                Ok(()) => (
-                    EventType::Normal,
-                    format!("Post-rollout check {name} passed"),
-                ),
-                Err(e) => (
-                    EventType::Warning,
-                    format!("Post-rollout hook {name} failed {e}"),
-                ),
-            };
+            let (type_, message) =
+                match crate::webhooks::call(self.ctx, self.canary, hook, &payload).await {
+                    Ok(()) => (
+                        EventType::Normal,
+                        format!("Post-rollout check {name} passed"),
+                    ),
+                    Err(e) => (
+                        EventType::Warning,
+                        format!("Post-rollout hook {name} failed {e}"),
+                    ),
+                };
             self.ctx.recorder.record(self.canary, type_, &message).await;
         }
     }
@@ -283,23 +284,20 @@ impl<'a> Executor<'a> {
         let metrics = &self.ctx.metrics;
         match run {
             RunOutcome::Succeeded { skipped } => {
-                metrics
-                    .successes
-                    .get_or_create(&labels(if *skipped { "skipped" } else { "completed" }))
-                    .inc();
+                let status = if *skipped { "skipped" } else { "completed" };
+                metrics.count_success(&self.canary.name_any(), labels(status));
             }
             RunOutcome::RolledBack { reason } | RunOutcome::PromotionFailed { reason } => {
-                metrics.failures.get_or_create(&labels("completed")).inc();
-                metrics
-                    .rollbacks
-                    .get_or_create(&RollbackLabels {
+                metrics.count_rollback(
+                    labels("completed"),
+                    RollbackLabels {
                         name: name.clone(),
                         namespace: namespace.clone(),
                         canary: self.canary.name_any(),
                         deployment_strategy: strategy.clone(),
                         reason: reason.label().into(),
-                    })
-                    .inc();
+                    },
+                );
             }
         }
     }

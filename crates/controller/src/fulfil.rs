@@ -88,7 +88,7 @@ pub async fn webhooks(
             break;
         };
         let body = payload(canary, status, phase, hook.metadata.as_ref());
-        let outcome = ctx.webhooks.call(hook, &body).await;
+        let outcome = crate::webhooks::call(ctx, canary, hook, &body).await;
         let failed = outcome.is_err();
         observation.webhooks.push(HookResult {
             kind,
@@ -131,8 +131,13 @@ pub async fn metrics(
                 value
             };
             let namespace = canary.namespace().unwrap_or_default();
-            ctx.metrics
-                .set_metric_value(&spec.target_name, &namespace, name, exported);
+            ctx.metrics.set_metric_value(
+                &canary.name_any(),
+                &spec.target_name,
+                &namespace,
+                name,
+                exported,
+            );
         }
         observation.metrics.push(checked.result);
     }

@@ -2,12 +2,14 @@
 //! `flagger_core::advance`, and carries out the actions it returns.
 
 pub mod alerts;
+pub mod backoff;
 pub mod cache;
 pub mod cadence;
 pub mod checks;
 pub mod client;
 pub mod context;
 pub mod cookies;
+pub mod event_series;
 pub mod eventhooks;
 pub mod events;
 pub mod execute;
@@ -17,6 +19,7 @@ pub mod leader;
 pub mod metrics;
 pub mod ratelimit;
 pub mod reconcile;
+pub mod redact;
 pub mod resync;
 pub mod run;
 pub mod server;

@@ -7,6 +7,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use flagger_api::CanaryPhase;
@@ -68,6 +70,11 @@ pub struct RollbackLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CanaryLabels {
     pub name: String,
     pub namespace: String,
@@ -109,6 +116,27 @@ pub struct Metrics {
     pub phase: Family<PhaseLabels, Gauge>,
     pub rollbacks: Family<RollbackLabels, Counter>,
     pub analysis_start: Family<CanaryLabels, FloatGauge>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    /// The label sets each canary's series were created with. prometheus-client cannot list a
+    /// family's series, and a deleted canary's series must go (its `phase="Failed"` would keep
+    /// the `CanaryFailed` alert firing), so the labels are remembered as they are created.
+    owned: Mutex<HashMap<CanaryId, Owned>>,
+}
+
+/// A canary by namespace and name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CanaryId {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// What [`Metrics::forget`] removes for one canary besides the series derived from its target.
+#[derive(Default)]
+struct Owned {
+    targets: HashSet<String>,
+    metrics: HashSet<MetricLabels>,
+    outcomes: HashSet<OutcomeLabels>,
+    rollbacks: HashSet<RollbackLabels>,
 }
 
 impl Metrics {
@@ -135,6 +163,8 @@ impl Metrics {
             phase: Family::default(),
             rollbacks: Family::default(),
             analysis_start: Family::default(),
+            reconcile_errors: Family::default(),
+            owned: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
         registry.register(
@@ -194,10 +224,39 @@ impl Metrics {
             "Unix time the current canary run started; 0 when idle",
             metrics.analysis_start.clone(),
         );
+        // prometheus-client appends `_total`: flagger_reconcile_errors_total.
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by kind of error (kube, runaway, effect)",
+            metrics.reconcile_errors.clone(),
+        );
         Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts one failed reconcile.
+    pub fn reconcile_error(&self, kind: &str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels { kind: kind.into() })
+            .inc();
+    }
+
+    fn own(&self, namespace: &str, canary: &str, record: impl FnOnce(&mut Owned)) {
+        let mut owned = crate::context::lock(&self.owned);
+        let entry = owned
+            .entry(CanaryId {
+                namespace: namespace.into(),
+                name: canary.into(),
+            })
+            .or_default();
+        record(entry);
+    }
+
+    /// The canaries that have series, for the sweep that forgets the ones no longer watched.
+    pub fn canaries(&self) -> Vec<CanaryId> {
+        crate::context::lock(&self.owned).keys().cloned().collect()
     }
 
     /// The OpenMetrics text exposition.
@@ -210,6 +269,9 @@ impl Metrics {
     /// Records a canary's phase in `flagger_canary_status` (Flagger's code values) and the one-hot
     /// `flagger_canary_phase`.
     pub fn set_phase(&self, canary: &str, namespace: &str, target: &str, phase: CanaryPhase) {
+        self.own(namespace, canary, |o| {
+            o.targets.insert(target.into());
+        });
         let status = match phase {
             CanaryPhase::Progressing => 0,
             CanaryPhase::Failed => 2,
@@ -244,6 +306,9 @@ impl Metrics {
         phase: CanaryPhase,
         now: jiff::Timestamp,
     ) {
+        self.own(namespace, canary, |o| {
+            o.targets.insert(target.into());
+        });
         let gauge = self.analysis_start.get_or_create(&CanaryLabels {
             name: target.into(),
             namespace: namespace.into(),
@@ -264,14 +329,43 @@ impl Metrics {
     }
 
     /// `flagger_canary_metric_analysis`: the last value of a metric check.
-    pub fn set_metric_value(&self, target: &str, namespace: &str, metric: &str, value: f64) {
-        self.metric_analysis
-            .get_or_create(&MetricLabels {
-                name: target.into(),
-                namespace: namespace.into(),
-                metric: metric.into(),
-            })
-            .set(value);
+    pub fn set_metric_value(
+        &self,
+        canary: &str,
+        target: &str,
+        namespace: &str,
+        metric: &str,
+        value: f64,
+    ) {
+        let labels = MetricLabels {
+            name: target.into(),
+            namespace: namespace.into(),
+            metric: metric.into(),
+        };
+        self.metric_analysis.get_or_create(&labels).set(value);
+        self.own(namespace, canary, |o| {
+            o.metrics.insert(labels);
+        });
+    }
+
+    /// `flagger_canary_successes_total` (skipped or completed analysis).
+    pub fn count_success(&self, canary: &str, labels: OutcomeLabels) {
+        self.successes.get_or_create(&labels).inc();
+        let namespace = labels.namespace.clone();
+        self.own(&namespace, canary, |o| {
+            o.outcomes.insert(labels);
+        });
+    }
+
+    /// `flagger_canary_failures_total` and the rollback's `flagger_canary_rollbacks_total`.
+    pub fn count_rollback(&self, outcome: OutcomeLabels, rollback: RollbackLabels) {
+        self.failures.get_or_create(&outcome).inc();
+        self.rollbacks.get_or_create(&rollback).inc();
+        let (namespace, canary) = (rollback.namespace.clone(), rollback.canary.clone());
+        self.own(&namespace, &canary, |o| {
+            o.outcomes.insert(outcome);
+            o.rollbacks.insert(rollback);
+        });
     }
 
     /// `flagger_canary_total` per namespace, from the watched canaries.
@@ -299,33 +393,54 @@ impl Metrics {
         series(target.into(), canary);
     }
 
-    /// Drops the series of a deleted canary so they stop being exported.
-    pub fn forget(&self, canary: &str, namespace: &str, target: &str) {
-        let target_labels = TargetLabels {
-            name: target.into(),
+    /// Drops every series of a canary that is gone (deleted, or no longer watched), so neither
+    /// alerts nor dashboards keep reporting it. Returns the targets it had series for.
+    pub fn forget(&self, namespace: &str, canary: &str) -> Vec<String> {
+        let owned = crate::context::lock(&self.owned).remove(&CanaryId {
             namespace: namespace.into(),
+            name: canary.into(),
+        });
+        let Some(owned) = owned else {
+            return Vec::new();
         };
-        self.status.remove(&target_labels);
-        self.duration.remove(&target_labels);
-        for candidate in PHASES {
-            self.phase.remove(&PhaseLabels {
-                name: target.into(),
+        for target in &owned.targets {
+            let target_labels = TargetLabels {
+                name: target.clone(),
+                namespace: namespace.into(),
+            };
+            self.status.remove(&target_labels);
+            self.duration.remove(&target_labels);
+            for candidate in PHASES {
+                self.phase.remove(&PhaseLabels {
+                    name: target.clone(),
+                    namespace: namespace.into(),
+                    canary: canary.into(),
+                    phase: candidate.as_str().into(),
+                });
+            }
+            for workload in [format!("{target}-primary"), target.clone()] {
+                self.weight.remove(&WeightLabels {
+                    workload,
+                    namespace: namespace.into(),
+                });
+            }
+            self.analysis_start.remove(&CanaryLabels {
+                name: target.clone(),
                 namespace: namespace.into(),
                 canary: canary.into(),
-                phase: candidate.as_str().into(),
             });
         }
-        for workload in [format!("{target}-primary"), target.to_string()] {
-            self.weight.remove(&WeightLabels {
-                workload,
-                namespace: namespace.into(),
-            });
+        for labels in &owned.metrics {
+            self.metric_analysis.remove(labels);
         }
-        self.analysis_start.remove(&CanaryLabels {
-            name: target.into(),
-            namespace: namespace.into(),
-            canary: canary.into(),
-        });
+        for labels in &owned.outcomes {
+            self.successes.remove(labels);
+            self.failures.remove(labels);
+        }
+        for labels in &owned.rollbacks {
+            self.rollbacks.remove(labels);
+        }
+        owned.targets.into_iter().collect()
     }
 }
 
@@ -439,10 +554,71 @@ mod tests {
     #[test]
     fn a_deleted_canary_leaves_no_series() {
         let metrics = Metrics::new(false);
-        metrics.set_phase("c", "ns", "t", CanaryPhase::Progressing);
-        metrics.set_weights("ns", "t", 50, 50);
-        metrics.forget("c", "ns", "t");
+        let outcome = |ns: &str| OutcomeLabels {
+            name: "t".into(),
+            namespace: ns.into(),
+            deployment_strategy: "canary".into(),
+            analysis_status: "completed".into(),
+        };
+        for ns in ["ns", "other"] {
+            metrics.set_phase("c", ns, "t", CanaryPhase::Failed);
+            metrics.set_run_start(
+                "c",
+                ns,
+                "t",
+                CanaryPhase::Progressing,
+                jiff::Timestamp::now(),
+            );
+            metrics.set_weights(ns, "t", 50, 50);
+            metrics.set_metric_value("c", "t", ns, "error-rate", 1.5);
+            metrics.count_success("c", outcome(ns));
+            metrics.count_rollback(
+                outcome(ns),
+                RollbackLabels {
+                    name: "t".into(),
+                    namespace: ns.into(),
+                    canary: "c".into(),
+                    deployment_strategy: "canary".into(),
+                    reason: "failed_checks".into(),
+                },
+            );
+            metrics
+                .duration
+                .get_or_create(&TargetLabels {
+                    name: "t".into(),
+                    namespace: ns.into(),
+                })
+                .observe(0.1);
+        }
+        assert_eq!(metrics.canaries().len(), 2);
+        metrics.forget("ns", "c");
         let text = exposition(&metrics);
         assert!(!text.contains(r#"namespace="ns""#), "{text}");
+        assert!(
+            text.contains(
+                r#"flagger_canary_phase{name="t",namespace="other",canary="c",phase="Failed"} 1"#
+            ),
+            "another namespace's canary of the same name keeps its series:\n{text}"
+        );
+        assert_eq!(
+            metrics.canaries(),
+            vec![CanaryId {
+                namespace: "other".into(),
+                name: "c".into()
+            }]
+        );
+        metrics.forget("ns", "c");
+    }
+
+    #[test]
+    fn reconcile_errors_are_counted_by_kind() {
+        let metrics = Metrics::new(false);
+        metrics.reconcile_error("kube");
+        metrics.reconcile_error("kube");
+        let text = exposition(&metrics);
+        assert!(
+            text.contains(r#"flagger_reconcile_errors_total{kind="kube"} 2"#),
+            "{text}"
+        );
     }
 }

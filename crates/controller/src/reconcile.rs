@@ -22,8 +22,6 @@ use crate::target::{TargetError, Workloads, records_revision};
 /// How often `advance` may ask for more results within one tick before the tick is abandoned: a
 /// core that keeps asking is a bug, and must not pin a worker.
 const MAX_ROUNDS: usize = 32;
-/// Retry delay after a failed effect or an unreadable cluster state.
-const RETRY: Duration = Duration::from_secs(5);
 /// Safety retry for a reconcile skipped on a cache that predates our last status write.
 const STALE_RETRY: Duration = Duration::from_millis(500);
 
@@ -34,6 +32,10 @@ pub enum Error {
     #[error("the core kept asking for results; tick abandoned")]
     Runaway,
 }
+
+/// The `kind` of `flagger_reconcile_errors_total` for an effect of the tick that failed (a route,
+/// a scale, a promotion); the status stays as it was and the tick is retried.
+const EFFECT: &str = "effect";
 
 impl Error {
     pub fn metric_label(&self) -> &'static str {
@@ -168,7 +170,8 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
             ctx.recorder
                 .record(&canary, EventType::Warning, &failure)
                 .await;
-            return Ok(Requeue::requeue(RETRY));
+            ctx.metrics.reconcile_error(EFFECT);
+            return Ok(Requeue::requeue(ctx.failed(&key)));
         }
         if spec.dry_run {
             ctx.simulated_status(&key, Some(next.clone()));
@@ -176,6 +179,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
             ctx.wrote_status(&key, canary.metadata.resource_version.clone());
         }
         executor.notify(outcome.notices, &next).await;
+        ctx.succeeded(&key);
         return Ok(Requeue::requeue(
             due.saturating_duration_since(Instant::now()),
         ));
@@ -183,9 +187,12 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     Err(Error::Runaway)
 }
 
-pub fn error_policy(canary: Arc<Canary>, error: &Error, _: Arc<Context>) -> Requeue {
-    tracing::warn!(canary = %canary.name_any(), namespace = ?canary.namespace(), kind = error.metric_label(), "{error}");
-    Requeue::requeue(RETRY)
+/// A failed reconcile is counted and retried with a per-canary backoff (see `backoff`).
+pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let retry = ctx.failed(&ObjectRef::from_obj(canary.as_ref()));
+    tracing::warn!(canary = %canary.name_any(), namespace = ?canary.namespace(), kind = error.metric_label(), retry_in = ?retry, "{error}");
+    ctx.metrics.reconcile_error(error.metric_label());
+    Requeue::requeue(retry)
 }
 
 type Invalid = (&'static str, String);
@@ -260,6 +267,7 @@ async fn invalid(
     if !ctx.flags.dry_run {
         status::write(api, canary, &status).await?;
     }
+    ctx.succeeded(key);
     // Fixing the spec is a watch event; the periodic retry covers a target that appears later.
     Ok(Requeue::requeue(Duration::from_secs(30)))
 }

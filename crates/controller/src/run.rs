@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -14,7 +14,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use flagger_api::{AlertProvider, Canary, MetricTemplate};
 
-use crate::cache::{self, Writers};
+use crate::cache::{self, Stores, Writers};
 use crate::context::Context;
 use crate::flags::Flags;
 use crate::leader::{Elector, LEASE_NAME, Timings};
@@ -125,8 +125,7 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
         global_notifier,
         Some(stores),
     ));
-    let controller = controller(client, &flags, canaries, writers, ctx.clone());
-    ready.store(true, Ordering::Relaxed);
+    let controller = controller(client, &flags, canaries, writers, ctx.clone(), ready);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), mesh_provider = %flags.mesh_provider, dry_run = flags.dry_run, "starting flagger-rs controller");
 
     match &elector {
@@ -226,10 +225,72 @@ where
 {
     let api: Api<K> = namespaced_or_all(client, namespace);
     watcher(api, watcher::Config::default())
+        .inspect_err(|e| warn_watch_error::<K>(e))
         .default_backoff()
         .modify(|o: &mut K| o.meta_mut().managed_fields = None)
         .reflect(writer)
         .touched_objects()
+}
+
+/// A failing watch (RBAC refusing a list, a CRD missing) leaves the controller blind to a kind:
+/// said at warn, naming the kind, on every failed attempt (the watcher backs off between them).
+fn warn_watch_error<K: Resource<DynamicType = ()>>(error: &watcher::Error) {
+    tracing::warn!(resource = %K::plural(&()), kind = %K::kind(&()), error = %error, "watch failed; retrying with backoff");
+}
+
+/// The Canary watch: its reflector feeds the controller, and a canary that leaves it (deleted,
+/// or gone from the watch after a relist) is forgotten at once: its series, schedule and caches.
+fn canary_watch(
+    canaries: Api<Canary>,
+    writer: kube::runtime::reflector::store::Writer<Canary>,
+    reader: kube::runtime::reflector::Store<Canary>,
+    ctx: Arc<Context>,
+) -> impl futures::Stream<Item = Result<Canary, watcher::Error>> + Send + 'static {
+    watcher(canaries, watcher::Config::default())
+        .inspect_err(warn_watch_error::<Canary>)
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            // The reflector has applied the event: the store is what is watched now.
+            if matches!(event, watcher::Event::Delete(_) | watcher::Event::InitDone) {
+                forget_unwatched(&ctx, &reader);
+            }
+        })
+        .touched_objects()
+}
+
+fn forget_unwatched(ctx: &Context, store: &kube::runtime::reflector::Store<Canary>) {
+    let present = store
+        .state()
+        .iter()
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect();
+    ctx.forget_absent(&present);
+}
+
+/// Sets `ready` once every watch cache has its initial list: before that a tick would read from
+/// half-filled caches (through GETs) and `/readyz` would promise what the controller cannot do.
+pub async fn ready_when_synced(
+    stores: Stores,
+    canaries: kube::runtime::reflector::Store<Canary>,
+    ready: Arc<AtomicBool>,
+) {
+    let synced = futures::future::join_all([
+        stores.deployments.wait_until_ready().boxed(),
+        stores.daemonsets.wait_until_ready().boxed(),
+        stores.services.wait_until_ready().boxed(),
+        stores.configmaps.wait_until_ready().boxed(),
+        stores.secrets.wait_until_ready().boxed(),
+        stores.autoscalers.wait_until_ready().boxed(),
+        stores.metric_templates.wait_until_ready().boxed(),
+        stores.alert_providers.wait_until_ready().boxed(),
+        canaries.wait_until_ready().boxed(),
+    ])
+    .await;
+    if synced.iter().all(Result::is_ok) {
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!("watch caches synced; ready");
+    }
 }
 
 /// Canaries are reconciled on their own changes and on changes of what they own or target; a
@@ -240,6 +301,7 @@ async fn controller(
     canaries: Api<Canary>,
     writers: Writers,
     ctx: Arc<Context>,
+    ready: Arc<AtomicBool>,
 ) {
     let ns = flags.namespace.as_str();
     let deployments = cached_watch::<Deployment>(&client, ns, writers.deployments);
@@ -250,10 +312,15 @@ async fn controller(
     let autoscalers = cached_watch::<HorizontalPodAutoscaler>(&client, ns, writers.autoscalers);
     let templates = cached_watch::<MetricTemplate>(&client, ns, writers.metric_templates);
     let providers = cached_watch::<AlertProvider>(&client, ns, writers.alert_providers);
-    let controller = Controller::new(canaries, watcher::Config::default());
-    let store = controller.store();
+    let (store, canary_writer) = kube::runtime::reflector::store();
+    let canary_events = canary_watch(canaries, canary_writer, store.clone(), ctx.clone());
+    if let Some(stores) = ctx.cache.stores() {
+        tokio::spawn(ready_when_synced(stores.clone(), store.clone(), ready));
+    }
+    let controller = Controller::for_stream(canary_events, store.clone());
     let totals_store = store.clone();
     let totals_metrics = ctx.metrics.clone();
+    let totals_ctx = ctx.clone();
     // flagger_canary_total is a count over the cache; refreshing it on a timer keeps reconciles
     // free of cluster-wide work.
     tokio::spawn(async move {
@@ -267,6 +334,9 @@ async fn controller(
                     .or_insert(0) += 1;
             }
             totals_metrics.set_canary_totals(&totals);
+            // A reconcile that was running when its canary was deleted may have recorded
+            // series after the deletion was handled.
+            forget_unwatched(&totals_ctx, &totals_store);
         }
     });
     let by_target = |store: kube::runtime::reflector::Store<Canary>| {
@@ -342,9 +412,54 @@ async fn controller(
         )
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile");
+            match result {
+                // error_policy has logged it, with the canary.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                // Logged at warn where the watch failed, naming the resource.
+                Err(e @ kube::runtime::controller::Error::QueueError(_)) => {
+                    tracing::debug!(error = %e, "controller trigger")
+                }
+                Err(e) => tracing::warn!(error = %e, "controller"),
+                Ok(_) => {}
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+
+    #[tokio::test]
+    async fn ready_only_once_every_cache_has_its_initial_list() {
+        let (stores, mut writers) = cache::stores();
+        let (canaries, mut canary_writer) = kube::runtime::reflector::store::<Canary>();
+        let ready = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(ready_when_synced(stores, canaries, ready.clone()));
+        macro_rules! sync {
+            ($($w:expr),*) => {$(
+                $w.apply_watcher_event(&Event::Init);
+                $w.apply_watcher_event(&Event::InitDone);
+            )*};
+        }
+        sync!(
+            writers.deployments,
+            writers.daemonsets,
+            writers.services,
+            writers.configmaps,
+            writers.secrets,
+            writers.autoscalers,
+            writers.metric_templates,
+            canary_writer
+        );
+        tokio::task::yield_now().await;
+        assert!(
+            !ready.load(Ordering::Relaxed),
+            "the AlertProvider cache has not listed yet"
+        );
+        sync!(writers.alert_providers);
+        task.await.unwrap();
+        assert!(ready.load(Ordering::Relaxed));
+    }
 }

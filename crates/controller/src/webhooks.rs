@@ -4,10 +4,57 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use flagger_api::analysis::CanaryWebhook;
+use flagger_api::Canary;
+use flagger_api::analysis::{CanaryWebhook, SecretKeyRef};
+use flagger_providers::metrics::{read_prefix, truncate};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use serde::Serialize;
 
+use crate::context::Context;
+use crate::redact::redact;
+
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of a failed hook's answer read; more than the excerpt an Event keeps, so the excerpt
+/// can say how long the answer was up to this size.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Calls a canary's hook with the token its `bearerTokenSecretRef` names, read from the canary's
+/// namespace; a token that cannot be read fails the hook, saying why.
+pub async fn call(
+    ctx: &Context,
+    canary: &Canary,
+    hook: &CanaryWebhook,
+    payload: &Payload,
+) -> Result<(), String> {
+    let token = match &hook.bearer_token_secret_ref {
+        Some(secret_ref) => Some(token(ctx, canary, secret_ref).await?),
+        None => None,
+    };
+    ctx.webhooks.call(hook, payload, token.as_deref()).await
+}
+
+async fn token(
+    ctx: &Context,
+    canary: &Canary,
+    secret_ref: &SecretKeyRef,
+) -> Result<String, String> {
+    let namespace = canary.namespace().unwrap_or_default();
+    let id = format!("{}.{namespace}", secret_ref.name);
+    let secret = ctx
+        .cache
+        .get::<Secret>(&ctx.client, &namespace, &secret_ref.name)
+        .await
+        .map_err(|e| format!("Secret {id} could not be read: {e}"))?
+        .ok_or_else(|| format!("Secret {id} not found"))?;
+    let value = secret
+        .data
+        .and_then(|mut data| data.remove(&secret_ref.key))
+        .ok_or_else(|| format!("Secret {id} has no key {:?}", secret_ref.key))?;
+    String::from_utf8(value.0)
+        .map(|t| t.trim().to_string())
+        .map_err(|_| format!("Secret {id} key {:?} is not UTF-8 text", secret_ref.key))
+}
 
 /// The body every webhook receives.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -82,9 +129,26 @@ impl Caller {
         })
     }
 
-    /// Calls one hook: `Ok` on 200, 201 or 202; otherwise the response body or the transport
-    /// error. `retries` extra attempts on connection errors, 429 and 5xx other than 501.
-    pub async fn call(&self, hook: &CanaryWebhook, payload: &Payload) -> Result<(), String> {
+    /// Calls one hook: `Ok` on 200, 201 or 202; otherwise (an excerpt of) the response body or
+    /// the transport error, with `token` removed from it. `retries` extra attempts on connection
+    /// errors, 429 and 5xx other than 501. `token` is sent as `Authorization: Bearer`.
+    pub async fn call(
+        &self,
+        hook: &CanaryWebhook,
+        payload: &Payload,
+        token: Option<&str>,
+    ) -> Result<(), String> {
+        self.attempts(hook, payload, token)
+            .await
+            .map_err(|message| redact(&message, token))
+    }
+
+    async fn attempts(
+        &self,
+        hook: &CanaryWebhook,
+        payload: &Payload,
+        token: Option<&str>,
+    ) -> Result<(), String> {
         let client = if hook.disable_tls == Some(true) {
             &self.unverified
         } else {
@@ -98,10 +162,11 @@ impl Caller {
             .unwrap_or(0)
             .clamp(0, 10) as usize;
         let attempt = || async {
-            let response = client
-                .post(&hook.url)
-                .timeout(timeout)
-                .json(payload)
+            let mut request = client.post(&hook.url).timeout(timeout).json(payload);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request
                 .send()
                 .await
                 .map_err(|e| Failure::Retriable(transport_error(&e)))?;
@@ -109,11 +174,16 @@ impl Caller {
             if matches!(status, 200..=202) {
                 return Ok(());
             }
-            let body = response.text().await.unwrap_or_default();
+            // The body becomes an Event message: only its beginning is read (the request's
+            // timeout bounds the time), and only an excerpt of that is kept.
+            let body = read_prefix(response, MAX_BODY)
+                .await
+                .map(|prefix| String::from_utf8_lossy(&prefix.bytes).into_owned())
+                .unwrap_or_default();
             let message = if body.trim().is_empty() {
                 format!("{} returned HTTP {status}", hook.url)
             } else {
-                body.trim().to_string()
+                truncate(&body)
             };
             if status == 429 || (status >= 500 && status != 501) {
                 Err(Failure::Retriable(message))
@@ -267,7 +337,7 @@ mod tests {
             (403, false),
         ] {
             let (url, _) = serve(vec![status]).await;
-            let result = caller.call(&hook(&url, 0), &payload()).await;
+            let result = caller.call(&hook(&url, 0), &payload(), None).await;
             assert_eq!(result.is_ok(), ok, "HTTP {status}: {result:?}");
             match (ok, status) {
                 (true, _) => {}
@@ -282,15 +352,15 @@ mod tests {
     async fn retries_only_what_may_succeed_later() {
         let caller = Caller::new().unwrap();
         let (url, calls) = serve(vec![503, 200]).await;
-        assert!(caller.call(&hook(&url, 2), &payload()).await.is_ok());
+        assert!(caller.call(&hook(&url, 2), &payload(), None).await.is_ok());
         assert_eq!(calls.load(Ordering::SeqCst), 2);
 
         let (url, calls) = serve(vec![501]).await;
-        assert!(caller.call(&hook(&url, 2), &payload()).await.is_err());
+        assert!(caller.call(&hook(&url, 2), &payload(), None).await.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1, "501 is final");
 
         let (url, calls) = serve(vec![400]).await;
-        assert!(caller.call(&hook(&url, 2), &payload()).await.is_err());
+        assert!(caller.call(&hook(&url, 2), &payload(), None).await.is_err());
         assert_eq!(
             calls.load(Ordering::SeqCst),
             1,
@@ -299,12 +369,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_token_is_sent_and_never_comes_back_in_the_message() {
+        // Echoes the Authorization header it received inside an error page far longer than an
+        // Event message may be.
+        let app = Router::new().route(
+            "/",
+            post(|headers: axum::http::HeaderMap| async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_string();
+                let page = format!("denied, you sent {auth}\n{}", "x".repeat(1 << 20));
+                (StatusCode::FORBIDDEN, page)
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let caller = Caller::new().unwrap();
+        let error = caller
+            .call(&hook(&url, 0), &payload(), Some("tok-3141"))
+            .await
+            .unwrap_err();
+        assert!(
+            error.starts_with("denied, you sent Bearer [redacted]"),
+            "{}",
+            &error[..80]
+        );
+        assert!(!error.contains("tok-3141"));
+        assert!(error.len() < 2048, "{} bytes kept", error.len());
+    }
+
+    #[tokio::test]
     async fn connection_errors_say_what_happened() {
         let caller = Caller::new().unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         drop(listener);
-        let error = caller.call(&hook(&url, 0), &payload()).await.unwrap_err();
+        let error = caller
+            .call(&hook(&url, 0), &payload(), None)
+            .await
+            .unwrap_err();
         assert!(error.to_lowercase().contains("connect"), "{error}");
     }
 }

@@ -165,12 +165,13 @@ pub fn ensure_rolled_back_at_threshold(
     Ok(())
 }
 
-/// The messages of Warning events containing `needle`.
+/// The Warning messages containing `needle`, one per occurrence: a repeated event is one Event with a
+/// `count`, as client-go's recorder aggregates them.
 pub fn warnings_containing(events: &[(String, String, String, i32)], needle: &str) -> Vec<String> {
     events
         .iter()
         .filter(|(t, _, m, _)| t == "Warning" && m.contains(needle))
-        .map(|(_, _, m, _)| m.clone())
+        .flat_map(|(_, _, m, n)| std::iter::repeat_n(m.clone(), usize::try_from(*n).unwrap_or(1)))
         .collect()
 }
 

@@ -239,20 +239,23 @@ pub struct Loadtester {
 
 impl Loadtester {
     pub async fn start(ns: &str) -> Result<Loadtester> {
+        Loadtester::start_with(ns, &[]).await
+    }
+
+    /// A loadtester with extra flags (e.g. `-bearer-token=...`).
+    pub async fn start_with(ns: &str, extra: &[&str]) -> Result<Loadtester> {
         // The kernel picks a free port; it is released just before the loadtester binds it.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let proc = Proc::spawn(
-            "loadtester",
-            &format!("{ns}-loadtester"),
-            &[
-                "loadtester".to_string(),
-                format!("-port={port}"),
-                "-timeout=30s".to_string(),
-                "-log-level=debug".to_string(),
-            ],
-        )?;
+        let mut args = vec![
+            "loadtester".to_string(),
+            format!("-port={port}"),
+            "-timeout=30s".to_string(),
+            "-log-level=debug".to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let proc = Proc::spawn("loadtester", &format!("{ns}-loadtester"), &args)?;
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))

@@ -225,6 +225,15 @@ async fn serve(
             while socket.read(&mut chunk).await? > 0 {}
             return Ok(());
         }
+        ["echo", ..] => {
+            // A receiver that shows the caller what it sent, headers included, in its error page.
+            let answer = format!(
+                "HTTP/1.1 500 X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}",
+                head.len()
+            );
+            socket.write_all(answer.as_bytes()).await?;
+            return Ok(());
+        }
         ["gate", ..] if open => 200,
         ["gate", ..] | ["fail"] => 500,
         ["code", n] => n.parse().unwrap_or(400),

@@ -50,6 +50,15 @@ pub(crate) fn check(
         if let Err(e) = fields::http_url(&w.url) {
             p.schema(child(&path, "url"), e);
         }
+        if let Some(secret) = &w.bearer_token_secret_ref {
+            let secret_path = child(&path, "bearerTokenSecretRef");
+            if secret.name.is_empty() {
+                p.schema(child(&secret_path, "name"), "required");
+            }
+            if secret.key.is_empty() {
+                p.schema(child(&secret_path, "key"), "required");
+            }
+        }
         let timeout = match w.timeout.as_deref() {
             Some(t) if t.len() >= 2 => {
                 fields::schema_duration(p, &child(&path, "timeout"), Some(t))

@@ -90,18 +90,53 @@ pub fn check_status(what: &str, status: u16, body: &str) -> Result<(), MetricErr
 /// Reads a response body, capping what a misbehaving backend can make us hold.
 pub async fn read_body(resp: reqwest::Response) -> Result<(u16, String), MetricError> {
     const MAX_BODY: usize = 16 * 1024 * 1024;
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .bytes()
+    let prefix = read_prefix(resp, MAX_BODY)
         .await
         .map_err(|e| MetricError::failed(format!("error reading body: {}", describe(&e))))?;
-    if bytes.len() > MAX_BODY {
+    if !prefix.complete {
         return Err(MetricError::failed(format!(
-            "response body of {} bytes is larger than {MAX_BODY}",
-            bytes.len()
+            "response body is larger than {MAX_BODY} bytes"
         )));
     }
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    Ok((
+        prefix.status,
+        String::from_utf8_lossy(&prefix.bytes).into_owned(),
+    ))
+}
+
+/// At most the first `max` bytes of a response body.
+pub struct BodyPrefix {
+    pub status: u16,
+    pub bytes: Vec<u8>,
+    /// False when the body went on past `max` (the rest was not read).
+    pub complete: bool,
+}
+
+/// Reads a body chunk by chunk and stops at `max` bytes, so an endless or huge answer costs at
+/// most `max` bytes of memory (the time is bounded by the client's timeout).
+pub async fn read_prefix(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<BodyPrefix, reqwest::Error> {
+    let status = resp.status().as_u16();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = max - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(BodyPrefix {
+                status,
+                bytes,
+                complete: false,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(BodyPrefix {
+        status,
+        bytes,
+        complete: true,
+    })
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); keep the chain.
@@ -186,4 +221,43 @@ pub fn unix_now() -> Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server whose answer never ends: 1 KiB chunks for as long as the client reads.
+    async fn endless() -> String {
+        let chunk = axum::body::Bytes::from(vec![b'x'; 1024]);
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let chunk = chunk.clone();
+                async move {
+                    let stream = futures::stream::repeat_with(move || {
+                        Ok::<_, std::io::Error>(chunk.clone())
+                    });
+                    axum::body::Body::from_stream(stream)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_read_up_to_the_cap_only() {
+        let url = endless().await;
+        let client = vendor_client(Duration::from_secs(30), false).unwrap();
+        let prefix = read_prefix(client.get(&url).send().await.unwrap(), 10_000)
+            .await
+            .unwrap();
+        assert_eq!(prefix.bytes.len(), 10_000);
+        assert!(!prefix.complete);
+        let error = send(client.get(&url)).await.unwrap_err();
+        assert!(error.to_string().contains("larger than"), "{error}");
+    }
 }

@@ -34,7 +34,7 @@ pub use check::{
     CheckContext, CheckError, CheckOutcome, MetricKind, ResolvedTemplate, check_metric,
 };
 pub use factory::{ProviderConfigError, SecretData, build_provider};
-pub use http::install_crypto_provider;
+pub use http::{BodyPrefix, install_crypto_provider, read_prefix, truncate};
 pub use template::{QueryModel, RenderError, render};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

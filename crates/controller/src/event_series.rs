@@ -1,0 +1,400 @@
+//! Event aggregation, as client-go's event recorder does it: the same event (same object, type,
+//! reason and message) seen again bumps `count` and `lastTimestamp` of the one Event already
+//! written instead of creating another, and the writes of repeats about one object are
+//! rate-limited by a token bucket (a new message is always written at once). A stuck canary that fails the same step every tick then leaves one Event whose
+//! count grows, not one Event per tick in etcd.
+//!
+//! Unlike client-go, an occurrence that the rate limit holds back is not lost: the series keeps
+//! counting and its latest count is written once the bucket has a token again, so `count` stays
+//! the number of occurrences.
+//!
+//! Pure bookkeeping (no I/O, time passed in), so the schedule is tested without an API server.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::time::Instant;
+
+/// Writes allowed per object: a burst, then one per `refill`.
+#[derive(Clone, Copy, Debug)]
+pub struct Limit {
+    pub burst: u32,
+    pub refill: Duration,
+}
+
+/// client-go's burst (25 writes per object); one write per 30 s after it, so a canary stuck on
+/// one failure costs 120 writes an hour to one Event instead of 720 new Events.
+pub const LIMIT: Limit = Limit {
+    burst: 25,
+    refill: Duration::from_secs(30),
+};
+
+/// Series kept at most; past it the least recently seen is dropped (its next occurrence starts
+/// a new Event, nothing else is lost).
+const MAX_SERIES: usize = 4096;
+
+/// What makes two events the same, as client-go's aggregation key does.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct SeriesKey {
+    pub namespace: String,
+    pub name: String,
+    uid: String,
+    type_: String,
+    reason: String,
+    message: String,
+}
+
+impl SeriesKey {
+    pub fn of(event: &Event) -> SeriesKey {
+        let object = &event.involved_object;
+        SeriesKey {
+            namespace: object.namespace.clone().unwrap_or_default(),
+            name: object.name.clone().unwrap_or_default(),
+            uid: object.uid.clone().unwrap_or_default(),
+            type_: event.type_.clone().unwrap_or_default(),
+            reason: event.reason.clone().unwrap_or_default(),
+            message: event.message.clone().unwrap_or_default(),
+        }
+    }
+
+    fn object(&self) -> (String, String) {
+        (self.namespace.clone(), self.name.clone())
+    }
+}
+
+/// One write to do: create `event`, or patch the Event `existing` to `event`'s count and time.
+#[derive(Debug)]
+pub struct Write {
+    pub existing: Option<String>,
+    pub event: Box<Event>,
+}
+
+#[derive(Debug)]
+pub enum Step {
+    Write(Write),
+    /// Rate-limited: flush the series after this wait.
+    Defer(Duration),
+    /// Rate-limited, and a flush is already scheduled.
+    Pending,
+}
+
+#[derive(Debug)]
+pub enum Flush {
+    Write(Write),
+    Wait(Duration),
+    Nothing,
+}
+
+struct Series {
+    /// The latest occurrence, with the series' count and first timestamp.
+    event: Event,
+    /// The Event object holding the series, once written.
+    object: Option<String>,
+    written: i32,
+    flush_pending: bool,
+    seen: Instant,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refill(&mut self, limit: Limit, now: Instant) {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64()
+            / limit.refill.as_secs_f64().max(f64::EPSILON);
+        self.tokens = (self.tokens + earned).min(f64::from(limit.burst));
+        self.at = now;
+    }
+
+    fn take(&mut self, limit: Limit, now: Instant) -> Result<(), Duration> {
+        self.refill(limit, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(limit.refill.mul_f64(1.0 - self.tokens))
+        }
+    }
+}
+
+pub struct Correlator {
+    limit: Limit,
+    series: HashMap<SeriesKey, Series>,
+    buckets: HashMap<(String, String), Bucket>,
+}
+
+impl Correlator {
+    pub fn new(limit: Limit) -> Correlator {
+        Correlator {
+            limit,
+            series: HashMap::new(),
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Counts one occurrence of `event` and says whether to write it now.
+    pub fn observe(&mut self, key: &SeriesKey, event: Event, now: Instant, at: Timestamp) -> Step {
+        if !self.series.contains_key(key) && self.series.len() >= MAX_SERIES {
+            self.evict_oldest();
+        }
+        let series = self.series.entry(key.clone()).or_insert_with(|| Series {
+            event: Event {
+                count: Some(0),
+                first_timestamp: Some(Time(at)),
+                ..event.clone()
+            },
+            object: None,
+            written: 0,
+            flush_pending: false,
+            seen: now,
+        });
+        let count = series.event.count.unwrap_or(0).saturating_add(1);
+        let first = series.event.first_timestamp.clone();
+        series.event = event;
+        series.event.count = Some(count);
+        series.event.first_timestamp = first.or(Some(Time(at)));
+        series.event.last_timestamp = Some(Time(at));
+        series.seen = now;
+        if series.object.is_none() && series.written == 0 && !series.flush_pending {
+            // A new message is news: written at once, whatever the rate of repeats. What the
+            // limit holds back is repeats, which only bump a count nobody waits for.
+            return Step::Write(Write {
+                existing: None,
+                event: Box::new(series.event.clone()),
+            });
+        }
+        if series.flush_pending {
+            return Step::Pending;
+        }
+        let bucket = self.buckets.entry(key.object()).or_insert(Bucket {
+            tokens: f64::from(self.limit.burst),
+            at: now,
+        });
+        match bucket.take(self.limit, now) {
+            Ok(()) => Step::Write(Write {
+                existing: series.object.clone(),
+                event: Box::new(series.event.clone()),
+            }),
+            Err(wait) => {
+                series.flush_pending = true;
+                Step::Defer(wait)
+            }
+        }
+    }
+
+    /// A deferred series' turn: write its latest count, or wait longer if the object's bucket
+    /// is still empty.
+    pub fn flush(&mut self, key: &SeriesKey, now: Instant) -> Flush {
+        let Some(series) = self.series.get_mut(key) else {
+            return Flush::Nothing;
+        };
+        if series.event.count.unwrap_or(0) <= series.written {
+            series.flush_pending = false;
+            return Flush::Nothing;
+        }
+        let bucket = self.buckets.entry(key.object()).or_insert(Bucket {
+            tokens: f64::from(self.limit.burst),
+            at: now,
+        });
+        match bucket.take(self.limit, now) {
+            Ok(()) => {
+                series.flush_pending = false;
+                Flush::Write(Write {
+                    existing: series.object.clone(),
+                    event: Box::new(series.event.clone()),
+                })
+            }
+            Err(wait) => Flush::Wait(wait),
+        }
+    }
+
+    /// Records that the series' Event `object` now holds `count`.
+    pub fn wrote(&mut self, key: &SeriesKey, object: String, count: i32) {
+        if let Some(series) = self.series.get_mut(key) {
+            series.object = Some(object);
+            series.written = series.written.max(count);
+        }
+    }
+
+    pub fn forget(&mut self, namespace: &str, name: &str) {
+        self.series
+            .retain(|k, _| !(k.namespace == namespace && k.name == name));
+        self.buckets
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    pub fn canaries(&self) -> Vec<(String, String)> {
+        let mut out: Vec<_> = self.buckets.keys().cloned().collect();
+        out.extend(self.series.keys().map(SeriesKey::object));
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(oldest) = self
+            .series
+            .iter()
+            .min_by_key(|(_, s)| s.seen)
+            .map(|(k, _)| k.clone())
+        {
+            self.series.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+
+    fn event(name: &str, message: &str) -> Event {
+        Event {
+            involved_object: ObjectReference {
+                kind: Some("Canary".into()),
+                name: Some(name.into()),
+                namespace: Some("test".into()),
+                uid: Some("u1".into()),
+                ..Default::default()
+            },
+            type_: Some("Warning".into()),
+            reason: Some("Synced".into()),
+            message: Some(message.into()),
+            count: Some(1),
+            ..Default::default()
+        }
+    }
+
+    /// Drives one canary's events through the correlator the way the recorder does, with
+    /// writes that always succeed, and returns the objects created and the writes made.
+    struct Sim {
+        c: Correlator,
+        objects: HashMap<String, i32>,
+        writes: usize,
+        deferred: Vec<(Instant, SeriesKey)>,
+    }
+
+    impl Sim {
+        fn new(limit: Limit) -> Sim {
+            Sim {
+                c: Correlator::new(limit),
+                objects: HashMap::new(),
+                writes: 0,
+                deferred: Vec::new(),
+            }
+        }
+
+        fn apply(&mut self, key: &SeriesKey, write: Write) {
+            let name = write
+                .existing
+                .unwrap_or_else(|| format!("event-{}", self.objects.len()));
+            let count = write.event.count.unwrap_or(1);
+            self.objects.insert(name.clone(), count);
+            self.writes += 1;
+            self.c.wrote(key, name, count);
+        }
+
+        fn run_flushes(&mut self, until: Instant) {
+            while let Some(pos) = self.deferred.iter().position(|(at, _)| *at <= until) {
+                let (at, key) = self.deferred.remove(pos);
+                match self.c.flush(&key, at) {
+                    Flush::Write(w) => self.apply(&key, w),
+                    Flush::Wait(wait) => self.deferred.push((at + wait, key)),
+                    Flush::Nothing => {}
+                }
+            }
+        }
+
+        fn record(&mut self, e: Event, now: Instant) {
+            self.run_flushes(now);
+            let key = SeriesKey::of(&e);
+            match self.c.observe(&key, e, now, Timestamp::now()) {
+                Step::Write(w) => self.apply(&key, w),
+                Step::Defer(wait) => self.deferred.push((now + wait, key)),
+                Step::Pending => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_hundred_repeats_leave_one_event_with_count_100() {
+        let mut sim = Sim::new(LIMIT);
+        let t0 = Instant::now();
+        let tick = Duration::from_secs(1);
+        for n in 0..100 {
+            sim.record(event("podinfo", "Halt advancement"), t0 + tick * n);
+        }
+        sim.run_flushes(t0 + Duration::from_secs(3600));
+        assert_eq!(sim.objects.len(), 1, "{:?}", sim.objects);
+        assert_eq!(sim.objects.values().next(), Some(&100));
+        // The create, the burst, then one write per refill period over the remaining ~75 s,
+        // then the final flush.
+        assert!(
+            sim.writes <= 1 + 25 + 75 / 30 + 2,
+            "{} writes for 100 repeats",
+            sim.writes
+        );
+    }
+
+    #[test]
+    fn different_messages_and_objects_are_different_events() {
+        let mut sim = Sim::new(LIMIT);
+        let t0 = Instant::now();
+        sim.record(event("a", "one"), t0);
+        sim.record(event("a", "two"), t0);
+        sim.record(event("b", "one"), t0);
+        sim.record(event("a", "one"), t0);
+        let mut counts: Vec<i32> = sim.objects.values().copied().collect();
+        counts.sort();
+        assert_eq!(counts, [1, 1, 2]);
+    }
+
+    #[test]
+    fn repeats_are_limited_per_object_new_messages_never_wait_and_nothing_is_lost() {
+        let limit = Limit {
+            burst: 2,
+            refill: Duration::from_secs(10),
+        };
+        let mut sim = Sim::new(limit);
+        let t0 = Instant::now();
+        for message in ["one", "two"] {
+            for _ in 0..5 {
+                sim.record(event("a", message), t0);
+            }
+        }
+        // Two creates (new messages are not limited), then the burst of 2 patches, the rest held.
+        assert_eq!(sim.writes, 4);
+        assert_eq!(sim.objects.values().sum::<i32>(), 2 + 2);
+        sim.record(event("a", "three"), t0);
+        assert_eq!(sim.writes, 5, "a new message is written at once");
+        // Another object has its own bucket.
+        sim.record(event("b", "x"), t0);
+        sim.record(event("b", "x"), t0);
+        assert_eq!(sim.writes, 7);
+        sim.run_flushes(t0 + Duration::from_secs(10 * 8));
+        let mut counts: Vec<i32> = sim.objects.values().copied().collect();
+        counts.sort();
+        assert_eq!(counts, [1, 2, 5, 5], "every held-back repeat is counted");
+        assert_eq!(
+            sim.writes, 9,
+            "the two held series, one write each once a token is back"
+        );
+    }
+
+    #[test]
+    fn forgetting_a_canary_drops_its_series_and_bucket() {
+        let mut c = Correlator::new(LIMIT);
+        let now = Instant::now();
+        for name in ["a", "b"] {
+            let e = event(name, "m");
+            c.observe(&SeriesKey::of(&e), e, now, Timestamp::now());
+        }
+        c.forget("test", "a");
+        assert_eq!(c.canaries(), [("test".to_string(), "b".to_string())]);
+    }
+}
