@@ -53,8 +53,10 @@ test-install:
 test-e2e:
 	@hack/e2e
 
+# kustomize loads nothing from outside a base's directory, so the base keeps a copy (hack/test-install checks it).
 crds: build
 	$(BIN) crds > deploy/crds/flagger.yaml
+	cp deploy/crds/flagger.yaml deploy/kustomize/base/flagger-rs/crd.yaml
 
 bench:
 	$(CARGO) bench --locked -p flagger-core
