@@ -729,10 +729,6 @@ impl Router for AppMeshRouter {
             parse(canary, self.version, &live).map(state)
         })
     }
-
-    fn finalize<'a>(&'a self, _: &'a Canary) -> RouterFuture<'a, ()> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 #[cfg(test)]

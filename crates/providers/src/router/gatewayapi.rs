@@ -554,10 +554,6 @@ impl Router for GatewayApiRouter {
             parse(canary, &live).map(state)
         })
     }
-
-    fn finalize<'a>(&'a self, _: &'a Canary) -> RouterFuture<'a, ()> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 #[cfg(test)]

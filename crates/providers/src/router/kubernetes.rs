@@ -36,10 +36,6 @@ impl Router for KubernetesRouter {
             })
         })
     }
-
-    fn finalize<'a>(&'a self, _: &'a Canary) -> RouterFuture<'a, ()> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 #[cfg(test)]

@@ -172,10 +172,6 @@ impl Router for KumaRouter {
             parse(canary, &live).map(state)
         })
     }
-
-    fn finalize<'a>(&'a self, _: &'a Canary) -> RouterFuture<'a, ()> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 #[cfg(test)]

@@ -64,8 +64,11 @@ pub trait Router: Send + Sync {
     /// so the status is how they reach the router.
     fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> RouterFuture<'a, ()>;
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, RouteState>;
-    /// Reverts what was taken over (deletion with `revertOnDeletion`).
-    fn finalize<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, ()>;
+    /// Reverts what was taken over (deletion with `revertOnDeletion`). Most routers take nothing
+    /// over: their objects carry an owner reference and go with the Canary.
+    fn finalize<'a>(&'a self, _canary: &'a Canary) -> RouterFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Controller flags the routers read.

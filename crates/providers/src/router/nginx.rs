@@ -254,10 +254,6 @@ impl Router for NginxRouter {
             parse(canary, &self.prefix, &live)
         })
     }
-
-    fn finalize<'a>(&'a self, _: &'a Canary) -> RouterFuture<'a, ()> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 #[cfg(test)]

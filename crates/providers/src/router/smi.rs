@@ -214,10 +214,6 @@ impl Router for SmiRouter {
             parse(canary, &live).map(state)
         })
     }
-
-    fn finalize<'a>(&'a self, _: &'a Canary) -> RouterFuture<'a, ()> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 #[cfg(test)]

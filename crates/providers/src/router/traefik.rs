@@ -152,10 +152,6 @@ impl Router for TraefikRouter {
             parse(canary, &live).map(state)
         })
     }
-
-    fn finalize<'a>(&'a self, _: &'a Canary) -> RouterFuture<'a, ()> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 #[cfg(test)]
