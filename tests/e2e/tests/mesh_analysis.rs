@@ -1,4 +1,4 @@
-//! Whole canary runs of each service-mesh provider (istio, linkerd) decided by its builtin metrics: a `flagger-rs controller` child
+//! Whole canary runs of each service-mesh provider (istio, linkerd, osm, App Mesh) decided by its builtin metrics: a `flagger-rs controller` child
 //! runs a weighted canary whose `request-success-rate` (min 99) and `request-duration` (max 500 ms) checks query
 //! the cluster's Prometheus (the `-metrics-server` flag) in that mesh's own metric names. A healthy version is
 //! promoted; a version answering 500 to 30 % of requests is rolled back after exactly `threshold` failed checks.
@@ -117,36 +117,39 @@ fn ensure_healthy_values(done: &DynamicObject) -> Result<()> {
 
 /// One provider's pair of runs; `series` is the metric its success-rate query reads.
 async fn healthy_promotes_errors_roll_back(provider: &str, series: &str) -> Result<()> {
-    with_namespace(&format!("meshrun-{provider}"), |ns| async move {
-        install_crds(&ns.client).await?;
-        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
-        let controller = start_controller(
-            &ns.name,
-            &[
-                &format!("-mesh-provider={provider}"),
-                &format!("-metrics-server={PROMETHEUS}"),
-            ],
-        )?;
-        create_canary(&ns, canary(provider)).await?;
-        wait_phase(&canaries(&ns), APP, "Initialized", INIT, &controller).await?;
-        // The apex Service sends to the primary, `-canary` to the canary (no endpoints until a run scales it up).
-        let targets = [
-            Target::url(service_url(&ns, APP).await?),
-            Target::url(service_url(&ns, &format!("{APP}-canary")).await?),
-        ];
+    with_namespace(
+        &format!("meshrun-{}", provider.replace([':', '.'], "-")),
+        |ns| async move {
+            install_crds(&ns.client).await?;
+            deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+            let controller = start_controller(
+                &ns.name,
+                &[
+                    &format!("-mesh-provider={provider}"),
+                    &format!("-metrics-server={PROMETHEUS}"),
+                ],
+            )?;
+            create_canary(&ns, canary(provider)).await?;
+            wait_phase(&canaries(&ns), APP, "Initialized", INIT, &controller).await?;
+            // The apex Service sends to the primary, `-canary` to the canary (no endpoints until a run scales it up).
+            let targets = [
+                Target::url(service_url(&ns, APP).await?),
+                Target::url(service_url(&ns, &format!("{APP}-canary")).await?),
+            ];
 
-        let healthy =
-            App::new(APP, "6.0.1", 1).annotate(LATENCY_MS, &HEALTHY_LATENCY_MS.to_string());
-        let (done, rec) = run_version(&ns, &controller, &targets, healthy, "Succeeded").await?;
-        ensure_promoted_without_failures(&rec, &[20, 40, 60])?;
-        ensure_healthy_values(&done)?;
+            let healthy =
+                App::new(APP, "6.0.1", 1).annotate(LATENCY_MS, &HEALTHY_LATENCY_MS.to_string());
+            let (done, rec) = run_version(&ns, &controller, &targets, healthy, "Succeeded").await?;
+            ensure_promoted_without_failures(&rec, &[20, 40, 60])?;
+            ensure_healthy_values(&done)?;
 
-        let bad = App::new(APP, "6.0.2", 1).annotate(ERROR_RATE, "0.3");
-        let (done, rec) = run_version(&ns, &controller, &targets, bad, "Failed").await?;
-        ensure_rolled_back_on_success_rate(&ns, APP, &done, &rec, THRESHOLD, series).await?;
-        drop(controller);
-        Ok(())
-    })
+            let bad = App::new(APP, "6.0.2", 1).annotate(ERROR_RATE, "0.3");
+            let (done, rec) = run_version(&ns, &controller, &targets, bad, "Failed").await?;
+            ensure_rolled_back_on_success_rate(&ns, APP, &done, &rec, THRESHOLD, series).await?;
+            drop(controller);
+            Ok(())
+        },
+    )
     .await
 }
 
@@ -160,4 +163,17 @@ async fn mesh_analysis_istio_healthy_promotes_errors_roll_back() -> Result<()> {
 async fn mesh_analysis_linkerd_healthy_promotes_errors_roll_back() -> Result<()> {
     skip_unless_e2e!();
     healthy_promotes_errors_roll_back("linkerd", "response_total").await
+}
+
+#[tokio::test]
+async fn mesh_analysis_osm_healthy_promotes_errors_roll_back() -> Result<()> {
+    skip_unless_e2e!();
+    healthy_promotes_errors_roll_back("osm", "osm_request_total").await
+}
+
+/// App Mesh's builtin queries read Envoy's cluster series, which name the canary's Service.
+#[tokio::test]
+async fn mesh_analysis_appmesh_healthy_promotes_errors_roll_back() -> Result<()> {
+    skip_unless_e2e!();
+    healthy_promotes_errors_roll_back("appmesh:v1beta2", "envoy_cluster_upstream_rq").await
 }
