@@ -1,4 +1,4 @@
-//! Whole canary runs of each service-mesh provider (istio, linkerd, osm, App Mesh) decided by its builtin metrics: a `flagger-rs controller` child
+//! Whole canary runs of each service-mesh provider (istio, linkerd, osm, App Mesh, Kuma) decided by its builtin metrics: a `flagger-rs controller` child
 //! runs a weighted canary whose `request-success-rate` (min 99) and `request-duration` (max 500 ms) checks query
 //! the cluster's Prometheus (the `-metrics-server` flag) in that mesh's own metric names. A healthy version is
 //! promoted; a version answering 500 to 30 % of requests is rolled back after exactly `threshold` failed checks.
@@ -39,13 +39,13 @@ const RUN: Duration = Duration::from_secs(150);
 
 /// A weighted canary of `provider` on the builtin checks. The 3 s interval leaves every check a few scrapes of
 /// the new canary pod inside its 10 s rate window, so the first check already has data.
-fn canary(provider: &str) -> serde_json::Value {
+fn canary(provider: &str, app: &str) -> serde_json::Value {
     json!({
         "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": APP},
+        "metadata": {"name": app},
         "spec": {
             "provider": provider,
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
             "progressDeadlineSeconds": 60,
             "service": {"port": APP_PORT, "targetPort": APP_PORT},
             "analysis": {
@@ -78,11 +78,11 @@ async fn run_version(
     want: &str,
 ) -> Result<(DynamicObject, Recorder)> {
     let api = canaries(ns);
-    let recorder = Recorder::start(&api, APP);
+    let recorder = Recorder::start(&api, app.name);
     let load = Load::start(targets.to_vec(), RPS, RUN + Duration::from_secs(30));
     deploy(ns, &app, |_| {}).await?;
     let started = tokio::time::Instant::now();
-    let end = wait_phase(&api, APP, want, RUN, controller).await;
+    let end = wait_phase(&api, app.name, want, RUN, controller).await;
     let elapsed = started.elapsed();
     let replies = load.finish().await?;
     eprintln!(
@@ -117,11 +117,20 @@ fn ensure_healthy_values(done: &DynamicObject) -> Result<()> {
 
 /// One provider's pair of runs; `series` is the metric its success-rate query reads.
 async fn healthy_promotes_errors_roll_back(provider: &str, series: &str) -> Result<()> {
+    healthy_promotes_errors_roll_back_of(provider, series, APP).await
+}
+
+/// The same for a Deployment, Canary and apex named `app`.
+async fn healthy_promotes_errors_roll_back_of(
+    provider: &str,
+    series: &str,
+    app: &str,
+) -> Result<()> {
     with_namespace(
         &format!("meshrun-{}", provider.replace([':', '.'], "-")),
         |ns| async move {
             install_crds(&ns.client).await?;
-            deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+            deploy(&ns, &App::new(app, "6.0.0", 1), |_| {}).await?;
             let controller = start_controller(
                 &ns.name,
                 &[
@@ -129,23 +138,23 @@ async fn healthy_promotes_errors_roll_back(provider: &str, series: &str) -> Resu
                     &format!("-metrics-server={PROMETHEUS}"),
                 ],
             )?;
-            create_canary(&ns, canary(provider)).await?;
-            wait_phase(&canaries(&ns), APP, "Initialized", INIT, &controller).await?;
+            create_canary(&ns, canary(provider, app)).await?;
+            wait_phase(&canaries(&ns), app, "Initialized", INIT, &controller).await?;
             // The apex Service sends to the primary, `-canary` to the canary (no endpoints until a run scales it up).
             let targets = [
-                Target::url(service_url(&ns, APP).await?),
-                Target::url(service_url(&ns, &format!("{APP}-canary")).await?),
+                Target::url(service_url(&ns, app).await?),
+                Target::url(service_url(&ns, &format!("{app}-canary")).await?),
             ];
 
             let healthy =
-                App::new(APP, "6.0.1", 1).annotate(LATENCY_MS, &HEALTHY_LATENCY_MS.to_string());
+                App::new(app, "6.0.1", 1).annotate(LATENCY_MS, &HEALTHY_LATENCY_MS.to_string());
             let (done, rec) = run_version(&ns, &controller, &targets, healthy, "Succeeded").await?;
             ensure_promoted_without_failures(&rec, &[20, 40, 60])?;
             ensure_healthy_values(&done)?;
 
-            let bad = App::new(APP, "6.0.2", 1).annotate(ERROR_RATE, "0.3");
+            let bad = App::new(app, "6.0.2", 1).annotate(ERROR_RATE, "0.3");
             let (done, rec) = run_version(&ns, &controller, &targets, bad, "Failed").await?;
-            ensure_rolled_back_on_success_rate(&ns, APP, &done, &rec, THRESHOLD, series).await?;
+            ensure_rolled_back_on_success_rate(&ns, app, &done, &rec, THRESHOLD, series).await?;
             drop(controller);
             Ok(())
         },
@@ -176,4 +185,12 @@ async fn mesh_analysis_osm_healthy_promotes_errors_roll_back() -> Result<()> {
 async fn mesh_analysis_appmesh_healthy_promotes_errors_roll_back() -> Result<()> {
     skip_unless_e2e!();
     healthy_promotes_errors_roll_back("appmesh:v1beta2", "envoy_cluster_upstream_rq").await
+}
+
+/// Kuma's TrafficRoute is cluster-scoped and named after the apex, and its builtin queries name Envoy
+/// clusters after the target: a Deployment name of its own keeps this run clear of the other Kuma test.
+#[tokio::test]
+async fn mesh_analysis_kuma_healthy_promotes_errors_roll_back() -> Result<()> {
+    skip_unless_e2e!();
+    healthy_promotes_errors_roll_back_of("kuma", "envoy_cluster_upstream_rq", "podinfo-kuma").await
 }
