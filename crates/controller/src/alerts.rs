@@ -1,5 +1,5 @@
 //! Delivering the core's alerts: to the canary's AlertProviders filtered by severity, or to the
-//! global notifier of the flags when the canary names none (webhooks-alerts.md §3.4). A failed
+//! global notifier of the flags when the canary names none. A failed
 //! delivery is a Warning event and a log line; it never affects the run.
 
 use flagger_api::{AlertProvider, Canary, CanaryStatus};
@@ -65,7 +65,7 @@ pub async fn deliver(
         .and_then(|a| a.iterations.as_ref())
         .map(|records| records.iter().map(notify::CheckLine::from).collect())
         .unwrap_or_default();
-    // seed-extras.md §5: built-ins overlaid by the Canary's labels.
+    // Template metadata: built-ins overlaid by the Canary's labels.
     message
         .metadata
         .insert("target".into(), target.name.clone());

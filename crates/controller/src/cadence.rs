@@ -1,11 +1,11 @@
-//! When a canary's next tick is due (state-machine.md D-1).
+//! When a canary's next tick is due.
 //!
 //! A tick's successor is due one interval after the time the tick was *scheduled* for, not after
 //! it finished: the time a tick takes (waiting for a worker behind other canaries, API calls,
 //! webhooks, metric queries, the status write) would otherwise add to every interval and stretch a
 //! run beyond `ticks × interval` (docs/benchmarks.md §6, schedule fidelity). This is the cadence of
 //! Flagger's `time.Ticker`, which is anchored on its start, not on the end of each tick, and the
-//! rule of state-machine.md §2: a tick that overruns its slot is followed immediately by one tick,
+//! rule kept here: a tick that overruns its slot is followed immediately by one tick,
 //! no burst, missed slots are dropped.
 //!
 //! The anchor is in memory only. After a restart the status gives the next tick

@@ -1,7 +1,7 @@
 //! One metric check as the controller runs it: look up what only the cluster knows (the
 //! MetricTemplate, its Secret, the shared Prometheus client), let
 //! [`flagger_providers::metrics::check_metric`] classify, render and run the entry, and word the
-//! outcome as metrics.md §6.1 does. Judging the value (thresholds, `dryRun`, `noData`) is the
+//! outcome in Flagger's texts. Judging the value (thresholds, `dryRun`, `noData`) is the
 //! core's job.
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::redact::redact;
 /// One checked metric: the result for the core, plus what the controller reports on its own.
 pub struct Checked {
     pub result: MetricResult,
-    /// Worth a Warning event without changing the outcome (e.g. several series, D-21).
+    /// Worth a Warning event without changing the outcome (e.g. several series).
     pub warnings: Vec<String>,
     /// `None` when the metric is not in the spec.
     pub kind: Option<MetricKind>,
@@ -111,7 +111,7 @@ fn without_secrets(mut checked: Checked, secrets: &[String]) -> Checked {
     checked
 }
 
-/// The core's view of a check, worded as metrics.md §6.1 (the kind of entry decides the text).
+/// The core's view of a check, in Flagger's words (the kind of entry decides the text).
 fn to_checked(canary: &Canary, name: &str, checked: CheckOutcome) -> Checked {
     let CheckOutcome {
         kind,

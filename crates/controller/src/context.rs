@@ -29,11 +29,11 @@ pub struct Context {
     pub workloads: workload::Settings,
     pub validation: flagger_api::validate::Options,
     /// When each canary's next scheduled tick is due. In memory only: after a restart the status'
-    /// `lastTransitionTime` seeds it (state-machine.md §2).
+    /// `lastTransitionTime` seeds it.
     pub schedule: Mutex<HashMap<ObjectRef<Canary>, Instant>>,
     /// Validity messages already reported per canary, so a Warning event is emitted once per change.
     pub reported: Mutex<HashMap<ObjectRef<Canary>, String>>,
-    /// Dry-run: the status each canary would have, seeded from the live one (seed-extras.md §1).
+    /// Dry-run: the status each canary would have, seeded from the live one.
     pub simulated: Mutex<HashMap<ObjectRef<Canary>, CanaryStatus>>,
     /// The `resourceVersion` each canary had when this controller last wrote its status, and when. A
     /// reconcile that still sees that version runs on a cache that has not caught up with the write

@@ -1,5 +1,5 @@
-//! Event webhooks (webhooks-alerts.md §1.4): every event recorded for a canary is also posted to
-//! its `type: event` hooks (filtered by `metadata.eventType`, seed-extras.md §9), or to the
+//! Event webhooks: every event recorded for a canary is also posted to
+//! its `type: event` hooks (filtered by `metadata.eventType`), or to the
 //! `-event-webhook` URL when it has none. Failures are logged and never affect the run.
 
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! effect is an apply of a desired state, so the next tick simply tries again.
 //!
 //! What leaves the cluster (alerts, event webhooks, post-rollout hooks) and the run counters are held
-//! back until the tick's status is written (scenarios.md E25): a controller killed in between repeats
+//! back until the tick's status is written: a controller killed in between repeats
 //! the transition, whose effects are idempotent, but does not announce it twice; a tick whose effects or
 //! status write fail announces nothing. Kubernetes Events are recorded as the tick goes, so whoever sees
 //! the new status also finds the events that explain it.
@@ -184,7 +184,7 @@ impl<'a> Executor<'a> {
     }
 
     /// Persists a changed `podOverrides` before the patch that replaces the target's own values,
-    /// so a failure between the two writes never loses them (seed-extras.md §4).
+    /// so a failure between the two writes never loses them.
     async fn write_target(
         &self,
         write: TargetWrite,

@@ -63,7 +63,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         live
     };
 
-    // T3: a canary the controller cannot run gets Valid=False and an event, never a crash.
+    // A canary the controller cannot run gets Valid=False and an event, never a crash.
     let spec = match validate(&canary, &ctx) {
         Ok((spec, warnings)) => {
             mark_valid(&ctx, &key, &canary, &mut status, &warnings, now).await;
@@ -112,7 +112,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         return Ok(Requeue::requeue(Duration::ZERO));
     }
     if !spec.dry_run && !observation.deleting {
-        // T4: the canary and primary Services (and the primary HPA) exist whatever the phase.
+        // The canary and primary Services (and the primary HPA) exist whatever the phase.
         // Before the tick gate, so the watch event of a deleted or edited object repairs it at
         // once; when nothing changed this costs no request (see `cache`).
         workloads.ensure_services(&canary).await?;
@@ -197,7 +197,7 @@ pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Re
 
 type Invalid = (&'static str, String);
 
-/// Runtime validation (crds.md §2.4) and normalisation; warnings come back for the condition.
+/// Runtime validation and normalisation; warnings come back for the condition.
 fn validate(canary: &Canary, ctx: &Context) -> Result<(RolloutSpec, Vec<String>), Invalid> {
     let problems = flagger_api::validate::canary(canary, &ctx.validation);
     if let Some(error) = problems.iter().find(|p| p.severity == Severity::Error) {
@@ -272,7 +272,7 @@ async fn invalid(
     Ok(Requeue::requeue(Duration::from_secs(30)))
 }
 
-/// D-1: watch events only start work that is safe to do at once (initialisation, run start on a
+/// Watch events only start work that is safe to do at once (initialisation, run start on a
 /// new revision, deletion); weight steps, checks and promotions wait for the scheduled tick.
 fn tick_is_due(
     ctx: &Context,

@@ -96,7 +96,7 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
         } else {
             flags.namespace.clone()
         };
-        // A dry-run controller takes its own lease so it can shadow a real one (seed-extras.md §1).
+        // A dry-run controller takes its own lease so it can shadow a real one.
         let name = if flags.dry_run {
             "flagger-rs-dry-run"
         } else {

@@ -267,7 +267,7 @@ impl Workloads {
         })
     }
 
-    /// `<apex>-canary` and `<apex>-primary` (T4).
+    /// `<apex>-canary` and `<apex>-primary`.
     pub async fn ensure_services(&self, canary: &Canary) -> Result<(), kube::Error> {
         for role in [ServiceRole::Canary, ServiceRole::Primary] {
             self.ensure_service(canary, role).await?;
@@ -667,7 +667,7 @@ fn same_template(computed: Option<PodTemplateSpec>, live: Option<&PodTemplateSpe
 
 /// An Initialized, Succeeded or Failed canary whose revision, configs and reset token are the
 /// ones its status already records: a conservative reading of the core's "nothing new" test
-/// (state-machine.md §3.2, T13), under which a tick ends before routes are consulted.
+/// under which a tick ends before routes are consulted.
 fn idle_and_unchanged(
     canary: &Canary,
     revision: &str,

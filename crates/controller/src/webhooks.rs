@@ -1,4 +1,4 @@
-//! Calling a canary's webhooks with Flagger's payload and HTTP semantics (webhooks-alerts.md §1).
+//! Calling a canary's webhooks with Flagger's payload and HTTP semantics.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -67,7 +67,7 @@ pub struct Payload {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-/// Values for the placeholders of seed-extras.md §8.
+/// Values for the placeholders in webhook metadata.
 #[derive(Clone, Debug, Default)]
 pub struct Placeholders {
     pub canary_weight: u32,

@@ -17,19 +17,19 @@ pub enum Action {
     EnsurePrimary,
     /// Apex Service selects the primary pods; routing objects exist (initialisation).
     RouteApexToPrimary,
-    /// §4.3 scale from zero (and canary pod overrides).
+    /// Scale from zero (and canary pod overrides).
     ScaleTargetUp,
-    /// §4.2 scale to zero (and removal of canary pod overrides).
+    /// Scale to zero (and removal of canary pod overrides).
     ScaleTargetToZero,
     PauseTargetScaler,
     ResumeTargetScaler,
     ReconcilePrimaryScaler,
-    /// Copy the target's template to the primary (§7.5).
+    /// Copy the target's template to the primary.
     Promote,
     SetRoutes(Routes),
-    /// Deletion: give the target back its replicas (§7.8 step 3).
+    /// Deletion: give the target back its replicas.
     RestoreTarget,
-    /// Deletion: apex Service selector and routing objects as the user had them (§7.8 steps 5-6).
+    /// Deletion: apex Service selector and routing objects as the user had them.
     RevertRouting,
     /// Fire-and-forget hooks (`post-rollout`): failures only become events.
     CallWebhooks {
@@ -118,7 +118,7 @@ pub enum EventType {
     Warning,
 }
 
-/// Lifecycle names of webhooks-alerts.md §1.4, used by event-webhook filters.
+/// Event lifecycle names, used by event-webhook filters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EventName {

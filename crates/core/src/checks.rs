@@ -1,5 +1,5 @@
-//! The analysis of one tick (state-machine.md T25, §8.2): hooks, then metrics; the first failure
-//! is one failed check, and the threshold-th failure rolls back in the same tick (D-2).
+//! The analysis of one tick: hooks, then metrics; the first failure
+//! is one failed check, and the threshold-th failure rolls back in the same tick, not one interval later.
 
 use flagger_api::analysis::HookType;
 use flagger_api::status::{AnalysisRecords, CanaryPhase, CheckKind, CheckRecord};

@@ -1,4 +1,4 @@
-//! Deletion with `revertOnDeletion` (state-machine.md §7.8): give the user back the workload and
+//! Deletion with `revertOnDeletion`: give the user back the workload and
 //! routing they had before the Canary existed.
 
 use flagger_api::status::CanaryPhase;
@@ -19,7 +19,7 @@ pub(crate) fn run(t: &mut Tick) -> Stop {
         CanaryPhase::Terminating => match t.readiness(&t.obs.canary) {
             Ok(()) => {
                 t.push(Action::RevertRouting);
-                // D-14: written before the finalizer goes, so a retried finalisation is a no-op.
+                // Written before the finalizer goes, so a retried finalisation is a no-op.
                 t.set_phase(CanaryPhase::Terminated);
                 t.push(Action::RemoveFinalizer);
                 t.normal(

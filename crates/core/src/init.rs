@@ -1,4 +1,4 @@
-//! Initialisation (state-machine.md §7.1): take the workload over without downtime.
+//! Initialisation: take the workload over without downtime.
 
 use flagger_api::status::CanaryPhase;
 
@@ -10,7 +10,7 @@ pub(crate) fn run(t: &mut Tick) -> Flow {
         t.set_phase(CanaryPhase::Initializing);
     }
     t.push(Action::EnsurePrimary);
-    // D-11: never scale the target down before the primary can serve, whatever the failure.
+    // Never scale the target down before the primary can serve, whatever the failure: no downtime.
     if let Err((_, message)) = t.readiness(&t.obs.primary) {
         t.warning(
             EventName::Other,

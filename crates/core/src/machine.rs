@@ -1,4 +1,4 @@
-//! One tick, in the order of state-machine.md §5.
+//! One tick, its steps in a fixed order.
 
 use flagger_api::status::{CanaryPhase, CanaryStatus};
 use jiff::Timestamp;
@@ -37,7 +37,7 @@ pub fn advance(
         || new.canary_weight != status.canary_weight
         || new.failed_checks != status.failed_checks
         || new.iterations != status.iterations;
-    // D-28: the printer column only moves when something a user would call a transition happens.
+    // The printer column only moves when something a user would call a transition happens.
     if moved {
         new.last_transition_time = Some(now);
     }
@@ -78,7 +78,7 @@ fn run(t: &mut Tick) -> Flow {
         _ => {}
     }
 
-    // T13: idle canaries go on only for a new revision.
+    // Idle canaries go on only for a new revision.
     let changed = revision_changed(t.start, t.obs) || new_reset(t.start, t.obs);
     match phase {
         CanaryPhase::Initialized | CanaryPhase::Succeeded if !changed => return Err(Stop::End),
@@ -93,7 +93,7 @@ fn run(t: &mut Tick) -> Flow {
         _ => {}
     }
 
-    // T14
+    // The primary must be ready (unless the analysis is skipped).
     let skipping = spec.skip_analysis || t.obs.skip_analysis_annotation;
     if !skipping && let Err((failed, message)) = t.readiness(&t.obs.primary) {
         if !failed
@@ -117,7 +117,7 @@ fn run(t: &mut Tick) -> Flow {
         return Err(rollback(t, Reason::PrimaryNotReady { message }));
     }
 
-    // T15: dry-run never wrote the router, so the status is the truth there.
+    // Dry-run never wrote the router, so the status is the truth there.
     let routes: RouteState = if spec.dry_run {
         routes_from_status(spec, &t.status)
     } else {
@@ -141,7 +141,7 @@ fn run(t: &mut Tick) -> Flow {
             return Err(runstart::start(t));
         }
         CanaryPhase::Progressing | CanaryPhase::WaitingPromotion => {
-            // T17
+            // A target reverted to the promoted revision rolls back; a new revision restarts the run.
             if reverted(t.start, t.obs) {
                 let revision = t.obs.revision.clone();
                 return Err(rollback(t, Reason::Reverted { revision }));
@@ -149,7 +149,7 @@ fn run(t: &mut Tick) -> Flow {
             if changed {
                 return Err(runstart::restart(t));
             }
-            // T18
+            // The canary must be ready; past its progress deadline it rolls back.
             if let Err((failed, message)) = t.readiness(&t.obs.canary) {
                 if failed {
                     return Err(rollback(t, Reason::ProgressDeadline { message }));
@@ -169,7 +169,7 @@ fn run(t: &mut Tick) -> Flow {
         _ => {}
     }
 
-    // T19
+    // Skip-analysis promotes at once.
     if skipping {
         return Err(promotion::skip(t));
     }
@@ -179,9 +179,9 @@ fn run(t: &mut Tick) -> Flow {
         _ => {}
     }
 
-    // T20
+    // Manual rollback through `rollback` hooks.
     runstart::rollback_hooks(t)?;
-    // T23: only after a crash between a failed check and its rollback, or a lowered threshold.
+    // Reached only after a crash between a failed check and its rollback, or a lowered threshold.
     if t.status.failed() >= spec.threshold {
         let reason = failed_checks_reason(t, None);
         return Err(rollback(t, reason));
@@ -191,7 +191,7 @@ fn run(t: &mut Tick) -> Flow {
         routes.canary == 0 && t.status.iter() == 0 && !(spec.mirror.is_some() && routes.mirrored);
     t.first_analysis = first;
     if first {
-        // T24 (seed extra): warm-up hold before the first analysis step.
+        // Warm-up hold (beyond Flagger) before the first analysis step.
         if !spec.delay.is_zero() {
             match t.status.delay_until {
                 None => {

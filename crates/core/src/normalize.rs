@@ -191,7 +191,7 @@ fn percent(field: &str, value: Option<&Number>) -> Result<u32, SpecError> {
     Ok(v)
 }
 
-/// Routers able to mirror, per strategy (state-machine.md §6.6).
+/// Routers able to mirror, per strategy.
 fn can_mirror(provider: &str, blue_green: bool) -> bool {
     let base = provider.split(':').next().unwrap_or(provider);
     match base {
@@ -437,7 +437,7 @@ fn float(n: Option<&Number>) -> Option<f64> {
 }
 
 fn metric_check(m: &CanaryMetric) -> Result<MetricCheck, SpecError> {
-    // D-6: a template or query makes the builtin name a mere label.
+    // A template or query makes the builtin name a mere label: only the template or query runs.
     let builtin = m.query.is_none() && m.template_ref.is_none();
     let kind = match m.name.as_str() {
         "request-success-rate" if builtin => MetricKind::SuccessRate,

@@ -10,7 +10,7 @@ use crate::session_affinity::FreshCookies;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
-    /// Revision hash of the target now (state-machine.md §3.1).
+    /// Revision hash of the target now.
     pub revision: String,
     /// Checksums of the tracked ConfigMaps/Secrets, keyed `configmap/<name>` / `secret/<name>`.
     pub configs: BTreeMap<String, String>,
@@ -64,7 +64,7 @@ impl Observation {
     }
 }
 
-/// `(p, w, mirrored)` of state-machine.md.
+/// Primary weight, canary weight, and whether the canary is mirrored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteState {
     pub primary: u32,

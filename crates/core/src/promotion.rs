@@ -1,4 +1,4 @@
-//! Promotion (state-machine.md §7.5), its gate (§7.5.1), and skip-analysis (§7.4).
+//! Promotion, its gate, and skip-analysis.
 
 use flagger_api::analysis::HookType;
 use flagger_api::status::{CanaryPhase, CheckKind};
@@ -23,7 +23,7 @@ pub(crate) fn gate(t: &mut Tick) -> Flow {
     };
     let rec = new_record(t, CheckKind::Gate, &hook.name, true, Some(message));
     record(t, rec);
-    // D-3: weight and iterations stay as they are, so the status keeps telling the routed truth.
+    // Weight and iterations stay as they are, so the status keeps telling the routed truth.
     if t.phase() != CanaryPhase::WaitingPromotion {
         t.set_phase(CanaryPhase::WaitingPromotion);
         t.warning(
@@ -74,7 +74,7 @@ fn finalising(t: &mut Tick) -> Stop {
     Stop::End
 }
 
-/// T21: the primary runs the new template; move traffic back to it.
+/// The primary runs the new template; move traffic back to it.
 pub(crate) fn promoting(t: &mut Tick, routes: RouteState) -> Stop {
     t.push(Action::ReconcilePrimaryScaler);
     let spw = t.spec.step_weight_promotion;
@@ -86,7 +86,7 @@ pub(crate) fn promoting(t: &mut Tick, routes: RouteState) -> Stop {
         t.push(Action::SetRoutes(Routes::PRIMARY));
         return finalising(t);
     }
-    // D-16: nothing left on the canary means nothing to shift.
+    // Nothing left on the canary means nothing to shift: finish instead of stalling.
     if routes.canary == 0 {
         return finalising(t);
     }
@@ -103,7 +103,7 @@ pub(crate) fn promoting(t: &mut Tick, routes: RouteState) -> Stop {
     Stop::End
 }
 
-/// T22: the run is over; the canary goes back to zero.
+/// The run is over; the canary goes back to zero.
 pub(crate) fn finalise(t: &mut Tick) -> Stop {
     t.push(Action::PauseTargetScaler);
     t.push(Action::ScaleTargetToZero);
@@ -131,7 +131,7 @@ fn succeed(t: &mut Tick, skipped: bool) {
     t.call_hooks(HookType::PostRollout, CanaryPhase::Succeeded);
 }
 
-/// T19: promote without analysis, all in one tick (the primary rollout is not awaited).
+/// Promote without analysis, all in one tick (the primary rollout is not awaited).
 pub(crate) fn skip(t: &mut Tick) -> Stop {
     t.push(Action::SetRoutes(Routes::PRIMARY));
     announce_copy(t);

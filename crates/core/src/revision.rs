@@ -1,4 +1,4 @@
-//! When a revision counts as new (state-machine.md §3.2).
+//! When a revision counts as new.
 
 use flagger_api::status::CanaryStatus;
 
@@ -26,7 +26,7 @@ pub(crate) fn new_reset(status: &CanaryStatus, obs: &Observation) -> bool {
     obs.reset_token.is_some() && obs.reset_token != status.last_handled_reset
 }
 
-/// D-10: during a run the target went back to what the primary runs.
+/// During a run the target went back to what the primary runs: a manual rollback.
 pub(crate) fn reverted(status: &CanaryStatus, obs: &Observation) -> bool {
     let promoted = status.last_promoted_spec.as_deref();
     promoted == Some(obs.revision.as_str()) && status.last_applied_spec.as_deref() != promoted

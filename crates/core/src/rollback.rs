@@ -1,4 +1,4 @@
-//! Rollback (state-machine.md §7.6) and failed promotion (§7.7).
+//! Rollback and failed promotion.
 
 use flagger_api::analysis::HookType;
 use flagger_api::status::{CanaryPhase, CheckRecord};

@@ -1,4 +1,4 @@
-//! Starting a run on a new revision (state-machine.md §7.2) and restarting one (§7.3).
+//! Starting a run on a new revision and restarting one.
 
 use flagger_api::analysis::HookType;
 use flagger_api::status::CanaryPhase;
@@ -18,7 +18,7 @@ pub(crate) fn manual_rollback(t: &mut Tick, hook: &str) -> Stop {
         format!("Rolling back {} manual webhook invoked", t.spec.key()),
         reason.clone(),
     );
-    // D-8: every rollback reaches on-call at error severity.
+    // Every rollback reaches on-call at error severity.
     t.alert(
         Severity::Error,
         "Rolling back manual webhook invoked".into(),
@@ -28,7 +28,7 @@ pub(crate) fn manual_rollback(t: &mut Tick, hook: &str) -> Stop {
     rollback(t, reason)
 }
 
-/// `rollback` hooks (T20; D-9 also while `Waiting`). `Ok` = no hook asked for a rollback.
+/// `rollback` hooks, asked also while `Waiting`. `Ok` = no hook asked for a rollback.
 pub(crate) fn rollback_hooks(t: &mut Tick) -> Result<(), Stop> {
     let phase = t.phase();
     let run = t.hooks(HookType::Rollback, phase, true)?;
@@ -50,7 +50,7 @@ pub(crate) fn rollback_hooks(t: &mut Tick) -> Result<(), Stop> {
     }
 }
 
-/// T16: gates, then scale the new revision up. The analysis starts at the next tick.
+/// Gates, then scale the new revision up. The analysis starts at the next tick.
 pub(crate) fn start(t: &mut Tick) -> Stop {
     let phase = t.phase();
     if phase == CanaryPhase::Waiting
@@ -113,7 +113,7 @@ pub(crate) fn start(t: &mut Tick) -> Stop {
     Stop::End
 }
 
-/// T17 restart: the canary workload already runs and rolls to the new template by itself.
+/// Restart: the canary workload already runs and rolls to the new template by itself.
 pub(crate) fn restart(t: &mut Tick) -> Stop {
     t.normal(
         EventName::Restarted,

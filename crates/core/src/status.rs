@@ -65,7 +65,7 @@ impl StatusExt for CanaryStatus {
     }
 }
 
-/// The `Promoted` condition of crds.md §3.2 for a phase.
+/// The `Promoted` condition for a phase.
 fn promoted(phase: CanaryPhase, kind: &str) -> (&'static str, String) {
     match phase {
         CanaryPhase::New | CanaryPhase::Initializing => (

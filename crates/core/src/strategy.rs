@@ -1,4 +1,4 @@
-//! The strategy step of a passing analysis tick (state-machine.md T27, §6.2-§6.4, §6.6).
+//! The strategy step of a passing analysis tick.
 
 use flagger_api::analysis::HookType;
 use flagger_api::status::{CanaryPhase, CheckKind};
@@ -23,8 +23,8 @@ pub(crate) fn step(t: &mut Tick, routes: RouteState) -> Stop {
     }
 }
 
-/// D-4: asked exactly before a canary weight increase. A closed gate holds the weight; it is not
-/// a failed check. D-13: one alert per halt episode.
+/// Asked exactly before a canary weight increase. A closed gate holds the weight; it is not
+/// a failed check. One alert per halt episode, not per closed tick, to keep the noise down.
 fn traffic_gate(t: &mut Tick) -> Flow {
     let run = t.hooks(
         HookType::ConfirmTrafficIncrease,
@@ -105,7 +105,7 @@ fn mirror_step(t: &mut Tick, mirror: &Mirror, mirrored: bool, s: u32) -> Flow {
         if mirror.ramp.is_some() {
             t.status.set_iter(k);
         }
-        // D-4: shadowing moves no user traffic, so no traffic-increase gate.
+        // Shadowing moves no user traffic, so no traffic-increase gate.
         advance_weight(
             t,
             Routes {
@@ -153,7 +153,7 @@ fn ab_testing(t: &mut Tick, n: u32) -> Flow {
         advance_iteration(t, i + 1, n);
         return Ok(());
     }
-    // D-17: promote at i >= N, so lowering `iterations` mid-run cannot stall.
+    // Promote at i >= N, so lowering `iterations` mid-run cannot stall.
     promotion::gate(t)?;
     Err(promotion::promote(t))
 }

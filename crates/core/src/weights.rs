@@ -1,4 +1,4 @@
-//! Weight arithmetic of state-machine.md §6.1 and §6.6.
+//! Weight arithmetic of the strategies and of mirroring.
 
 use flagger_api::status::{CanaryPhase, CanaryStatus};
 

@@ -1,4 +1,4 @@
-//! The detail fields of the initialisation alert describe the canary's routing (webhooks-alerts.md §3.5).
+//! The detail fields of the initialisation alert describe the canary's routing.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Dry-run (state-machine.md T15) never writes the router, so the core rebuilds the routes from the
+//! Dry-run never writes the router, so the core rebuilds the routes from the
 //! status. Whatever the strategy, a dry-run controller must then decide exactly what a real one
 //! decides: the same statuses tick by tick and the same effects, only logged instead of applied.
 

@@ -1,4 +1,4 @@
-//! The worked scenarios of state-machine.md §11, tick by tick.
+//! Worked scenarios, tick by tick.
 
 mod common;
 
@@ -1312,7 +1312,7 @@ fn s15_rollout_gate() {
     expected.extend(SCALE_UP);
     h.row("t4", ok(), Progressing, (0, 0, 0), "100/0", &expected);
 
-    // Variant: the rollback gate opens instead (D-9).
+    // Variant: the rollback gate opens instead (rollback hooks are asked in `Waiting` too).
     let mut h = Harness::initialized(s);
     h.run(ok().fail("gate"));
     let mut expected = vec![
@@ -1684,7 +1684,7 @@ fn s21_deletion_with_revert_on_deletion() {
         ],
     );
     assert!(!h.has_finalizer);
-    // D-14: the finalizer removal did not reach the API server; the retry only removes it again.
+    // The finalizer removal did not reach the API server; the retry only removes it again.
     let mut retry = deleting();
     retry.finalizer = Some(true);
     h.row(

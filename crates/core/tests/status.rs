@@ -1,5 +1,5 @@
-//! The status fields users and tools read besides the phase: the `Promoted` condition (crds.md
-//! §3.2), the check records of `status.canaryAnalysis` and `mirrorWeight` (crds.md §3).
+//! The status fields users and tools read besides the phase: the `Promoted` condition,
+//! the check records of `status.canaryAnalysis` and `mirrorWeight`.
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! flagger-rs loadtester: Flagger's companion HTTP service. It runs load tests (a built-in
 //! `hey`-compatible generator), commands and manual gates for Canary webhooks, with Flagger's
-//! API and status codes (spec webhooks-alerts.md §2).
+//! API and status codes.
 
 mod auth;
 pub mod config;

@@ -1,4 +1,4 @@
-//! The webhook payload Flagger POSTs (spec webhooks-alerts.md §1.1).
+//! The webhook payload Flagger POSTs.
 
 use std::collections::BTreeMap;
 

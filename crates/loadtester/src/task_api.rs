@@ -1,5 +1,4 @@
-//! `/` (and every unrouted path): runs the task described by the payload's `metadata`
-//! (spec webhooks-alerts.md §2, "Tasks").
+//! `/` (and every unrouted path): runs the task described by the payload's `metadata`.
 
 use std::sync::Arc;
 

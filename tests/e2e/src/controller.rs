@@ -373,7 +373,7 @@ pub fn condition(obj: &DynamicObject, type_: &str) -> Option<(String, String, St
     Some((s("status"), s("reason"), s("message")))
 }
 
-/// One observed `(phase, canaryWeight, failedChecks, iterations)` tuple (scenarios.md §0).
+/// One observed `(phase, canaryWeight, failedChecks, iterations)` tuple.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
     pub phase: String,

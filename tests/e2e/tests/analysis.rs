@@ -1,4 +1,4 @@
-//! Canary analysis with real traffic and real metrics (issue 7 "Must show", scenarios.md E9): a `flagger-rs
+//! Canary analysis with real traffic and real metrics (issue 7 "Must show"): a `flagger-rs
 //! controller` child runs Traefik canaries (TraefikService router) whose checks query the netns' Prometheus, which
 //! scrapes Traefik every second. Traffic comes from a bounded, paced driver through Traefik's `web` entry point;
 //! the testapp pods' error rate and latency come from pod-template annotations.
@@ -438,7 +438,7 @@ async fn prometheus_unreachable_with_no_data_hold_holds_then_proceeds() -> Resul
     .await
 }
 
-/// (5) A query answering with several series (D-21): the last one is used, the check passes and the canary is
+/// (5) A query answering with several series: the last one is used, the check passes and the canary is
 /// promoted, and a Warning event names the metric and how many series came back.
 #[tokio::test]
 async fn several_series_use_the_last_and_warn() -> Result<()> {

@@ -1,4 +1,4 @@
-//! The controller on the local cluster (issue 6, scenarios.md §1, §4, §5): each test runs its own
+//! The controller on the local cluster (issue 6): each test runs its own
 //! `flagger-rs controller -namespace=<its namespace>` (the `flagger-rs` RBAC identity) and, where webhooks are
 //! involved, its own `flagger-rs loadtester` on a loopback port. Run with `hack/e2e` (skipped, passing, when
 //! FLAGGER_E2E is unset). Every wait is a watch with a timeout whose failure message carries the Canary status and
@@ -370,7 +370,7 @@ async fn revert_on_deletion_restores_the_target() -> e2e::Result<()> {
     with_namespace("ctl-revert", |ns| async move {
         ctl::install_crds(&ns.client).await?;
         let controller = start_controller(&ns.name, &[])?;
-        // The apex Service is the user's (as in E1): a controller-created one is owned by the Canary and goes
+        // The apex Service is the user's: a controller-created one is owned by the Canary and goes
         // with it.
         apply(&ns.api::<Service>(), &App::new(APP, "6.0.0", 1).service()?).await?;
         let mut canary = blue_green_canary(APP, "2s", 3, json!([]));
@@ -481,7 +481,7 @@ async fn config_map_change_starts_an_analysis() -> e2e::Result<()> {
     .await
 }
 
-/// (12) Kill-and-resume (E25): SIGKILL the controller in Progressing (after an iteration), in Promoting and in
+/// (12) Kill-and-resume: SIGKILL the controller in Progressing (after an iteration), in Promoting and in
 /// Finalising, each time starting a new one; the run still ends Succeeded with one promotion (primary generation
 /// +1, one "Copying" event) and no iteration regression.
 #[tokio::test]
@@ -769,7 +769,7 @@ async fn unimplemented_provider_leaves_the_cluster_untouched() -> e2e::Result<()
     .await
 }
 
-/// Invalid input (E30): `service.port: 0` passes the schema but not the controller: Valid=False with a Warning
+/// Invalid input: `service.port: 0` passes the schema but not the controller: Valid=False with a Warning
 /// event; the controller keeps running and initialises a valid canary next to it.
 #[tokio::test]
 async fn invalid_canary_is_reported_and_others_proceed() -> e2e::Result<()> {

@@ -1,6 +1,6 @@
-//! Runs that start over on the local cluster: a tracked ConfigMap edited again mid-analysis restarts the analysis
-//! (scenarios.md E7), and the `flagger.app/reset` annotation re-runs a failed revision and restarts a running one
-//! (state-machine.md S20, scenarios.md E29). Run with `hack/e2e` (skipped, passing, when FLAGGER_E2E is unset).
+//! Runs that start over on the local cluster: a tracked ConfigMap edited again mid-analysis restarts the analysis,
+//! and the `flagger.app/reset` annotation re-runs a failed revision and restarts a running one.
+//! Run with `hack/e2e` (skipped, passing, when FLAGGER_E2E is unset).
 
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ async fn annotate_reset(api: &Api<DynamicObject>, token: &str) -> e2e::Result<()
     Ok(())
 }
 
-/// (E7) The ConfigMap edited during `Progressing` restarts the analysis: back to iteration 0 with a "Restarting
+/// The ConfigMap edited during `Progressing` restarts the analysis: back to iteration 0 with a "Restarting
 /// analysis" event, then one promotion of the last data.
 #[tokio::test]
 async fn config_edit_mid_analysis_restarts_it() -> e2e::Result<()> {

@@ -1,4 +1,4 @@
-//! Restart safety and leader election on the local cluster (issue 6; scenarios.md E25, E26): the controller is
+//! Restart safety and leader election on the local cluster (issue 6): the controller is
 //! SIGKILLed where a crash hurts most (Initializing, Waiting, just before and just after a rollback) and a new one
 //! must finish the job exactly once; two replicas with leader election hand over on a kill and on SIGTERM, and a
 //! replica that loses its Lease stops. Run with `hack/e2e` (skipped, passing, when FLAGGER_E2E is unset).
@@ -26,7 +26,7 @@ const RUN: Duration = Duration::from_secs(90);
 const APP: &str = "podinfo";
 /// The Lease a controller restricted to one namespace elects itself on, in that namespace.
 const LEASE: &str = "flagger-leader-election";
-/// E26 asks for a new leader within 15 s of a kill: a 4 s lease, renewed every second.
+/// A new leader is wanted within 15 s of a kill: a 4 s lease, renewed every second.
 const FAST_ELECTION: [&str; 4] = [
     "-enable-leader-election",
     "-leader-election-lease-duration=4s",
@@ -72,7 +72,7 @@ async fn once_each(ns: &TestNamespace, prefixes: &[&str]) -> e2e::Result<()> {
     Ok(())
 }
 
-/// (E25) SIGKILL while Initializing: a ResourceQuota keeps the primary's pod from being created, so the
+/// SIGKILL while Initializing: a ResourceQuota keeps the primary's pod from being created, so the
 /// controller has created the primary and waits for it; after the restart (quota gone) the canary is initialised
 /// with the same primary, written once, the Services routing to it and the target at 0.
 #[tokio::test]
@@ -166,7 +166,7 @@ async fn killed_while_initializing_initialises_once() -> e2e::Result<()> {
     .await
 }
 
-/// (E25) SIGKILL at closed gates: in Waiting (confirm-rollout) and in WaitingPromotion (confirm-promotion). Each
+/// SIGKILL at closed gates: in Waiting (confirm-rollout) and in WaitingPromotion (confirm-promotion). Each
 /// new controller asks the gate again and keeps waiting (target at 0 before the run, primary unchanged before the
 /// promotion); once the gates open the run is started once and promoted once.
 #[tokio::test]
@@ -233,7 +233,7 @@ async fn killed_at_closed_gates_keeps_them() -> e2e::Result<()> {
     .await
 }
 
-/// (E25) SIGKILL around a rollback: once just before the decision (one failed check of two) and once while the
+/// SIGKILL around a rollback: once just before the decision (one failed check of two) and once while the
 /// rollback's post-rollout hook is in flight, which is after the `Failed` status is written. The rollback is
 /// decided, announced and notified once; the primary keeps the old image and all traffic, the target is at 0.
 #[tokio::test]
@@ -371,7 +371,7 @@ async fn standing_by(follower: &Proc, leader: &str) -> e2e::Result<()> {
     .with_context(|| format!("follower log tail:\n{}", follower.log_tail()))
 }
 
-/// (E26) Two replicas: only the Lease holder acts (its log has every canary event, the follower's none); the
+/// Two replicas: only the Lease holder acts (its log has every canary event, the follower's none); the
 /// leader is SIGKILLed mid-run, the follower takes the Lease within 15 s and finishes the run, which promotes once
 /// and never repeats or regresses a step.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Routers end to end (scenarios.md E9-E11): a `flagger-rs controller` child shifts real traffic through Traefik
+//! Routers end to end: a `flagger-rs controller` child shifts real traffic through Traefik
 //! with the `traefik` router (TraefikService), the `gatewayapi:v1` router (HTTPRoute through Traefik's Gateway
 //! provider) and the `nginx` router (canary Ingress through Traefik's ingress-nginx provider).
 //!
@@ -783,7 +783,7 @@ async fn traefik_blue_green_mirroring() -> Result<()> {
         .await
         .with_context(|| "mirror share out of ±5 %".to_string())?;
         eprintln!("MEASURED traefik mirroring 50%: {mirrored} of {sent} requests mirrored to the canary pods, 100% of replies from {OLD}");
-        // routers.md §3.8 open point: does Traefik count mirrored requests in the canary's traefik_service_* series?
+        // Open question: does Traefik count mirrored requests in the canary's traefik_service_* series?
         let (_, metrics) = e2e::traffic::get("http://127.0.0.1:8082/metrics", None).await?;
         let canary_series = format!("service=\"{}-podinfo-canary-", ns.name);
         let counted: f64 = metrics
@@ -823,7 +823,7 @@ fn traefik_shape(obj: &Value) -> Option<String> {
     Some(format!("{p}/{c}"))
 }
 
-/// Seed extra S18 / scenario E12: progressive mirroring on the `traefik` router. The TraefikService goes
+/// Progressive mirroring (beyond Flagger, as core scenario S18) on the `traefik` router. The TraefikService goes
 /// weighted 100/0 → mirroring 10 → 40 → 70 → 100 % → weighted 50/50 → promotion 100/0.
 #[tokio::test]
 async fn traefik_progressive_mirroring() -> Result<()> {

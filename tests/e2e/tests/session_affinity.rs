@@ -1,5 +1,5 @@
 //! Session affinity (`analysis.sessionAffinity`) on the `gatewayapi:v1` router with real traffic through
-//! Traefik's Gateway provider (scenarios.md E10e).
+//! Traefik's Gateway provider.
 //!
 //! podinfo 6.0.0 → Canary (stepWeight 10, maxWeight 30, a closed `confirm-promotion` gate, canary and primary
 //! cookies) → image 6.0.1. Once the core has created the run's cookie (status `sessionAffinityCookie`), a client

@@ -1,4 +1,4 @@
-//! The webhook protocol on the local cluster (scenarios.md E22): a receiver owned by the test
+//! The webhook protocol on the local cluster: a receiver owned by the test
 //! ([`e2e::hooks::HookCatcher`]) records every call of three runs of one canary and answers by path. Run with
 //! `hack/e2e` (skipped, passing, when FLAGGER_E2E is unset).
 
@@ -53,7 +53,7 @@ fn hooks_with(catcher: &HookCatcher) -> Value {
     ])
 }
 
-/// (E22) Run 1 passes (a 202 and a receiver that fails once but has `retries: 2`), runs 2 and 3 fail on a
+/// Run 1 passes (a 202 and a receiver that fails once but has `retries: 2`), runs 2 and 3 fail on a
 /// pre-rollout receiver answering 203 and then 204. Every call is a JSON POST with name, namespace, phase and a
 /// checksum that is the same within a run and differs between revisions; placeholders are filled, unknown ones
 /// kept; post-rollout and the analysis-complete event hook are called once per run, with the run's outcome.

@@ -1,4 +1,4 @@
-//! AlertProvider (crds.md §5).
+//! AlertProvider.
 
 use super::canary::object_meta;
 use super::fields;

@@ -429,7 +429,7 @@ fn is_cookie_name(s: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
-/// Seed extras: progressive mirroring and canary pod overrides (seed-extras.md §3, §4).
+/// Extensions beyond Flagger: progressive mirroring and canary pod overrides.
 fn extras(p: &mut Problems, a: &CanaryAnalysis, x: &CanaryAnalysisExtras, ctx: &Context) {
     let base = format!("{BASE}.canaryAnalysis");
     let in_range = |p: &mut Problems, field: &str, v: Option<i64>, max: i64| {

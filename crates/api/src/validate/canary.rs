@@ -10,7 +10,7 @@ use super::providers;
 use super::{Options, Problem, analysis, reason, service};
 use crate::canary::{Canary, CanarySpec, KindRef, PROVIDERS};
 
-/// How the run proceeds, as the controller selects it every tick (crds.md §2.2).
+/// How the run proceeds, as the controller selects it every tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Strategy {
     Canary,
@@ -298,7 +298,7 @@ fn kind_ref(p: &mut Problems, path: &str, r: Option<&KindRef>, kind: &str) {
     }
 }
 
-/// References and settings a router cannot work without (crds.md §2.4 `InvalidSpec`).
+/// References and settings a router cannot work without (reason `InvalidSpec`).
 fn provider_requirements(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
     let Some(provider) = ctx.provider.as_deref() else {
         return;

@@ -1,4 +1,4 @@
-//! MetricTemplate (crds.md §4).
+//! MetricTemplate.
 
 use super::canary::object_meta;
 use super::fields;
@@ -6,7 +6,7 @@ use super::problems::Problems;
 use super::{Problem, template};
 use crate::metric_template::{METRIC_PROVIDERS, MetricTemplate};
 
-/// Backends that have no default address (metrics.md §4).
+/// Backends that have no default address.
 const ADDRESS_REQUIRED: &[&str] = &["prometheus", "graphite", "influxdb", "dynatrace", "splunk"];
 
 pub fn metric_template(t: &MetricTemplate) -> Vec<Problem> {

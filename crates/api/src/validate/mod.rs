@@ -3,8 +3,8 @@
 //!
 //! Two layers are checked in one pass and reported alike, each problem with a JSON-path-like field
 //! path: what Flagger's CRD schema rejects (the API server would refuse the object; reason
-//! [`reason::SCHEMA`]) and what the schema admits but the controller cannot run (crds.md §2.4:
-//! errors make the canary `Valid=False`, warnings keep it running).
+//! [`reason::SCHEMA`]) and what the schema admits but the controller cannot run
+//! (errors make the canary `Valid=False`, warnings keep it running).
 
 mod alert_provider;
 mod analysis;
@@ -28,7 +28,7 @@ pub use providers::runs as provider_runs;
 pub use providers::session_affinity;
 pub use template::{check_message_template, check_query_template};
 
-/// Machine-readable reasons; the runtime ones are the `Valid` condition reasons of crds.md §2.4.
+/// Machine-readable reasons; the runtime ones are the reasons of the `Valid` condition.
 pub mod reason {
     /// The CRD schema (kept identical to Flagger's) rejects the object at admission.
     pub const SCHEMA: &str = "SchemaViolation";

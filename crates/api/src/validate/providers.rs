@@ -1,4 +1,4 @@
-//! What each router can express (routers.md §5), as far as validation needs to know.
+//! What each router can express, as far as validation needs to know.
 
 use crate::canary::PROVIDERS;
 

@@ -5,7 +5,7 @@
 
 use gtmpl::{Func, FuncError, Value};
 
-/// The functions Flagger defines for metric queries (metrics.md §2).
+/// The functions Flagger defines for metric queries.
 const QUERY_FUNCTIONS: &[&str] = &[
     "name",
     "namespace",

@@ -1,4 +1,4 @@
-//! Tracked-config checksums, byte-identical to Flagger's (crds.md §3): lowercase hex of the first 8
+//! Tracked-config checksums, byte-identical to Flagger's: lowercase hex of the first 8
 //! bytes of SHA-256 over Go's `json.Marshal` of the object's `data`.
 //!
 //! Byte identity matters because `status.trackedConfigs` written by Go Flagger must compare equal

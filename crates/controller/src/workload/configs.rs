@@ -1,4 +1,4 @@
-//! Tracked ConfigMaps and Secrets (state-machine.md §3.3): which configs a pod template uses, which
+//! Tracked ConfigMaps and Secrets: which configs a pod template uses, which
 //! of them are tracked, their `-primary` copies and the template rewrite that points the primary
 //! at those copies.
 

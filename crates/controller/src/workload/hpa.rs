@@ -1,5 +1,5 @@
 //! The primary HorizontalPodAutoscaler (autoscaling/v2): a copy of the target's HPA that scales
-//! `<target>-primary` (state-machine.md §4.4, crds.md §7).
+//! `<target>-primary`.
 
 use flagger_api::Canary;
 use k8s_openapi::api::autoscaling::v2::{

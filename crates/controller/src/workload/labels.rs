@@ -1,4 +1,4 @@
-//! Label and annotation copying rules shared by every generated object (crds.md §6).
+//! Label and annotation copying rules shared by every generated object.
 
 use std::collections::BTreeMap;
 
@@ -85,7 +85,7 @@ pub fn primary_labels(mut labels: StringMap, selector: &SelectorLabel) -> String
     labels
 }
 
-/// Seed extra (seed-extras.md §10): mark generated objects, unless the source already names
+/// Beyond Flagger: mark generated objects, unless the source already names
 /// its manager (a copied `Helm` wins).
 pub fn mark_managed_by(mut labels: StringMap, source: Option<&StringMap>) -> StringMap {
     if !source.is_some_and(|s| s.contains_key(MANAGED_BY)) {

@@ -1,4 +1,4 @@
-//! Seed extra: canary pod overrides (seed-extras.md §4). While the canary is scaled up its pod
+//! Beyond Flagger: canary pod overrides. While the canary is scaled up its pod
 //! template gets `templateVariables.nodeSelector` merged in and `templateVariables.tolerations`
 //! in place of its own list; the target's own values at those paths are kept in
 //! `status.podOverrides` and restored on scale-down.

@@ -1,4 +1,4 @@
-//! The primary workload `<target>-primary` (crds.md §7): a copy of the target Deployment or
+//! The primary workload `<target>-primary`: a copy of the target Deployment or
 //! DaemonSet that serves production traffic between runs.
 
 use std::collections::BTreeSet;

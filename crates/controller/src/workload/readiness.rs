@@ -1,4 +1,4 @@
-//! Workload readiness (state-machine.md §4.1), read from the object status alone.
+//! Workload readiness, read from the object status alone.
 //!
 //! The answer is the core's [`Readiness`]: `Waiting { since }` carries when the workload stopped
 //! making progress and the core turns a wait older than the canary's `progressDeadlineSeconds`

@@ -1,5 +1,5 @@
-//! Scale-to-zero and scale-up of the target (state-machine.md §4.2, §4.3), with the canary pod
-//! overrides applied or removed in the same write (seed-extras.md §4).
+//! Scale-to-zero and scale-up of the target, with the canary pod
+//! overrides applied or removed in the same write.
 //!
 //! The target belongs to the user (kubectl, Helm, a GitOps tool), so it is changed with a JSON merge
 //! patch of just the touched paths rather than a server-side apply that would take ownership of

@@ -1,4 +1,4 @@
-//! Selector label resolution (crds.md §6): which of the `-selector-labels` the target's pods are
+//! Selector label resolution: which of the `-selector-labels` the target's pods are
 //! selected by, and with what value.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};

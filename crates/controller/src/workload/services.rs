@@ -1,4 +1,4 @@
-//! The Kubernetes Services of a Deployment/DaemonSet target (routers.md §2, crds.md §7):
+//! The Kubernetes Services of a Deployment/DaemonSet target:
 //! `<apex>` and `<apex>-primary` select the primary pods, `<apex>-canary` the target's.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -14,7 +14,7 @@ use flagger_core::{
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-/// The common setup of state-machine.md §11 with `analysis` merged over the defaults.
+/// The common setup of the worked scenarios with `analysis` merged over the defaults.
 pub fn canary_json(spec_extra: Value, analysis: Value) -> Value {
     let mut a = json!({
         "interval": "1m",

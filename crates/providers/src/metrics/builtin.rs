@@ -1,4 +1,4 @@
-//! The builtin `request-success-rate` / `request-duration` queries per router (metrics.md §3).
+//! The builtin `request-success-rate` / `request-duration` queries per router.
 //!
 //! The texts are kept on one line in the form they are sent (whitespace already collapsed), so
 //! what a snapshot, an event and Prometheus see is the same string.
@@ -18,7 +18,7 @@ pub enum BuiltinMetric {
 
 impl BuiltinMetric {
     /// Builtin only by name; the caller checks that neither `query` nor `templateRef` is set
-    /// (with either, only the query/template runs, D-6).
+    /// (with either, only the query/template runs).
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             REQUEST_SUCCESS_RATE => Some(BuiltinMetric::RequestSuccessRate),
@@ -96,7 +96,7 @@ impl QuerySet {
         }
     }
 
-    /// metrics.md §3.1: the controller's `-mesh-provider`, overridden by `spec.provider`
+    /// The controller's `-mesh-provider`, overridden by `spec.provider`
     /// (unless the global one is linkerd), suffixed `:service` for Service targets.
     pub fn select(mesh_provider: &str, canary_provider: Option<&str>, target: &TargetRef) -> Self {
         QuerySet::from_key(&selection_key(mesh_provider, canary_provider, target))
@@ -206,7 +206,7 @@ impl QuerySet {
     }
 }
 
-/// The key of metrics.md §3.1, before it is mapped to a query set.
+/// The selection key, before it is mapped to a query set.
 pub fn selection_key(
     mesh_provider: &str,
     canary_provider: Option<&str>,

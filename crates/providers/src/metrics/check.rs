@@ -1,4 +1,4 @@
-//! One `analysis.metrics[]` entry from spec to outcome (metrics.md §1): classify the entry,
+//! One `analysis.metrics[]` entry from spec to outcome: classify the entry,
 //! render its query, run it on the right backend. The outcome is a value (in threshold units),
 //! or why there is none; judging it against the thresholds, `dryRun` and `noData` is the core's
 //! job (`flagger_core`), so there is one threshold judge.
@@ -58,7 +58,7 @@ impl From<RenderError> for CheckError {
     }
 }
 
-/// metrics.md §6.1: Flagger's text for an entry with nothing to run.
+/// Flagger's text for an entry with nothing to run.
 pub const NO_USABLE_QUERY: &str =
     "Metric query failed for no usable metrics template and query were configured";
 
@@ -72,7 +72,7 @@ pub enum Entry {
     Unusable,
 }
 
-/// metrics.md §1; a builtin name with `query` or `templateRef` runs only those (D-6).
+/// A builtin name with `query` or `templateRef` runs only those: the name is then just a label.
 pub fn classify(metric: &CanaryMetric) -> Entry {
     if let Some(t) = &metric.template_ref {
         return Entry::Template(t.clone());

@@ -1,4 +1,4 @@
-//! Datadog: `GET /api/v1/query` (metrics.md §4 `datadog`).
+//! Datadog: `GET /api/v1/query`.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Dynatrace metrics API v2: `GET /api/v2/metrics/query` (metrics.md §4 `dynatrace`).
+//! Dynatrace metrics API v2: `GET /api/v2/metrics/query`.
 
 use std::time::Duration;
 

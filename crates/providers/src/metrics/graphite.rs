@@ -1,4 +1,4 @@
-//! Graphite render API: `GET /render?<query>&format=json` (metrics.md §4 `graphite`).
+//! Graphite render API: `GET /render?<query>&format=json`.
 
 use std::time::Duration;
 

@@ -1,5 +1,4 @@
-//! InfluxDB 2.x Flux queries: `POST /api/v2/query` answered in annotated CSV
-//! (metrics.md §4 `influxdb`).
+//! InfluxDB 2.x Flux queries: `POST /api/v2/query` answered in annotated CSV.
 
 use std::time::Duration;
 

@@ -40,7 +40,7 @@ pub use template::{QueryModel, RenderError, render};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The number a query produced, plus anything odd about it that deserves a Warning event
-/// (e.g. Prometheus returning several series, D-21).
+/// (e.g. Prometheus returning several series).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub value: f64,
@@ -93,7 +93,7 @@ impl MetricError {
 }
 
 /// Turns a parsed number into the provider contract: NaN is no data; ±Inf is a value that the
-/// thresholds compare as usual (metrics.md §5).
+/// thresholds compare as usual.
 pub fn finite_or_no_data(value: f64, what: &str) -> Result<f64, MetricError> {
     if value.is_nan() {
         Err(MetricError::no_values(format!("{what} is NaN")))

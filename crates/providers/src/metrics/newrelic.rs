@@ -1,4 +1,4 @@
-//! New Relic Insights query API: `GET /v1/accounts/<id>/query?nrql=` (metrics.md §4 `newrelic`).
+//! New Relic Insights query API: `GET /v1/accounts/<id>/query?nrql=`.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Prometheus HTTP API: instant queries (metrics.md §4 `prometheus`, §5).
+//! Prometheus HTTP API: instant queries.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -208,7 +208,7 @@ struct Data {
     result: Option<Json>,
 }
 
-/// Interprets one `/api/v1/query` answer (metrics.md §5).
+/// Interprets one `/api/v1/query` answer.
 pub fn parse_response(status: u16, body: &str) -> Result<Sample, MetricError> {
     let envelope: Result<Envelope, _> = serde_json::from_str(body);
     if status >= 400 {

@@ -1,4 +1,4 @@
-//! Query templating: Go `text/template` with Flagger's zero-argument functions (metrics.md §2).
+//! Query templating: Go `text/template` with Flagger's zero-argument functions.
 //!
 //! gtmpl functions are plain `fn` pointers and cannot capture the canary they describe, so the
 //! model of the query being rendered sits in a thread-local for the duration of one synchronous
@@ -14,7 +14,7 @@ use gtmpl::error::ExecError;
 use gtmpl::{Context, Func, FuncError, Value};
 use thiserror::Error;
 
-/// Flagger's window when a metric sets none (metrics.md §1, D-5).
+/// The window when a metric sets none: Flagger's `1m`, but for every kind (an empty window can only fail).
 pub const DEFAULT_INTERVAL: &str = "1m";
 
 /// What the query functions return for one metric of one canary.

@@ -2,14 +2,14 @@
 //!
 //! The `reason` keeps the cause machine-readable (metric, value, bounds, query, webhook, status),
 //! so the default text can explain a rollback on its own and a `messageTemplate` can pick the
-//! parts it wants (webhooks-alerts.md §3.5, seed-extras.md §5).
+//! parts it wants.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use flagger_api::status::{CanaryPhase, CheckRecord};
 
-/// Alert severity (webhooks-alerts.md §3.4). Ordered: `Info < Warn < Error`.
+/// Alert severity. Ordered: `Info < Warn < Error`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     #[default]
@@ -44,7 +44,8 @@ impl fmt::Display for Severity {
 }
 
 /// Does an `analysis.alerts[]` entry with this `severity` receive an alert of `alert` severity?
-/// `info` and empty (D-7) take everything, `warn` takes warn and error, `error` only error.
+/// `info` and empty (Flagger's documented default is `info`) take everything, `warn` takes warn
+/// and error, `error` only error.
 /// Anything else cannot pass the CRD schema; it receives nothing rather than guessing.
 pub fn admits(entry_severity: Option<&str>, alert: Severity) -> bool {
     match entry_severity.unwrap_or("") {
@@ -97,7 +98,7 @@ pub enum CheckFailure {
         /// The query as sent to the provider, after template rendering.
         query: Option<String>,
     },
-    /// An empty result or NaN (metrics.md §6.1): usually a canary that receives no traffic.
+    /// An empty result or NaN: usually a canary that receives no traffic.
     MetricNoData {
         metric: String,
         query: Option<String>,
@@ -252,7 +253,7 @@ fn hook_failure(what: &str, hook: &str, status: Option<u16>, detail: &str) -> St
     }
 }
 
-/// Why a run failed (the error alerts of webhooks-alerts.md §3.5; one per rollback, D-8).
+/// Why a run failed (one error alert per rollback, so every rollback reaches on-call).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reason {
     FailedChecks {
@@ -270,7 +271,7 @@ pub enum Reason {
     PrimaryNotReady { detail: String },
     /// A `rollback` webhook asked for the rollback.
     ManualRollback { hook: String },
-    /// The target was set back to the promoted revision mid-run (D-10).
+    /// The target was set back to the promoted revision mid-run.
     Reverted,
     /// The primary did not become ready after the promotion copy.
     PromotionFailed { detail: String },
@@ -406,7 +407,7 @@ pub struct Alert {
     pub severity: Severity,
     /// The standard text (catalogue sentence plus cause); a `messageTemplate` replaces it.
     pub message: String,
-    /// Detail fields, in order (webhooks-alerts.md §3.5).
+    /// Detail fields, in order.
     pub fields: Vec<Field>,
     pub reason: Option<Reason>,
     /// `<Kind>/<target>.<ns>`.
@@ -474,7 +475,7 @@ impl Alert {
         format!("{}.{}", self.name, self.namespace)
     }
 
-    /// Failed-check detail fields (webhooks-alerts.md §3.5 **E**) from the run's records, at most
+    /// Failed-check detail fields from the run's records, at most
     /// `threshold` of them.
     pub fn failed_check_fields(checks: &[CheckLine], threshold: usize) -> Vec<Field> {
         checks

@@ -60,7 +60,7 @@ pub fn check_from_core(c: &CoreCheck) -> CheckFailure {
                 range: ThresholdRange::parse(c.threshold.as_deref().unwrap_or_default()),
                 query: c.query.clone(),
             },
-            // Flagger's no-data texts all say "no values found" (metrics.md §6.1).
+            // Flagger's no-data texts all say "no values found".
             None if c.message.contains("no values found") => CheckFailure::MetricNoData {
                 metric: c.name.clone(),
                 query: c.query.clone(),

@@ -1,4 +1,4 @@
-//! Generic webhook (seed-extras.md §11): the alert as plain JSON, for any receiver.
+//! Generic webhook: the alert as plain JSON, for any receiver.
 
 use serde::Serialize;
 

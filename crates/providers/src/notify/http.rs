@@ -29,7 +29,7 @@ pub fn ensure_crypto_provider() {
 /// Timeouts and retry policy of alert deliveries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryOptions {
-    /// Per attempt, connect to last byte (webhooks-alerts.md §3.1: 5 s).
+    /// Per attempt, connect to last byte.
     pub timeout: Duration,
     /// Total attempts, including the first; retried only on 5xx (except 501) and 429.
     pub attempts: u32,

@@ -1,4 +1,4 @@
-//! Notifiers: deliver one alert to a chat or webhook endpoint (webhooks-alerts.md §3).
+//! Notifiers: deliver one alert to a chat or webhook endpoint.
 //!
 //! The controller resolves an `AlertProvider` (or its global flags) with [`provider::resolve`],
 //! builds a [`ProviderNotifier`] and calls [`ProviderNotifier::notify`] per alert the severity
@@ -194,7 +194,7 @@ impl ProviderNotifier {
     }
 
     /// The alert as it will be posted: with a template, its output replaces the message and the
-    /// fields are dropped (webhooks-alerts.md §3.3); a failing template leaves the alert as is.
+    /// fields are dropped; a failing template leaves the alert as is.
     pub fn prepare(&self, alert: &Alert) -> (Alert, Option<String>) {
         let Some(t) = &self.message_template else {
             return (alert.clone(), None);

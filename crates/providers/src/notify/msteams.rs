@@ -1,7 +1,7 @@
 //! Microsoft Teams. Two formats, chosen by the address:
 //! * Workflows (Power Automate) URLs take an Adaptive Card message; the Office 365 connectors
 //!   they replace are being retired by Microsoft.
-//! * Every other URL gets Flagger's MessageCard (webhooks-alerts.md §3.2), so a connector URL or
+//! * Every other URL gets Flagger's MessageCard, so a connector URL or
 //!   a relay written for Flagger keeps receiving exactly what it did.
 
 use serde::Serialize;

@@ -1,5 +1,5 @@
 //! From an `AlertProvider` (plus its Secret, already read by the caller) or the controller's
-//! global flags to a complete, validated delivery target (crds.md §5, webhooks-alerts.md §3.4).
+//! global flags to a complete, validated delivery target.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,7 +49,7 @@ impl ProviderType {
         }
     }
 
-    /// Only these send the Secret's `token` as `Authorization: Bearer` (webhooks-alerts.md §3.1).
+    /// Only these send the Secret's `token` as `Authorization: Bearer`.
     pub fn sends_token(self) -> bool {
         matches!(self, ProviderType::Slack | ProviderType::Generic)
     }
@@ -74,7 +74,7 @@ pub struct ResolvedProvider {
 }
 
 /// Why an AlertProvider cannot be used. The alert is skipped with an error log and a Warning
-/// event; the run goes on (crds.md §5). Never contains a secret value.
+/// event; the run goes on. Never contains a secret value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     #[error("unknown alert provider type {0:?}")]
@@ -183,7 +183,7 @@ pub fn resolve(
     }))
 }
 
-/// Who gets one alert of a canary (webhooks-alerts.md §3.4).
+/// Who gets one alert of a canary.
 #[derive(Debug, PartialEq)]
 pub enum Route<'a> {
     /// No `analysis.alerts`: the global notifier, every severity.
@@ -204,7 +204,7 @@ pub fn route(alerts: Option<&[CanaryAlert]>, severity: Severity) -> Route<'_> {
     }
 }
 
-/// The controller's global notifier flags (webhooks-alerts.md §3.4). Empty strings mean unset.
+/// The controller's global notifier flags. Empty strings mean unset.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct GlobalFlags {
     pub slack_url: String,
@@ -233,7 +233,7 @@ impl fmt::Debug for GlobalFlags {
 
 /// The notifier for canaries without `analysis.alerts`. Teams wins over Slack when both are
 /// set; a Slack token without a URL posts through `chat.postMessage`; the channel defaults to
-/// `general` (D-30). `Ok(None)`: no global notifier.
+/// `general` as for AlertProviders (incoming webhooks ignore it anyway). `Ok(None)`: no global notifier.
 pub fn resolve_global(flags: &GlobalFlags) -> Result<Option<ResolvedProvider>, ResolveError> {
     let username = non_empty(Some(&flags.slack_user))
         .unwrap_or(DEFAULT_USERNAME)

@@ -1,4 +1,4 @@
-//! Slack: incoming webhook, or `chat.postMessage` with a bot token (webhooks-alerts.md §3.2).
+//! Slack: incoming webhook, or `chat.postMessage` with a bot token.
 //! Discord and Rocket.Chat take the same body.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! `AlertProvider.spec.messageTemplate` (seed-extras.md §5): Go text/template over the alert.
+//! `AlertProvider.spec.messageTemplate`: Go text/template over the alert.
 //!
 //! Rendering never costs the alert: any failure gives back the standard text together with a
 //! warning the controller turns into a Warning event.
@@ -18,8 +18,7 @@ const NO_VALUE: &str = "<no value>";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rendered {
     pub message: String,
-    /// True when the template's output replaced the standard message (fields are then omitted,
-    /// webhooks-alerts.md §3.3).
+    /// True when the template's output replaced the standard message (fields are then omitted).
     pub templated: bool,
     pub warning: Option<String>,
 }

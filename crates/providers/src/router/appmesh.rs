@@ -1,6 +1,6 @@
 //! `appmesh:v1beta2` and `appmesh` (v1beta1), appmesh.k8s.aws: VirtualNodes for the primary and
 //! canary pods, a weighted VirtualRouter/VirtualService `<apex>` and a canary-only one
-//! `<apex>-canary` for direct testing (routers.md §3.13).
+//! `<apex>-canary` for direct testing.
 
 use std::collections::BTreeMap;
 

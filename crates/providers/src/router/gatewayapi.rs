@@ -1,5 +1,5 @@
 //! `gatewayapi:v1` and `gatewayapi:v1beta1`: HTTPRoute `<apex>` with weighted backendRefs,
-//! A/B matches and RequestMirror (routers.md §3.5).
+//! A/B matches and RequestMirror.
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
 //! `istio`: VirtualService `<apex>` and DestinationRules `<apex>-primary`/`<apex>-canary`
-//! (networking.istio.io/v1beta1, the version Flagger writes; routers.md §3.2).
+//! (networking.istio.io/v1beta1, the version Flagger writes).
 //!
 //! A VirtualService the user already had is taken over without an owner reference; its previous
 //! spec is kept so that deletion with `revertOnDeletion` can give it back.

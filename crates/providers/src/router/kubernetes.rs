@@ -1,5 +1,5 @@
 //! `kubernetes`: no routing object. The apex Service always selects the primary and the canary is
-//! reachable only through `<apex>-canary`, so runs are Blue/Green (routers.md §3.1).
+//! reachable only through `<apex>-canary`, so runs are Blue/Green.
 
 use flagger_api::Canary;
 use flagger_core::{RouteState, Routes};

@@ -1,5 +1,5 @@
 //! `kuma`: a cluster-scoped TrafficRoute `<apex>` (kuma.io/v1alpha1) splitting the apex Kuma
-//! service between the primary and canary services (routers.md §3.12).
+//! service between the primary and canary services.
 
 use flagger_api::Canary;
 use flagger_core::{RouteState, Routes};

@@ -1,4 +1,4 @@
-//! Routers: apply routes, set and read weights (routers.md §1). One file per provider.
+//! Routers: apply routes, set and read weights. One file per provider.
 
 mod appmesh;
 mod gatewayapi;
@@ -33,7 +33,7 @@ pub use traefik::TraefikRouter;
 /// The field manager of every object a router writes.
 pub const FIELD_MANAGER: &str = "flagger";
 
-/// Annotations on every generated routing object (routers.md §1) so GitOps tools leave them alone.
+/// Annotations on every generated routing object so GitOps tools leave them alone.
 pub const FLUX_ANNOTATIONS: [(&str, &str); 2] = [
     ("helm.toolkit.fluxcd.io/driftDetection", "disabled"),
     ("kustomize.toolkit.fluxcd.io/reconcile", "disabled"),
@@ -52,7 +52,7 @@ pub enum RouterError {
 
 pub type RouterFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, RouterError>> + Send + 'a>>;
 
-/// The contract of routers.md §1. A reconcile never moves traffic: only `set_routes` writes
+/// The contract every router keeps. A reconcile never moves traffic: only `set_routes` writes
 /// weights, mirrors and session-affinity rules.
 pub trait Router: Send + Sync {
     /// Creates the routing objects if missing (primary 100, canary 0), otherwise updates their
@@ -162,7 +162,7 @@ fn owner_reference(canary: &Canary) -> Result<Value, RouterError> {
     }))
 }
 
-/// User metadata with Flux keys removed (they are never copied, routers.md §1).
+/// User metadata with Flux keys removed (they are never copied).
 fn without_flux(map: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
     map.into_iter()
         .flatten()

@@ -1,5 +1,5 @@
 //! `nginx`: the canary Ingress `<ingressRef>-canary`, a copy of the user's Ingress pointing at
-//! `<apex>-canary`, driven by `<prefix>/canary*` annotations (routers.md §3.9).
+//! `<apex>-canary`, driven by `<prefix>/canary*` annotations.
 
 use std::collections::BTreeMap;
 

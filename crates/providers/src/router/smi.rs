@@ -1,6 +1,5 @@
 //! `linkerd`, `smi:v1alpha1`/`v1alpha2`/`v1alpha3` (optionally `:<mesh>`) and `osm`: one SMI
-//! TrafficSplit `<apex>` with the canary and primary Services as weighted backends
-//! (routers.md §3.3, §3.4).
+//! TrafficSplit `<apex>` with the canary and primary Services as weighted backends.
 
 use std::collections::BTreeMap;
 

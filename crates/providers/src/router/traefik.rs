@@ -1,6 +1,6 @@
 //! `traefik`: TraefikService `<apex>` (traefik.io/v1alpha1), `weighted` primary/canary, or
-//! `mirroring` while the canary is shadowed (routers.md §3.8, the mirroring shape is an E
-//! extension).
+//! `mirroring` while the canary is shadowed (the mirroring shape is a
+//! flagger-rs extension).
 
 use flagger_api::Canary;
 use flagger_core::{RouteState, Routes};

@@ -1,4 +1,4 @@
-//! Every builtin query rendered for one canary, per query set (metrics.md §3.2).
+//! Every builtin query rendered for one canary, per query set.
 
 use std::collections::BTreeMap;
 

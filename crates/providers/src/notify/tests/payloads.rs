@@ -1,5 +1,5 @@
-//! Each notifier posts exactly the documented body (webhooks-alerts.md §3.2) for a promotion, a
-//! rollback with a metric reason, and every failure path of the catalogue (§3.5).
+//! Each notifier posts exactly the documented body for a promotion, a
+//! rollback with a metric reason, and every failure path of the alert catalogue.
 
 use std::collections::BTreeMap;
 
