@@ -435,6 +435,20 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
         E,
     ),
     (
+        METRIC_TEMPLATE,
+        "spec: {provider: {type: splunk, address: 'https://api.signalfx.com'}}",
+        "spec.provider.type",
+        "metric provider splunk is not implemented by flagger-rs yet",
+        E,
+    ),
+    (
+        CANARY,
+        "spec: {targetRef: {apiVersion: v1, kind: Service, name: podinfo}}",
+        "spec.targetRef.kind",
+        "a Service target (service-only or Knative) is not implemented",
+        E,
+    ),
+    (
         CANARY,
         "spec: {provider: contour}",
         "spec.provider",

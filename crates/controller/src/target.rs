@@ -181,7 +181,7 @@ impl Workloads {
             }
             other => {
                 return Err(TargetError::Invalid(format!(
-                    "targetRef.kind {other} is not supported by flagger-rs yet (Deployment and DaemonSet are)"
+                    "targetRef.kind {other} has no workload support in flagger-rs (Deployment and DaemonSet do; validation refuses the rest)"
                 )));
             }
         };

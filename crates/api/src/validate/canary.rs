@@ -176,6 +176,15 @@ fn target_ref(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
             ),
         );
     }
+    if t.kind == "Service" {
+        // Service-only and Knative Service canaries need routers that copy Services or split a Knative
+        // Service's revisions; without them the controller would stop at the target on every tick.
+        p.error(
+            reason::NOT_IMPLEMENTED,
+            "spec.targetRef.kind",
+            "a Service target (service-only or Knative) is not implemented by flagger-rs yet; the canary is left untouched",
+        );
+    }
     if !t.name.is_empty() {
         if let Err(e) = names::dns1123_subdomain(&t.name) {
             p.invalid("spec.targetRef.name", e);

@@ -3,10 +3,19 @@
 use super::canary::object_meta;
 use super::fields;
 use super::problems::Problems;
-use super::{Problem, template};
+use super::{Problem, reason, template};
 use crate::metric_template::{METRIC_PROVIDERS, MetricTemplate};
 
 /// Backends that have no default address.
+/// Flagger's metric providers that flagger-rs has no client for yet; `flagger_providers::metrics::factory`
+/// refuses the same list at run time.
+pub const NOT_IMPLEMENTED: &[&str] = &[
+    "externalmetrics",
+    "stackdriver",
+    "cloudwatch",
+    "keptn",
+    "splunk",
+];
 const ADDRESS_REQUIRED: &[&str] = &["prometheus", "graphite", "influxdb", "dynatrace", "splunk"];
 
 pub fn metric_template(t: &MetricTemplate) -> Vec<Problem> {
@@ -22,6 +31,15 @@ pub fn metric_template(t: &MetricTemplate) -> Vec<Problem> {
             format!(
                 "unknown metric provider {kind:?} (one of {})",
                 METRIC_PROVIDERS.join(", ")
+            ),
+        );
+    }
+    if NOT_IMPLEMENTED.contains(&kind) {
+        p.error(
+            reason::NOT_IMPLEMENTED,
+            "spec.provider.type",
+            format!(
+                "metric provider {kind} is not implemented by flagger-rs yet: a check using this template would fail"
             ),
         );
     }

@@ -71,7 +71,7 @@ pub fn build_provider(
         "dynatrace" => Arc::new(DynatraceProvider::new(address, secret, insecure)?),
         other => {
             return Err(ProviderConfigError(format!(
-                "metric provider type {other:?} is not supported by flagger-rs yet"
+                "metric provider type {other:?} is not implemented by flagger-rs (flagger-rs validate refuses such a MetricTemplate)"
             )));
         }
     };
@@ -148,7 +148,11 @@ mod tests {
                 "org",
             ),
             (spec("dynatrace", Some("http://d")), None, "dynatrace_token"),
-            (spec("cloudwatch", None), None, "not supported"),
+            (
+                spec("cloudwatch", None),
+                None,
+                "is not implemented by flagger-rs",
+            ),
         ] {
             let e = build_provider(&s, sec.as_ref()).err().unwrap();
             assert!(e.to_string().contains(needle), "{}: {e}", s.type_);

@@ -43,7 +43,8 @@ pub const FLUX_ANNOTATIONS: [(&str, &str); 2] = [
 pub enum RouterError {
     #[error("{0}")]
     Api(String),
-    #[error("provider {0} is not supported yet")]
+    /// Unreachable for a validated canary: validation refuses providers without a router.
+    #[error("provider {0} has no router in flagger-rs")]
     Unsupported(String),
     /// The Canary cannot be routed as written (a user error, not a transient one).
     #[error("{0}")]
