@@ -3,7 +3,7 @@
 //! A tick's successor is due one interval after the time the tick was *scheduled* for, not after
 //! it finished: the time a tick takes (waiting for a worker behind other canaries, API calls,
 //! webhooks, metric queries, the status write) would otherwise add to every interval and stretch a
-//! run beyond `ticks × interval` (docs/benchmarks.md §6, schedule fidelity). This is the cadence of
+//! run beyond `ticks × interval` (see "schedule fidelity" in docs/benchmarks.md). This is the cadence of
 //! Flagger's `time.Ticker`, which is anchored on its start, not on the end of each tick, and the
 //! rule kept here: a tick that overruns its slot is followed immediately by one tick,
 //! no burst, missed slots are dropped.
