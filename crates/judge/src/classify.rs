@@ -51,7 +51,12 @@ pub struct Judgement {
 }
 
 impl Judgement {
-    fn without_test(classification: Classification, canary: f64, primary: f64, reason: String) -> Self {
+    fn without_test(
+        classification: Classification,
+        canary: f64,
+        primary: f64,
+        reason: String,
+    ) -> Self {
         Judgement {
             classification,
             canary,
@@ -81,15 +86,30 @@ pub fn judge_series(
             primary.len(),
             settings.min_samples()
         );
-        return Judgement::without_test(Classification::Inconclusive, canary_median, primary_median, reason);
+        return Judgement::without_test(
+            Classification::Inconclusive,
+            canary_median,
+            primary_median,
+            reason,
+        );
     }
     if canary == primary {
         let reason = "the canary's and the primary's samples are identical".to_string();
-        return Judgement::without_test(Classification::Pass, canary_median, primary_median, reason);
+        return Judgement::without_test(
+            Classification::Pass,
+            canary_median,
+            primary_median,
+            reason,
+        );
     }
     let Some(shift) = rank_sum::compare(&canary, &primary, settings.confidence()) else {
         let reason = "every sample of both has the same value".to_string();
-        return Judgement::without_test(Classification::Pass, canary_median, primary_median, reason);
+        return Judgement::without_test(
+            Classification::Pass,
+            canary_median,
+            primary_median,
+            reason,
+        );
     };
     let scale = canary_median.abs() / 2.0 + primary_median.abs() / 2.0;
     let relative = if scale > 0.0 {
@@ -140,7 +160,12 @@ pub fn judge_counts(
 ) -> Judgement {
     let (canary_rate, primary_rate) = (canary.rate(), primary.rate());
     let inconclusive = |reason: String| {
-        Judgement::without_test(Classification::Inconclusive, canary_rate, primary_rate, reason)
+        Judgement::without_test(
+            Classification::Inconclusive,
+            canary_rate,
+            primary_rate,
+            reason,
+        )
     };
     if canary.total < settings.min_requests() || primary.total < settings.min_requests() {
         return inconclusive(format!(
@@ -166,8 +191,10 @@ pub fn judge_counts(
     let max = settings.max_error_ratio();
     // A ratio beyond the limit fails only once the interval excludes "no difference"; until then
     // more traffic is needed, and passing would let a real regression through.
-    let worse = matches!(direction, Direction::Increase | Direction::Either) && ratio.estimate >= max;
-    let better = matches!(direction, Direction::Decrease | Direction::Either) && ratio.estimate <= 1.0 / max;
+    let worse =
+        matches!(direction, Direction::Increase | Direction::Either) && ratio.estimate >= max;
+    let better =
+        matches!(direction, Direction::Decrease | Direction::Either) && ratio.estimate <= 1.0 / max;
     let classification = match (worse, better) {
         (true, _) if ratio.lower > 1.0 => Classification::High,
         (_, true) if ratio.upper < 1.0 => Classification::Low,

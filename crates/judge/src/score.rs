@@ -54,7 +54,9 @@ pub struct Scoring {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScoringError {
-    #[error("score thresholds must satisfy 0 <= marginal <= pass <= 100, got marginal {marginal} and pass {pass}")]
+    #[error(
+        "score thresholds must satisfy 0 <= marginal <= pass <= 100, got marginal {marginal} and pass {pass}"
+    )]
     Thresholds { pass: f64, marginal: f64 },
     #[error("group weight of {group:?} must be a finite number of at least 0, got {weight}")]
     Weight { group: String, weight: f64 },

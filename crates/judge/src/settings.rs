@@ -70,9 +70,10 @@ impl Settings {
         self.confidence
     }
 
-    /// The smallest shift of a continuous metric that counts, relative to the two sides' typical
-    /// value (0.1 = 10 %): the effect-size gate that keeps a significant but negligible change
-    /// from failing a canary.
+    /// The smallest shift of a continuous metric that counts, relative to the mean of the two
+    /// sides' medians (0.1 = 10 %): the effect-size gate that keeps a significant but negligible
+    /// change from failing a canary. Relative to both sides rather than the primary alone so that
+    /// swapping the sides mirrors the verdict exactly.
     pub fn tolerance(&self) -> f64 {
         self.tolerance
     }

@@ -73,11 +73,26 @@ fn mann_whitney_suite() {
     for case in fixture().mann_whitney {
         let settings = Settings::new(case.confidence, 0.1, 1.5, 1, 1).unwrap();
         let judgement = judge_series(&case.canary, &case.primary, Direction::Either, &settings);
-        assert!((judgement.lower - case.lower).abs() < case.tolerance, "{}: {}", case.name, judgement.reason);
-        assert!((judgement.upper - case.upper).abs() < case.tolerance, "{}: {}", case.name, judgement.reason);
+        assert!(
+            (judgement.lower - case.lower).abs() < case.tolerance,
+            "{}: {}",
+            case.name,
+            judgement.reason
+        );
+        assert!(
+            (judgement.upper - case.upper).abs() < case.tolerance,
+            "{}: {}",
+            case.name,
+            judgement.reason
+        );
         // The shift is reported relative to the typical value; the estimate itself is its numerator.
         let scale = (judgement.canary.abs() + judgement.primary.abs()) / 2.0;
-        assert!((judgement.effect * scale - case.estimate).abs() < case.tolerance, "{}: {}", case.name, judgement.reason);
+        assert!(
+            (judgement.effect * scale - case.estimate).abs() < case.tolerance,
+            "{}: {}",
+            case.name,
+            judgement.reason
+        );
     }
 }
 

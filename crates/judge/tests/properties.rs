@@ -71,8 +71,14 @@ fn too_little_data_is_inconclusive_not_a_pass() {
     let judgement = judge_series(&few, &few, Direction::Increase, &settings());
     assert_eq!(judgement.classification, Classification::Inconclusive);
     let judgement = judge_counts(
-        Counts { errors: 0, total: 10 },
-        Counts { errors: 0, total: 10_000 },
+        Counts {
+            errors: 0,
+            total: 10,
+        },
+        Counts {
+            errors: 0,
+            total: 10_000,
+        },
         Direction::Increase,
         &settings(),
     );
@@ -85,16 +91,37 @@ fn a_twenty_percent_slower_canary_is_high_an_equal_one_passes() {
     let primary: Vec<f64> = (0..60).map(|i| 100.0 + f64::from(i % 10)).collect();
     let slower: Vec<f64> = primary.iter().map(|v| v * 1.2).collect();
     let same: Vec<f64> = primary.iter().rev().copied().collect();
-    assert_eq!(judge_series(&slower, &primary, Direction::Increase, &settings()).classification, Classification::High);
-    assert_eq!(judge_series(&same, &primary, Direction::Increase, &settings()).classification, Classification::Pass);
+    assert_eq!(
+        judge_series(&slower, &primary, Direction::Increase, &settings()).classification,
+        Classification::High
+    );
+    assert_eq!(
+        judge_series(&same, &primary, Direction::Increase, &settings()).classification,
+        Classification::Pass
+    );
 }
 
 #[test]
 fn sparse_errors_are_judged_on_counts() {
     // 5 errors in 10 000 against 1 in 10 000: a rank test on per-interval rates sees mostly zeros.
-    let canary = Counts { errors: 50, total: 10_000 };
-    let primary = Counts { errors: 10, total: 10_000 };
-    assert_eq!(judge_counts(canary, primary, Direction::Increase, &settings()).classification, Classification::High);
-    let equal = Counts { errors: 10, total: 10_000 };
-    assert_eq!(judge_counts(equal, primary, Direction::Increase, &settings()).classification, Classification::Pass);
+    let canary = Counts {
+        errors: 50,
+        total: 10_000,
+    };
+    let primary = Counts {
+        errors: 10,
+        total: 10_000,
+    };
+    assert_eq!(
+        judge_counts(canary, primary, Direction::Increase, &settings()).classification,
+        Classification::High
+    );
+    let equal = Counts {
+        errors: 10,
+        total: 10_000,
+    };
+    assert_eq!(
+        judge_counts(equal, primary, Direction::Increase, &settings()).classification,
+        Classification::Pass
+    );
 }
