@@ -8,6 +8,7 @@ mod invocation;
 mod loadtester;
 mod logging;
 mod plan;
+mod replay;
 mod validate;
 
 use std::ffi::OsString;

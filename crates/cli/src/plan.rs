@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use flagger_api::Canary;
 use flagger_api::decode::parse_documents;
 use flagger_core::plan::{Plan, plan};
-use flagger_core::{Settings, normalize};
+use flagger_core::{RolloutSpec, Settings, normalize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -27,9 +27,26 @@ pub struct Args {
     /// Controller `-mesh-provider`, used for canaries without `spec.provider`.
     #[arg(long, default_value = "istio")]
     pub mesh_provider: String,
+    /// Run the statistical judge over recorded canary and primary series (CSV rows
+    /// `interval,metric,side,value[,total]`, see docs/judge.md) and say whether the run would
+    /// have promoted or rolled back, counting failed checks against the Canary's threshold.
+    #[arg(long, value_name = "SERIES.csv", conflicts_with = "fail_at")]
+    pub replay: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> ExitCode {
+    if let Some(series) = &args.replay {
+        return match specs(args).and_then(|specs| crate::replay::render_all(&specs, series)) {
+            Ok(text) => {
+                let _ = writeln!(std::io::stdout().lock(), "{}", text.trim_end());
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match plans(args) {
         Ok(plans) => {
             let text = match args.output {
@@ -57,6 +74,13 @@ pub fn run(args: &Args) -> ExitCode {
 }
 
 fn plans(args: &Args) -> Result<Vec<Plan>, String> {
+    Ok(specs(args)?
+        .iter()
+        .map(|spec| plan(spec, args.fail_at))
+        .collect())
+}
+
+fn specs(args: &Args) -> Result<Vec<RolloutSpec>, String> {
     let path = args.file.display();
     let bytes = std::fs::read(&args.file).map_err(|e| format!("{path}: {e}"))?;
     // The api's reader bounds hostile input (alias bombs, deep nesting, huge files).
@@ -65,7 +89,7 @@ fn plans(args: &Args) -> Result<Vec<Plan>, String> {
         mesh_provider: args.mesh_provider.clone(),
         ..Settings::default()
     };
-    let mut plans = Vec::new();
+    let mut specs = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         if doc.get("kind").and_then(|k| k.as_str()) != Some("Canary") {
             continue;
@@ -73,12 +97,12 @@ fn plans(args: &Args) -> Result<Vec<Plan>, String> {
         let n = i + 1;
         let canary: Canary = serde_json::from_value(doc).map_err(|e| format!("{path}:{n}: {e}"))?;
         let spec = normalize(&canary, &settings).map_err(|e| format!("{path}:{n}: {e}"))?;
-        plans.push(plan(&spec, args.fail_at));
+        specs.push(spec);
     }
-    if plans.is_empty() {
+    if specs.is_empty() {
         return Err(format!("{path}: no Canary document found"));
     }
-    Ok(plans)
+    Ok(specs)
 }
 
 fn duration(secs: u64) -> String {

@@ -21,6 +21,8 @@
 mod classify;
 mod counts;
 mod rank_sum;
+mod recording;
+mod replay;
 mod root;
 mod score;
 mod settings;
@@ -28,5 +30,7 @@ mod settings;
 pub use classify::{Classification, Direction, Judgement, judge_counts, judge_series};
 pub use counts::{Counts, RateRatio};
 pub use rank_sum::Shift;
+pub use recording::{Recording, RecordingError, Window};
+pub use replay::{Outcome, Replay, ReplayedInterval, replay};
 pub use score::{Criticality, Decision, MetricVerdict, Score, Scoring, ScoringError, score};
 pub use settings::{Settings, SettingsError};
