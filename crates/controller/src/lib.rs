@@ -26,4 +26,5 @@ pub mod server;
 pub mod status;
 pub mod target;
 pub mod webhooks;
+pub mod workers;
 pub mod workload;
