@@ -17,6 +17,7 @@ pub mod flags;
 pub mod fulfil;
 pub mod leader;
 pub mod metrics;
+pub mod outbound;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod redact;

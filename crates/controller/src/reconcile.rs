@@ -7,6 +7,7 @@ use flagger_api::validate::{Severity, reason};
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
 use flagger_core::{Action, EventType, Need, Observation, RolloutSpec};
 use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -47,6 +48,8 @@ impl Error {
 }
 
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    // Deciding and writing take a worker, handed out in the order canaries became due.
+    let mut worker = ctx.workers.acquire().await;
     let tick_start = Instant::now();
     let key = ObjectRef::from_obj(canary.as_ref());
     let namespace = canary.namespace().unwrap_or_default();
@@ -138,6 +141,10 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     for _ in 0..MAX_ROUNDS {
         let (mut next, actions) = flagger_core::advance(&spec, &status, &observation, now);
         if let Some(Action::Need(need)) = actions.first() {
+            // Hooks and checks wait on the outside world (up to a hook's timeout times its
+            // retries): without a worker, so other canaries' ticks go on meanwhile.
+            drop(worker);
+            let revision = target_generation(&ctx, &canary).await;
             match need {
                 Need::Webhooks { kind, phase, hooks } => {
                     fulfil::webhooks(
@@ -154,6 +161,14 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
                 Need::Metrics { names } => {
                     fulfil::metrics(&ctx, &canary, &spec, names, &mut observation).await;
                 }
+            }
+            worker = ctx.workers.acquire().await;
+            if target_generation(&ctx, &canary).await != revision {
+                // The target changed while the results were on their way: they judge a revision
+                // that is no longer the one to promote. Dropped; the next tick starts from the
+                // new revision (nothing of this tick was announced, so nothing is repeated).
+                tracing::info!(canary = %canary.name_any(), namespace, "target changed while its checks ran; results discarded");
+                return Ok(Requeue::requeue(Duration::ZERO));
             }
             continue;
         }
@@ -178,6 +193,10 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         } else if !outcome.deleted && status::write(&api, &canary, &next).await? {
             ctx.wrote_status(&key, canary.metadata.resource_version.clone());
         }
+        // Alerts, event webhooks and post-rollout hooks leave the cluster: not on a worker. The
+        // canary's next tick still waits for them (one reconcile per canary at a time), so each
+        // is sent once.
+        drop(worker);
         executor.notify(outcome.notices, &next).await;
         ctx.succeeded(&key);
         return Ok(Requeue::requeue(
@@ -185,6 +204,30 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         ));
     }
     Err(Error::Runaway)
+}
+
+/// The target workload's `metadata.generation` as the watch cache has it (no request in steady
+/// state): a new revision of the target bumps it.
+async fn target_generation(ctx: &Context, canary: &Canary) -> Option<i64> {
+    let namespace = canary.namespace().unwrap_or_default();
+    let name = &canary.spec.target_ref.name;
+    let meta = match canary.spec.target_ref.kind.as_str() {
+        "DaemonSet" => ctx
+            .cache
+            .get::<DaemonSet>(&ctx.client, &namespace, name)
+            .await
+            .ok()
+            .flatten()
+            .map(|d| d.metadata),
+        _ => ctx
+            .cache
+            .get::<Deployment>(&ctx.client, &namespace, name)
+            .await
+            .ok()
+            .flatten()
+            .map(|d| d.metadata),
+    };
+    meta.and_then(|m| m.generation)
 }
 
 /// A failed reconcile is counted and retried with a per-canary backoff (see `backoff`).

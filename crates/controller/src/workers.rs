@@ -113,7 +113,11 @@ mod tests {
         let due: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let ticks: Arc<Mutex<Vec<Tick>>> = Arc::default();
         let refs: Vec<_> = (0..CANARIES)
-            .map(|n| Ok::<_, Never>(ObjectRef::<ConfigMap>::new(&format!("canary-{n:02}")).within("test")))
+            .map(|n| {
+                Ok::<_, Never>(
+                    ObjectRef::<ConfigMap>::new(&format!("canary-{n:02}")).within("test"),
+                )
+            })
             .collect();
         let queue = futures::stream::iter(refs).chain(futures::stream::pending());
         let (due_at, seen) = (due.clone(), ticks.clone());
@@ -150,8 +154,7 @@ mod tests {
             config,
         );
         let _ = tokio::time::timeout(RUN, applier.for_each(|_| async {})).await;
-        let ticks = ticks.lock().unwrap().clone();
-        ticks
+        ticks.lock().unwrap().clone()
     }
 
     /// The longest any canary went without a tick, and how often a tick started before one that
@@ -199,7 +202,10 @@ mod tests {
         );
         for c in 0..CANARIES {
             let n = ticks.iter().filter(|t| t.canary == c).count();
-            assert!(n + 1 >= per_canary, "canary {c} got {n} ticks, the mean is {per_canary}");
+            assert!(
+                n + 1 >= per_canary,
+                "canary {c} got {n} ticks, the mean is {per_canary}"
+            );
         }
     }
 
