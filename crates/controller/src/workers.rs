@@ -60,7 +60,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use futures::StreamExt;
+    use futures::{FutureExt, StreamExt};
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::ObjectMeta;
     use kube::runtime::controller::{Action, applier};
@@ -81,27 +81,57 @@ mod tests {
     /// Virtual time the scenario runs for.
     const RUN: Duration = Duration::from_secs(600);
 
-    /// One tick: when it was due and when it got its worker.
+    /// One tick: when it was due, when it got its worker and when it was done.
     #[derive(Clone, Copy, Debug)]
     struct Tick {
         canary: usize,
         due: Instant,
         started: Instant,
+        finished: Instant,
+    }
+
+    /// What the simulated controller faces: how many canaries, how far apart they first fall due,
+    /// what a tick does while it holds its worker, and when it asks for the next one.
+    struct Scenario<W> {
+        canaries: usize,
+        spacing: Duration,
+        work: W,
+        requeue: Option<Duration>,
+    }
+
+    /// Thirty canaries due at once, ticking every `INTERVAL`, each tick holding a worker `WORK`.
+    fn overloaded() -> Scenario<impl Fn() -> futures::future::BoxFuture<'static, ()> + Clone> {
+        Scenario {
+            canaries: CANARIES,
+            spacing: Duration::ZERO,
+            // Simulated work on the paused clock, not synchronisation.
+            work: || tokio::time::sleep(WORK).boxed(),
+            requeue: Some(INTERVAL),
+        }
     }
 
     #[derive(Debug, thiserror::Error)]
     #[error("never")]
     struct Never;
 
-    /// Runs kube-runtime's applier with `config` over `CANARIES` objects for `RUN` of tokio's
+    /// Runs kube-runtime's applier with `config` over the scenario's objects for `RUN` of tokio's
     /// paused clock; each reconcile first takes a worker from `workers` when given.
-    async fn run(config: Config, workers: Option<Workers>) -> Vec<Tick> {
+    async fn run<W>(config: Config, workers: Option<Workers>, scenario: Scenario<W>) -> Vec<Tick>
+    where
+        W: Fn() -> futures::future::BoxFuture<'static, ()> + Clone + Send + 'static,
+    {
+        let Scenario {
+            canaries,
+            spacing,
+            work,
+            requeue,
+        } = scenario;
         let (store, mut writer) = reflector::store::<ConfigMap>();
         writer.apply_watcher_event(&Event::Init);
-        for n in 0..CANARIES {
+        for n in 0..canaries {
             writer.apply_watcher_event(&Event::InitApply(ConfigMap {
                 metadata: ObjectMeta {
-                    name: Some(format!("canary-{n:02}")),
+                    name: Some(format!("canary-{n:04}")),
                     namespace: Some("test".into()),
                     ..Default::default()
                 },
@@ -112,17 +142,24 @@ mod tests {
         let start = Instant::now();
         let due: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let ticks: Arc<Mutex<Vec<Tick>>> = Arc::default();
-        let refs: Vec<_> = (0..CANARIES)
+        let refs: Vec<_> = (0..canaries)
             .map(|n| {
                 Ok::<_, Never>(
-                    ObjectRef::<ConfigMap>::new(&format!("canary-{n:02}")).within("test"),
+                    ObjectRef::<ConfigMap>::new(&format!("canary-{n:04}")).within("test"),
                 )
             })
             .collect();
-        let queue = futures::stream::iter(refs).chain(futures::stream::pending());
+        // Canaries whose revision changed `spacing` apart (pacing the simulated watch events).
+        let queue = futures::stream::iter(refs)
+            .then(move |r| async move {
+                tokio::time::sleep(spacing).await;
+                r
+            })
+            .chain(futures::stream::pending());
         let (due_at, seen) = (due.clone(), ticks.clone());
         let reconciler = move |object: Arc<ConfigMap>, _: Arc<()>| {
-            let (due_at, seen, workers) = (due_at.clone(), seen.clone(), workers.clone());
+            let (due_at, seen, workers, work) =
+                (due_at.clone(), seen.clone(), workers.clone(), work.clone());
             Box::pin(async move {
                 let _worker = match &workers {
                     Some(w) => Some(w.acquire().await),
@@ -131,18 +168,22 @@ mod tests {
                 let name = object.metadata.name.clone().unwrap_or_default();
                 let canary = name.trim_start_matches("canary-").parse().unwrap_or(0);
                 let due = due_at.lock().unwrap().get(&name).copied().unwrap_or(start);
+                let started = Instant::now();
+                work().await;
                 seen.lock().unwrap().push(Tick {
                     canary,
                     due,
-                    started: Instant::now(),
+                    started,
+                    finished: Instant::now(),
                 });
-                // Simulated work on the paused clock, not synchronisation.
-                tokio::time::sleep(WORK).await;
+                let Some(requeue) = requeue else {
+                    return Ok::<_, Never>(Action::await_change());
+                };
                 due_at
                     .lock()
                     .unwrap()
-                    .insert(name, Instant::now() + INTERVAL);
-                Ok::<_, Never>(Action::requeue(INTERVAL))
+                    .insert(name, Instant::now() + requeue);
+                Ok(Action::requeue(requeue))
             })
         };
         let applier = applier(
@@ -154,7 +195,9 @@ mod tests {
             config,
         );
         let _ = tokio::time::timeout(RUN, applier.for_each(|_| async {})).await;
-        ticks.lock().unwrap().clone()
+        let mut ticks = ticks.lock().unwrap().clone();
+        ticks.sort_by_key(|t| t.started);
+        ticks
     }
 
     /// The longest any canary went without a tick, and how often a tick started before one that
@@ -182,7 +225,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_due_canary_gets_a_worker_in_the_order_it_became_due() {
-        let ticks = run(Workers::runner_config(), Some(Workers::new(WORKERS))).await;
+        let ticks = run(
+            Workers::runner_config(),
+            Some(Workers::new(WORKERS)),
+            overloaded(),
+        )
+        .await;
         let (longest_wait, overtaken) = judge(&ticks);
         assert_eq!(overtaken, 0, "ticks started out of due order: {ticks:?}");
         // Round robin at the workers' pace: a canary waits for everyone else's tick once.
@@ -214,7 +262,7 @@ mod tests {
     /// fail after an upgrade, the runner has become fair and `Workers` may give way to it.
     #[tokio::test(start_paused = true)]
     async fn a_bounded_kube_runner_serves_due_canaries_out_of_order() {
-        let ticks = run(Config::default().concurrency(WORKERS), None).await;
+        let ticks = run(Config::default().concurrency(WORKERS), None, overloaded()).await;
         let (longest_wait, _) = judge(&ticks);
         let fewest = (0..CANARIES)
             .map(|c| ticks.iter().filter(|t| t.canary == c).count())
@@ -229,5 +277,49 @@ mod tests {
         // some canary gets at most one: it waits behind others for the whole run.
         assert!(fewest <= 1, "fewest ticks of a canary: {fewest}");
         assert!(longest_wait >= RUN - WORK * (CANARIES as u32));
+    }
+
+    /// A thousand canaries whose revisions changed a millisecond apart, each reaction two API
+    /// writes through the client's token bucket (100 QPS, burst 10), on two workers: each canary
+    /// reacts in the order its revision changed, and the last within what the budget makes
+    /// necessary (1 000 × 2 ÷ 100 = 20 s) plus a second.
+    #[tokio::test(start_paused = true)]
+    async fn thousands_due_at_once_react_in_order_within_the_client_budget() {
+        use crate::ratelimit::{ClientRate, Limiter};
+        const N: usize = 1000;
+        const WRITES: u32 = 2;
+        let rate = ClientRate::from_flags(100, 10).unwrap();
+        let limiter = Limiter::new(rate).unwrap();
+        let start = Instant::now();
+        let scenario = Scenario {
+            canaries: N,
+            spacing: Duration::from_millis(1),
+            work: move || {
+                let limiter = limiter.clone();
+                async move {
+                    for _ in 0..WRITES {
+                        // The bucket's wait, as the client's rate limit layer waits.
+                        while let Err(wait) = limiter.try_acquire() {
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                }
+                .boxed()
+            },
+            requeue: None,
+        };
+        let ticks = run(Workers::runner_config(), Some(Workers::new(2)), scenario).await;
+        assert_eq!(ticks.len(), N);
+        let mut by_canary = ticks.clone();
+        by_canary.sort_by_key(|t| t.canary);
+        assert!(
+            by_canary.windows(2).all(|w| w[0].started <= w[1].started),
+            "a canary got its worker before one whose revision changed earlier"
+        );
+        let last = ticks.iter().map(|t| t.finished - start).max().unwrap();
+        let budget =
+            Duration::from_secs(u64::from(WRITES) * N as u64 / 100) + Duration::from_secs(1);
+        println!("{N} canaries: the last reacted after {last:?} (budget {budget:?})");
+        assert!(last <= budget, "last reaction after {last:?}");
     }
 }
