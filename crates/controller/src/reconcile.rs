@@ -19,6 +19,7 @@ use crate::execute::Executor;
 use crate::fulfil;
 use crate::status;
 use crate::target::{TargetError, Workloads, records_revision};
+use crate::workload::revision;
 
 /// How often `advance` may ask for more results within one tick before the tick is abandoned: a
 /// core that keeps asking is a bug, and must not pin a worker.
@@ -144,7 +145,6 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
             // Hooks and checks wait on the outside world (up to a hook's timeout times its
             // retries): without a worker, so other canaries' ticks go on meanwhile.
             drop(worker);
-            let revision = target_generation(&ctx, &canary).await;
             match need {
                 Need::Webhooks { kind, phase, hooks } => {
                     fulfil::webhooks(
@@ -163,7 +163,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
                 }
             }
             worker = ctx.workers.acquire().await;
-            if target_generation(&ctx, &canary).await != revision {
+            if target_revision(&ctx, &canary).await.as_ref() != Some(&observation.revision) {
                 // The target changed while the results were on their way: they judge a revision
                 // that is no longer the one to promote. Dropped; the next tick starts from the
                 // new revision (nothing of this tick was announced, so nothing is repeated).
@@ -206,28 +206,32 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     Err(Error::Runaway)
 }
 
-/// The target workload's `metadata.generation` as the watch cache has it (no request in steady
-/// state): a new revision of the target bumps it.
-async fn target_generation(ctx: &Context, canary: &Canary) -> Option<i64> {
+/// The target's revision as the watch cache has it now (no request in steady state); `None` when
+/// the target is gone. Compared with the tick's observation, not by generation: an autoscaler
+/// changing the target's replicas bumps the generation but is no new revision.
+async fn target_revision(ctx: &Context, canary: &Canary) -> Option<String> {
     let namespace = canary.namespace().unwrap_or_default();
     let name = &canary.spec.target_ref.name;
-    let meta = match canary.spec.target_ref.kind.as_str() {
+    let overrides = canary
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_overrides.as_ref());
+    match canary.spec.target_ref.kind.as_str() {
         "DaemonSet" => ctx
             .cache
             .get::<DaemonSet>(&ctx.client, &namespace, name)
             .await
             .ok()
             .flatten()
-            .map(|d| d.metadata),
+            .map(|d| revision::of_daemonset(&d, overrides)),
         _ => ctx
             .cache
             .get::<Deployment>(&ctx.client, &namespace, name)
             .await
             .ok()
             .flatten()
-            .map(|d| d.metadata),
-    };
-    meta.and_then(|m| m.generation)
+            .map(|d| revision::of_deployment(&d, overrides)),
+    }
 }
 
 /// A failed reconcile is counted and retried with a per-canary backoff (see `backoff`).

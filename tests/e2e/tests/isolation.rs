@@ -48,7 +48,7 @@ fn lateness(calls: &[&Call]) -> Vec<Duration> {
 /// promote while it waits, and the spread of their ticks around their schedule is printed (the
 /// figure in docs/benchmarks.md).
 #[tokio::test]
-async fn a_hanging_webhook_holds_up_only_its_own_canary() -> e2e::Result<()> {
+async fn isolation_a_hanging_webhook_holds_up_only_its_own_canary() -> e2e::Result<()> {
     skip_unless_e2e!();
     with_namespace("isolation", |ns| async move {
         ctl::install_crds(&ns.client).await?;
