@@ -49,16 +49,18 @@ impl Error {
 }
 
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    // Deciding and writing take a worker, handed out in the order canaries became due.
-    let mut worker = ctx.workers.acquire().await;
-    let tick_start = Instant::now();
     let key = ObjectRef::from_obj(canary.as_ref());
-    let namespace = canary.namespace().unwrap_or_default();
-    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
+    // Judged when the runner took this copy of the canary, before the wait for a worker: after
+    // a long wait the staleness window may have passed while the copy still predates our write.
     if ctx.is_stale(&key, canary.metadata.resource_version.as_deref()) {
         // The Canary's watch event for our own write is on its way and triggers the next reconcile.
         return Ok(Requeue::requeue(STALE_RETRY));
     }
+    // Deciding and writing take a worker, handed out in the order canaries became due.
+    let mut worker = ctx.workers.acquire().await;
+    let tick_start = Instant::now();
+    let namespace = canary.namespace().unwrap_or_default();
+    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Timestamp::now();
     let live = canary.status.clone().unwrap_or_default();
     let mut status = if ctx.flags.dry_run {
