@@ -86,7 +86,28 @@ pub async fn run(ctx: &Context, canary: &Canary, name: &str) -> Checked {
         },
         Err(why) => ResolvedTemplate::Failed(why.clone()),
     });
-    let checked = check_metric(&check_ctx, metric, resolved).await;
+    // The backend is the server the query goes to: the template's provider address, else the
+    // canary's Prometheus; a provider without an address (a cloud API) shares its type's limit.
+    let backend = match &template {
+        Some(Ok((template, _, _))) => template
+            .spec
+            .provider
+            .address
+            .clone()
+            .unwrap_or_else(|| template.spec.provider.type_.clone()),
+        _ => canary
+            .spec
+            .metrics_server
+            .clone()
+            .unwrap_or_else(|| ctx.flags.metrics_server.clone()),
+    };
+    let checked = ctx
+        .outbound
+        .run(
+            &crate::outbound::backend_of(&backend),
+            check_metric(&check_ctx, metric, resolved),
+        )
+        .await;
     let secrets = match &template {
         Some(Ok((_, _, secrets))) => secrets.as_slice(),
         _ => &[],

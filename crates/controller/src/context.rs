@@ -48,6 +48,10 @@ pub struct Context {
     pub cache: Arc<Cache>,
     /// Consecutive failed ticks per canary, for the retry backoff.
     pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
+    /// The reconcile workers (`-threadiness`), served in the order canaries became due.
+    pub workers: crate::workers::Workers,
+    /// The bounds on webhook calls and metric queries in flight.
+    pub outbound: crate::outbound::Outbound,
 }
 
 #[derive(Default)]
@@ -117,6 +121,7 @@ impl Context {
             min_interval: flags.min_analysis_interval,
         };
         let cache = Arc::new(Cache::new(stores, &flags.namespace));
+        let threadiness = flags.threadiness;
         Context {
             recorder: Recorder::new(client.clone(), flags.dry_run),
             client,
@@ -134,6 +139,8 @@ impl Context {
             prometheus: PrometheusCache::default(),
             cache,
             failures: Mutex::new(HashMap::new()),
+            workers: crate::workers::Workers::new(threadiness),
+            outbound: crate::outbound::Outbound::default(),
         }
     }
 

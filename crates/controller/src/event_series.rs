@@ -32,9 +32,12 @@ pub const LIMIT: Limit = Limit {
     refill: Duration::from_secs(30),
 };
 
-/// Series kept at most; past it the least recently seen is dropped (its next occurrence starts
-/// a new Event, nothing else is lost).
-const MAX_SERIES: usize = 4096;
+/// Series kept per canary; past it the canary's least recently seen is dropped (its next
+/// occurrence starts a new Event, nothing else is lost). Per canary, not for all of them: with one
+/// bound for the whole controller (client-go's 4 096), a thousand canaries with a handful of
+/// messages each evict one another's series, and every waiting tick's repeated Warning becomes a
+/// new Event instead of a count bump. Memory then follows the number of canaries.
+const MAX_SERIES_PER_CANARY: usize = 32;
 
 /// What makes two events the same, as client-go's aggregation key does.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -125,6 +128,8 @@ impl Bucket {
 pub struct Correlator {
     limit: Limit,
     series: HashMap<SeriesKey, Series>,
+    /// How many series each canary has in `series`.
+    per_canary: HashMap<(String, String), usize>,
     buckets: HashMap<(String, String), Bucket>,
 }
 
@@ -133,14 +138,20 @@ impl Correlator {
         Correlator {
             limit,
             series: HashMap::new(),
+            per_canary: HashMap::new(),
             buckets: HashMap::new(),
         }
     }
 
     /// Counts one occurrence of `event` and says whether to write it now.
     pub fn observe(&mut self, key: &SeriesKey, event: Event, now: Instant, at: Timestamp) -> Step {
-        if !self.series.contains_key(key) && self.series.len() >= MAX_SERIES {
-            self.evict_oldest();
+        if !self.series.contains_key(key) {
+            let count = self.per_canary.entry(key.object()).or_insert(0);
+            if *count >= MAX_SERIES_PER_CANARY {
+                self.evict_oldest_of(key);
+            } else {
+                *count += 1;
+            }
         }
         let series = self.series.entry(key.clone()).or_insert_with(|| Series {
             event: Event {
@@ -224,8 +235,9 @@ impl Correlator {
     pub fn forget(&mut self, namespace: &str, name: &str) {
         self.series
             .retain(|k, _| !(k.namespace == namespace && k.name == name));
-        self.buckets
-            .remove(&(namespace.to_string(), name.to_string()));
+        let object = (namespace.to_string(), name.to_string());
+        self.per_canary.remove(&object);
+        self.buckets.remove(&object);
     }
 
     pub fn canaries(&self) -> Vec<(String, String)> {
@@ -236,10 +248,12 @@ impl Correlator {
         out
     }
 
-    fn evict_oldest(&mut self) {
+    /// Drops the least recently seen series of `key`'s canary (its count stays: `key` takes its place).
+    fn evict_oldest_of(&mut self, key: &SeriesKey) {
         if let Some(oldest) = self
             .series
             .iter()
+            .filter(|(k, _)| k.namespace == key.namespace && k.name == key.name)
             .min_by_key(|(_, s)| s.seen)
             .map(|(k, _)| k.clone())
         {
@@ -396,5 +410,48 @@ mod tests {
         }
         c.forget("test", "a");
         assert_eq!(c.canaries(), [("test".to_string(), "b".to_string())]);
+    }
+
+    #[test]
+    fn thousands_of_canaries_keep_their_series_and_repeats_bump_counts() {
+        let mut sim = Sim::new(LIMIT);
+        let t0 = Instant::now();
+        let messages = [
+            "New revision detected",
+            "not ready: waiting",
+            "Advance weight 10",
+        ];
+        for round in 0..3u32 {
+            for canary in 0..2000 {
+                for message in messages {
+                    sim.record(
+                        event(&format!("app-{canary}"), message),
+                        t0 + Duration::from_secs(u64::from(round)),
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            sim.objects.len(),
+            2000 * messages.len(),
+            "one Event per series"
+        );
+        assert!(sim.objects.values().all(|&count| count == 3));
+    }
+
+    #[test]
+    fn a_canary_past_its_bound_drops_its_own_oldest_series_only() {
+        let mut c = Correlator::new(LIMIT);
+        let now = Instant::now();
+        let other = event("b", "kept");
+        c.observe(&SeriesKey::of(&other), other.clone(), now, Timestamp::now());
+        for n in 0..=MAX_SERIES_PER_CANARY {
+            let e = event("a", &format!("m{n}"));
+            let later = now + Duration::from_secs(n as u64 + 1);
+            c.observe(&SeriesKey::of(&e), e, later, Timestamp::now());
+        }
+        assert_eq!(c.series.len(), MAX_SERIES_PER_CANARY + 1);
+        assert!(c.series.contains_key(&SeriesKey::of(&other)));
+        assert!(!c.series.contains_key(&SeriesKey::of(&event("a", "m0"))));
     }
 }

@@ -7,6 +7,7 @@ use flagger_api::validate::{Severity, reason};
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
 use flagger_core::{Action, EventType, Need, Observation, RolloutSpec};
 use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -18,6 +19,7 @@ use crate::execute::Executor;
 use crate::fulfil;
 use crate::status;
 use crate::target::{TargetError, Workloads, records_revision};
+use crate::workload::revision;
 
 /// How often `advance` may ask for more results within one tick before the tick is abandoned: a
 /// core that keeps asking is a bug, and must not pin a worker.
@@ -47,14 +49,18 @@ impl Error {
 }
 
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let tick_start = Instant::now();
     let key = ObjectRef::from_obj(canary.as_ref());
-    let namespace = canary.namespace().unwrap_or_default();
-    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
+    // Judged when the runner took this copy of the canary, before the wait for a worker: after
+    // a long wait the staleness window may have passed while the copy still predates our write.
     if ctx.is_stale(&key, canary.metadata.resource_version.as_deref()) {
         // The Canary's watch event for our own write is on its way and triggers the next reconcile.
         return Ok(Requeue::requeue(STALE_RETRY));
     }
+    // Deciding and writing take a worker, handed out in the order canaries became due.
+    let mut worker = ctx.workers.acquire().await;
+    let tick_start = Instant::now();
+    let namespace = canary.namespace().unwrap_or_default();
+    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Timestamp::now();
     let live = canary.status.clone().unwrap_or_default();
     let mut status = if ctx.flags.dry_run {
@@ -138,6 +144,9 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     for _ in 0..MAX_ROUNDS {
         let (mut next, actions) = flagger_core::advance(&spec, &status, &observation, now);
         if let Some(Action::Need(need)) = actions.first() {
+            // Hooks and checks wait on the outside world (up to a hook's timeout times its
+            // retries): without a worker, so other canaries' ticks go on meanwhile.
+            drop(worker);
             match need {
                 Need::Webhooks { kind, phase, hooks } => {
                     fulfil::webhooks(
@@ -154,6 +163,14 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
                 Need::Metrics { names } => {
                     fulfil::metrics(&ctx, &canary, &spec, names, &mut observation).await;
                 }
+            }
+            worker = ctx.workers.acquire().await;
+            if target_revision(&ctx, &canary).await.as_ref() != Some(&observation.revision) {
+                // The target changed while the results were on their way: they judge a revision
+                // that is no longer the one to promote. Dropped; the next tick starts from the
+                // new revision (nothing of this tick was announced, so nothing is repeated).
+                tracing::info!(canary = %canary.name_any(), namespace, "target changed while its checks ran; results discarded");
+                return Ok(Requeue::requeue(Duration::ZERO));
             }
             continue;
         }
@@ -178,6 +195,10 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         } else if !outcome.deleted && status::write(&api, &canary, &next).await? {
             ctx.wrote_status(&key, canary.metadata.resource_version.clone());
         }
+        // Alerts, event webhooks and post-rollout hooks leave the cluster: not on a worker. The
+        // canary's next tick still waits for them (one reconcile per canary at a time), so each
+        // is sent once.
+        drop(worker);
         executor.notify(outcome.notices, &next).await;
         ctx.succeeded(&key);
         return Ok(Requeue::requeue(
@@ -185,6 +206,34 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         ));
     }
     Err(Error::Runaway)
+}
+
+/// The target's revision as the watch cache has it now (no request in steady state); `None` when
+/// the target is gone. Compared with the tick's observation, not by generation: an autoscaler
+/// changing the target's replicas bumps the generation but is no new revision.
+async fn target_revision(ctx: &Context, canary: &Canary) -> Option<String> {
+    let namespace = canary.namespace().unwrap_or_default();
+    let name = &canary.spec.target_ref.name;
+    let overrides = canary
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_overrides.as_ref());
+    match canary.spec.target_ref.kind.as_str() {
+        "DaemonSet" => ctx
+            .cache
+            .get::<DaemonSet>(&ctx.client, &namespace, name)
+            .await
+            .ok()
+            .flatten()
+            .map(|d| revision::of_daemonset(&d, overrides)),
+        _ => ctx
+            .cache
+            .get::<Deployment>(&ctx.client, &namespace, name)
+            .await
+            .ok()
+            .flatten()
+            .map(|d| revision::of_deployment(&d, overrides)),
+    }
 }
 
 /// A failed reconcile is counted and retried with a per-canary backoff (see `backoff`).

@@ -406,10 +406,8 @@ async fn controller(
         .watches_stream(templates, |_| Vec::<ObjectRef<Canary>>::new())
         .watches_stream(providers, |_| Vec::<ObjectRef<Canary>>::new())
         .reconcile_all_on(crate::resync::every(flags.control_loop_interval))
-        .with_config(
-            kube::runtime::controller::Config::default()
-                .concurrency(u16::max(flags.threadiness, 1)),
-        )
+        // `-threadiness` bounds the workers inside the reconcile (see `workers`), not the runner.
+        .with_config(crate::workers::Workers::runner_config())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {

@@ -31,7 +31,10 @@ pub async fn call(
         Some(secret_ref) => Some(token(ctx, canary, secret_ref).await?),
         None => None,
     };
-    ctx.webhooks.call(hook, payload, token.as_deref()).await
+    let backend = crate::outbound::backend_of(&hook.url);
+    ctx.outbound
+        .run(&backend, ctx.webhooks.call(hook, payload, token.as_deref()))
+        .await
 }
 
 async fn token(

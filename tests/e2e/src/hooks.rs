@@ -28,6 +28,8 @@ pub struct Call {
     pub path: String,
     pub content_type: String,
     pub body: Value,
+    /// When the request was complete, on the test's clock (for tick timing).
+    pub received: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -203,6 +205,7 @@ async fn serve(
         path: path.clone(),
         content_type,
         body,
+        received: std::time::Instant::now(),
     };
     let (nth, open, set) = match state.lock() {
         Ok(mut s) => {
