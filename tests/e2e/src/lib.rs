@@ -9,6 +9,7 @@
 //! the netns' own pod and Service ranges.
 
 pub mod analysis;
+pub mod audit;
 pub mod bench;
 pub mod controller;
 pub mod gateway;
