@@ -92,12 +92,15 @@ pub fn requests_of(user: &str) -> Result<Requests> {
     let mut seen = BTreeSet::new();
     let mut out = Requests::default();
     for line in text.lines().filter(|l| l.contains(user)) {
-        let event: Event = serde_json::from_str(line)
-            .with_context(|| format!("parsing audit event {line}"))?;
+        let event: Event =
+            serde_json::from_str(line).with_context(|| format!("parsing audit event {line}"))?;
         if event.user.username != user || !seen.insert(event.audit_id) {
             continue;
         }
-        match event.object_ref.and_then(|o| Some((o.resource.clone()?, o))) {
+        match event
+            .object_ref
+            .and_then(|o| Some((o.resource.clone()?, o)))
+        {
             Some((resource, o)) => out.resources.push(Request {
                 verb: event.verb,
                 group: o.api_group.unwrap_or_default(),
@@ -211,10 +214,22 @@ mod tests {
             "kind": "ClusterRole",
             "rules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "patch"]}],
         }));
-        assert!(allows(&cluster, &request("patch", "", "services", Some("x"))));
-        assert!(!allows(&cluster, &request("update", "", "services", Some("x"))));
-        assert!(!allows(&cluster, &request("patch", "", "services/status", Some("x"))));
-        assert!(!allows(&cluster, &request("patch", "apps", "services", Some("x"))));
+        assert!(allows(
+            &cluster,
+            &request("patch", "", "services", Some("x"))
+        ));
+        assert!(!allows(
+            &cluster,
+            &request("update", "", "services", Some("x"))
+        ));
+        assert!(!allows(
+            &cluster,
+            &request("patch", "", "services/status", Some("x"))
+        ));
+        assert!(!allows(
+            &cluster,
+            &request("patch", "apps", "services", Some("x"))
+        ));
     }
 
     #[test]

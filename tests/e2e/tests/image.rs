@@ -41,7 +41,9 @@ fn manifest(layout: &Path, tag: &str) -> Result<Value> {
         .flatten()
         .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
         .with_context(|| format!("no tag {tag} in {}", layout.display()))?;
-    let digest = entry["digest"].as_str().context("manifest without digest")?;
+    let digest = entry["digest"]
+        .as_str()
+        .context("manifest without digest")?;
     read_json(&blob(layout, digest))
 }
 
@@ -96,7 +98,9 @@ async fn image_entrypoint_starts_the_controller_from_its_own_rootfs() -> Result<
         .ok()
         .filter(|v| !v.is_empty())
     else {
-        eprintln!("skipped: FLAGGER_RS_IMAGE is unset (`make test-e2e` or `hack/test-image` builds the image)");
+        eprintln!(
+            "skipped: FLAGGER_RS_IMAGE is unset (`make test-e2e` or `hack/test-image` builds the image)"
+        );
         return Ok(());
     };
     let (layout, tag) = image
@@ -131,10 +135,8 @@ async fn image_entrypoint_starts_the_controller_from_its_own_rootfs() -> Result<
         config["architecture"]
     );
 
-    let bundle = Bundle(std::env::temp_dir().join(format!(
-        "flagger-rs-e2e-image-{}",
-        std::process::id()
-    )));
+    let bundle =
+        Bundle(std::env::temp_dir().join(format!("flagger-rs-e2e-image-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&bundle.0);
     let umoci = umoci()?;
     run(Command::new(&umoci)
@@ -143,7 +145,9 @@ async fn image_entrypoint_starts_the_controller_from_its_own_rootfs() -> Result<
     let rootfs = bundle.0.join("rootfs");
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd"))?;
     ensure!(
-        passwd.lines().any(|l| l.starts_with("nonroot:x:65532:65532:")),
+        passwd
+            .lines()
+            .any(|l| l.starts_with("nonroot:x:65532:65532:")),
         "/etc/passwd has no user 65532:\n{passwd}"
     );
     for name in ["flagger", "loadtester"] {
@@ -170,9 +174,7 @@ async fn image_entrypoint_starts_the_controller_from_its_own_rootfs() -> Result<
     // only: in the chroot nothing of the host is visible.
     let kubeconfig = rootfs.join("tmp/kubeconfig");
     std::fs::copy(ctl::controller_kubeconfig()?, &kubeconfig)?;
-    run(Command::new("chown")
-        .arg(IMAGE_USER)
-        .arg(&kubeconfig))?;
+    run(Command::new("chown").arg(IMAGE_USER).arg(&kubeconfig))?;
 
     with_namespace("image", |ns| async move {
         let port = free_port()?;
@@ -180,7 +182,7 @@ async fn image_entrypoint_starts_the_controller_from_its_own_rootfs() -> Result<
         let mut args = vec!["-i".to_string()];
         args.extend(env.iter().cloned());
         args.extend([
-            "chroot".into(),
+            on_path("chroot")?.to_string_lossy().into_owned(),
             format!("--userspec={IMAGE_USER}"),
             rootfs.to_string_lossy().into_owned(),
         ]);
@@ -257,6 +259,15 @@ async fn await_ready(controller: &mut Proc, port: u16, started: Instant) -> Resu
     }
 }
 
+/// `program` on the test's PATH: the image's own PATH (given to `env -i`) has only the image's programs.
+fn on_path(program: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{program} is not on PATH"))
+}
+
 /// The umoci `hack/image` built (cached by `hack/tools/umoci`).
 fn umoci() -> Result<PathBuf> {
     let out = Command::new(e2e::repo_path("hack/tools/umoci"))
@@ -268,6 +279,9 @@ fn umoci() -> Result<PathBuf> {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout)?;
-    let path = text.lines().last().context("hack/tools/umoci printed nothing")?;
+    let path = text
+        .lines()
+        .last()
+        .context("hack/tools/umoci printed nothing")?;
     Ok(PathBuf::from(path.trim()))
 }

@@ -824,7 +824,11 @@ fn relative_to(from: &Path, to: &Path) -> Result<String> {
 /// request it made is allowed by its installed ClusterRole and Roles, and every verb they grant was used in the
 /// run or is declared in charts/flagger-rs/rbac.yaml (core, plus `provider`'s router) with the reason no run
 /// uses it.
-async fn ensure_least_privilege(ns: &TestNamespace, deployment: &str, provider: &str) -> Result<()> {
+async fn ensure_least_privilege(
+    ns: &TestNamespace,
+    deployment: &str,
+    provider: &str,
+) -> Result<()> {
     let installed: Deployment = ns.api::<Deployment>().get(deployment).await?;
     let account = installed
         .spec
@@ -896,7 +900,9 @@ async fn ensure_least_privilege(ns: &TestNamespace, deployment: &str, provider: 
                         continue;
                     }
                     match unexercised_reason(&declared, &grant) {
-                        Some(why) => eprintln!("audit: granted, not used in this run: {grant:?}: {why}"),
+                        Some(why) => {
+                            eprintln!("audit: granted, not used in this run: {grant:?}: {why}")
+                        }
                         None => idle.push(grant),
                     }
                 }
@@ -967,5 +973,9 @@ fn unexercised_reason(declared: &[Value], (group, resource, verb): &Grant) -> Op
                 && strings(&rule["resources"]).contains(resource)
                 && strings(&rule["verbs"]).contains(verb)
         })
-        .find_map(|rule| rule["unexercised"][verb.as_str()].as_str().map(String::from))
+        .find_map(|rule| {
+            rule["unexercised"][verb.as_str()]
+                .as_str()
+                .map(String::from)
+        })
 }
