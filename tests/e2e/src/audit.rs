@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::Result;
+use crate::{Result, strings};
 
 /// The log `hack/cluster/up` points the API server at.
 pub fn log_path() -> PathBuf {
@@ -127,14 +127,6 @@ pub struct Rule {
     pub resources: Vec<String>,
     pub verbs: Vec<String>,
     pub namespace: Option<String>,
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(String::from))
-        .collect()
 }
 
 /// The rules of a ClusterRole or Role (as JSON); a Role's apply only in its namespace.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use e2e::bench::free_port;
 use e2e::controller::{self as ctl, Proc};
-use e2e::{Result, skip_unless_e2e, with_namespace};
+use e2e::{Result, run, skip_unless_e2e, strings, with_namespace};
 use serde_json::Value;
 
 /// The user the image config names; the process must run as it.
@@ -45,26 +45,6 @@ fn manifest(layout: &Path, tag: &str) -> Result<Value> {
         .as_str()
         .context("manifest without digest")?;
     read_json(&blob(layout, digest))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(String::from))
-        .collect()
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 /// Bytes of the regular files under `dir` (what the node unpacks).
@@ -270,16 +250,8 @@ fn on_path(program: &str) -> Result<PathBuf> {
 
 /// The umoci `hack/image` built (cached by `hack/tools/umoci`).
 fn umoci() -> Result<PathBuf> {
-    let out = Command::new(e2e::repo_path("hack/tools/umoci"))
-        .output()
-        .context("running hack/tools/umoci")?;
-    ensure!(
-        out.status.success(),
-        "hack/tools/umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout)?;
-    let path = text
+    let out = run(&mut Command::new(e2e::repo_path("hack/tools/umoci")))?;
+    let path = out
         .lines()
         .last()
         .context("hack/tools/umoci printed nothing")?;

@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use e2e::controller::{
     self as ctl, Proc, Recorder, blue_green_canary, canaries, create_canary, deploy, set_image,
     wait_canary, wait_phase,
 };
 use e2e::objects::App;
-use e2e::{Result, TestNamespace, audit, skip_unless_e2e, with_namespace};
+use e2e::{Result, TestNamespace, audit, run, skip_unless_e2e, strings, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -75,19 +75,6 @@ fn kubectl() -> PathBuf {
         .map_or_else(|| PathBuf::from("kubectl"), PathBuf::from)
 }
 
-/// Runs a command to completion; its stdout, or an error with its stderr.
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
 fn documents(yaml: &str) -> Result<Vec<Value>> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).context("parsing rendered YAML")?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
@@ -115,14 +102,6 @@ fn find<'a>(docs: &'a [Value], kind: &str, pred: impl Fn(&Value) -> bool) -> Res
     docs.iter()
         .find(|d| d["kind"] == kind && pred(d))
         .with_context(|| format!("no matching {kind} among the rendered objects"))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(String::from))
-        .collect()
 }
 
 /// The controller container of the rendered Deployment.
