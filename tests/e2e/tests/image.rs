@@ -157,6 +157,7 @@ async fn image_entrypoint_starts_the_controller_from_its_own_rootfs() -> Result<
     run(Command::new("chown").arg(IMAGE_USER).arg(&kubeconfig))?;
 
     with_namespace("image", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
         let port = free_port()?;
         // `env -i` and the image's Env: nothing of the test's environment leaks in.
         let mut args = vec!["-i".to_string()];
