@@ -56,6 +56,7 @@ pub struct Requests {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Event {
+    #[serde(rename = "auditID")]
     audit_id: String,
     verb: String,
     request_u_r_i: String,

@@ -150,6 +150,20 @@ async fn image_entrypoint_starts_the_controller_from_its_own_rootfs() -> Result<
         .sum();
     let unpacked = tree_size(&rootfs)?;
 
+    // Every container gets these devices from its runtime (the OCI runtime spec's defaults; the random sources
+    // seed hash maps and TLS): the chroot stands in for the runtime, so it makes them.
+    std::fs::create_dir_all(rootfs.join("dev"))?;
+    for (name, minor) in [
+        ("null", "3"),
+        ("zero", "5"),
+        ("random", "8"),
+        ("urandom", "9"),
+    ] {
+        run(Command::new("mknod")
+            .args(["-m", "0666"])
+            .arg(rootfs.join("dev").join(name))
+            .args(["c", "1", minor]))?;
+    }
     // The kubeconfig of the flagger-rs identity goes inside the root filesystem, readable by the image's user
     // only: in the chroot nothing of the host is visible.
     let kubeconfig = rootfs.join("tmp/kubeconfig");
