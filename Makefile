@@ -15,12 +15,13 @@ export CARGO_TERM_COLOR ?= never
 
 BIN = $(or $(CARGO_TARGET_DIR),target)/debug/flagger-rs
 
-.PHONY: help demo test setup build lint test-unit test-monitoring test-install test-e2e crds bench mutants cluster-up cluster-down
+.PHONY: help demo test setup build lint test-unit test-monitoring test-install test-e2e crds bench mutants cluster-up cluster-down image
 
 help:
 	@echo "make demo   - the main job: build, then show flagger-rs on the examples and the local cluster"
 	@echo "make test   - every test tier: fmt, clippy, unit/table/property tests, e2e on the local cluster"
 	@echo "make crds   - regenerate deploy/crds/flagger.yaml from the API types"
+	@echo "make image  - the OCI image (static binary, no base image) under <target dir>/image"
 
 setup:
 	@hack/setup
@@ -50,8 +51,12 @@ test-monitoring:
 test-install:
 	@hack/test-install
 
+# The image test (tests/e2e/tests/image.rs) runs the image's entrypoint on the e2e cluster.
 test-e2e:
-	@hack/e2e
+	@image=$$(hack/image | tail -n 1); FLAGGER_RS_IMAGE="$$image" hack/e2e
+
+image: setup
+	@hack/image
 
 # kustomize loads nothing from outside a base's directory, so the base keeps a copy (hack/test-install checks it).
 crds: build

@@ -72,40 +72,26 @@ could not grant what its router needs.
 {{- end -}}
 
 {{/*
-The API groups and resources each router family reads and server-side applies (nothing for routers not in
-use). Keys are families, values are lists of [group, resources...].
+The ClusterRole's rules: those of rbac.yaml (next to Chart.yaml, where each grant says why) that these values
+need: core, keda with rbac.keda, and the routers of meshProvider and rbac.extraProviders, each rule once.
 */}}
-{{- define "flagger-rs.routerGrants" -}}
-istio: [[networking.istio.io, virtualservices, destinationrules]]
-linkerd: [[split.smi-spec.io, trafficsplits]]
-smi: [[split.smi-spec.io, trafficsplits]]
-osm: [[split.smi-spec.io, trafficsplits]]
-kuma: [[kuma.io, trafficroutes]]
-appmesh: [[appmesh.k8s.aws, virtualnodes, virtualrouters, virtualservices]]
-gatewayapi: [[gateway.networking.k8s.io, httproutes]]
-nginx: [[networking.k8s.io, ingresses]]
-skipper: [[networking.k8s.io, ingresses]]
-traefik: [[traefik.io, traefikservices]]
-contour: [[projectcontour.io, httpproxies]]
-gloo: [[gloo.solo.io, upstreams], [gateway.solo.io, routetables]]
-apisix: [[apisix.apache.org, apisixroutes]]
-knative: [[serving.knative.dev, services]]
-kubernetes: []
+{{- define "flagger-rs.rules" -}}
+{{- $rbac := .Files.Get "rbac.yaml" | fromYaml -}}
+{{- $rules := $rbac.core -}}
+{{- if .Values.rbac.keda -}}
+{{- $rules = concat $rules $rbac.keda -}}
 {{- end -}}
-
-{{/* ClusterRole rules for the routers of meshProvider and rbac.extraProviders, one rule per API group. */}}
-{{- define "flagger-rs.routerRules" -}}
-{{- $grants := include "flagger-rs.routerGrants" . | fromYaml -}}
-{{- $groups := dict -}}
 {{- range $provider := prepend (default (list) .Values.rbac.extraProviders) .Values.meshProvider -}}
-{{- range $grant := get $grants (include "flagger-rs.routerFamily" $provider) -}}
-{{- $group := first $grant -}}
-{{- $_ := set $groups $group (concat (get $groups $group | default (list)) (rest $grant) | uniq) -}}
+{{- $rules = concat $rules (get $rbac.routers (include "flagger-rs.routerFamily" $provider)) -}}
 {{- end -}}
+{{- $seen := list -}}
+{{- range $rule := $rules -}}
+{{- $r := pick $rule "apiGroups" "resources" "verbs" -}}
+{{- if not (has $r $seen) -}}
+{{- $seen = append $seen $r }}
+- apiGroups: {{ $r.apiGroups | toJson }}
+  resources: {{ $r.resources | toJson }}
+  verbs: {{ $r.verbs | toJson }}
 {{- end -}}
-{{- range $group := keys $groups | sortAlpha }}
-- apiGroups: [{{ $group | quote }}]
-  resources: [{{ get $groups $group | sortAlpha | join ", " }}]
-  verbs: [get, list, watch, create, update, patch]
 {{- end -}}
 {{- end -}}

@@ -9,6 +9,7 @@
 //! the netns' own pod and Service ranges.
 
 pub mod analysis;
+pub mod audit;
 pub mod bench;
 pub mod controller;
 pub mod gateway;
@@ -198,6 +199,28 @@ async fn delete_namespace(api: &Api<Namespace>, name: &str) -> Result<()> {
         Err(_) => eprintln!("warning: namespace {name} not deleted within 120s"),
     }
     Ok(())
+}
+
+/// Runs a command to completion; its stdout, or an error with its stderr.
+pub fn run(cmd: &mut std::process::Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The strings of a JSON array (none when it is not one).
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect()
 }
 
 /// Path of a file in the repository (tests run with cwd = this crate).

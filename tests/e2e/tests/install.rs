@@ -16,17 +16,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use e2e::controller::{
     self as ctl, Proc, Recorder, blue_green_canary, canaries, create_canary, deploy, set_image,
     wait_canary, wait_phase,
 };
 use e2e::objects::App;
-use e2e::{Result, TestNamespace, skip_unless_e2e, with_namespace};
+use e2e::{Result, TestNamespace, audit, run, skip_unless_e2e, strings, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
@@ -75,19 +75,6 @@ fn kubectl() -> PathBuf {
         .map_or_else(|| PathBuf::from("kubectl"), PathBuf::from)
 }
 
-/// Runs a command to completion; its stdout, or an error with its stderr.
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
 fn documents(yaml: &str) -> Result<Vec<Value>> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).context("parsing rendered YAML")?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
@@ -115,14 +102,6 @@ fn find<'a>(docs: &'a [Value], kind: &str, pred: impl Fn(&Value) -> bool) -> Res
     docs.iter()
         .find(|d| d["kind"] == kind && pred(d))
         .with_context(|| format!("no matching {kind} among the rendered objects"))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(String::from))
-        .collect()
 }
 
 /// The controller container of the rendered Deployment.
@@ -562,17 +541,34 @@ async fn ensure_promoted(
     Ok(())
 }
 
-/// Runs the installed controller and sees a blue/green Canary initialise and promote once.
-async fn promote_as_installed(ns: &TestNamespace, deployment: &str) -> Result<()> {
-    let controller = start_installed(ns, deployment).await?;
+/// Runs the installed controller and sees `canary` (a blue/green run of the app) initialise and promote once;
+/// then stops the controller and holds what it asked the API server to what it was granted.
+async fn promote_as_installed(
+    ns: &TestNamespace,
+    deployment: &str,
+    provider: &str,
+    canary: Value,
+) -> Result<()> {
+    let mut controller = start_installed(ns, deployment).await?;
     deploy(ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
-    create_canary(ns, blue_green_canary(APP, "1s", 2, json!([]))).await?;
+    create_canary(ns, canary).await?;
     let api = canaries(ns);
     wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
     let recorder = Recorder::start(&api, APP);
     let generation = primary_generation(ns).await?;
     set_image(&ns.api::<Deployment>(), APP, "6.0.1").await?;
-    ensure_promoted(ns, &controller, &recorder, generation).await
+    ensure_promoted(ns, &controller, &recorder, generation).await?;
+    controller.terminate(Duration::from_secs(30)).await?;
+    ensure_least_privilege(ns, deployment, provider).await
+}
+
+/// A blue/green Canary left to the controller's -mesh-provider (no spec.provider), as a chart user writes it.
+fn installed_canary() -> Value {
+    let mut canary = blue_green_canary(APP, "1s", 2, json!([]));
+    if let Some(spec) = canary["spec"].as_object_mut() {
+        spec.remove("provider");
+    }
+    canary
 }
 
 /// A kubeconfig for the cluster of KUBECONFIG that authenticates as ServiceAccount `account` (like the pod's
@@ -631,14 +627,14 @@ async fn delete_cluster_rbac(client: &kube::Client, name: &str) -> Result<()> {
 }
 
 /// `helm install flagger` with values written as Flagger's chart documents them; the Deployment's name.
-fn helm_install(ns: &TestNamespace) -> Result<String> {
+fn helm_install(ns: &TestNamespace, provider: &str) -> Result<String> {
     // ClusterRole and ClusterRoleBinding are cluster-scoped: a per-namespace name keeps runs apart.
     let name = format!("flagger-{}", ns.name);
     let values = std::env::temp_dir().join(format!("flagger-rs-e2e-{}-values.yaml", ns.name));
     std::fs::write(
         &values,
         format!(
-            "meshProvider: kubernetes\n\
+            "meshProvider: {provider}\n\
              metricsServer: http://127.0.0.1:9090\n\
              namespace: {ns}\n\
              logLevel: debug\n\
@@ -673,8 +669,26 @@ async fn installed_with_helm_promotes_a_canary() -> Result<()> {
     skip_unless_e2e!();
     with_namespace("install-helm", |ns| async move {
         ctl::install_crds(&ns.client).await?;
-        let name = helm_install(&ns)?;
-        let result = promote_as_installed(&ns, &name).await;
+        let name = helm_install(&ns, "kubernetes")?;
+        let result = promote_as_installed(&ns, &name, "kubernetes", installed_canary()).await;
+        helm_cleanup(&ns, &name, result).await
+    })
+    .await
+}
+
+/// `helm install` with meshProvider gatewayapi:v1: the controller writes the Canary's HTTPRoute through Traefik's
+/// Gateway with only the grants the chart gives that provider.
+#[tokio::test]
+async fn installed_with_helm_for_gatewayapi_promotes_a_canary() -> Result<()> {
+    skip_unless_e2e!();
+    with_namespace("install-gwapi", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        e2e::gateway::install(&ns).await?;
+        let name = helm_install(&ns, "gatewayapi:v1")?;
+        let mut canary = installed_canary();
+        canary["spec"]["service"]["hosts"] = json!([format!("{APP}.{}.example", ns.name)]);
+        canary["spec"]["service"]["gatewayRefs"] = json!([{"name": "gateway"}]);
+        let result = promote_as_installed(&ns, &name, "gatewayapi:v1", canary).await;
         helm_cleanup(&ns, &name, result).await
     })
     .await
@@ -703,7 +717,7 @@ async fn installed_with_helm_resumes_a_run_started_by_another_controller() -> Re
         old.terminate(Duration::from_secs(30)).await?;
         eprintln!("stopped the first controller at {}", ctl::step(&seen));
 
-        let name = helm_install(&ns)?;
+        let name = helm_install(&ns, "kubernetes")?;
         let result = async {
             let controller = start_installed(&ns, &name).await?;
             ensure_promoted(&ns, &controller, &recorder, generation).await?;
@@ -760,7 +774,7 @@ async fn installed_with_kustomize_promotes_a_canary() -> Result<()> {
         run(Command::new(kubectl())
             .args(["apply", "--server-side", "--force-conflicts", "-k"])
             .arg(&dir))?;
-        let result = promote_as_installed(&ns, &name).await;
+        let result = promote_as_installed(&ns, &name, "kubernetes", installed_canary()).await;
         let cleanup = delete_cluster_rbac(&ns.client, &name).await;
         result?;
         cleanup
@@ -783,4 +797,164 @@ fn relative_to(from: &Path, to: &Path) -> Result<String> {
     }
     path.push(rest);
     Ok(path.to_string_lossy().into_owned())
+}
+
+/// Least privilege, from the API server's audit log of the run of the installed controller (stopped): every
+/// request it made is allowed by its installed ClusterRole and Roles, and every verb they grant was used in the
+/// run or is declared in charts/flagger-rs/rbac.yaml (core, plus `provider`'s router) with the reason no run
+/// uses it.
+async fn ensure_least_privilege(
+    ns: &TestNamespace,
+    deployment: &str,
+    provider: &str,
+) -> Result<()> {
+    let installed: Deployment = ns.api::<Deployment>().get(deployment).await?;
+    let account = installed
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.service_account_name)
+        .context("no serviceAccountName")?;
+    let user = format!("system:serviceaccount:{}:{account}", ns.name);
+    let requests = audit::requests_of(&user)?;
+    ensure!(
+        !requests.resources.is_empty(),
+        "no request of {user} in {}",
+        audit::log_path().display()
+    );
+    let rules = installed_rules(ns, &account).await?;
+    let mut distinct: BTreeSet<String> = BTreeSet::new();
+    for r in &requests.resources {
+        let scope = if r.namespace.is_some() {
+            "namespaced"
+        } else {
+            "cluster"
+        };
+        let group = if r.group.is_empty() { "core" } else { &r.group };
+        distinct.insert(format!("{} {group}/{} ({scope})", r.verb, r.resource));
+    }
+    eprintln!(
+        "audit: {user} made {} requests:\n  {}\n  non-resource: {:?}",
+        requests.resources.len(),
+        distinct.iter().cloned().collect::<Vec<_>>().join("\n  "),
+        requests.non_resource
+    );
+
+    let refused: Vec<String> = requests
+        .resources
+        .iter()
+        .filter(|r| r.code == 403 || !audit::allows(&rules, r))
+        .map(ToString::to_string)
+        .collect();
+    ensure!(
+        refused.is_empty(),
+        "requests the installed RBAC does not allow:\n{}",
+        refused.join("\n")
+    );
+    // Discovery and /version are every authenticated user's (system:discovery), not the chart's to grant.
+    let other: Vec<&String> = requests
+        .non_resource
+        .iter()
+        .filter(|p| {
+            !(p.as_str() == "get /version"
+                || p.starts_with("get /api/")
+                || p.starts_with("get /apis/")
+                || ["get /api", "get /apis"].contains(&p.as_str()))
+        })
+        .collect();
+    ensure!(other.is_empty(), "non-resource requests: {other:?}");
+
+    let used: BTreeSet<Grant> = requests
+        .resources
+        .iter()
+        .flat_map(audit::grants_used)
+        .collect();
+    let declared = declared_rules(provider)?;
+    let mut idle = Vec::new();
+    for rule in &rules {
+        for g in &rule.groups {
+            for r in &rule.resources {
+                for v in &rule.verbs {
+                    let grant = (g.clone(), r.clone(), v.clone());
+                    if used.contains(&grant) {
+                        continue;
+                    }
+                    match unexercised_reason(&declared, &grant) {
+                        Some(why) => {
+                            eprintln!("audit: granted, not used in this run: {grant:?}: {why}")
+                        }
+                        None => idle.push(grant),
+                    }
+                }
+            }
+        }
+    }
+    ensure!(
+        idle.is_empty(),
+        "granted to {user} but neither used in the run nor declared `unexercised` in charts/flagger-rs/rbac.yaml: {idle:?}"
+    );
+    Ok(())
+}
+
+/// The rules of every ClusterRole and Role bound to ServiceAccount `account` of the namespace.
+async fn installed_rules(ns: &TestNamespace, account: &str) -> Result<Vec<audit::Rule>> {
+    let binds = |subjects: &Option<Vec<k8s_openapi::api::rbac::v1::Subject>>| {
+        subjects.iter().flatten().any(|s| {
+            s.kind == "ServiceAccount"
+                && s.name == account
+                && s.namespace.as_deref() == Some(ns.name.as_str())
+        })
+    };
+    let mut rules = Vec::new();
+    let cluster_bindings: Api<ClusterRoleBinding> = Api::all(ns.client.clone());
+    let cluster_roles: Api<ClusterRole> = Api::all(ns.client.clone());
+    for b in cluster_bindings.list(&Default::default()).await? {
+        if binds(&b.subjects) {
+            let role = cluster_roles.get(&b.role_ref.name).await?;
+            rules.extend(audit::rules(&serde_json::to_value(&role)?));
+        }
+    }
+    let bindings: Api<RoleBinding> = ns.api();
+    let roles: Api<Role> = ns.api();
+    for b in bindings.list(&Default::default()).await? {
+        if binds(&b.subjects) {
+            let role = roles.get(&b.role_ref.name).await?;
+            rules.extend(audit::rules(&serde_json::to_value(&role)?));
+        }
+    }
+    ensure!(!rules.is_empty(), "nothing is bound to {account}");
+    Ok(rules)
+}
+
+/// The rules charts/flagger-rs/rbac.yaml declares for `provider`: core and its router family's.
+fn declared_rules(provider: &str) -> Result<Vec<Value>> {
+    let path = e2e::repo_path(&format!("{CHART}/rbac.yaml"));
+    let text = std::fs::read_to_string(&path)?;
+    let rbac: Value = serde_saphyr::from_str(&text).context("parsing rbac.yaml")?;
+    let family = provider.split(':').next().unwrap_or_default();
+    let routers = rbac["routers"][family]
+        .as_array()
+        .with_context(|| format!("rbac.yaml declares no router {family:?}"))?;
+    Ok(rbac["core"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(routers)
+        .cloned()
+        .collect())
+}
+
+/// Why a declared rule's grant is needed although no run uses it (its `unexercised` entry), if it says.
+fn unexercised_reason(declared: &[Value], (group, resource, verb): &Grant) -> Option<String> {
+    declared
+        .iter()
+        .filter(|rule| {
+            strings(&rule["apiGroups"]).contains(group)
+                && strings(&rule["resources"]).contains(resource)
+                && strings(&rule["verbs"]).contains(verb)
+        })
+        .find_map(|rule| {
+            rule["unexercised"][verb.as_str()]
+                .as_str()
+                .map(String::from)
+        })
 }
