@@ -25,5 +25,6 @@ pub mod run;
 pub mod server;
 pub mod status;
 pub mod target;
+pub mod watches;
 pub mod webhooks;
 pub mod workload;
