@@ -11,7 +11,7 @@ use kube::{Api, Client, ResourceExt};
 
 use flagger_api::Canary;
 
-use crate::cache::{self, Writers};
+use crate::cache;
 use crate::context::Context;
 use crate::flags::Flags;
 use crate::leader::{Elector, LEASE_NAME, Timings};
@@ -114,7 +114,7 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
     }
 
     let global_notifier = crate::alerts::global_notifier(&flags).map_err(RunError::Notifier)?;
-    let (stores, writers) = cache::stores();
+    let stores = cache::Stores::default();
     let ctx = Arc::new(Context::new(
         client.clone(),
         flags.clone(),
@@ -123,7 +123,7 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
         global_notifier,
         Some(stores),
     ));
-    let controller = controller(client, &flags, canaries, writers, ctx.clone(), ready);
+    let controller = controller(client, &flags, canaries, ctx.clone(), ready);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), mesh_provider = %flags.mesh_provider, dry_run = flags.dry_run, "starting flagger-rs controller");
 
     match &elector {
@@ -224,7 +224,6 @@ async fn controller(
     client: Client,
     flags: &Flags,
     canaries: Api<Canary>,
-    writers: Writers,
     ctx: Arc<Context>,
     ready: Arc<AtomicBool>,
 ) {
@@ -259,7 +258,7 @@ async fn controller(
             forget_unwatched(&totals_ctx, &totals_store);
         }
     });
-    crate::watches::triggers(controller, &client, &flags.namespace, writers, &store)
+    crate::watches::triggers(controller, &client, &flags.namespace, &ctx, &store)
         .reconcile_all_on(crate::resync::every(flags.control_loop_interval))
         .with_config(
             kube::runtime::controller::Config::default()

@@ -8,6 +8,7 @@ use futures::{FutureExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::core::{ObjectMeta, PartialObjectMeta};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -15,59 +16,58 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use flagger_api::{AlertProvider, Canary, MetricTemplate};
 
-use crate::cache::{Stores, Writers};
+use crate::cache::{KeptStore, References, Stores};
+use crate::context::Context;
+use crate::metrics::Metrics;
 use crate::run::namespaced_or_all;
 
 /// Adds to `controller` a watch per kind a canary reads: its change reconciles the canaries it
-/// concerns.
+/// concerns, and only those (counted in `flagger_watch_triggers_total{kind}`).
+///
+/// Objects a canary owns map back through their owner reference; its target and its target's
+/// HPA by the name the canary gives; ConfigMaps and Secrets through the references of the
+/// target's pod template the last reconcile recorded. Any other object maps to no canary.
 pub fn triggers(
     controller: Controller<Canary>,
     client: &Client,
     namespace: &str,
-    writers: Writers,
+    ctx: &Arc<Context>,
     store: &Store<Canary>,
 ) -> Controller<Canary> {
     let ns = namespace;
-    let deployments = cached_watch::<Deployment>(client, ns, writers.deployments);
-    let daemonsets = cached_watch::<DaemonSet>(client, ns, writers.daemonsets);
-    let services = cached_watch::<Service>(client, ns, writers.services);
-    let configmaps = cached_watch::<ConfigMap>(client, ns, writers.configmaps);
-    let secrets = cached_watch::<Secret>(client, ns, writers.secrets);
-    let autoscalers = cached_watch::<HorizontalPodAutoscaler>(client, ns, writers.autoscalers);
-    let templates = cached_watch::<MetricTemplate>(client, ns, writers.metric_templates);
-    let providers = cached_watch::<AlertProvider>(client, ns, writers.alert_providers);
-    let by_target = |store: kube::runtime::reflector::Store<Canary>| {
-        move |kind: &'static str, name: String, namespace: Option<String>| {
-            store
+    let Some(stores) = ctx.cache.stores() else {
+        return controller;
+    };
+    let deployments = kept_watch::<Deployment>(client, ns, stores.deployments.clone());
+    let daemonsets = kept_watch::<DaemonSet>(client, ns, stores.daemonsets.clone());
+    let services = kept_watch::<Service>(client, ns, stores.services.clone());
+    let configmaps = kept_metadata_watch::<ConfigMap>(client, ns, stores.configmaps.clone());
+    let secrets = kept_metadata_watch::<Secret>(client, ns, stores.secrets.clone());
+    let autoscalers = kept_watch::<HorizontalPodAutoscaler>(client, ns, stores.autoscalers.clone());
+    let templates = kept_watch::<MetricTemplate>(client, ns, stores.metric_templates.clone());
+    let providers = kept_watch::<AlertProvider>(client, ns, stores.alert_providers.clone());
+    let target_store = store.clone();
+    let by_target = move |kind: &str, object: &dyn ResourceMeta| {
+        let mut refs = owner_canaries(object.meta_of());
+        refs.extend(
+            target_store
                 .state()
                 .into_iter()
                 .filter(|c| {
-                    c.namespace() == namespace
+                    c.metadata.namespace == object.meta_of().namespace
                         && c.spec.target_ref.kind == kind
-                        && c.spec.target_ref.name == name
+                        && Some(&c.spec.target_ref.name) == object.meta_of().name.as_ref()
                 })
-                .map(|c| ObjectRef::from_obj(c.as_ref()))
-                .collect::<Vec<_>>()
-        }
+                .map(|c| ObjectRef::from_obj(c.as_ref())),
+        );
+        refs
     };
-    let deployment_map = by_target(store.clone());
-    let daemonset_map = by_target(store.clone());
-    let config_store = store.clone();
-    let config_map = move |namespace: Option<String>| {
-        // Any ConfigMap/Secret change in a namespace may be a tracked config of its canaries; the
-        // reconcile compares checksums, so a spurious evaluation changes nothing.
-        config_store
-            .state()
-            .into_iter()
-            .filter(|c| c.namespace() == namespace)
-            .map(|c| ObjectRef::from_obj(c.as_ref()))
-            .collect::<Vec<_>>()
-    };
-    let secret_map = config_map.clone();
+    let deployment_map = by_target.clone();
+    let daemonset_map = by_target;
     let scaler_store = store.clone();
     // The target's HPA (`autoscalerRef`) maps to the canaries naming it; `<hpa>-primary` to its owner.
     let autoscaler_map = move |h: HorizontalPodAutoscaler| {
-        let mut refs = owner_canaries(&h);
+        let mut refs = owner_canaries(h.meta());
         refs.extend(
             scaler_store
                 .state()
@@ -82,34 +82,102 @@ pub fn triggers(
         );
         refs
     };
+    let cm_ctx = ctx.clone();
+    let secret_ctx = ctx.clone();
+    let metrics = &ctx.metrics;
     // A primary workload or Service edited or deleted by someone else maps back to its Canary
     // through the owner reference; the reconcile repairs it.
     controller
-        .watches_stream(deployments, move |d| {
-            let mut refs = owner_canaries(&d);
-            refs.extend(deployment_map("Deployment", d.name_any(), d.namespace()));
-            refs
-        })
-        .watches_stream(daemonsets, move |d| {
-            let mut refs = owner_canaries(&d);
-            refs.extend(daemonset_map("DaemonSet", d.name_any(), d.namespace()));
-            refs
-        })
-        .watches_stream(services, |s| owner_canaries(&s))
-        .watches_stream(configmaps, move |c| config_map(c.namespace()))
-        .watches_stream(secrets, move |s| secret_map(s.namespace()))
-        .watches_stream(autoscalers, autoscaler_map)
+        .watches_stream(
+            deployments,
+            counted(metrics, "Deployment", move |d: Deployment| {
+                deployment_map("Deployment", &d)
+            }),
+        )
+        .watches_stream(
+            daemonsets,
+            counted(metrics, "DaemonSet", move |d: DaemonSet| {
+                daemonset_map("DaemonSet", &d)
+            }),
+        )
+        .watches_stream(
+            services,
+            counted(metrics, "Service", |s: Service| owner_canaries(s.meta())),
+        )
+        .watches_stream(
+            configmaps,
+            counted(
+                metrics,
+                "ConfigMap",
+                move |c: PartialObjectMeta<ConfigMap>| {
+                    config_canaries(&cm_ctx.cache.references, "ConfigMap", c.meta())
+                },
+            ),
+        )
+        .watches_stream(
+            secrets,
+            counted(metrics, "Secret", move |s: PartialObjectMeta<Secret>| {
+                config_canaries(&secret_ctx.cache.references, "Secret", s.meta())
+            }),
+        )
+        .watches_stream(
+            autoscalers,
+            counted(metrics, "HorizontalPodAutoscaler", autoscaler_map),
+        )
         // Read when a check or an alert needs them; a change waits for that moment.
         .watches_stream(templates, |_| Vec::<ObjectRef<Canary>>::new())
         .watches_stream(providers, |_| Vec::<ObjectRef<Canary>>::new())
 }
 
+/// Object metadata behind a trait object, so one mapping serves Deployments and DaemonSets.
+trait ResourceMeta {
+    fn meta_of(&self) -> &ObjectMeta;
+}
+
+impl<K: Resource> ResourceMeta for K {
+    fn meta_of(&self) -> &ObjectMeta {
+        self.meta()
+    }
+}
+
+/// A mapping that also counts the canaries it asks to reconcile, by the changed object's kind.
+fn counted<K>(
+    metrics: &Arc<Metrics>,
+    kind: &'static str,
+    map: impl Fn(K) -> Vec<ObjectRef<Canary>> + Send + Sync + 'static,
+) -> impl Fn(K) -> Vec<ObjectRef<Canary>> + Send + Sync + 'static {
+    let metrics = metrics.clone();
+    move |object| {
+        let canaries = map(object);
+        if !canaries.is_empty() {
+            metrics.watch_triggered(kind, canaries.len());
+        }
+        canaries
+    }
+}
+
+/// The canaries a changed ConfigMap or Secret concerns: those whose pod template references it,
+/// and the one that owns it (a `-primary` copy). Any other config concerns none.
+pub fn config_canaries(
+    references: &References,
+    kind: &str,
+    meta: &ObjectMeta,
+) -> Vec<ObjectRef<Canary>> {
+    let mut refs = owner_canaries(meta);
+    refs.extend(references.canaries(
+        kind,
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    ));
+    refs
+}
+
 /// The Canaries an object's owner references name (the primary workload, the Services).
-fn owner_canaries<K: Resource>(object: &K) -> Vec<ObjectRef<Canary>> {
-    let namespace = object.meta().namespace.clone();
-    object
-        .owner_references()
+fn owner_canaries(meta: &ObjectMeta) -> Vec<ObjectRef<Canary>> {
+    let namespace = meta.namespace.clone();
+    meta.owner_references
         .iter()
+        .flatten()
         .filter(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
         .map(|o| {
             let r = ObjectRef::new(&o.name);
@@ -121,12 +189,12 @@ fn owner_canaries<K: Resource>(object: &K) -> Vec<ObjectRef<Canary>> {
         .collect()
 }
 
-/// One watch per kind both triggers reconciles and fills the cache reconciles read from (see
-/// `cache`). Managed fields are dropped: nothing reads them and they are most of an object's size.
-fn cached_watch<K>(
+/// A full watch whose events trigger reconciles and keep fresh the objects canaries read (see
+/// `cache::kept`); every other object passes through and is dropped.
+fn kept_watch<K>(
     client: &Client,
     namespace: &str,
-    writer: kube::runtime::reflector::store::Writer<K>,
+    store: KeptStore<K>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -141,8 +209,32 @@ where
     watcher(api, watcher::Config::default())
         .inspect_err(|e| warn_watch_error::<K>(e))
         .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
-        .reflect(writer)
+        .inspect_ok(move |event| store.apply(event))
+        .touched_objects()
+}
+
+/// A metadata-only watch: names and versions, never data or Secret values. A newer version of a
+/// kept object drops it, so the reconcile it triggers reads the new one.
+fn kept_metadata_watch<K>(
+    client: &Client,
+    namespace: &str,
+    store: KeptStore<K>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    // An `Api` of `PartialObjectMeta` makes metadata-only requests.
+    let api: Api<PartialObjectMeta<K>> = namespaced_or_all(client, namespace);
+    watcher(api, watcher::Config::default())
+        .inspect_err(|e| warn_watch_error::<K>(e))
+        .default_backoff()
+        .inspect_ok(move |event| store.apply_meta(event))
         .touched_objects()
 }
 
@@ -159,19 +251,18 @@ pub async fn ready_when_synced(
     canaries: kube::runtime::reflector::Store<Canary>,
     ready: Arc<AtomicBool>,
 ) {
-    let synced = futures::future::join_all([
-        stores.deployments.wait_until_ready().boxed(),
-        stores.daemonsets.wait_until_ready().boxed(),
-        stores.services.wait_until_ready().boxed(),
-        stores.configmaps.wait_until_ready().boxed(),
-        stores.secrets.wait_until_ready().boxed(),
-        stores.autoscalers.wait_until_ready().boxed(),
-        stores.metric_templates.wait_until_ready().boxed(),
-        stores.alert_providers.wait_until_ready().boxed(),
-        canaries.wait_until_ready().boxed(),
+    futures::future::join_all([
+        stores.deployments.wait_until_synced().boxed(),
+        stores.daemonsets.wait_until_synced().boxed(),
+        stores.services.wait_until_synced().boxed(),
+        stores.configmaps.wait_until_synced().boxed(),
+        stores.secrets.wait_until_synced().boxed(),
+        stores.autoscalers.wait_until_synced().boxed(),
+        stores.metric_templates.wait_until_synced().boxed(),
+        stores.alert_providers.wait_until_synced().boxed(),
     ])
     .await;
-    if synced.iter().all(Result::is_ok) {
+    if canaries.wait_until_ready().await.is_ok() {
         ready.store(true, Ordering::Relaxed);
         tracing::info!("watch caches synced; ready");
     }
@@ -185,33 +276,88 @@ mod tests {
 
     #[tokio::test]
     async fn ready_only_once_every_cache_has_its_initial_list() {
-        let (stores, mut writers) = cache::stores();
+        let stores = cache::Stores::default();
         let (canaries, mut canary_writer) = kube::runtime::reflector::store::<Canary>();
         let ready = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(ready_when_synced(stores, canaries, ready.clone()));
+        let task = tokio::spawn(ready_when_synced(stores.clone(), canaries, ready.clone()));
         macro_rules! sync {
             ($($w:expr),*) => {$(
-                $w.apply_watcher_event(&Event::Init);
-                $w.apply_watcher_event(&Event::InitDone);
+                $w.apply(&Event::Init);
+                $w.apply(&Event::InitDone);
             )*};
         }
         sync!(
-            writers.deployments,
-            writers.daemonsets,
-            writers.services,
-            writers.configmaps,
-            writers.secrets,
-            writers.autoscalers,
-            writers.metric_templates,
-            canary_writer
+            stores.deployments,
+            stores.daemonsets,
+            stores.services,
+            stores.configmaps,
+            stores.secrets,
+            stores.autoscalers,
+            stores.metric_templates
         );
+        canary_writer.apply_watcher_event(&Event::Init);
+        canary_writer.apply_watcher_event(&Event::InitDone);
         tokio::task::yield_now().await;
         assert!(
             !ready.load(Ordering::Relaxed),
             "the AlertProvider cache has not listed yet"
         );
-        sync!(writers.alert_providers);
+        sync!(stores.alert_providers);
         task.await.unwrap();
         assert!(ready.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_changed_config_maps_only_to_the_canaries_that_reference_or_own_it() {
+        use std::collections::BTreeSet;
+        let references = References::default();
+        let podinfo = ObjectRef::<Canary>::new("podinfo").within("test");
+        let other = ObjectRef::<Canary>::new("other").within("test");
+        let configs: BTreeSet<_> = [
+            (
+                "ConfigMap",
+                "test".to_string(),
+                "podinfo-config".to_string(),
+            ),
+            ("Secret", "test".to_string(), "podinfo-token".to_string()),
+        ]
+        .into();
+        references.set(&podinfo, configs);
+        references.set(&other, BTreeSet::new());
+        let meta = |name: &str| ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("test".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            config_canaries(&references, "ConfigMap", &meta("podinfo-config")),
+            vec![podinfo.clone()]
+        );
+        assert_eq!(
+            config_canaries(&references, "Secret", &meta("podinfo-token")),
+            vec![podinfo.clone()]
+        );
+        for unrelated in ["unrelated", "kube-root-ca.crt", "podinfo-token"] {
+            assert!(
+                config_canaries(&references, "ConfigMap", &meta(unrelated)).is_empty(),
+                "{unrelated} is referenced by no canary"
+            );
+        }
+        let mut copy = meta("podinfo-config-primary");
+        copy.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "flagger.app/v1beta1".into(),
+                kind: "Canary".into(),
+                name: "podinfo".into(),
+                uid: "u".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+        assert_eq!(
+            config_canaries(&references, "ConfigMap", &copy),
+            vec![podinfo],
+            "the -primary copy maps to its owner"
+        );
     }
 }

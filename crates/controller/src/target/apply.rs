@@ -3,11 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::cache::{Cache, Cached};
@@ -40,11 +38,7 @@ pub(super) async fn apply<K>(
     object: &K,
 ) -> Result<(), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
+    K: Cached + Serialize,
 {
     apply_value::<K>(client, cache, namespace, &apply_body(object)?).await
 }
@@ -56,10 +50,7 @@ pub(super) async fn apply_value<K>(
     body: &Value,
 ) -> Result<(), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Cached,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = body["metadata"]["name"].as_str().unwrap_or_default();
@@ -81,10 +72,7 @@ pub(super) async fn merge_patch<K>(
     patch: &Value,
 ) -> Result<(), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Cached,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams {

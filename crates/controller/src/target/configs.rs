@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use flagger_api::Canary;
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
 use kube::Client;
+use kube::runtime::reflector::ObjectRef;
 
 use super::apply::{apply, get_named};
 use super::{TargetError, Workloads};
@@ -20,10 +21,19 @@ pub(super) async fn tracked(
     canary: &Canary,
     pod: Option<&PodSpec>,
 ) -> Result<TrackedConfigs, TargetError> {
-    let Some(pod) = pod else {
-        return Ok(TrackedConfigs::default());
-    };
-    let refs = configs::referenced(pod);
+    let refs = pod.map(configs::referenced).unwrap_or_default();
+    // Recorded before the reads, so a change that lands while they run still reconciles.
+    let keys = refs
+        .iter()
+        .map(|r| {
+            let kind = match r.kind {
+                ConfigKind::ConfigMap => "ConfigMap",
+                ConfigKind::Secret => "Secret",
+            };
+            (kind, namespace.to_string(), r.name.clone())
+        })
+        .collect();
+    cache.track_configs(&ObjectRef::from_obj(canary), keys);
     if refs.is_empty() {
         return Ok(TrackedConfigs::default());
     }

@@ -108,7 +108,7 @@ impl Workloads {
         let tracked = if ctx.flags.enable_config_tracking {
             configs::tracked(&client, &cache, &namespace, canary, target.pod_spec()).await?
         } else {
-            TrackedConfigs::default()
+            configs::tracked(&client, &cache, &namespace, canary, None).await?
         };
         Ok(Workloads {
             client,
