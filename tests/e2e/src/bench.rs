@@ -456,27 +456,6 @@ pub fn row(what: &str, sample: &[f64]) -> String {
 pub const TABLE_HEAD: &str =
     "| measure (seconds) | n | min | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|";
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        let s = summarize(&v).unwrap();
-        assert_eq!((s.p50, s.p90, s.p99, s.max), (10.0, 18.0, 20.0, 20.0));
-    }
-
-    #[test]
-    fn log_times_are_parsed_through_colour_codes() {
-        let log = "\u{1b}[2m2026-12-01T19:17:38.305405Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m Rolling back a.b x";
-        let t = log_time_ms(log, "Rolling back a.b", 0.0).unwrap();
-        assert_eq!(t, parse_time_ms("2026-12-01T19:17:38.305405Z").unwrap());
-        // Epoch milliseconds in an f64 keep about 0.25 µs of precision at this magnitude.
-        assert!((t % 1000.0 - 305.405).abs() < 1e-3);
-    }
-}
-
 /// API requests by (verb, resource[/subresource]).
 pub type Counts = std::collections::BTreeMap<(String, String), f64>;
 
@@ -540,4 +519,25 @@ pub fn cpu_seconds(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(14) + ticks(15)) / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        let s = summarize(&v).unwrap();
+        assert_eq!((s.p50, s.p90, s.p99, s.max), (10.0, 18.0, 20.0, 20.0));
+    }
+
+    #[test]
+    fn log_times_are_parsed_through_colour_codes() {
+        let log = "\u{1b}[2m2026-12-01T19:17:38.305405Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m Rolling back a.b x";
+        let t = log_time_ms(log, "Rolling back a.b", 0.0).unwrap();
+        assert_eq!(t, parse_time_ms("2026-12-01T19:17:38.305405Z").unwrap());
+        // Epoch milliseconds in an f64 keep about 0.25 µs of precision at this magnitude.
+        assert!((t % 1000.0 - 305.405).abs() < 1e-3);
+    }
 }

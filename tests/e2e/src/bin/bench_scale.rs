@@ -16,6 +16,7 @@
 //! namespace before the controller starts (the memory of the caches must not follow them).
 //!
 //! Environment: `SCALE_COUNTS` ("100"), `SCALE_SAMPLE` (20), `SCALE_IDLE_SECONDS` (30), `SCALE_UNRELATED` (0),
+//! `SCALE_ROLLOUT` (1; 0 stops after the idle window),
 //! `FLAGGER_RS_BIN`, `BENCH_OUT` (a file the final table is also written to).
 
 use std::collections::{BTreeMap, HashMap};
@@ -277,6 +278,26 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     let rss_mib = rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
     controller.ensure_running()?;
 
+    let mut row = Row {
+        count,
+        unrelated,
+        init_s,
+        idle_requests: total(&above),
+        idle_breakdown,
+        idle_cpu_pct: (cpu_b - cpu_a) / idle_secs as f64 * 100.0,
+        rss_mib,
+        reaction: Vec::new(),
+        ratio: Vec::new(),
+        mass_reaction: Vec::new(),
+        makespan_s: 0.0,
+        succeeded: 0,
+        cpu: BTreeMap::new(),
+        load: String::new(),
+    };
+    if env_usize("SCALE_ROLLOUT", 1) == 0 {
+        row.load = bench::loadavg();
+        return Ok(row);
+    }
     // Reaction, one sampled canary at a time; each run is left to finish before the mass rollout.
     let sample = env_usize("SCALE_SAMPLE", 20).min(count);
     let step = (count / sample.max(1)).max(1);
@@ -340,22 +361,14 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     }
     controller.ensure_running()?;
     drop(tracker);
-    Ok(Row {
-        count,
-        unrelated,
-        init_s,
-        idle_requests: total(&above),
-        idle_breakdown,
-        idle_cpu_pct: (cpu_b - cpu_a) / idle_secs as f64 * 100.0,
-        rss_mib,
-        reaction,
-        ratio: ratio.clone(),
-        mass_reaction,
-        makespan_s: (last - first_patch) / 1000.0,
-        succeeded: ratio.len(),
-        cpu,
-        load: bench::loadavg(),
-    })
+    row.reaction = reaction;
+    row.succeeded = ratio.len();
+    row.ratio = ratio;
+    row.mass_reaction = mass_reaction;
+    row.makespan_s = (last - first_patch) / 1000.0;
+    row.cpu = cpu;
+    row.load = bench::loadavg();
+    Ok(row)
 }
 
 fn p(sample: &[f64], f: impl Fn(&bench::Summary) -> f64, scale: f64, digits: usize) -> String {
