@@ -16,7 +16,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use flagger_api::{AlertProvider, Canary, MetricTemplate};
 
-use crate::cache::{KeptStore, References, Stores};
+use crate::cache::{Cached, KeptStore, References, Stores};
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::run::namespaced_or_all;
@@ -197,13 +197,7 @@ fn kept_watch<K>(
     store: KeptStore<K>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cached,
 {
     let api: Api<K> = namespaced_or_all(client, namespace);
     watcher(api, watcher::Config::default())
@@ -221,13 +215,7 @@ fn kept_metadata_watch<K>(
     store: KeptStore<K>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cached,
 {
     // An `Api` of `PartialObjectMeta` makes metadata-only requests.
     let api: Api<PartialObjectMeta<K>> = namespaced_or_all(client, namespace);
