@@ -206,6 +206,7 @@ impl Context {
         lock(&self.reported).remove(key);
         lock(&self.simulated).remove(key);
         lock(&self.failures).remove(key);
+        self.cache.track_configs(key, Default::default());
         let namespace = key.namespace.clone().unwrap_or_default();
         for target in self.metrics.forget(&namespace, &key.name) {
             self.cache.forget_target(&namespace, &target);

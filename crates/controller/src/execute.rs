@@ -127,7 +127,7 @@ impl<'a> Executor<'a> {
     async fn one(&mut self, action: Action, status: &mut CanaryStatus) -> Result<(), String> {
         let canary = self.canary;
         let w = self.workloads;
-        let kube = |e: kube::Error| kube_error(&e);
+        let kube = |e: crate::target::TargetError| e.to_string();
         match action {
             Action::AddFinalizer => w.add_finalizer(canary).await.map_err(kube),
             Action::EnsurePrimary => {
@@ -205,7 +205,7 @@ impl<'a> Executor<'a> {
         self.workloads
             .patch_target(&write)
             .await
-            .map_err(|e| kube_error(&e))
+            .map_err(|e| e.to_string())
     }
 
     fn router(&self) -> Result<Box<dyn Router>, String> {

@@ -26,6 +26,7 @@ pub mod run;
 pub mod server;
 pub mod status;
 pub mod target;
+pub mod watches;
 pub mod webhooks;
 pub mod workers;
 pub mod workload;

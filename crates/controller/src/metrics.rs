@@ -117,6 +117,8 @@ pub struct Metrics {
     pub rollbacks: Family<RollbackLabels, Counter>,
     pub analysis_start: Family<CanaryLabels, FloatGauge>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
+    /// Canary reconciles a watched object's change asked for, by the object's kind.
+    pub watch_triggers: Family<ErrorLabels, Counter>,
     /// The label sets each canary's series were created with. prometheus-client cannot list a
     /// family's series, and a deleted canary's series must go (its `phase="Failed"` would keep
     /// the `CanaryFailed` alert firing), so the labels are remembered as they are created.
@@ -164,6 +166,7 @@ impl Metrics {
             rollbacks: Family::default(),
             analysis_start: Family::default(),
             reconcile_errors: Family::default(),
+            watch_triggers: Family::default(),
             owned: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -230,6 +233,11 @@ impl Metrics {
             "Reconciles that failed, by kind of error (kube, runaway, effect)",
             metrics.reconcile_errors.clone(),
         );
+        registry.register(
+            "watch_triggers",
+            "Canary reconciles requested by the change of a watched object, by the object's kind",
+            metrics.watch_triggers.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -237,6 +245,13 @@ impl Metrics {
     }
 
     /// Counts one failed reconcile.
+    /// Counts the canaries a watched object's change maps to.
+    pub fn watch_triggered(&self, kind: &str, canaries: usize) {
+        self.watch_triggers
+            .get_or_create(&ErrorLabels { kind: kind.into() })
+            .inc_by(canaries as u64);
+    }
+
     pub fn reconcile_error(&self, kind: &str) {
         self.reconcile_errors
             .get_or_create(&ErrorLabels { kind: kind.into() })

@@ -31,6 +31,8 @@ const STALE_RETRY: Duration = Duration::from_millis(500);
 pub enum Error {
     #[error("kubernetes API: {}", flagger_providers::wording::Plain(.0))]
     Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Target(#[from] TargetError),
     #[error("the core kept asking for results; tick abandoned")]
     Runaway,
 }
@@ -43,6 +45,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
+            Error::Target(_) => "target",
             Error::Runaway => "runaway",
         }
     }
@@ -84,10 +87,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         Ok(w) => w,
         Err(TargetError::Kube(e)) => return Err(Error::Kube(e)),
         Err(e) => {
-            let reason = match e {
-                TargetError::NotFound(_) => "TargetNotFound",
-                _ => reason::INVALID_SPEC,
-            };
+            let reason = e.reason().unwrap_or(reason::INVALID_SPEC);
             return invalid(
                 &ctx,
                 &api,

@@ -456,6 +456,71 @@ pub fn row(what: &str, sample: &[f64]) -> String {
 pub const TABLE_HEAD: &str =
     "| measure (seconds) | n | min | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|";
 
+/// API requests by (verb, resource[/subresource]).
+pub type Counts = std::collections::BTreeMap<(String, String), f64>;
+
+/// Non-WATCH `apiserver_request_total`, summed by (verb, resource[/subresource]).
+pub async fn request_counts(client: &kube::Client) -> Result<Counts> {
+    let req = kube::core::Request::new("").get("metrics", &Default::default())?;
+    let text = client
+        .request_text(req)
+        .await
+        .context("GET /metrics of the API server")?;
+    let mut out = Counts::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split("\",")
+                .filter_map(|kv| kv.split_once("=\""))
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let verb = label("verb");
+        if verb == "WATCH" || verb == "CONNECT" {
+            continue;
+        }
+        let mut resource = label("resource");
+        let sub = label("subresource");
+        if !sub.is_empty() {
+            resource = format!("{resource}/{sub}");
+        }
+        *out.entry((verb, resource)).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    Ok(out)
+}
+
+pub fn delta(a: &Counts, b: &Counts) -> Counts {
+    b.iter()
+        .map(|(k, v)| (k.clone(), v - a.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect()
+}
+
+pub fn total(c: &Counts) -> f64 {
+    c.values().sum()
+}
+
+/// utime + stime of a process in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is field 3 of stat, utime 14, stime 15.
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) / 100.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,80 +10,18 @@
 //!
 //! Environment: `IDLE_COUNTS` ("1 10 50"), `IDLE_SECONDS` (60), `FLAGGER_RS_BIN`, `BENCH_OUT`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use e2e::bench::{self, Child, Tracker, free_port, now_ms, rss_kib, wait_local};
+use e2e::bench::{
+    self, Child, Counts, Tracker, cpu_seconds, delta, free_port, now_ms, request_counts, rss_kib,
+    total, wait_local,
+};
 use e2e::controller::{self as ctl, canaries, create_canary};
 use e2e::objects::{APP_PORT, App};
 use e2e::{TestNamespace, apply, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
-
-type Counts = BTreeMap<(String, String), f64>;
-
-/// Non-WATCH `apiserver_request_total`, summed by (verb, resource[/subresource]).
-async fn request_counts(client: &kube::Client) -> e2e::Result<Counts> {
-    let req = kube::core::Request::new("").get("metrics", &Default::default())?;
-    let text = client
-        .request_text(req)
-        .await
-        .context("GET /metrics of the API server")?;
-    let mut out = Counts::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let label = |k: &str| {
-            labels
-                .split("\",")
-                .filter_map(|kv| kv.split_once("=\""))
-                .find(|(key, _)| *key == k)
-                .map(|(_, v)| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        let verb = label("verb");
-        if verb == "WATCH" || verb == "CONNECT" {
-            continue;
-        }
-        let mut resource = label("resource");
-        let sub = label("subresource");
-        if !sub.is_empty() {
-            resource = format!("{resource}/{sub}");
-        }
-        *out.entry((verb, resource)).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
-    }
-    Ok(out)
-}
-
-fn delta(a: &Counts, b: &Counts) -> Counts {
-    b.iter()
-        .map(|(k, v)| (k.clone(), v - a.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, d)| *d > 0.0)
-        .collect()
-}
-
-fn total(c: &Counts) -> f64 {
-    c.values().sum()
-}
-
-/// utime + stime of a process in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields after the command: state is field 3 of stat, utime 14, stime 15.
-    let ticks = |i: usize| {
-        f.get(i - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(14) + ticks(15)) / 100.0
-}
 
 /// Window of `secs` seconds with the controller in `ns` running (or none): API request deltas.
 async fn window(client: &kube::Client, secs: u64) -> e2e::Result<Counts> {

@@ -17,80 +17,40 @@
 //!   a dropped alert, a primary created twice). Objects a canary needs exist in the steady state,
 //!   so this costs requests only when something is really missing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
-use flagger_api::{AlertProvider, MetricTemplate};
-use futures::FutureExt;
+use flagger_api::{AlertProvider, Canary, MetricTemplate};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::context::lock;
 
-/// The readers of the controller's watch caches.
-#[derive(Clone)]
+mod kept;
+mod references;
+
+pub use kept::KeptStore;
+pub use references::{ConfigKey, References};
+
+/// The controller's watch caches, one per kind a reconcile reads; each keeps only what was read.
+#[derive(Clone, Default)]
 pub struct Stores {
-    pub deployments: Store<Deployment>,
-    pub daemonsets: Store<DaemonSet>,
-    pub services: Store<Service>,
-    pub configmaps: Store<ConfigMap>,
-    pub secrets: Store<Secret>,
-    pub autoscalers: Store<HorizontalPodAutoscaler>,
-    pub metric_templates: Store<MetricTemplate>,
-    pub alert_providers: Store<AlertProvider>,
-}
-
-/// The writers the watches fill, one per store.
-pub struct Writers {
-    pub deployments: reflector::store::Writer<Deployment>,
-    pub daemonsets: reflector::store::Writer<DaemonSet>,
-    pub services: reflector::store::Writer<Service>,
-    pub configmaps: reflector::store::Writer<ConfigMap>,
-    pub secrets: reflector::store::Writer<Secret>,
-    pub autoscalers: reflector::store::Writer<HorizontalPodAutoscaler>,
-    pub metric_templates: reflector::store::Writer<MetricTemplate>,
-    pub alert_providers: reflector::store::Writer<AlertProvider>,
-}
-
-pub fn stores() -> (Stores, Writers) {
-    let (deployments, deployments_w) = reflector::store();
-    let (daemonsets, daemonsets_w) = reflector::store();
-    let (services, services_w) = reflector::store();
-    let (configmaps, configmaps_w) = reflector::store();
-    let (secrets, secrets_w) = reflector::store();
-    let (autoscalers, autoscalers_w) = reflector::store();
-    let (metric_templates, metric_templates_w) = reflector::store();
-    let (alert_providers, alert_providers_w) = reflector::store();
-    (
-        Stores {
-            deployments,
-            daemonsets,
-            services,
-            configmaps,
-            secrets,
-            autoscalers,
-            metric_templates,
-            alert_providers,
-        },
-        Writers {
-            deployments: deployments_w,
-            daemonsets: daemonsets_w,
-            services: services_w,
-            configmaps: configmaps_w,
-            secrets: secrets_w,
-            autoscalers: autoscalers_w,
-            metric_templates: metric_templates_w,
-            alert_providers: alert_providers_w,
-        },
-    )
+    pub deployments: KeptStore<Deployment>,
+    pub daemonsets: KeptStore<DaemonSet>,
+    pub services: KeptStore<Service>,
+    pub configmaps: KeptStore<ConfigMap>,
+    pub secrets: KeptStore<Secret>,
+    pub autoscalers: KeptStore<HorizontalPodAutoscaler>,
+    pub metric_templates: KeptStore<MetricTemplate>,
+    pub alert_providers: KeptStore<AlertProvider>,
 }
 
 /// A namespaced kind the controller keeps a watch cache of.
@@ -103,13 +63,13 @@ pub trait Cached:
     + Sync
     + 'static
 {
-    fn store(stores: &Stores) -> &Store<Self>;
+    fn store(stores: &Stores) -> &KeptStore<Self>;
 }
 
 macro_rules! cached {
     ($kind:ty, $field:ident) => {
         impl Cached for $kind {
-            fn store(stores: &Stores) -> &Store<Self> {
+            fn store(stores: &Stores) -> &KeptStore<Self> {
                 &stores.$field
             }
         }
@@ -164,6 +124,8 @@ pub struct Cache {
     written: Mutex<HashMap<Key, u64>>,
     /// A hash of the last desired object applied, per object.
     applied: Mutex<HashMap<Key, u64>>,
+    /// The configs each canary's pod template references.
+    pub references: References,
 }
 
 impl Cache {
@@ -181,49 +143,84 @@ impl Cache {
     }
 
     /// The object as the cache has it when the cache can be trusted for it, else as a GET returns it.
+    /// What a GET finds is kept from then on (see `kept`): the next read costs no request.
     pub async fn get<K: Cached>(
         &self,
         client: &Client,
         namespace: &str,
         name: &str,
     ) -> Result<Option<K>, kube::Error> {
-        if let Some(Some(cached)) = self.cached::<K>(namespace, name) {
+        if let Some(cached) = self.cached::<K>(namespace, name) {
             return Ok(Some(cached));
+        }
+        let store = self.store::<K>(namespace);
+        if let Some(store) = store {
+            store.want(namespace, name);
         }
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
         let live = api.get_opt(name).await?;
-        if live.is_none() {
+        match &live {
+            Some(object) => {
+                if let Some(store) = store {
+                    store.fill(object);
+                }
+            }
             // Deleted since our write: the watch's delete event brings the next reconcile.
-            lock(&self.written).remove(&key::<K>(namespace, name));
+            None => {
+                lock(&self.written).remove(&key::<K>(namespace, name));
+            }
         }
         Ok(live)
     }
 
-    /// `Some` when the cache can answer: its store is filled and holds at least our last write.
-    fn cached<K: Cached>(&self, namespace: &str, name: &str) -> Option<Option<K>> {
+    /// The store of `K` when a watch covers `namespace`.
+    fn store<K: Cached>(&self, namespace: &str) -> Option<&KeptStore<K>> {
         if !self.scope.is_empty() && self.scope != namespace {
             return None;
         }
-        let store = K::store(self.stores.as_ref()?);
-        if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+        Some(K::store(self.stores.as_ref()?))
+    }
+
+    /// The kept object when the cache can answer: its watch has listed, it holds the object, and
+    /// at least our last write of it. An object not kept is not known to be absent: `None`.
+    fn cached<K: Cached>(&self, namespace: &str, name: &str) -> Option<K> {
+        let store = self.store::<K>(namespace)?;
+        if !store.is_synced() {
             return None;
         }
-        let object = store.get(&ObjectRef::new(name).within(namespace));
+        let object = store.get(namespace, name)?;
         let key = key::<K>(namespace, name);
         let mut written = lock(&self.written);
         if let Some(&wrote) = written.get(&key) {
-            let seen = object.as_deref().and_then(resource_version);
-            if seen.is_none_or(|rv| rv < wrote) {
+            if resource_version(object.as_ref()).is_none_or(|rv| rv < wrote) {
                 return None;
             }
             written.remove(&key);
         }
-        Some(object.map(|o| (*o).clone()))
+        Some((*object).clone())
+    }
+
+    /// Records which configs `canary` references; the cached copies of configs no canary
+    /// references any more (and of their `-primary` copies) go.
+    pub fn track_configs(&self, canary: &ObjectRef<Canary>, configs: BTreeSet<ConfigKey>) {
+        for (kind, namespace, name) in self.references.set(canary, configs) {
+            let copy = format!("{name}-primary");
+            let ours = |n: &str| n == name || n == copy;
+            if let Some(stores) = &self.stores {
+                match kind {
+                    "Secret" => stores.secrets.forget(&namespace, ours),
+                    _ => stores.configmaps.forget(&namespace, ours),
+                }
+            }
+        }
     }
 
     /// Records an object as our write returned it: reads of it skip the cache until it has caught up.
-    pub fn wrote<K: Resource<DynamicType = ()>>(&self, object: &K) {
+    pub fn wrote<K: Cached>(&self, object: &K) {
         let meta = object.meta();
+        if let Some(store) = self.store::<K>(meta.namespace.as_deref().unwrap_or_default()) {
+            store.fill(object);
+        }
         let key = key::<K>(
             meta.namespace.as_deref().unwrap_or_default(),
             meta.name.as_deref().unwrap_or_default(),
@@ -267,6 +264,13 @@ impl Cache {
             |key: &Key| key.1 == namespace && (key.2 == target || key.2.starts_with(&prefix));
         lock(&self.applied).retain(|key, _| !ours(key));
         lock(&self.written).retain(|key, _| !ours(key));
+        if let Some(stores) = &self.stores {
+            let named = |name: &str| name == target || name.starts_with(&prefix);
+            stores.deployments.forget(namespace, named);
+            stores.daemonsets.forget(namespace, named);
+            stores.services.forget(namespace, named);
+            stores.autoscalers.forget(namespace, named);
+        }
     }
 
     /// Remembers the body just applied, for [`Cache::unchanged`].
@@ -427,19 +431,6 @@ mod tests {
         assert!(lock(&cache.written).is_empty());
     }
 
-    #[test]
-    fn writes_of_kinds_without_a_store_are_not_remembered() {
-        let cache = Cache::default();
-        let ingress = k8s_openapi::api::networking::v1::Ingress {
-            metadata: service("7").metadata,
-            ..Default::default()
-        };
-        cache.wrote(&ingress);
-        assert!(lock(&cache.written).is_empty());
-        cache.wrote(&service("7"));
-        assert_eq!(lock(&cache.written).len(), 1);
-    }
-
     fn service(rv: &str) -> Service {
         Service {
             metadata: ObjectMeta {
@@ -453,42 +444,44 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_answers_only_when_filled_and_not_older_than_our_write() {
-        let (store, mut writer) = reflector::store::<Service>();
-        let (stores, _) = stores();
-        let cache = Cache::new(
-            Some(Stores {
-                services: store,
-                ..stores
-            }),
-            "test",
-        );
+    fn the_cache_answers_only_when_listed_kept_and_not_older_than_our_write() {
+        use kube::runtime::watcher::Event;
+        let stores = Stores::default();
+        let services = stores.services.clone();
+        let cache = Cache::new(Some(stores), "test");
+        services.want("test", "podinfo-primary");
+        services.fill(&service("10"));
         assert!(
             cache.cached::<Service>("test", "podinfo-primary").is_none(),
             "initial list not done"
         );
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(service("10")));
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+        services.apply(&Event::Init);
+        services.apply(&Event::InitApply(service("10")));
+        services.apply(&Event::InitDone);
         let seen = cache.cached::<Service>("test", "podinfo-primary");
         assert_eq!(
-            seen.flatten().and_then(|s| s.metadata.resource_version),
+            seen.and_then(|s| s.metadata.resource_version),
             Some("10".into())
         );
-        assert_eq!(
-            cache.cached::<Service>("test", "absent"),
-            Some(None),
-            "a filled store knows what does not exist"
+        assert!(
+            cache.cached::<Service>("test", "absent").is_none(),
+            "an object never read is not known, so it is read with a GET"
         );
 
         cache.wrote(&service("12"));
-        assert!(
-            cache.cached::<Service>("test", "podinfo-primary").is_none(),
-            "the cache predates our write"
+        assert_eq!(
+            cache
+                .cached::<Service>("test", "podinfo-primary")
+                .and_then(|s| s.metadata.resource_version),
+            Some("12".into()),
+            "our own write is kept"
         );
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(service("13")));
-        assert!(
-            cache.cached::<Service>("test", "podinfo-primary").is_some(),
+        services.apply(&Event::Apply(service("13")));
+        assert_eq!(
+            cache
+                .cached::<Service>("test", "podinfo-primary")
+                .and_then(|s| s.metadata.resource_version),
+            Some("13".into()),
             "a later version than our write"
         );
 

@@ -1,0 +1,385 @@
+//! A watch cache that keeps only the objects canaries read.
+//!
+//! A reflector of every Deployment, Service or Secret of the cluster makes the controller's
+//! memory follow the cluster's size, and holds the values of Secrets no canary references. This
+//! store keeps an object only once a reconcile has asked for it by name (a target, what a canary
+//! owns, a config its pod template references); the watch then keeps that object fresh and passes
+//! over every other one. Memory follows the canaries.
+//!
+//! Two ways of keeping an object fresh, by kind:
+//! * a full watch replaces the kept object with each version the watch delivers (workloads,
+//!   Services, autoscalers, templates: they change often while a canary runs, and a GET per change
+//!   would cost more than decoding the others and dropping them);
+//! * a metadata-only watch drops the kept object when a newer version is announced, and the next
+//!   read GETs it (ConfigMaps and Secrets: clusters hold many, large ones, and tracked configs
+//!   rarely change; the values of unrelated Secrets never leave the API server).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use kube::Resource;
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher::Event;
+use tokio::sync::watch;
+
+use crate::context::lock;
+
+type Key = (String, String);
+
+fn key_of(meta: &kube::core::ObjectMeta) -> Key {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The etcd revision behind a resourceVersion (see `cache::resource_version`); unreadable counts as 0.
+fn version(meta: &kube::core::ObjectMeta) -> u64 {
+    meta.resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn owned_by_a_canary(meta: &kube::core::ObjectMeta) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
+}
+
+struct Entry<K> {
+    object: Option<Arc<K>>,
+    /// The newest version the watch has announced: a GET answer older than it is already stale.
+    seen: u64,
+}
+
+impl<K> Default for Entry<K> {
+    fn default() -> Self {
+        Entry {
+            object: None,
+            seen: 0,
+        }
+    }
+}
+
+struct Inner<K> {
+    entries: HashMap<Key, Entry<K>>,
+    /// The keys a relist has delivered so far; a kept key it misses was deleted during the gap.
+    relisted: Option<HashSet<Key>>,
+}
+
+/// Objects of one kind kept because a reconcile read them, fed by that kind's watch.
+pub struct KeptStore<K> {
+    inner: Arc<Mutex<Inner<K>>>,
+    synced: watch::Sender<bool>,
+}
+
+impl<K> Clone for KeptStore<K> {
+    fn clone(&self) -> Self {
+        KeptStore {
+            inner: self.inner.clone(),
+            synced: self.synced.clone(),
+        }
+    }
+}
+
+impl<K> Default for KeptStore<K> {
+    fn default() -> Self {
+        KeptStore {
+            inner: Arc::new(Mutex::new(Inner {
+                entries: HashMap::new(),
+                relisted: None,
+            })),
+            synced: watch::Sender::new(false),
+        }
+    }
+}
+
+impl<K: Resource + Clone> KeptStore<K> {
+    /// Whether the watch has delivered its initial list: before that, nothing kept is trusted.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Resolves once the watch has delivered its initial list.
+    pub async fn wait_until_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        // The sender lives as long as the store, so this only ends when synced.
+        let _ = rx.wait_for(|synced| *synced).await;
+    }
+
+    /// The kept object, `None` when it is not kept (never read, or dropped as stale).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        let inner = lock(&self.inner);
+        let entry = inner
+            .entries
+            .get(&(namespace.to_string(), name.to_string()))?;
+        entry.object.clone()
+    }
+
+    /// Marks an object as read by a canary, before the GET that fetches it: a watch event that
+    /// arrives while the GET is in flight is then not lost.
+    pub fn want(&self, namespace: &str, name: &str) {
+        lock(&self.inner)
+            .entries
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default();
+    }
+
+    /// Keeps `object` (a GET answer or our own write) if it is wanted and not older than what the
+    /// watch has announced.
+    pub fn fill(&self, object: &K) {
+        let meta = object.meta();
+        let rv = version(meta);
+        let mut inner = lock(&self.inner);
+        let Some(entry) = inner.entries.get_mut(&key_of(meta)) else {
+            return;
+        };
+        let newer = entry
+            .object
+            .as_ref()
+            .is_none_or(|kept| version(kept.meta()) <= rv);
+        if rv >= entry.seen && newer {
+            let mut kept = object.clone();
+            // Nothing reads them and they are most of an object's size.
+            kept.meta_mut().managed_fields = None;
+            entry.object = Some(Arc::new(kept));
+        }
+    }
+
+    /// Stops keeping the objects of `namespace` that `drop` selects (a canary that is gone).
+    pub fn forget(&self, namespace: &str, drop: impl Fn(&str) -> bool) {
+        lock(&self.inner)
+            .entries
+            .retain(|(ns, name), _| ns != namespace || !drop(name));
+    }
+
+    /// How many objects are kept (wanted keys, with or without an object).
+    pub fn len(&self) -> usize {
+        lock(&self.inner).entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A full watch's event: a kept object is replaced by the version delivered. An object a
+    /// Canary owns (a primary, its Services, its HPA) is kept from its first event: every such
+    /// object is read by its canary's next tick, and keeping it at once spares that tick a GET
+    /// (thousands of them when the controller starts at scale).
+    pub fn apply(&self, event: &Event<K>) {
+        if let Event::InitApply(o) | Event::Apply(o) = event
+            && owned_by_a_canary(o.meta())
+        {
+            let meta = o.meta();
+            self.want(
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+            );
+        }
+        self.on_event(event, |entry, object| {
+            let mut kept = object.clone();
+            kept.meta_mut().managed_fields = None;
+            entry.object = Some(Arc::new(kept));
+        });
+    }
+
+    /// A metadata-only watch's event: a kept object older than the version announced is dropped,
+    /// so the next read fetches it.
+    pub fn apply_meta(&self, event: &Event<PartialObjectMeta<K>>) {
+        self.on_event(event, |entry, meta| {
+            let rv = version(meta.meta());
+            if entry
+                .object
+                .as_ref()
+                .is_some_and(|kept| version(kept.meta()) < rv)
+            {
+                entry.object = None;
+            }
+        });
+    }
+
+    fn on_event<O: Resource>(&self, event: &Event<O>, update: impl Fn(&mut Entry<K>, &O)) {
+        let mut inner = lock(&self.inner);
+        match event {
+            Event::Init => inner.relisted = Some(HashSet::new()),
+            Event::InitApply(o) | Event::Apply(o) => {
+                let key = key_of(o.meta());
+                if let Some(relisted) = inner.relisted.as_mut()
+                    && matches!(event, Event::InitApply(_))
+                {
+                    relisted.insert(key.clone());
+                }
+                if let Some(entry) = inner.entries.get_mut(&key) {
+                    entry.seen = entry.seen.max(version(o.meta()));
+                    update(entry, o);
+                }
+            }
+            Event::Delete(o) => {
+                // Gone: nothing is kept of it; a canary that still reads it asks again.
+                inner.entries.remove(&key_of(o.meta()));
+            }
+            Event::InitDone => {
+                if let Some(relisted) = inner.relisted.take() {
+                    inner.entries.retain(|key, _| relisted.contains(key));
+                }
+                drop(inner);
+                self.synced.send_replace(true);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use kube::core::ObjectMeta;
+
+    fn secret(name: &str, rv: &str, value: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("test".into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            string_data: Some([("token".to_string(), value.to_string())].into()),
+            ..Default::default()
+        }
+    }
+
+    fn meta(name: &str, rv: &str) -> PartialObjectMeta<Secret> {
+        PartialObjectMeta {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("test".into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn value(store: &KeptStore<Secret>, name: &str) -> Option<String> {
+        store
+            .get("test", name)
+            .and_then(|s| s.string_data.as_ref()?.get("token").cloned())
+    }
+
+    #[test]
+    fn only_objects_a_canary_read_are_kept() {
+        let store = KeptStore::<ConfigMap>::default();
+        let cm = |name: &str| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("test".into()),
+                resource_version: Some("5".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        store.apply(&Event::Init);
+        for i in 0..100 {
+            store.apply(&Event::InitApply(cm(&format!("unrelated-{i}"))));
+        }
+        store.apply(&Event::InitDone);
+        assert!(store.is_synced());
+        assert!(store.is_empty(), "nothing read, nothing kept");
+
+        store.want("test", "app-config");
+        store.fill(&cm("app-config"));
+        store.apply(&Event::Apply(cm("unrelated-0")));
+        assert_eq!(store.len(), 1);
+        assert!(store.get("test", "app-config").is_some());
+        assert!(store.get("test", "unrelated-0").is_none());
+    }
+
+    #[test]
+    fn an_unwanted_fill_is_not_kept() {
+        let store = KeptStore::<Secret>::default();
+        store.fill(&secret("other", "3", "s3cr3t"));
+        assert!(store.is_empty(), "a write of an object no canary read");
+    }
+
+    #[test]
+    fn a_metadata_event_drops_what_it_makes_stale() {
+        let store = KeptStore::<Secret>::default();
+        store.want("test", "db");
+        store.fill(&secret("db", "10", "one"));
+        store.apply_meta(&Event::Apply(meta("db", "10")));
+        assert_eq!(value(&store, "db").as_deref(), Some("one"), "same version");
+        store.apply_meta(&Event::Apply(meta("db", "11")));
+        assert_eq!(value(&store, "db"), None, "a newer version was announced");
+        store.fill(&secret("db", "10", "one"));
+        assert_eq!(
+            value(&store, "db"),
+            None,
+            "a GET answer older than the announced version is stale"
+        );
+        store.fill(&secret("db", "11", "two"));
+        assert_eq!(value(&store, "db").as_deref(), Some("two"));
+    }
+
+    #[test]
+    fn a_full_event_replaces_and_a_delete_forgets() {
+        let store = KeptStore::<Secret>::default();
+        store.want("test", "db");
+        store.fill(&secret("db", "10", "one"));
+        store.apply(&Event::Apply(secret("db", "12", "two")));
+        assert_eq!(value(&store, "db").as_deref(), Some("two"));
+        store.fill(&secret("db", "11", "stale"));
+        assert_eq!(value(&store, "db").as_deref(), Some("two"), "older write");
+        store.apply(&Event::Delete(secret("db", "13", "two")));
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn what_a_canary_owns_is_kept_from_its_first_event() {
+        let store = KeptStore::<Secret>::default();
+        let mut owned = secret("podinfo-token-primary", "4", "copy");
+        owned.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "flagger.app/v1beta1".into(),
+                kind: "Canary".into(),
+                name: "podinfo".into(),
+                uid: "u".into(),
+                ..Default::default()
+            },
+        ]);
+        store.apply(&Event::Apply(owned));
+        store.apply(&Event::Apply(secret("unrelated", "5", "x")));
+        assert_eq!(
+            value(&store, "podinfo-token-primary").as_deref(),
+            Some("copy")
+        );
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_relist_forgets_what_was_deleted_during_the_gap() {
+        let store = KeptStore::<Secret>::default();
+        for name in ["kept", "deleted"] {
+            store.want("test", name);
+            store.fill(&secret(name, "10", name));
+        }
+        store.apply_meta(&Event::Init);
+        store.apply_meta(&Event::InitApply(meta("kept", "10")));
+        store.apply_meta(&Event::InitDone);
+        assert_eq!(value(&store, "kept").as_deref(), Some("kept"));
+        assert!(store.get("test", "deleted").is_none());
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn forget_drops_a_canarys_objects_in_its_namespace() {
+        let store = KeptStore::<Secret>::default();
+        for name in ["podinfo", "podinfo-primary", "other"] {
+            store.want("test", name);
+        }
+        store.forget("test", |n| n == "podinfo" || n.starts_with("podinfo-"));
+        assert_eq!(store.len(), 1);
+        assert!(store.get("test", "other").is_none());
+    }
+}

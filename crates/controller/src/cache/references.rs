@@ -1,0 +1,121 @@
+//! Which canaries reference which ConfigMaps and Secrets, so a changed config reconciles exactly
+//! the canaries whose pod template uses it, and an unrelated one reconciles none.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+
+use flagger_api::Canary;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::context::lock;
+
+/// A config as a pod template names it: kind (`ConfigMap`/`Secret`), namespace, name.
+pub type ConfigKey = (&'static str, String, String);
+
+#[derive(Default)]
+pub struct References {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_config: HashMap<ConfigKey, HashSet<ObjectRef<Canary>>>,
+    by_canary: HashMap<ObjectRef<Canary>, BTreeSet<ConfigKey>>,
+}
+
+impl References {
+    /// Records the configs `canary` references now, replacing what it referenced before. Returns
+    /// the configs no canary references any more, whose cached copies can go.
+    pub fn set(&self, canary: &ObjectRef<Canary>, configs: BTreeSet<ConfigKey>) -> Vec<ConfigKey> {
+        let mut inner = lock(&self.inner);
+        let before = inner.by_canary.remove(canary).unwrap_or_default();
+        let mut released = Vec::new();
+        for key in before.difference(&configs) {
+            if let Some(canaries) = inner.by_config.get_mut(key) {
+                canaries.remove(canary);
+                if canaries.is_empty() {
+                    inner.by_config.remove(key);
+                    released.push(key.clone());
+                }
+            }
+        }
+        for key in &configs {
+            inner
+                .by_config
+                .entry(key.clone())
+                .or_default()
+                .insert(canary.clone());
+        }
+        if !configs.is_empty() {
+            inner.by_canary.insert(canary.clone(), configs);
+        }
+        released
+    }
+
+    /// The canaries whose pod template references this config.
+    pub fn canaries(&self, kind: &str, namespace: &str, name: &str) -> Vec<ObjectRef<Canary>> {
+        let inner = lock(&self.inner);
+        // The map is keyed by a static kind; look it up by value.
+        let kind = match kind {
+            "ConfigMap" => "ConfigMap",
+            "Secret" => "Secret",
+            _ => return Vec::new(),
+        };
+        inner
+            .by_config
+            .get(&(kind, namespace.to_string(), name.to_string()))
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(name: &str) -> ConfigKey {
+        ("ConfigMap", "test".into(), name.into())
+    }
+
+    #[test]
+    fn a_config_maps_to_the_canaries_referencing_it_and_nothing_else() {
+        let refs = References::default();
+        let a = ObjectRef::new("a").within("test");
+        let b = ObjectRef::new("b").within("test");
+        refs.set(&a, [cm("shared"), cm("only-a")].into());
+        refs.set(&b, [cm("shared")].into());
+        let shared: HashSet<_> = refs
+            .canaries("ConfigMap", "test", "shared")
+            .into_iter()
+            .collect();
+        assert_eq!(shared, [a.clone(), b.clone()].into());
+        assert_eq!(
+            refs.canaries("ConfigMap", "test", "only-a"),
+            vec![a.clone()]
+        );
+        assert!(refs.canaries("ConfigMap", "test", "unrelated").is_empty());
+        assert!(
+            refs.canaries("Secret", "test", "shared").is_empty(),
+            "kind matters"
+        );
+        assert!(
+            refs.canaries("ConfigMap", "other", "shared").is_empty(),
+            "namespace matters"
+        );
+
+        let released = refs.set(&a, [cm("shared")].into());
+        assert_eq!(
+            released,
+            vec![cm("only-a")],
+            "a template that stopped using it"
+        );
+        assert!(refs.canaries("ConfigMap", "test", "only-a").is_empty());
+        assert_eq!(
+            refs.set(&b, BTreeSet::new()),
+            Vec::<ConfigKey>::new(),
+            "a still uses it"
+        );
+        assert_eq!(refs.set(&a, BTreeSet::new()), vec![cm("shared")]);
+        assert!(lock(&refs.inner).by_canary.is_empty());
+    }
+}

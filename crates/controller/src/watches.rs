@@ -1,0 +1,351 @@
+//! The watches that trigger reconciles and fill the caches reconciles read from (see `cache`), and
+//! how a changed object maps back to the canaries it concerns.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::{FutureExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::core::{ObjectMeta, PartialObjectMeta};
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use flagger_api::{AlertProvider, Canary, MetricTemplate};
+
+use crate::cache::{Cached, KeptStore, References, Stores};
+use crate::context::Context;
+use crate::metrics::Metrics;
+use crate::run::namespaced_or_all;
+
+/// Adds to `controller` a watch per kind a canary reads: its change reconciles the canaries it
+/// concerns, and only those (counted in `flagger_watch_triggers_total{kind}`).
+///
+/// Objects a canary owns map back through their owner reference; its target and its target's
+/// HPA by the name the canary gives; ConfigMaps and Secrets through the references of the
+/// target's pod template the last reconcile recorded. Any other object maps to no canary.
+pub fn triggers(
+    controller: Controller<Canary>,
+    client: &Client,
+    namespace: &str,
+    ctx: &Arc<Context>,
+    store: &Store<Canary>,
+) -> Controller<Canary> {
+    let ns = namespace;
+    let Some(stores) = ctx.cache.stores() else {
+        return controller;
+    };
+    let deployments = kept_watch::<Deployment>(client, ns, stores.deployments.clone());
+    let daemonsets = kept_watch::<DaemonSet>(client, ns, stores.daemonsets.clone());
+    let services = kept_watch::<Service>(client, ns, stores.services.clone());
+    let configmaps = kept_metadata_watch::<ConfigMap>(client, ns, stores.configmaps.clone());
+    let secrets = kept_metadata_watch::<Secret>(client, ns, stores.secrets.clone());
+    let autoscalers = kept_watch::<HorizontalPodAutoscaler>(client, ns, stores.autoscalers.clone());
+    let templates = kept_watch::<MetricTemplate>(client, ns, stores.metric_templates.clone());
+    let providers = kept_watch::<AlertProvider>(client, ns, stores.alert_providers.clone());
+    let target_store = store.clone();
+    let by_target = move |kind: &str, object: &dyn ResourceMeta| {
+        let mut refs = owner_canaries(object.meta_of());
+        refs.extend(
+            target_store
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    c.metadata.namespace == object.meta_of().namespace
+                        && c.spec.target_ref.kind == kind
+                        && Some(&c.spec.target_ref.name) == object.meta_of().name.as_ref()
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref())),
+        );
+        refs
+    };
+    let deployment_map = by_target.clone();
+    let daemonset_map = by_target;
+    let scaler_store = store.clone();
+    // The target's HPA (`autoscalerRef`) maps to the canaries naming it; `<hpa>-primary` to its owner.
+    let autoscaler_map = move |h: HorizontalPodAutoscaler| {
+        let mut refs = owner_canaries(h.meta());
+        refs.extend(
+            scaler_store
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    c.namespace() == h.namespace()
+                        && c.spec.autoscaler_ref.as_ref().is_some_and(|r| {
+                            r.kind == "HorizontalPodAutoscaler" && r.name == h.name_any()
+                        })
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref())),
+        );
+        refs
+    };
+    let cm_ctx = ctx.clone();
+    let secret_ctx = ctx.clone();
+    let metrics = &ctx.metrics;
+    // A primary workload or Service edited or deleted by someone else maps back to its Canary
+    // through the owner reference; the reconcile repairs it.
+    controller
+        .watches_stream(
+            deployments,
+            counted(metrics, "Deployment", move |d: Deployment| {
+                deployment_map("Deployment", &d)
+            }),
+        )
+        .watches_stream(
+            daemonsets,
+            counted(metrics, "DaemonSet", move |d: DaemonSet| {
+                daemonset_map("DaemonSet", &d)
+            }),
+        )
+        .watches_stream(
+            services,
+            counted(metrics, "Service", |s: Service| owner_canaries(s.meta())),
+        )
+        .watches_stream(
+            configmaps,
+            counted(
+                metrics,
+                "ConfigMap",
+                move |c: PartialObjectMeta<ConfigMap>| {
+                    config_canaries(&cm_ctx.cache.references, "ConfigMap", c.meta())
+                },
+            ),
+        )
+        .watches_stream(
+            secrets,
+            counted(metrics, "Secret", move |s: PartialObjectMeta<Secret>| {
+                config_canaries(&secret_ctx.cache.references, "Secret", s.meta())
+            }),
+        )
+        .watches_stream(
+            autoscalers,
+            counted(metrics, "HorizontalPodAutoscaler", autoscaler_map),
+        )
+        // Read when a check or an alert needs them; a change waits for that moment.
+        .watches_stream(templates, |_| Vec::<ObjectRef<Canary>>::new())
+        .watches_stream(providers, |_| Vec::<ObjectRef<Canary>>::new())
+}
+
+/// Object metadata behind a trait object, so one mapping serves Deployments and DaemonSets.
+trait ResourceMeta {
+    fn meta_of(&self) -> &ObjectMeta;
+}
+
+impl<K: Resource> ResourceMeta for K {
+    fn meta_of(&self) -> &ObjectMeta {
+        self.meta()
+    }
+}
+
+/// A mapping that also counts the canaries it asks to reconcile, by the changed object's kind.
+fn counted<K>(
+    metrics: &Arc<Metrics>,
+    kind: &'static str,
+    map: impl Fn(K) -> Vec<ObjectRef<Canary>> + Send + Sync + 'static,
+) -> impl Fn(K) -> Vec<ObjectRef<Canary>> + Send + Sync + 'static {
+    let metrics = metrics.clone();
+    move |object| {
+        let canaries = map(object);
+        if !canaries.is_empty() {
+            metrics.watch_triggered(kind, canaries.len());
+        }
+        canaries
+    }
+}
+
+/// The canaries a changed ConfigMap or Secret concerns: those whose pod template references it,
+/// and the one that owns it (a `-primary` copy). Any other config concerns none.
+pub fn config_canaries(
+    references: &References,
+    kind: &str,
+    meta: &ObjectMeta,
+) -> Vec<ObjectRef<Canary>> {
+    let mut refs = owner_canaries(meta);
+    refs.extend(references.canaries(
+        kind,
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    ));
+    refs
+}
+
+/// The Canaries an object's owner references name (the primary workload, the Services).
+fn owner_canaries(meta: &ObjectMeta) -> Vec<ObjectRef<Canary>> {
+    let namespace = meta.namespace.clone();
+    meta.owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
+        .map(|o| {
+            let r = ObjectRef::new(&o.name);
+            match &namespace {
+                Some(ns) => r.within(ns),
+                None => r,
+            }
+        })
+        .collect()
+}
+
+/// A full watch whose events trigger reconciles and keep fresh the objects canaries read (see
+/// `cache::kept`); every other object passes through and is dropped.
+fn kept_watch<K>(
+    client: &Client,
+    namespace: &str,
+    store: KeptStore<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Cached,
+{
+    let api: Api<K> = namespaced_or_all(client, namespace);
+    watcher(api, watcher::Config::default())
+        .inspect_err(|e| warn_watch_error::<K>(e))
+        .default_backoff()
+        .inspect_ok(move |event| store.apply(event))
+        .touched_objects()
+}
+
+/// A metadata-only watch: names and versions, never data or Secret values. A newer version of a
+/// kept object drops it, so the reconcile it triggers reads the new one.
+fn kept_metadata_watch<K>(
+    client: &Client,
+    namespace: &str,
+    store: KeptStore<K>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Cached,
+{
+    // An `Api` of `PartialObjectMeta` makes metadata-only requests.
+    let api: Api<PartialObjectMeta<K>> = namespaced_or_all(client, namespace);
+    watcher(api, watcher::Config::default())
+        .inspect_err(|e| warn_watch_error::<K>(e))
+        .default_backoff()
+        .inspect_ok(move |event| store.apply_meta(event))
+        .touched_objects()
+}
+
+/// A failing watch (RBAC refusing a list, a CRD missing) leaves the controller blind to a kind:
+/// said at warn, naming the kind, on every failed attempt (the watcher backs off between them).
+pub(crate) fn warn_watch_error<K: Resource<DynamicType = ()>>(error: &watcher::Error) {
+    tracing::warn!(resource = %K::plural(&()), kind = %K::kind(&()), error = %error, "watch failed; retrying with backoff");
+}
+
+/// Sets `ready` once every watch cache has its initial list: before that a tick would read from
+/// half-filled caches (through GETs) and `/readyz` would promise what the controller cannot do.
+pub async fn ready_when_synced(
+    stores: Stores,
+    canaries: kube::runtime::reflector::Store<Canary>,
+    ready: Arc<AtomicBool>,
+) {
+    futures::future::join_all([
+        stores.deployments.wait_until_synced().boxed(),
+        stores.daemonsets.wait_until_synced().boxed(),
+        stores.services.wait_until_synced().boxed(),
+        stores.configmaps.wait_until_synced().boxed(),
+        stores.secrets.wait_until_synced().boxed(),
+        stores.autoscalers.wait_until_synced().boxed(),
+        stores.metric_templates.wait_until_synced().boxed(),
+        stores.alert_providers.wait_until_synced().boxed(),
+    ])
+    .await;
+    if canaries.wait_until_ready().await.is_ok() {
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!("watch caches synced; ready");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache;
+    use kube::runtime::watcher::Event;
+
+    #[tokio::test]
+    async fn ready_only_once_every_cache_has_its_initial_list() {
+        let stores = cache::Stores::default();
+        let (canaries, mut canary_writer) = kube::runtime::reflector::store::<Canary>();
+        let ready = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(ready_when_synced(stores.clone(), canaries, ready.clone()));
+        macro_rules! sync {
+            ($($w:expr),*) => {$(
+                $w.apply(&Event::Init);
+                $w.apply(&Event::InitDone);
+            )*};
+        }
+        sync!(
+            stores.deployments,
+            stores.daemonsets,
+            stores.services,
+            stores.configmaps,
+            stores.secrets,
+            stores.autoscalers,
+            stores.metric_templates
+        );
+        canary_writer.apply_watcher_event(&Event::Init);
+        canary_writer.apply_watcher_event(&Event::InitDone);
+        tokio::task::yield_now().await;
+        assert!(
+            !ready.load(Ordering::Relaxed),
+            "the AlertProvider cache has not listed yet"
+        );
+        sync!(stores.alert_providers);
+        task.await.unwrap();
+        assert!(ready.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_changed_config_maps_only_to_the_canaries_that_reference_or_own_it() {
+        use std::collections::BTreeSet;
+        let references = References::default();
+        let podinfo = ObjectRef::<Canary>::new("podinfo").within("test");
+        let other = ObjectRef::<Canary>::new("other").within("test");
+        let configs: BTreeSet<_> = [
+            (
+                "ConfigMap",
+                "test".to_string(),
+                "podinfo-config".to_string(),
+            ),
+            ("Secret", "test".to_string(), "podinfo-token".to_string()),
+        ]
+        .into();
+        references.set(&podinfo, configs);
+        references.set(&other, BTreeSet::new());
+        let meta = |name: &str| ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("test".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            config_canaries(&references, "ConfigMap", &meta("podinfo-config")),
+            vec![podinfo.clone()]
+        );
+        assert_eq!(
+            config_canaries(&references, "Secret", &meta("podinfo-token")),
+            vec![podinfo.clone()]
+        );
+        for unrelated in ["unrelated", "kube-root-ca.crt", "podinfo-token"] {
+            assert!(
+                config_canaries(&references, "ConfigMap", &meta(unrelated)).is_empty(),
+                "{unrelated} is referenced by no canary"
+            );
+        }
+        let mut copy = meta("podinfo-config-primary");
+        copy.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "flagger.app/v1beta1".into(),
+                kind: "Canary".into(),
+                name: "podinfo".into(),
+                uid: "u".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+        assert_eq!(
+            config_canaries(&references, "ConfigMap", &copy),
+            vec![podinfo],
+            "the -primary copy maps to its owner"
+        );
+    }
+}

@@ -1,0 +1,466 @@
+//! The controller at scale on the local cluster (issue 16): N blue/green canaries (1-replica Deployment
+//! targets, interval 10 s, 3 iterations, no metrics) on one controller. Prints numbers, asserts nothing. Run it
+//! inside the cluster's netns, normally through `hack/bench scale`.
+//!
+//! Per N (`SCALE_COUNTS`), in a fresh namespace with a fresh `flagger-rs controller` restricted to it:
+//! * init: N Deployments and Canaries created, then the controller started; time until all are `Initialized`;
+//! * idle: a `SCALE_IDLE_SECONDS` window: the controller's RSS and CPU (from /proc) and the API server's
+//!   non-WATCH requests (`apiserver_request_total`) above an equally long window before the controller started;
+//! * reaction: `SCALE_SAMPLE` canaries get a new image one at a time: image patched → `Progressing` seen;
+//! * mass rollout: every target gets a new image at once: per canary (Succeeded seen − patch) ÷ the planned
+//!   duration (`flagger_core::plan`'s `promoteAfterSeconds`), and the makespan (first patch → last Succeeded);
+//!   CPU seconds of the controller and of the cluster's own processes (API server, etcd, controller-manager,
+//!   scheduler, kwok: those of this network namespace, from /proc) during it, to show where the time went.
+//!
+//! `SCALE_UNRELATED` (0): that many ConfigMaps and as many Secrets no canary references are created in the
+//! namespace before the controller starts (the memory of the caches must not follow them).
+//!
+//! Environment: `SCALE_COUNTS` ("100"), `SCALE_SAMPLE` (20), `SCALE_IDLE_SECONDS` (30), `SCALE_UNRELATED` (0),
+//! `SCALE_ROLLOUT` (1; 0 stops after the idle window),
+//! `FLAGGER_RS_BIN`, `BENCH_OUT` (a file the final table is also written to).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use e2e::bench::{
+    self, Child, Counts, Tracker, cpu_seconds, delta, free_port, now_ms, request_counts, rss_kib,
+    summarize, total, wait_local,
+};
+use e2e::controller::{self as ctl, blue_green_canary, canaries};
+use e2e::objects::App;
+use e2e::{TestNamespace, apply, with_namespace};
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+
+const INTERVAL: &str = "10s";
+const ITERATIONS: u32 = 3;
+/// Requests the bench itself keeps in flight when it creates or patches many objects.
+const IN_FLIGHT: usize = 32;
+/// The cluster's own processes, by `comm` (truncated to 15 characters by the kernel).
+const CLUSTER: [&str; 5] = [
+    "kube-apiserver",
+    "etcd",
+    "kube-controller",
+    "kube-scheduler",
+    "kwok",
+];
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// When each canary was first seen in `phase` at or after `after_ms`, from one snapshot of the tracker.
+fn firsts(tracker: &Tracker, phase: &str, after_ms: f64) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    for r in tracker.canaries() {
+        if r.at_ms >= after_ms && r.phase == phase {
+            out.entry(r.name).or_insert(r.at_ms);
+        }
+    }
+    out
+}
+
+/// Waits until every one of `names` was seen in `phase` at or after `after_ms`. The times come from the
+/// tracker's watch, so checking twice a second loses no precision.
+async fn wait_all(
+    tracker: &Tracker,
+    names: &[String],
+    phase: &str,
+    after_ms: f64,
+    timeout: Duration,
+) -> e2e::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let seen = firsts(tracker, phase, after_ms);
+        let missing = names.iter().filter(|n| !seen.contains_key(*n)).count();
+        if missing == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "{missing} of {} canaries not {phase} after {timeout:?}",
+                names.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The planned duration of one run of the bench's canary, in seconds.
+fn planned_seconds() -> e2e::Result<u64> {
+    let mut value = blue_green_canary("plan", INTERVAL, ITERATIONS, json!([]));
+    value["metadata"]["namespace"] = json!("plan");
+    let c: flagger_api::Canary = serde_json::from_value(value)?;
+    let settings = flagger_core::Settings {
+        mesh_provider: "kubernetes".into(),
+        min_interval: Duration::from_secs(1),
+        dry_run: false,
+    };
+    let spec = flagger_core::normalize(&c, &settings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    flagger_core::plan::plan(&spec, None)
+        .promote_after_seconds
+        .context("the plan never promotes")
+}
+
+/// CPU seconds of the processes of this network namespace named in [`CLUSTER`], by name.
+fn cluster_cpu() -> BTreeMap<&'static str, f64> {
+    let ours = std::fs::read_link("/proc/self/ns/net").ok();
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() != ours {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if let Some(name) = CLUSTER.iter().find(|c| comm.trim() == **c) {
+            *out.entry(*name).or_default() += cpu_seconds(pid);
+        }
+    }
+    out
+}
+
+fn cpu_delta(
+    a: &BTreeMap<&'static str, f64>,
+    b: &BTreeMap<&'static str, f64>,
+) -> BTreeMap<&'static str, f64> {
+    b.iter()
+        .map(|(k, v)| (*k, v - a.get(k).copied().unwrap_or(0.0)))
+        .collect()
+}
+
+/// Runs `make(i)` for `0..n` with [`IN_FLIGHT`] requests at a time.
+async fn in_parallel<F, Fut>(n: usize, make: F) -> e2e::Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = e2e::Result<()>>,
+{
+    let mut results = futures::stream::iter((0..n).map(make)).buffer_unordered(IN_FLIGHT);
+    while let Some(r) = results.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// ConfigMaps and Secrets no canary references, 1 KiB of data each.
+async fn create_unrelated(ns: &TestNamespace, n: usize) -> e2e::Result<()> {
+    let configmaps: Api<ConfigMap> = ns.api();
+    let secrets: Api<Secret> = ns.api();
+    let data = "x".repeat(1024);
+    in_parallel(n, |i| {
+        let (configmaps, secrets, data) = (configmaps.clone(), secrets.clone(), data.clone());
+        async move {
+            let cm: ConfigMap = serde_json::from_value(json!({
+                "metadata": {"name": format!("unrelated-{i}")}, "data": {"v": data},
+            }))?;
+            configmaps.create(&PostParams::default(), &cm).await?;
+            let s: Secret = serde_json::from_value(json!({
+                "metadata": {"name": format!("unrelated-{i}")}, "stringData": {"v": data},
+            }))?;
+            secrets.create(&PostParams::default(), &s).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+struct Row {
+    count: usize,
+    unrelated: usize,
+    init_s: f64,
+    idle_requests: f64,
+    idle_breakdown: String,
+    idle_cpu_pct: f64,
+    rss_mib: f64,
+    reaction: Vec<f64>,
+    ratio: Vec<f64>,
+    mass_reaction: Vec<f64>,
+    makespan_s: f64,
+    succeeded: usize,
+    cpu: BTreeMap<&'static str, f64>,
+    load: String,
+}
+
+async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<Row> {
+    ctl::install_crds(&ns.client).await?;
+    let deployments: Api<Deployment> = ns.api();
+    let api = canaries(&ns);
+    let names: Vec<String> = (0..count).map(|i| format!("c-{i:05}")).collect();
+    let planned_ms = planned_seconds()? as f64 * 1000.0;
+    let t = now_ms();
+    in_parallel(count, |i| {
+        let (ns, deployments, name) = (&ns, deployments.clone(), names[i].clone());
+        async move {
+            apply(&deployments, &App::new(&name, "6.0.0", 1).deployment()?).await?;
+            ctl::create_canary(
+                ns,
+                blue_green_canary(&name, INTERVAL, ITERATIONS, json!([])),
+            )
+            .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    println!(
+        "{count} targets and canaries created in {} s",
+        bench::secs(now_ms() - t)
+    );
+    if unrelated > 0 {
+        let t = now_ms();
+        create_unrelated(&ns, unrelated).await?;
+        println!(
+            "{unrelated} ConfigMaps and {unrelated} Secrets created in {} s",
+            bench::secs(now_ms() - t)
+        );
+    }
+    let idle_secs = env_usize("SCALE_IDLE_SECONDS", 30) as u64;
+    // The cluster's own requests (controller-manager, scheduler, kwok) with no controller running.
+    let a = request_counts(&ns.client).await?;
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let baseline = delta(&a, &request_counts(&ns.client).await?);
+
+    let tracker = Tracker::start(api.clone(), deployments.clone());
+    let kubeconfig = ctl::controller_kubeconfig()?;
+    let args = vec![
+        "controller".to_string(),
+        format!("-kubeconfig={}", kubeconfig.display()),
+        format!("-namespace={}", ns.name),
+        "-mesh-provider=kubernetes".into(),
+        "-min-analysis-interval=1s".into(),
+        format!("-port={}", free_port()?),
+        "-log-level=info".into(),
+        "-zap-encoding=console".into(),
+    ];
+    let started = now_ms();
+    let mut controller = Child::spawn(&format!("controller-{count}"), &ctl::binary()?, &args)?;
+    let pid = controller.pid;
+    let init_bound = Duration::from_secs(300 + count as u64 / 2);
+    wait_all(&tracker, &names, "Initialized", 0.0, init_bound)
+        .await
+        .with_context(|| format!("controller log: {}", controller.log.display()))?;
+    let init_s = (now_ms() - started) / 1000.0;
+    println!("{count} canaries Initialized in {init_s:.1} s");
+
+    // Idle: 10 s to settle, then the window.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let a = request_counts(&ns.client).await?;
+    let cpu_a = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let cpu_b = cpu_seconds(pid);
+    let during = delta(&a, &request_counts(&ns.client).await?);
+    let above: Counts = during
+        .iter()
+        .map(|(k, v)| (k.clone(), v - baseline.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    let idle_breakdown = above
+        .iter()
+        .map(|((verb, res), n)| format!("{verb} {res} {n:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rss_mib = rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
+    controller.ensure_running()?;
+
+    let mut row = Row {
+        count,
+        unrelated,
+        init_s,
+        idle_requests: total(&above),
+        idle_breakdown,
+        idle_cpu_pct: (cpu_b - cpu_a) / idle_secs as f64 * 100.0,
+        rss_mib,
+        reaction: Vec::new(),
+        ratio: Vec::new(),
+        mass_reaction: Vec::new(),
+        makespan_s: 0.0,
+        succeeded: 0,
+        cpu: BTreeMap::new(),
+        load: String::new(),
+    };
+    if env_usize("SCALE_ROLLOUT", 1) == 0 {
+        row.load = bench::loadavg();
+        return Ok(row);
+    }
+    // Reaction, one sampled canary at a time; each run is left to finish before the mass rollout.
+    let sample = env_usize("SCALE_SAMPLE", 20).min(count);
+    let step = (count / sample.max(1)).max(1);
+    let sampled: Vec<&String> = names.iter().step_by(step).take(sample).collect();
+    let mut reaction = Vec::new();
+    let first_sample = now_ms();
+    let react_bound = Duration::from_secs(120);
+    for name in &sampled {
+        let t = now_ms();
+        ctl::set_image(&deployments, name, "6.0.1").await?;
+        let seen = wait_local(&format!("{name} Progressing"), react_bound, || {
+            tracker.canary_after(name, t, |r| r.phase == "Progressing")
+        })
+        .await?;
+        reaction.push(seen.at_ms - t);
+    }
+    let done_bound = Duration::from_secs(planned_ms as u64 / 1000 * 3 + 120);
+    let sampled: Vec<String> = sampled.into_iter().cloned().collect();
+    wait_all(&tracker, &sampled, "Succeeded", first_sample, done_bound).await?;
+
+    // Every target patched at once.
+    let cpu_before = (cpu_seconds(pid), cluster_cpu());
+    let patched: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+    let first_patch = now_ms();
+    in_parallel(count, |i| {
+        let (deployments, name, patched) = (deployments.clone(), names[i].clone(), patched.clone());
+        async move {
+            ctl::set_image(&deployments, &name, "6.0.2").await?;
+            if let Ok(mut p) = patched.lock() {
+                p.insert(name, now_ms());
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let mass_bound = Duration::from_secs(planned_ms as u64 / 1000 * 10 + 300 + count as u64);
+    let outcome = wait_all(&tracker, &names, "Succeeded", first_patch, mass_bound).await;
+    let progressing = firsts(&tracker, "Progressing", first_patch);
+    let succeeded = firsts(&tracker, "Succeeded", first_patch);
+    let patched = patched.lock().map(|p| p.clone()).unwrap_or_default();
+    let mut ratio = Vec::new();
+    let mut mass_reaction = Vec::new();
+    let mut last = first_patch;
+    for name in &names {
+        let Some(&at) = patched.get(name) else {
+            continue;
+        };
+        if let Some(p) = progressing.get(name) {
+            mass_reaction.push(p - at);
+        }
+        if let Some(&done) = succeeded.get(name) {
+            ratio.push((done - at) / planned_ms);
+            last = last.max(done);
+        }
+    }
+    let cpu_after = (cpu_seconds(pid), cluster_cpu());
+    let mut cpu = cpu_delta(&cpu_before.1, &cpu_after.1);
+    cpu.insert("flagger-rs", cpu_after.0 - cpu_before.0);
+    if let Err(e) = outcome {
+        println!("not every canary Succeeded: {e:#}");
+    }
+    controller.ensure_running()?;
+    drop(tracker);
+    row.reaction = reaction;
+    row.succeeded = ratio.len();
+    row.ratio = ratio;
+    row.mass_reaction = mass_reaction;
+    row.makespan_s = (last - first_patch) / 1000.0;
+    row.cpu = cpu;
+    row.load = bench::loadavg();
+    Ok(row)
+}
+
+fn p(sample: &[f64], f: impl Fn(&bench::Summary) -> f64, scale: f64, digits: usize) -> String {
+    summarize(sample).map_or("-".into(), |s| format!("{:.*}", digits, f(&s) / scale))
+}
+
+#[tokio::main]
+async fn main() -> e2e::Result<()> {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        bail!("KUBECONFIG is unset: run inside the cluster's netns (hack/bench does)");
+    }
+    let counts: Vec<usize> = std::env::var("SCALE_COUNTS")
+        .unwrap_or_else(|_| "100".into())
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .filter(|n| (1..=20_000).contains(n))
+        .collect();
+    let unrelated = env_usize("SCALE_UNRELATED", 0);
+    let planned = planned_seconds()?;
+    let load_start = bench::loadavg();
+    println!("load average at start: {load_start}");
+    let mut rows = Vec::new();
+    for &count in &counts {
+        let cell = Arc::new(Mutex::new(None));
+        let sink = cell.clone();
+        tokio::time::timeout(
+            Duration::from_secs(3600),
+            with_namespace("bench-scale", |ns| async move {
+                let row = one(ns, count, unrelated).await?;
+                *sink.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(row);
+                Ok(())
+            }),
+        )
+        .await
+        .with_context(|| format!("{count} canaries: timed out"))??;
+        if let Some(row) = cell.lock().ok().and_then(|mut c| c.take()) {
+            rows.push(row);
+        }
+    }
+    let mut out = format!(
+        "\n## flagger-rs at scale\n\
+         settings: blue/green, interval {INTERVAL}, {ITERATIONS} iterations, no metrics, 1-replica Deployment \
+         targets, planned run {planned} s; controller {}; load average at start: {load_start}\n\n\
+         | canaries | unrelated ConfigMaps + Secrets | all Initialized (s) | idle API requests/s above baseline | \
+         idle CPU (% of a core) | RSS (MiB) | new revision → Progressing p50 / p99 (s), sampled | \
+         all patched: → Progressing p50 / p99 (s) | all patched: duration ÷ plan p50 / p99 | makespan (s) | \
+         Succeeded | CPU s during the rollout | load at end |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ctl::binary()?.display(),
+    );
+    let idle_secs = env_usize("SCALE_IDLE_SECONDS", 30) as f64;
+    let mut notes = String::new();
+    for r in &rows {
+        let cpu = r
+            .cpu
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&format!(
+            "\n| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} / {} | {} / {} | {} / {} | {:.1} | {} of {} | {cpu} | {} |",
+            r.count,
+            r.unrelated,
+            r.init_s,
+            r.idle_requests / idle_secs,
+            r.idle_cpu_pct,
+            r.rss_mib,
+            p(&r.reaction, |s| s.p50, 1000.0, 2),
+            p(&r.reaction, |s| s.p99, 1000.0, 2),
+            p(&r.mass_reaction, |s| s.p50, 1000.0, 1),
+            p(&r.mass_reaction, |s| s.p99, 1000.0, 1),
+            p(&r.ratio, |s| s.p50, 1.0, 2),
+            p(&r.ratio, |s| s.p99, 1.0, 2),
+            r.makespan_s,
+            r.succeeded,
+            r.count,
+            r.load,
+        ));
+        if !r.idle_breakdown.is_empty() {
+            notes.push_str(&format!(
+                "idle requests above baseline ({} canaries): {}\n",
+                r.count, r.idle_breakdown
+            ));
+        }
+    }
+    out.push_str("\n\n");
+    out.push_str(&notes);
+    println!("{out}");
+    if let Ok(path) = std::env::var("BENCH_OUT")
+        && !path.is_empty()
+    {
+        std::fs::write(&path, &out).with_context(|| format!("writing {path}"))?;
+    }
+    Ok(())
+}
