@@ -10,6 +10,7 @@
 
 pub mod analysis;
 pub mod bench;
+pub mod chaos;
 pub mod controller;
 pub mod gateway;
 pub mod hooks;
