@@ -230,6 +230,14 @@ where
         .modify(|o: &mut K| o.meta_mut().managed_fields = None)
         .reflect(writer)
         .touched_objects()
+        .filter(watch_ok)
+}
+
+/// Each watch backs off on its own errors (logged at warn above); passed on, an error would also
+/// pause the controller's merged trigger stream under its own backoff (up to 30 s per error),
+/// leaving every other watch, the relists and the resync unread meanwhile.
+fn watch_ok<T>(item: &Result<T, watcher::Error>) -> futures::future::Ready<bool> {
+    futures::future::ready(item.is_ok())
 }
 
 /// A failing watch (RBAC refusing a list, a CRD missing) leaves the controller blind to a kind:
@@ -257,6 +265,7 @@ fn canary_watch(
             }
         })
         .touched_objects()
+        .filter(watch_ok)
 }
 
 fn forget_unwatched(ctx: &Context, store: &kube::runtime::reflector::Store<Canary>) {

@@ -23,13 +23,19 @@ use crate::controller::{Proc, cluster_dir, phase, status};
 /// A process `hack/cluster/up` started and recorded in `<state>/pids/<name>.pid`.
 pub struct ClusterProcess {
     name: &'static str,
+    /// Its listening address: free again only a moment after the process has exited.
+    listens: &'static str,
 }
 
 impl ClusterProcess {
     pub const API_SERVER: ClusterProcess = ClusterProcess {
         name: "kube-apiserver",
+        listens: "127.0.0.1:6443",
     };
-    pub const ETCD: ClusterProcess = ClusterProcess { name: "etcd" };
+    pub const ETCD: ClusterProcess = ClusterProcess {
+        name: "etcd",
+        listens: "127.0.0.1:2379",
+    };
 
     fn pid_file(&self) -> PathBuf {
         cluster_dir()
@@ -91,6 +97,18 @@ impl ClusterProcess {
             &format!("{} ({pid}) gone", self.name),
             Duration::from_secs(30),
             || async move { Ok((!alive(pid)).then_some(())) },
+        )
+        .await?;
+        let listens = self.listens;
+        crate::poll_until(
+            &format!("{listens} released by {}", self.name),
+            Duration::from_secs(30),
+            || async move {
+                Ok(match TcpStream::connect(listens).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
+                    _ => None,
+                })
+            },
         )
         .await?;
         let log = cluster_dir()
@@ -358,6 +376,14 @@ impl Drop for WatchBreaker {
     }
 }
 
+/// Headers of one connection, not of the request: each side of the proxy sets its own.
+const HOP_BY_HOP: [http::HeaderName; 4] = [
+    http::header::HOST,
+    http::header::CONNECTION,
+    http::header::TRANSFER_ENCODING,
+    http::header::CONTENT_LENGTH,
+];
+
 async fn forward(
     axum::extract::State(state): axum::extract::State<BreakerState>,
     request: axum::extract::Request,
@@ -374,8 +400,11 @@ async fn forward(
     };
     let mut builder = http::Request::builder().method(parts.method).uri(parts.uri);
     for (k, v) in &parts.headers {
-        // The upstream client sets its own host and authorization.
-        if k != http::header::HOST && k != http::header::AUTHORIZATION {
+        // The upstream client sets its own host, authorization and encoding (it decodes what it asks for).
+        if !HOP_BY_HOP.contains(k)
+            && k != http::header::AUTHORIZATION
+            && k != http::header::ACCEPT_ENCODING
+        {
             builder = builder.header(k, v);
         }
     }
@@ -387,7 +416,10 @@ async fn forward(
         Ok(r) => r,
         Err(e) => return (http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     };
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    for h in HOP_BY_HOP {
+        parts.headers.remove(h);
+    }
     if !watch || !parts.status.is_success() {
         return http::Response::from_parts(parts, axum::body::Body::new(body));
     }

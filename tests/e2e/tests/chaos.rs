@@ -133,10 +133,12 @@ impl Subject<'_> {
             self.name,
             phase(&obj)
         );
+        // The alerts' texts (not the events'): "Canary analysis completed successfully, promotion finished.",
+        // "Failed checks threshold reached <n>".
         let (terminal, other) = if want == "Succeeded" {
-            ("Promotion completed", "Rolling back")
+            ("promotion finished", "threshold reached")
         } else {
-            ("Rolling back", "Promotion completed")
+            ("threshold reached", "promotion finished")
         };
         wait_local(&format!("{} alert {terminal:?}", self.name), NOTIFY, || {
             (self.alerts_containing(terminal) > 0).then_some(())
