@@ -44,7 +44,17 @@ struct Subject<'a> {
     catcher: &'a HookCatcher,
 }
 
-impl Subject<'_> {
+/// A run under way: its status record and the primary's generation before it.
+struct Run {
+    rec: Recorder,
+    primary_generation: Option<i64>,
+}
+
+impl<'a> Subject<'a> {
+    fn new(name: &'a str, catcher: &'a HookCatcher) -> Self {
+        Subject { name, catcher }
+    }
+
     fn post_path(&self) -> String {
         format!("/post/{}", self.name)
     }
@@ -87,24 +97,33 @@ impl Subject<'_> {
         Ok(())
     }
 
-    /// Deploys the target at 6.0.0 and the canary, waits for `Initialized`, and returns the primary's
-    /// generation before any promotion.
-    async fn initialize(
+    /// Deploys the target at 6.0.0 and the canary, waits for `Initialized`, starts recording the canary's
+    /// status, calls `before_change` and changes the image to 6.0.1.
+    async fn start_run(
         &self,
         ns: &TestNamespace,
         controller: &ctl::Proc,
         canary: Value,
-    ) -> e2e::Result<Option<i64>> {
+        before_change: impl FnOnce(),
+    ) -> e2e::Result<Run> {
         self.create_alert_provider(ns).await?;
         deploy(ns, &App::new(self.name, "6.0.0", 1), |_| {}).await?;
         create_canary(ns, canary).await?;
-        wait_phase(&canaries(ns), self.name, "Initialized", INIT, controller).await?;
+        let api = canaries(ns);
+        wait_phase(&api, self.name, "Initialized", INIT, controller).await?;
         let deployments: Api<Deployment> = ns.api();
-        Ok(deployments
+        let primary_generation = deployments
             .get(&format!("{}-primary", self.name))
             .await?
             .metadata
-            .generation)
+            .generation;
+        let rec = Recorder::start(&api, self.name);
+        before_change();
+        set_image(&deployments, self.name, "6.0.1").await?;
+        Ok(Run {
+            rec,
+            primary_generation,
+        })
     }
 
     fn alerts_containing(&self, text: &str) -> usize {
@@ -122,10 +141,10 @@ impl Subject<'_> {
     async fn ensure_one_outcome(
         &self,
         ns: &TestNamespace,
-        rec: &Recorder,
+        run: &Run,
         want: &str,
-        primary_generation: Option<i64>,
     ) -> e2e::Result<()> {
+        let (rec, primary_generation) = (&run.rec, run.primary_generation);
         let obj = canaries(ns).get(self.name).await?;
         ensure!(
             phase(&obj) == want,
@@ -201,24 +220,17 @@ async fn chaos_api_server_killed_and_restarted_mid_promotion() -> e2e::Result<()
     with_namespace("chaos-apiserver", |ns| async move {
         ctl::install_crds(&ns.client).await?;
         let catcher = HookCatcher::start().await?;
-        let subject = Subject {
-            name: "podinfo",
-            catcher: &catcher,
-        };
+        let subject = Subject::new("podinfo", &catcher);
         let controller = start_controller(&ns.name, &[])?;
-        let generation = subject
-            .initialize(&ns, &controller, subject.canary(3, json!([])))
+        let run = subject
+            .start_run(&ns, &controller, subject.canary(3, json!([])), || {})
             .await?;
         let api = canaries(&ns);
-        let rec = Recorder::start(&api, subject.name);
-        set_image(&ns.api::<Deployment>(), subject.name, "6.0.1").await?;
         wait_phase(&api, subject.name, "Promoting", RUN, &controller).await?;
         ClusterProcess::API_SERVER.kill_and_restart().await?;
         wait_api_server(&ns.client, Duration::from_secs(120)).await?;
         wait_phase_through_outages(&api, subject.name, "Succeeded", RUN, &controller).await?;
-        subject
-            .ensure_one_outcome(&ns, &rec, "Succeeded", generation)
-            .await?;
+        subject.ensure_one_outcome(&ns, &run, "Succeeded").await?;
         ensure!(
             controller.log().contains("error") || controller.log().contains("WARN"),
             "the controller logged nothing about the outage"
@@ -237,17 +249,12 @@ async fn chaos_etcd_paused_for_30s_during_analysis() -> e2e::Result<()> {
     with_namespace("chaos-etcd", |ns| async move {
         ctl::install_crds(&ns.client).await?;
         let catcher = HookCatcher::start().await?;
-        let subject = Subject {
-            name: "podinfo",
-            catcher: &catcher,
-        };
+        let subject = Subject::new("podinfo", &catcher);
         let controller = start_controller(&ns.name, &[])?;
-        let generation = subject
-            .initialize(&ns, &controller, subject.canary(8, json!([])))
+        let run = subject
+            .start_run(&ns, &controller, subject.canary(8, json!([])), || {})
             .await?;
         let api = canaries(&ns);
-        let rec = Recorder::start(&api, subject.name);
-        set_image(&ns.api::<Deployment>(), subject.name, "6.0.1").await?;
         wait_canary(&api, subject.name, "in analysis", RUN, &controller, |o| {
             phase(o) == "Progressing" && ctl::step(o).iterations >= 1
         })
@@ -259,9 +266,7 @@ async fn chaos_etcd_paused_for_30s_during_analysis() -> e2e::Result<()> {
         }
         wait_api_server(&ns.client, Duration::from_secs(120)).await?;
         wait_phase_through_outages(&api, subject.name, "Succeeded", RUN, &controller).await?;
-        subject
-            .ensure_one_outcome(&ns, &rec, "Succeeded", generation)
-            .await?;
+        subject.ensure_one_outcome(&ns, &run, "Succeeded").await?;
         Ok(())
     })
     .await
@@ -297,12 +302,10 @@ async fn chaos_prometheus_answering_after_20s_fails_the_checks() -> e2e::Result<
         let mut canary = subject.canary(5, json!([]));
         canary["spec"]["analysis"]["metrics"] =
             json!([{"name": "late", "interval": "1m", "thresholdRange": {"max": 2}, "templateRef": {"name": "slow"}}]);
-        let generation = subject.initialize(&ns, &controller, canary).await?;
+        let run = subject.start_run(&ns, &controller, canary, || {}).await?;
         let api = canaries(&ns);
-        let rec = Recorder::start(&api, subject.name);
-        set_image(&ns.api::<Deployment>(), subject.name, "6.0.1").await?;
         wait_phase(&api, subject.name, "Failed", RUN, &controller).await?;
-        subject.ensure_one_outcome(&ns, &rec, "Failed", generation).await?;
+        subject.ensure_one_outcome(&ns, &run, "Failed").await?;
         ensure!(slow.connections() >= 2, "{} queries reached the slow Prometheus", slow.connections());
         let events = events_for(&ns, "Canary", subject.name).await?;
         let halts: Vec<_> = events.iter().filter(|(_, _, m, _)| m.contains("late")).collect();
@@ -328,21 +331,23 @@ async fn chaos_webhook_that_never_answers_is_cut_at_its_timeout() -> e2e::Result
         let healthy = Subject { name: "healthy", catcher: &catcher };
         let controller = start_controller(&ns.name, &[])?;
         let hold = json!([{"name": "silent", "type": "rollout", "url": catcher.at("/hold/silent"), "timeout": "2s"}]);
-        let stuck_generation = stuck.initialize(&ns, &controller, stuck.canary(3, hold)).await?;
-        let healthy_generation = healthy.initialize(&ns, &controller, healthy.canary(6, json!([]))).await?;
+        let stuck_run = stuck
+            .start_run(&ns, &controller, stuck.canary(3, hold), || {})
+            .await?;
+        let healthy_run = healthy
+            .start_run(&ns, &controller, healthy.canary(6, json!([])), || {})
+            .await?;
         let api = canaries(&ns);
-        let (stuck_rec, healthy_rec) = (Recorder::start(&api, stuck.name), Recorder::start(&api, healthy.name));
-        let deployments: Api<Deployment> = ns.api();
-        set_image(&deployments, stuck.name, "6.0.1").await?;
-        set_image(&deployments, healthy.name, "6.0.1").await?;
         let (failed, promoted) = tokio::join!(
             wait_phase(&api, stuck.name, "Failed", RUN, &controller),
             wait_phase(&api, healthy.name, "Succeeded", RUN, &controller),
         );
         let failed = failed?;
         promoted?;
-        stuck.ensure_one_outcome(&ns, &stuck_rec, "Failed", stuck_generation).await?;
-        healthy.ensure_one_outcome(&ns, &healthy_rec, "Succeeded", healthy_generation).await?;
+        stuck.ensure_one_outcome(&ns, &stuck_run, "Failed").await?;
+        healthy
+            .ensure_one_outcome(&ns, &healthy_run, "Succeeded")
+            .await?;
         let held = catcher.count("/hold/silent");
         ensure!(held >= 2, "the silent hook was called {held} times, want one per failed tick");
         let message = ctl::condition(&failed, "Promoted").map(|c| c.2).unwrap_or_default();
@@ -369,27 +374,21 @@ async fn chaos_watch_gone_410_relists_and_loses_no_event() -> e2e::Result<()> {
         ctl::install_crds(&ns.client).await?;
         let catcher = HookCatcher::start().await?;
         let breaker = WatchBreaker::start(&ns.name).await?;
-        let subject = Subject {
-            name: "podinfo",
-            catcher: &catcher,
-        };
+        let subject = Subject::new("podinfo", &catcher);
         let kubeconfig = format!("-kubeconfig={}", breaker.kubeconfig().display());
         let controller = start_controller(&ns.name, &[&kubeconfig])?;
-        let generation = subject
-            .initialize(&ns, &controller, subject.canary(3, json!([])))
+        let run = subject
+            .start_run(&ns, &controller, subject.canary(3, json!([])), || {
+                breaker.expire()
+            })
             .await?;
         let api = canaries(&ns);
-        let rec = Recorder::start(&api, subject.name);
-        breaker.expire();
-        set_image(&ns.api::<Deployment>(), subject.name, "6.0.1").await?;
         wait_phase(&api, subject.name, "Progressing", RUN, &controller).await?;
         let gone = breaker.gone_sent();
         breaker.heal();
         ensure!(gone >= 1, "no watch was broken with 410 Gone");
         wait_phase(&api, subject.name, "Succeeded", RUN, &controller).await?;
-        subject
-            .ensure_one_outcome(&ns, &rec, "Succeeded", generation)
-            .await?;
+        subject.ensure_one_outcome(&ns, &run, "Succeeded").await?;
         eprintln!(
             "{gone} watches ended with 410 Gone before the run started; proxy {}",
             breaker.url

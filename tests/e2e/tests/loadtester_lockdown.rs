@@ -61,7 +61,7 @@ async fn lockdown_namespace_regexp_judges_the_namespace_the_controller_reports()
             ensure!(
                 events
                     .iter()
-                    .any(|(_, _, m, _)| m.contains("smoke") && m.contains("403")),
+                    .any(|(_, _, m, _)| m.contains("smoke") && m.contains("Forbidden")),
                 "B's refused hook is not in its events: {events:#?}"
             );
             let log = lt.proc.log();
