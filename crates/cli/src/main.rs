@@ -184,6 +184,32 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_namespace_regexp_is_refused_and_a_good_one_is_compiled() {
+        let bad = loadtester(&["loadtester", "-namespace-regexp=("]);
+        assert!(bad.config().is_err());
+        let config = loadtester(&["loadtester", "-namespace-regexp", "^test$"])
+            .config()
+            .unwrap();
+        let re = config.namespace_regexp.unwrap();
+        assert!(re.is_match("test") && !re.is_match("prod"));
+        assert!(
+            loadtester(&["loadtester"])
+                .config()
+                .unwrap()
+                .namespace_regexp
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn loadtester_zap_replace_globals_is_named_in_a_warning() {
+        assert!(loadtester(&["loadtester"]).not_acted_on().is_empty());
+        let warnings = loadtester(&["loadtester", "-zap-replace-globals"]).not_acted_on();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("-zap-replace-globals has no effect"));
+    }
+
+    #[test]
     fn loadtester_defaults_are_flaggers() {
         let flags = loadtester(&["loadtester"]);
         assert_eq!(flags.port, 9090);

@@ -18,7 +18,7 @@ use crate::leader::{Elector, LEASE_NAME, Timings};
 use crate::metrics::{InfoLabels, Metrics};
 use crate::reconcile::{error_policy, reconcile};
 use crate::server::{Health, router};
-use crate::watches::warn_watch_error;
+use crate::watches::{warn_watch_error, watch_ok};
 use crate::webhooks::Caller;
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +207,7 @@ fn canary_watch(
             }
         })
         .touched_objects()
+        .filter(watch_ok)
 }
 
 fn forget_unwatched(ctx: &Context, store: &kube::runtime::reflector::Store<Canary>) {

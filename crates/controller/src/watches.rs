@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{FutureExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -205,6 +205,7 @@ where
         .default_backoff()
         .inspect_ok(move |event| store.apply(event))
         .touched_objects()
+        .filter(watch_ok)
 }
 
 /// A metadata-only watch: names and versions, never data or Secret values. A newer version of a
@@ -224,6 +225,14 @@ where
         .default_backoff()
         .inspect_ok(move |event| store.apply_meta(event))
         .touched_objects()
+        .filter(watch_ok)
+}
+
+/// Each watch backs off on its own errors (logged at warn by `warn_watch_error`); passed on, an
+/// error would also pause the controller's merged trigger stream under its own backoff (up to 30 s
+/// per error), leaving every other watch, the relists and the resync unread meanwhile.
+pub(crate) fn watch_ok<T>(item: &Result<T, watcher::Error>) -> futures::future::Ready<bool> {
+    futures::future::ready(item.is_ok())
 }
 
 /// A failing watch (RBAC refusing a list, a CRD missing) leaves the controller blind to a kind:

@@ -1,6 +1,7 @@
 //! Command-line flags, named as Flagger's loadtester names them. They are parsed by the
 //! `flagger-rs` binary (`flagger-rs loadtester …`, or run as `loadtester`), which also accepts
-//! them Go-style (`-port=8080`); its tests cover both styles.
+//! them Go-style (`-port=8080`); its tests cover both styles and what [`Flags::config`] and
+//! [`Flags::not_acted_on`] make of them, through the parser the binary runs.
 
 use std::time::Duration;
 
@@ -84,38 +85,5 @@ fn parse_max_tasks(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("expected a whole number of at least 1, got {s:?}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        flags: Flags,
-    }
-
-    fn flags(args: &[&str]) -> Flags {
-        Cli::try_parse_from(std::iter::once("loadtester").chain(args.iter().copied()))
-            .unwrap()
-            .flags
-    }
-
-    #[test]
-    fn bad_namespace_regexp_is_an_error() {
-        assert!(flags(&["--namespace-regexp=("]).config().is_err());
-        let config = flags(&["--namespace-regexp=^test$"]).config().unwrap();
-        assert!(config.namespace_regexp.unwrap().is_match("test"));
-    }
-
-    #[test]
-    fn zap_replace_globals_is_named_in_a_warning() {
-        assert!(flags(&[]).not_acted_on().is_empty());
-        let warnings = flags(&["--zap-replace-globals"]).not_acted_on();
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].starts_with("-zap-replace-globals has no effect"));
     }
 }

@@ -124,9 +124,8 @@ pub fn parse_args(args: &[String]) -> Result<LoadSpec, HeyError> {
         if BOOL_FLAGS.contains(&name) {
             let on = match inline.as_deref() {
                 None => true,
-                Some(v) => {
-                    parse_go_bool(v).ok_or_else(|| invalid(name, v, "expected a boolean"))?
-                }
+                Some(v) => flagger_api::goflag::bool(v)
+                    .map_err(|_| invalid(name, v, "expected a boolean"))?,
             };
             raw.set_bool(name, on);
             continue;
@@ -358,14 +357,6 @@ fn parse_num<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, HeyErro
     value
         .parse()
         .map_err(|_| invalid(flag, value, "expected a number"))
-}
-
-fn parse_go_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 fn invalid(flag: &str, value: &str, reason: &str) -> HeyError {

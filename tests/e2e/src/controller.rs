@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -208,16 +208,21 @@ pub fn start_controller_with_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Result<Proc> {
-    let kubeconfig = controller_kubeconfig()?;
-    let mut args = vec![
-        "controller".to_string(),
-        format!("-kubeconfig={}", kubeconfig.display()),
+    let mut args = vec!["controller".to_string()];
+    // The flagger-rs identity unless the test passes its own `-kubeconfig=` (e.g. through a proxy).
+    if !extra.iter().any(|a| a.starts_with("-kubeconfig=")) {
+        args.push(format!(
+            "-kubeconfig={}",
+            controller_kubeconfig()?.display()
+        ));
+    }
+    args.extend([
         format!("-namespace={ns}"),
         "-min-analysis-interval=1s".to_string(),
         "-include-label-prefix=app.kubernetes.io".to_string(),
         "-log-level=debug".to_string(),
         "-zap-encoding=console".to_string(),
-    ];
+    ]);
     // Any free port, unless the test passes its own `-port=` (a known address Prometheus can scrape).
     if !extra.iter().any(|a| a.starts_with("-port=")) {
         args.push("-port=0".to_string());
@@ -411,14 +416,17 @@ impl Recorder {
     pub fn start(api: &Api<DynamicObject>, name: &str) -> Recorder {
         let steps = Arc::new(Mutex::new(Vec::<Step>::new()));
         let sink = steps.clone();
+        // With backoff, past errors: the record survives an API server restart (a relist after it).
         let stream = watcher(
             api.clone(),
             watcher::Config::default().fields(&format!("metadata.name={name}")),
         )
+        .default_backoff()
         .applied_objects();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            while let Ok(Some(obj)) = stream.try_next().await {
+            while let Some(item) = stream.next().await {
+                let Ok(obj) = item else { continue };
                 let s = step(&obj);
                 if let Ok(mut v) = sink.lock()
                     && v.last() != Some(&s)

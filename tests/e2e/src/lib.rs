@@ -11,6 +11,7 @@
 pub mod analysis;
 pub mod audit;
 pub mod bench;
+pub mod chaos;
 pub mod controller;
 pub mod gateway;
 pub mod hooks;
