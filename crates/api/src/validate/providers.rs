@@ -48,6 +48,7 @@ pub fn runs(p: &str) -> bool {
             | "kuma"
             | "appmesh"
             | "appmesh:v1beta2"
+            | "contour"
     ) || is_gateway_api(p)
 }
 

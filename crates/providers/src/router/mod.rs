@@ -1,6 +1,7 @@
 //! Routers: apply routes, set and read weights. One file per provider.
 
 mod appmesh;
+pub mod contour;
 mod gatewayapi;
 pub mod istio;
 mod kubernetes;
@@ -22,6 +23,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 pub use appmesh::{AppMeshRouter, AppMeshVersion, PodLabel, v1beta2_objects};
+pub use contour::ContourRouter;
 pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
 pub use istio::IstioRouter;
 pub use kubernetes::KubernetesRouter;
@@ -113,6 +115,10 @@ pub fn for_provider(
             Ok(Box::new(GatewayApiRouter::new(client, GatewayVersion::V1)))
         }
         "kuma" => Ok(Box::new(KumaRouter::new(client))),
+        "contour" => Ok(Box::new(ContourRouter::new(
+            client,
+            settings.ingress_class.clone(),
+        ))),
         "appmesh" => Ok(Box::new(AppMeshRouter::new(
             client,
             AppMeshVersion::V1beta1,
