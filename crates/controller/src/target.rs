@@ -25,6 +25,7 @@ use crate::workload::primary::{
     PrimaryInputs, PrimaryWrite, primary_daemonset, primary_deployment,
 };
 use crate::workload::selector::{self, SelectorLabel};
+use crate::workload::service_target::{self, Copy as ServiceCopy};
 use crate::workload::services::{
     ServiceRole, desired_service, discovered_ports, is_taken_over, replacement_patch,
 };
@@ -54,6 +55,8 @@ impl From<WorkloadError> for TargetError {
 enum Workload {
     Deployment(Box<Deployment>),
     DaemonSet(Box<DaemonSet>),
+    /// A service-only canary: the target and primary are Services (see `service_target`).
+    Service(Box<Service>),
 }
 
 impl Workload {
@@ -61,6 +64,7 @@ impl Workload {
         match self {
             Workload::Deployment(d) => d.spec.as_ref()?.template.spec.as_ref(),
             Workload::DaemonSet(d) => d.spec.as_ref()?.template.spec.as_ref(),
+            Workload::Service(_) => None,
         }
     }
 }
@@ -179,6 +183,25 @@ impl Workloads {
                     selector,
                 )
             }
+            "Service" => {
+                let target = cache
+                    .get::<Service>(&client, &namespace, &target_ref.name)
+                    .await?
+                    .ok_or_else(missing)?;
+                let primary = cache
+                    .get::<Service>(&client, &namespace, &ServiceCopy::Primary.name(canary))
+                    .await?;
+                // No pods of its own: the selector label is never read for a Service target.
+                let selector = SelectorLabel {
+                    key: String::new(),
+                    value: String::new(),
+                };
+                (
+                    Workload::Service(Box::new(target)),
+                    primary.map(|p| Workload::Service(Box::new(p))),
+                    selector,
+                )
+            }
             other => {
                 return Err(TargetError::Invalid(format!(
                     "targetRef.kind {other} has no workload support in flagger-rs (Deployment and DaemonSet do; validation refuses the rest)"
@@ -224,10 +247,12 @@ impl Workloads {
                 revision::of_daemonset(d, pod_overrides),
                 readiness::canary_daemonset(d, canary),
             ),
+            Workload::Service(s) => (service_target::revision_of(s), Readiness::Ready),
         };
         let primary_ready = match &self.primary {
             Some(Workload::Deployment(d)) => readiness::primary_deployment(d, canary),
             Some(Workload::DaemonSet(d)) => readiness::primary_daemonset(d, canary),
+            Some(Workload::Service(_)) => Readiness::Ready,
             None => Readiness::Waiting {
                 message: format!(
                     "{}.{} not ready: primary not created yet",
@@ -269,6 +294,16 @@ impl Workloads {
 
     /// `<apex>-canary` and `<apex>-primary`.
     pub async fn ensure_services(&self, canary: &Canary) -> Result<(), kube::Error> {
+        if let Workload::Service(target) = &self.target {
+            // The canary copy follows the target; the primary copy changes only at promotion.
+            self.apply_service_copy(canary, target, ServiceCopy::Canary)
+                .await?;
+            if self.primary.is_none() {
+                self.apply_service_copy(canary, target, ServiceCopy::Primary)
+                    .await?;
+            }
+            return Ok(());
+        }
         for role in [ServiceRole::Canary, ServiceRole::Primary] {
             self.ensure_service(canary, role).await?;
         }
@@ -276,7 +311,33 @@ impl Workloads {
     }
 
     pub async fn ensure_apex(&self, canary: &Canary) -> Result<(), kube::Error> {
+        if let Workload::Service(_) = &self.target {
+            // The target Service is the apex: nothing to point at the primary.
+            return Ok(());
+        }
         self.ensure_service(canary, ServiceRole::Apex).await
+    }
+
+    /// A copy of a Service target, applied only when that would change it.
+    async fn apply_service_copy(
+        &self,
+        canary: &Canary,
+        target: &Service,
+        copy: ServiceCopy,
+    ) -> Result<(), kube::Error> {
+        let desired = service_target::copy_of(canary, target, copy).map_err(invalid)?;
+        let body = apply_body(&desired)?;
+        let live: Option<Service> = self
+            .cache
+            .get(&self.client, &self.namespace, &copy.name(canary))
+            .await?;
+        if let Some(live) = &live {
+            let live = serde_json::to_value(live).map_err(kube::Error::SerdeError)?;
+            if self.cache.unchanged(&body, &live) {
+                return Ok(());
+            }
+        }
+        apply_value::<Service>(&self.client, &self.cache, &self.namespace, &body).await
     }
 
     /// Applies the Service only when that would change it, so an idle tick writes nothing.
@@ -418,6 +479,9 @@ impl Workloads {
                     p.spec.as_ref().map(|s| &s.template),
                 )
             }
+            (Workload::Service(t), Some(Workload::Service(p))) => {
+                service_target::primary_matches(t, p)
+            }
             _ => false,
         };
         Ok(adoption::adopt(status, revision, primary_runs_target))
@@ -440,6 +504,11 @@ impl Workloads {
             }
             Workload::DaemonSet(d) => {
                 let primary = primary_daemonset(d, &inputs).map_err(invalid)?;
+                apply(&self.client, &self.cache, &self.namespace, &primary).await
+            }
+            Workload::Service(s) => {
+                let primary =
+                    service_target::copy_of(canary, s, ServiceCopy::Primary).map_err(invalid)?;
                 apply(&self.client, &self.cache, &self.namespace, &primary).await
             }
         }
@@ -551,6 +620,7 @@ impl Workloads {
                 scaling::deployment_scale_up(d, canary, primary, self.autoscaler_min(canary).await?)
             }
             Workload::DaemonSet(d) => scaling::daemonset_scale_up(d, canary),
+            Workload::Service(_) => scaling::TargetWrite::none(),
         })
     }
 
@@ -559,11 +629,15 @@ impl Workloads {
         match &self.target {
             Workload::Deployment(d) => scaling::deployment_to_zero(d, canary),
             Workload::DaemonSet(d) => scaling::daemonset_to_zero(d, canary),
+            Workload::Service(_) => scaling::TargetWrite::none(),
         }
     }
 
     /// Deletion with `revertOnDeletion`: the apex Service selects the target's pods again.
     pub async fn revert_apex(&self, canary: &Canary) -> Result<(), kube::Error> {
+        if let Workload::Service(_) = &self.target {
+            return Ok(());
+        }
         let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
         let name = canary.spec.apex_name();
         let live: Option<Service> = self.cache.get(&self.client, &self.namespace, name).await?;
@@ -595,6 +669,7 @@ impl Workloads {
         let name = match &self.target {
             Workload::Deployment(d) => d.name_any(),
             Workload::DaemonSet(d) => d.name_any(),
+            Workload::Service(s) => s.name_any(),
         };
         let params = PatchParams::default();
         match &self.target {
@@ -612,6 +687,8 @@ impl Workloads {
                     .await?;
                 self.cache.wrote(&patched);
             }
+            // Never scaled: its writes are all no-ops, returned above.
+            Workload::Service(_) => {}
         }
         Ok(())
     }

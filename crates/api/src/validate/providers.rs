@@ -52,6 +52,11 @@ pub fn runs(p: &str) -> bool {
     ) || is_gateway_api(p)
 }
 
+/// Routers a `targetRef` of kind Service (not Knative) runs with.
+pub fn runs_service_target(p: &str) -> bool {
+    p == "kubernetes" || is_gateway_api(p)
+}
+
 pub fn is_gateway_api(p: &str) -> bool {
     p.starts_with("gatewayapi")
 }
