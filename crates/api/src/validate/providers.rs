@@ -49,6 +49,7 @@ pub fn runs(p: &str) -> bool {
             | "appmesh"
             | "appmesh:v1beta2"
             | "contour"
+            | "gloo"
     ) || is_gateway_api(p)
 }
 
@@ -66,8 +67,8 @@ pub fn header_ops(p: &str) -> Option<&'static [&'static str]> {
     match p {
         "istio" => Some(&["exact", "prefix", "regex"]),
         _ if is_gateway_api(p) => Some(&["exact", "regex"]),
-        "nginx" => Some(&["exact", "regex"]),
-        "contour" | "gloo" | "appmesh" | "appmesh:v1beta2" => {
+        "nginx" | "gloo" => Some(&["exact", "regex"]),
+        "contour" | "appmesh" | "appmesh:v1beta2" => {
             Some(&["exact", "prefix", "suffix", "regex"])
         }
         _ => None,

@@ -3,6 +3,7 @@
 mod appmesh;
 pub mod contour;
 mod gatewayapi;
+pub mod gloo;
 pub mod istio;
 mod kubernetes;
 mod kuma;
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 
 pub use appmesh::{AppMeshRouter, AppMeshVersion, PodLabel, v1beta2_objects};
 pub use contour::ContourRouter;
+pub use gloo::GlooRouter;
 pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
 pub use istio::IstioRouter;
 pub use kubernetes::KubernetesRouter;
@@ -115,6 +117,7 @@ pub fn for_provider(
             Ok(Box::new(GatewayApiRouter::new(client, GatewayVersion::V1)))
         }
         "kuma" => Ok(Box::new(KumaRouter::new(client))),
+        p if p == "gloo" || p.starts_with("gloo:") => Ok(Box::new(GlooRouter::new(client))),
         "contour" => Ok(Box::new(ContourRouter::new(
             client,
             settings.ingress_class.clone(),
