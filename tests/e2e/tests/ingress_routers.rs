@@ -1,4 +1,4 @@
-//! The ingress routers (contour; gloo and apisix when built) on the real API server with the vendors' CRDs
+//! The ingress routers (contour, gloo) on the real API server with the vendors' CRDs
 //! installed by hack/cluster/up: a `flagger-rs controller` child runs whole canaries while a watch records every
 //! routing shape the router's object goes through. No Contour/Envoy data plane runs in the harness, so these runs
 //! prove the objects: accepted under the vendor's schema, read back equal to what the router renders at each
@@ -19,7 +19,7 @@ use e2e::shapes::{ShapeOf, Shapes, ensure_same};
 use e2e::{TestNamespace, skip_unless_e2e, with_namespace};
 use flagger_api::Canary;
 use flagger_core::Routes;
-use flagger_providers::router::contour;
+use flagger_providers::router::{contour, gloo};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 use kube::runtime::wait::{await_condition, conditions};
@@ -246,6 +246,187 @@ async fn ingress_contour_ab_testing_routes_matches_to_the_canary() -> e2e::Resul
         ensure_contour_rendered(&ns, APP, Routes::PRIMARY).await?;
         let want = ["ab 100/0", "ab 0/100", "ab 100/0"];
         ensure!(shapes.seen() == want, "HTTPProxy shapes {:?}, want {want:?}", shapes.seen());
+        Ok(())
+    })
+    .await
+}
+
+fn route_tables(ns: &TestNamespace) -> Api<DynamicObject> {
+    dynamic(ns, ("gateway.solo.io", "v1", "RouteTable"), "routetables")
+}
+
+fn upstreams(ns: &TestNamespace) -> Api<DynamicObject> {
+    dynamic(ns, ("gloo.solo.io", "v1", "Upstream"), "upstreams")
+}
+
+/// `p/c` of the RouteTable's first route (by upstream name), prefixed `ab ` when more routes follow it.
+fn gloo_shape(ns: &str, apex: &str) -> ShapeOf {
+    let upstream = |side: &str| format!("{ns}-{apex}-{side}upstream-{APP_PORT}");
+    let (primary, canary) = (upstream("primary"), upstream("canary"));
+    Box::new(move |v: &Value| {
+        let routes = v["spec"]["routes"].as_array()?;
+        let destinations = routes.first()?["routeAction"]["multi"]["destinations"].as_array()?;
+        let weight = |name: &str| {
+            destinations
+                .iter()
+                .find(|d| d["destination"]["upstream"]["name"] == name)?
+                .get("weight")?
+                .as_u64()
+        };
+        let s = format!("{}/{}", weight(&primary)?, weight(&canary)?);
+        Some(if routes.len() > 1 {
+            format!("ab {s}")
+        } else {
+            s
+        })
+    })
+}
+
+/// The RouteTable and both Upstreams as the API server holds them equal what the gloo router renders.
+async fn ensure_gloo_rendered(
+    ns: &TestNamespace,
+    name: &str,
+    routes: Routes,
+    template: &Value,
+) -> e2e::Result<()> {
+    let canary = live_canary(ns, name).await?;
+    let live = serde_json::to_value(route_tables(ns).get(canary.spec.apex_name()).await?)?;
+    ensure_same("RouteTable", &live, &gloo::route_table(&canary, routes)?)?;
+    for side in [gloo::Side::Primary, gloo::Side::Canary] {
+        let want = gloo::upstream(&canary, side, Some(template))?;
+        let live = serde_json::to_value(
+            upstreams(ns)
+                .get(&gloo::upstream_name(&canary, side)?)
+                .await?,
+        )?;
+        ensure_same("Upstream", &live, &want)?;
+    }
+    Ok(())
+}
+
+/// The gloo router: Upstreams for primary and canary made from the `upstreamRef` template (its connection
+/// settings and labels), weights step 20 % to 60 %, held at the promotion gate, promoted; the next version held
+/// at 60 % and rolled back by a rollback hook; deleting the Canary deletes the RouteTable and the Upstreams.
+#[tokio::test]
+async fn ingress_gloo_upstreams_from_the_template_steps_promotes_and_rolls_back() -> e2e::Result<()>
+{
+    skip_unless_e2e!();
+    with_namespace("gloo-canary", |ns| async move {
+        e2e::controller::install_crds(&ns.client).await?;
+        let hooks = HookCatcher::start().await?;
+        let controller = start_controller(&ns.name, &["-mesh-provider=gloo"])?;
+        let shapes = Shapes::start(route_tables(&ns), "RouteTable", APP, gloo_shape(&ns.name, APP));
+        let template: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "gloo.solo.io/v1", "kind": "Upstream",
+            "metadata": {"name": "template", "namespace": ns.name, "labels": {"tier": "backend"}},
+            "spec": {
+                "kube": {"serviceName": "unused", "serviceNamespace": ns.name, "servicePort": 80},
+                "connectionConfig": {"maxRequestsPerConnection": 100, "connectTimeout": "2s"},
+                "circuitBreakers": {"maxConnections": 10, "maxRetries": 3},
+                "useHttp2": true,
+            },
+        }))?;
+        let template = serde_json::to_value(e2e::apply(&upstreams(&ns), &template).await?)?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        let mut canary = canary_of(
+            APP,
+            "gloo",
+            json!({"port": APP_PORT, "targetPort": APP_PORT, "apex": {"labels": {"team": "payments"}}}),
+            json!({
+                "interval": "1s", "threshold": 2, "stepWeight": 20, "maxWeight": 60,
+                "webhooks": [
+                    {"name": "promotion", "type": "confirm-promotion", "url": hooks.at("/gate/promote")},
+                    {"name": "rollback", "type": "rollback", "url": hooks.at("/gate/rollback")},
+                ],
+            }),
+        );
+        canary["spec"]["upstreamRef"] = json!({"apiVersion": "gloo.solo.io/v1", "kind": "Upstream", "name": "template"});
+        create_canary(&ns, canary).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+        ensure_gloo_rendered(&ns, APP, Routes::PRIMARY, &template).await?;
+        let primary_upstream = upstreams(&ns).get(&format!("{}-{APP}-primaryupstream-{APP_PORT}", ns.name)).await?;
+        let primary_upstream = serde_json::to_value(primary_upstream)?;
+        ensure!(
+            primary_upstream["spec"]["circuitBreakers"] == json!({"maxConnections": 10, "maxRetries": 3})
+                && primary_upstream["spec"]["kube"]["serviceName"] == format!("{APP}-primary").as_str()
+                && primary_upstream["metadata"]["labels"]["tier"] == "backend",
+            "primary Upstream {primary_upstream:#}"
+        );
+
+        let deployments: Api<Deployment> = ns.api();
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "WaitingPromotion", RUN, &controller).await?;
+        shapes.wait_for("40/60", RUN, &controller).await?;
+        ensure_gloo_rendered(&ns, APP, Routes::split(60), &template).await?;
+        hooks.open_gate("/gate/promote");
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        shapes.wait_for("100/0", RUN, &controller).await?;
+        ensure_gloo_rendered(&ns, APP, Routes::PRIMARY, &template).await?;
+        let steps = ["100/0", "80/20", "60/40", "40/60", "100/0"];
+        ensure!(shapes.seen() == steps, "RouteTable shapes {:?}, want {steps:?}", shapes.seen());
+
+        hooks.close_gate("/gate/promote");
+        shapes.reset();
+        set_image(&deployments, APP, "6.0.2").await?;
+        wait_phase(&api, APP, "WaitingPromotion", RUN, &controller).await?;
+        shapes.wait_for("40/60", RUN, &controller).await?;
+        hooks.open_gate("/gate/rollback");
+        wait_phase(&api, APP, "Failed", RUN, &controller).await?;
+        shapes.wait_for("100/0", RUN, &controller).await?;
+        ensure_gloo_rendered(&ns, APP, Routes::PRIMARY, &template).await?;
+        ensure!(shapes.seen() == steps, "RouteTable shapes {:?}, want {steps:?}", shapes.seen());
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(image_of(&primary).ends_with(":6.0.1"), "primary image after rollback {}", image_of(&primary));
+
+        let canary_upstream = format!("{}-{APP}-canaryupstream-{APP_PORT}", ns.name);
+        let upstream_uid = upstreams(&ns).get(&canary_upstream).await?.uid().unwrap_or_default();
+        ensure_goes_with_the_canary(&ns, &route_tables(&ns), APP, &controller).await?;
+        wait_deleted(&upstreams(&ns), &canary_upstream, &upstream_uid).await
+    })
+    .await
+}
+
+/// A/B on gloo: one matcher per match entry on the weighted route, a catch-all route to the primary after it.
+#[tokio::test]
+async fn ingress_gloo_ab_testing_routes_matches_to_the_canary() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("gloo-ab", |ns| async move {
+        e2e::controller::install_crds(&ns.client).await?;
+        let hooks = HookCatcher::start().await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let shapes = Shapes::start(route_tables(&ns), "RouteTable", APP, gloo_shape(&ns.name, APP));
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        let analysis = json!({
+            "interval": "1s", "threshold": 2, "iterations": 3,
+            "match": [
+                {"headers": {"x-canary": {"exact": "insider"}}},
+                {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}},
+            ],
+            "webhooks": [{"name": "promotion", "type": "confirm-promotion", "url": hooks.at("/gate")}],
+        });
+        create_canary(&ns, canary_of(APP, "gloo", json!({"port": APP_PORT, "targetPort": APP_PORT}), analysis)).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+        let deployments: Api<Deployment> = ns.api();
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "WaitingPromotion", RUN, &controller).await?;
+        shapes.wait_for("ab 0/100", RUN, &controller).await?;
+        let canary = live_canary(&ns, APP).await?;
+        let live = serde_json::to_value(route_tables(&ns).get(APP).await?)?;
+        ensure_same("RouteTable", &live, &gloo::route_table(&canary, Routes::CANARY)?)?;
+        ensure!(
+            live["spec"]["routes"][0]["matchers"].as_array().map(Vec::len) == Some(2)
+                && live["spec"]["routes"][0]["matchers"][1]["headers"][0]["regex"] == true
+                && live["spec"]["routes"][1].get("matchers").is_none(),
+            "A/B routes {:#}",
+            live["spec"]["routes"]
+        );
+        hooks.open_gate("/gate");
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        shapes.wait_for("ab 100/0", RUN, &controller).await?;
+        let want = ["ab 100/0", "ab 0/100", "ab 100/0"];
+        ensure!(shapes.seen() == want, "RouteTable shapes {:?}, want {want:?}", shapes.seen());
         Ok(())
     })
     .await

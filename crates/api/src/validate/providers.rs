@@ -68,9 +68,7 @@ pub fn header_ops(p: &str) -> Option<&'static [&'static str]> {
         "istio" => Some(&["exact", "prefix", "regex"]),
         _ if is_gateway_api(p) => Some(&["exact", "regex"]),
         "nginx" | "gloo" => Some(&["exact", "regex"]),
-        "contour" | "appmesh" | "appmesh:v1beta2" => {
-            Some(&["exact", "prefix", "suffix", "regex"])
-        }
+        "contour" | "appmesh" | "appmesh:v1beta2" => Some(&["exact", "prefix", "suffix", "regex"]),
         _ => None,
     }
 }

@@ -180,7 +180,11 @@ fn ab_matchers(canary: &Canary) -> Result<Vec<Value>, RouterError> {
         .collect()
 }
 
-fn weighted_route(canary: &Canary, routes: Routes, matchers: Vec<Value>) -> Result<Value, RouterError> {
+fn weighted_route(
+    canary: &Canary,
+    routes: Routes,
+    matchers: Vec<Value>,
+) -> Result<Value, RouterError> {
     let ns = namespace(canary);
     let destination = |side, weight| -> Result<Value, RouterError> {
         Ok(json!({
@@ -236,14 +240,18 @@ pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
         .as_array()
         .filter(|d| d.len() >= 2)
         .ok_or_else(|| {
-            RouterError::Api(format!("RouteTable {name} has no primary and canary destinations"))
+            RouterError::Api(format!(
+                "RouteTable {name} has no primary and canary destinations"
+            ))
         })?;
     let primary = upstream_name(canary, Side::Primary)?;
     let p = destinations
         .iter()
         .find(|d| d["destination"]["upstream"]["name"] == primary.as_str())
         .ok_or_else(|| {
-            RouterError::Api(format!("RouteTable {name} does not contain routes for {primary}"))
+            RouterError::Api(format!(
+                "RouteTable {name} does not contain routes for {primary}"
+            ))
         })?;
     let p = weight(p.get("weight")).unwrap_or(0);
     Ok(Routes {
@@ -286,7 +294,8 @@ mod tests {
     use crate::router::fixtures;
 
     fn canary(extra_analysis: Value) -> Canary {
-        let mut analysis = json!({"interval": "15s", "threshold": 5, "maxWeight": 50, "stepWeight": 10});
+        let mut analysis =
+            json!({"interval": "15s", "threshold": 5, "maxWeight": 50, "stepWeight": 10});
         if let (Some(a), Some(e)) = (analysis.as_object_mut(), extra_analysis.as_object()) {
             a.extend(e.clone());
         }
@@ -318,7 +327,10 @@ mod tests {
         let primary = upstream(&c, Side::Primary, Some(&template())).unwrap();
         insta::assert_yaml_snapshot!(primary);
         let plain = upstream(&c, Side::Canary, None).unwrap();
-        assert_eq!(plain["metadata"]["name"], "test-podinfo-canaryupstream-9898");
+        assert_eq!(
+            plain["metadata"]["name"],
+            "test-podinfo-canaryupstream-9898"
+        );
         assert_eq!(
             plain["spec"],
             json!({"kube": {"serviceName": "podinfo-canary", "serviceNamespace": "test", "servicePort": 9898}})
@@ -351,13 +363,21 @@ mod tests {
     fn promotion_rollback_and_errors() {
         let c = canary(json!({}));
         for routes in [Routes::CANARY, Routes::PRIMARY] {
-            assert_eq!(parse(&c, &route_table(&c, routes).unwrap()).unwrap(), routes);
+            assert_eq!(
+                parse(&c, &route_table(&c, routes).unwrap()).unwrap(),
+                routes
+            );
         }
-        let none = Routes { primary: 0, canary: 0, mirror: 0 };
+        let none = Routes {
+            primary: 0,
+            canary: 0,
+            mirror: 0,
+        };
         assert!(route_table(&c, none).is_err());
         let one = json!({"spec": {"routes": [{"routeAction": {"multi": {"destinations": [{"weight": 100}]}}}]}});
         assert!(parse(&c, &one).is_err());
-        let prefix = canary(json!({"iterations": 5, "match": [{"headers": {"x": {"prefix": "a"}}}]}));
+        let prefix =
+            canary(json!({"iterations": 5, "match": [{"headers": {"x": {"prefix": "a"}}}]}));
         assert!(route_table(&prefix, Routes::PRIMARY).is_err());
     }
 }

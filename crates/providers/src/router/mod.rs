@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 
 pub use appmesh::{AppMeshRouter, AppMeshVersion, PodLabel, v1beta2_objects};
 pub use contour::ContourRouter;
-pub use gloo::GlooRouter;
 pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
+pub use gloo::GlooRouter;
 pub use istio::IstioRouter;
 pub use kubernetes::KubernetesRouter;
 pub use kuma::{KumaRouter, render as render_traffic_route};
