@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Router, RouterError, RouterFuture, apex_metadata, apply_value, dynamic_api, get_value,
-    namespace, owner_reference, service_port, state, weight,
+    namespace, owner_reference, primary_share, service_port, state,
 };
 
 const GVK: (&str, &str, &str) = ("projectcontour.io", "v1", "HTTPProxy");
@@ -264,12 +264,7 @@ pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
                 "HTTPProxy {name} does not contain routes for {primary_name}"
             ))
         })?;
-    let p = weight(primary.get("weight")).unwrap_or(0);
-    Ok(Routes {
-        primary: p,
-        canary: 100 - p,
-        mirror: 0,
-    })
+    Ok(primary_share(primary))
 }
 
 impl Router for ContourRouter {

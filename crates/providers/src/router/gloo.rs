@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Router, RouterError, RouterFuture, apex_metadata, apply_value, dynamic_api, get_value,
-    namespace, owner_reference, service_port, state, weight, without_flux,
+    namespace, owner_reference, primary_share, service_port, state, without_flux,
 };
 
 const UPSTREAM: (&str, &str, &str) = ("gloo.solo.io", "v1", "Upstream");
@@ -253,12 +253,7 @@ pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
                 "RouteTable {name} does not contain routes for {primary}"
             ))
         })?;
-    let p = weight(p.get("weight")).unwrap_or(0);
-    Ok(Routes {
-        primary: p,
-        canary: 100 - p,
-        mirror: 0,
-    })
+    Ok(primary_share(p))
 }
 
 impl Router for GlooRouter {

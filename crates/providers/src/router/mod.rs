@@ -234,6 +234,16 @@ fn weight(v: Option<&Value>) -> Option<u32> {
         .and_then(|w| u32::try_from(w.clamp(0, 100)).ok())
 }
 
+/// Routes from the primary's entry of a router that holds the primary's weight: canary = 100 − primary.
+fn primary_share(primary: &Value) -> Routes {
+    let p = weight(primary.get("weight")).unwrap_or(0);
+    Routes {
+        primary: p,
+        canary: 100 - p,
+        mirror: 0,
+    }
+}
+
 /// Routes as a router stores them, including the mirror percentage `RouteState` does not carry.
 fn state(routes: Routes) -> RouteState {
     RouteState {
@@ -280,6 +290,9 @@ mod tests {
             "smi:v1alpha3",
             "smi:v1alpha3:istio",
             "smi:v1alpha1:linkerd",
+            "contour",
+            "gloo",
+            "gloo:gloo-system",
         ];
         for flag in names {
             let effective = flagger_api::validate::providers::effective(None, flag);
