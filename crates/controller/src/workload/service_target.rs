@@ -118,6 +118,7 @@ mod tests {
         assert_eq!(
             v,
             json!({
+                "apiVersion": "v1", "kind": "Service",
                 "metadata": {
                     "name": "podinfo-primary", "namespace": "test",
                     "labels": {"app": "podinfo"},
