@@ -98,7 +98,7 @@ pub struct Flags {
         default_value = "nginx.ingress.kubernetes.io"
     )]
     pub ingress_annotations_prefix: String,
-    /// The ingress class of Contour's HTTPProxy objects; no router of flagger-rs reads it yet.
+    /// The ingress class of the HTTPProxy objects the contour router writes.
     #[arg(long = "ingress-class", default_value = "")]
     pub ingress_class: String,
     #[arg(long = "enable-leader-election", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = goflag::bool)]
@@ -151,10 +151,10 @@ impl Flags {
                 self.kubeconfig_service_mesh
             ));
         }
-        if !self.ingress_class.is_empty() {
+        if !self.ingress_class.is_empty() && self.mesh_provider != "contour" {
             warnings.push(format!(
-                "-ingress-class={} has no effect with mesh provider {}: only a Contour router reads it, \
-                 and flagger-rs has none yet",
+                "-ingress-class={} has no effect with mesh provider {}: only the contour router reads \
+                 it (canaries with spec.provider: contour)",
                 self.ingress_class, self.mesh_provider
             ));
         }

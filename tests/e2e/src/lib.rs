@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod messages;
 pub mod monitoring;
 pub mod objects;
+pub mod shapes;
 pub mod traffic;
 
 use std::fmt::Debug;

@@ -711,7 +711,9 @@ async fn unimplemented_provider_leaves_the_cluster_untouched() -> e2e::Result<()
         }))?;
         let before = apply(&ns.api::<Service>(), &user_service).await?;
         let mut canary = blue_green_canary(APP, "1s", 2, json!([]));
-        canary["spec"]["provider"] = json!("contour");
+        canary["spec"]["provider"] = json!("apisix");
+        canary["spec"]["routeRef"] =
+            json!({"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": APP});
         create_canary(&ns, canary).await?;
         let obj = wait_canary(&canaries(&ns), APP, "Valid=False", INIT, &controller, |o| {
             condition(o, "Valid").is_some_and(|(s, _, _)| s == "False")
@@ -722,12 +724,12 @@ async fn unimplemented_provider_leaves_the_cluster_untouched() -> e2e::Result<()
             valid
                 .as_ref()
                 .is_some_and(|(_, reason, message)| reason == "NotImplemented"
-                    && message.contains("provider contour is not implemented")),
+                    && message.contains("provider apisix is not implemented")),
             "Valid condition: {valid:?}"
         );
         let ev = wait_event(&ns, APP, "naming the provider", INIT, &controller, |e| {
             e.type_.as_deref() == Some("Warning")
-                && e.message.as_deref().is_some_and(|m| m.contains("contour"))
+                && e.message.as_deref().is_some_and(|m| m.contains("apisix"))
         })
         .await?;
         eprintln!("warning event: {:?}", ev.message);

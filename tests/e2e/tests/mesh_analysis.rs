@@ -194,3 +194,18 @@ async fn mesh_analysis_kuma_healthy_promotes_errors_roll_back() -> Result<()> {
     skip_unless_e2e!();
     healthy_promotes_errors_roll_back_of("kuma", "envoy_cluster_upstream_rq", "podinfo-kuma").await
 }
+
+/// Contour's builtin queries read Envoy's cluster series `<namespace>_<service>_<port>` of the canary Service.
+#[tokio::test]
+async fn mesh_analysis_contour_healthy_promotes_errors_roll_back() -> Result<()> {
+    skip_unless_e2e!();
+    healthy_promotes_errors_roll_back("contour", "envoy_cluster_upstream_rq").await
+}
+
+/// Gloo's builtin queries read Envoy's cluster series of the canary Upstream
+/// (`<namespace>-<target>-canaryupstream-<port>_<namespace>`).
+#[tokio::test]
+async fn mesh_analysis_gloo_healthy_promotes_errors_roll_back() -> Result<()> {
+    skip_unless_e2e!();
+    healthy_promotes_errors_roll_back("gloo", "envoy_cluster_upstream_rq").await
+}

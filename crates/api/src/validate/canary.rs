@@ -176,13 +176,15 @@ fn target_ref(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
             ),
         );
     }
-    if t.kind == "Service" {
-        // Service-only and Knative Service canaries need routers that copy Services or split a Knative
-        // Service's revisions; without them the controller would stop at the target on every tick.
+    if t.kind == "Service" && !t.api_version.starts_with("serving.knative.dev/") {
+        service_target(p, spec, ctx);
+    } else if t.kind == "Service" {
+        // Knative Service canaries need a router that splits a Knative Service's revisions; without
+        // it the controller would stop at the target on every tick.
         p.error(
             reason::NOT_IMPLEMENTED,
             "spec.targetRef.kind",
-            "a Service target (service-only or Knative) is not implemented by flagger-rs yet; the canary is left untouched",
+            "a Knative Service target is not implemented by flagger-rs yet; the canary is left untouched",
         );
     }
     if !t.name.is_empty() {
@@ -226,6 +228,39 @@ fn target_ref(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
             reason::KNATIVE_MISMATCH,
             "spec.autoscalerRef",
             "not supported with a Knative Service target",
+        );
+    }
+}
+
+/// A service-only canary copies the target Service to `-primary` and `-canary`: it runs with the routers
+/// that route to those Services by name and need nothing from the pods (the kubernetes provider, whose
+/// apex is the target itself, and Gateway API).
+fn service_target(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
+    if let Some(pr) = ctx.provider.as_deref()
+        && !providers::runs_service_target(pr)
+    {
+        p.error(
+            reason::NOT_IMPLEMENTED,
+            "spec.targetRef.kind",
+            format!("a Service target runs with the kubernetes and gatewayapi providers in flagger-rs, not with {pr}; the canary is left untouched"),
+        );
+    }
+    if spec.autoscaler_ref.is_some() {
+        p.invalid(
+            "spec.autoscalerRef",
+            "not supported with a Service target: there is no workload to scale",
+        );
+    }
+    let port = spec.service.as_ref().and_then(|s| s.port.integer());
+    if ctx
+        .provider
+        .as_deref()
+        .is_some_and(providers::is_gateway_api)
+        && port.is_none_or(|n| n <= 0)
+    {
+        p.invalid(
+            "spec.service.port",
+            "must be > 0: the HTTPRoute sends to the -primary and -canary copies of the target on this port",
         );
     }
 }

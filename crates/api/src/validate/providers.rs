@@ -48,7 +48,14 @@ pub fn runs(p: &str) -> bool {
             | "kuma"
             | "appmesh"
             | "appmesh:v1beta2"
+            | "contour"
+            | "gloo"
     ) || is_gateway_api(p)
+}
+
+/// Routers a `targetRef` of kind Service (not Knative) runs with.
+pub fn runs_service_target(p: &str) -> bool {
+    p == "kubernetes" || is_gateway_api(p)
 }
 
 pub fn is_gateway_api(p: &str) -> bool {
@@ -60,10 +67,8 @@ pub fn header_ops(p: &str) -> Option<&'static [&'static str]> {
     match p {
         "istio" => Some(&["exact", "prefix", "regex"]),
         _ if is_gateway_api(p) => Some(&["exact", "regex"]),
-        "nginx" => Some(&["exact", "regex"]),
-        "contour" | "gloo" | "appmesh" | "appmesh:v1beta2" => {
-            Some(&["exact", "prefix", "suffix", "regex"])
-        }
+        "nginx" | "gloo" => Some(&["exact", "regex"]),
+        "contour" | "appmesh" | "appmesh:v1beta2" => Some(&["exact", "prefix", "suffix", "regex"]),
         _ => None,
     }
 }

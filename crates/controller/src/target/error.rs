@@ -17,7 +17,7 @@ pub enum TargetError {
         namespace: String,
     },
     #[error(
-        "targetRef.kind {0} has no workload support in flagger-rs (Deployment and DaemonSet do; validation refuses the rest)"
+        "targetRef.kind {0} has no workload support in flagger-rs (Deployment, DaemonSet and Service do; validation refuses the rest)"
     )]
     UnsupportedKind(String),
     #[error("HorizontalPodAutoscaler {name}.{namespace} not found")]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use flagger_api::Canary;
 use flagger_providers::router;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::core::v1::{PodSpec, Service};
 use kube::{Client, ResourceExt};
 
 use crate::cache::Cache;
@@ -26,6 +26,7 @@ use crate::context::Context;
 use crate::workload::Settings;
 use crate::workload::configs::TrackedConfigs;
 use crate::workload::selector::{self, SelectorLabel};
+use crate::workload::service_target::Copy as ServiceCopy;
 
 pub use error::TargetError;
 pub use finalizer::FINALIZER;
@@ -35,6 +36,8 @@ pub use observe::records_revision;
 enum Workload {
     Deployment(Box<Deployment>),
     DaemonSet(Box<DaemonSet>),
+    /// A service-only canary: the target and primary are Services (see `workload::service_target`).
+    Service(Box<Service>),
 }
 
 impl Workload {
@@ -42,6 +45,7 @@ impl Workload {
         match self {
             Workload::Deployment(d) => d.spec.as_ref()?.template.spec.as_ref(),
             Workload::DaemonSet(d) => d.spec.as_ref()?.template.spec.as_ref(),
+            Workload::Service(_) => None,
         }
     }
 }
@@ -100,6 +104,25 @@ impl Workloads {
                 (
                     Workload::DaemonSet(Box::new(target)),
                     primary.map(|p| Workload::DaemonSet(Box::new(p))),
+                    selector,
+                )
+            }
+            "Service" => {
+                let target = cache
+                    .get::<Service>(&client, &namespace, &target_ref.name)
+                    .await?
+                    .ok_or_else(missing)?;
+                let primary = cache
+                    .get::<Service>(&client, &namespace, &ServiceCopy::Primary.name(canary))
+                    .await?;
+                // No pods of its own: the selector label is never read for a Service target.
+                let selector = SelectorLabel {
+                    key: String::new(),
+                    value: String::new(),
+                };
+                (
+                    Workload::Service(Box::new(target)),
+                    primary.map(|p| Workload::Service(Box::new(p))),
                     selector,
                 )
             }

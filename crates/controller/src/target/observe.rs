@@ -10,7 +10,7 @@ use kube::ResourceExt;
 
 use super::finalizer::FINALIZER;
 use super::{Workload, Workloads};
-use crate::workload::{readiness, revision};
+use crate::workload::{readiness, revision, service_target};
 
 const SKIP_ANALYSIS: &str = "flagger.app/skip-analysis";
 const RESET: &str = "flagger.app/reset";
@@ -34,10 +34,12 @@ impl Workloads {
                 revision::of_daemonset(d, pod_overrides),
                 readiness::canary_daemonset(d, canary),
             ),
+            Workload::Service(s) => (service_target::revision_of(s), Readiness::Ready),
         };
         let primary_ready = match &self.primary {
             Some(Workload::Deployment(d)) => readiness::primary_deployment(d, canary),
             Some(Workload::DaemonSet(d)) => readiness::primary_daemonset(d, canary),
+            Some(Workload::Service(_)) => Readiness::Ready,
             None => Readiness::Waiting {
                 message: format!(
                     "{}.{} not ready: primary not created yet",

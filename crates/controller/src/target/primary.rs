@@ -11,6 +11,7 @@ use super::{TargetError, Workload, Workloads};
 use crate::workload::primary::{
     PrimaryInputs, PrimaryWrite, primary_daemonset, primary_deployment,
 };
+use crate::workload::service_target::{self, Copy as ServiceCopy};
 use crate::workload::{adoption, revision};
 
 impl Workloads {
@@ -108,6 +109,9 @@ impl Workloads {
                     p.spec.as_ref().map(|s| &s.template),
                 )
             }
+            (Workload::Service(t), Some(Workload::Service(p))) => {
+                service_target::primary_matches(t, p)
+            }
             _ => false,
         };
         Ok(adoption::adopt(status, revision, primary_runs_target))
@@ -130,6 +134,10 @@ impl Workloads {
             }
             Workload::DaemonSet(d) => {
                 let primary = primary_daemonset(d, &inputs)?;
+                Ok(apply(&self.client, &self.cache, &self.namespace, &primary).await?)
+            }
+            Workload::Service(s) => {
+                let primary = service_target::copy_of(canary, s, ServiceCopy::Primary)?;
                 Ok(apply(&self.client, &self.cache, &self.namespace, &primary).await?)
             }
         }

@@ -21,6 +21,7 @@ impl Workloads {
                 scaling::deployment_scale_up(d, canary, primary, self.autoscaler_min(canary).await?)
             }
             Workload::DaemonSet(d) => scaling::daemonset_scale_up(d, canary),
+            Workload::Service(_) => scaling::TargetWrite::none(),
         })
     }
 
@@ -29,6 +30,7 @@ impl Workloads {
         match &self.target {
             Workload::Deployment(d) => scaling::deployment_to_zero(d, canary),
             Workload::DaemonSet(d) => scaling::daemonset_to_zero(d, canary),
+            Workload::Service(_) => scaling::TargetWrite::none(),
         }
     }
 
@@ -50,6 +52,8 @@ impl Workloads {
                 merge_patch::<DaemonSet>(client, cache, namespace, &d.name_any(), None, patch)
                     .await?
             }
+            // Never scaled: its writes are all no-ops, returned above.
+            Workload::Service(_) => {}
         }
         Ok(())
     }

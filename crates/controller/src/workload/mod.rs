@@ -25,6 +25,7 @@ pub mod readiness;
 pub mod revision;
 pub mod scaling;
 pub mod selector;
+pub mod service_target;
 pub mod services;
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ fn normalized(mut template: PodTemplateSpec) -> PodTemplateSpec {
     template
 }
 
-fn hash(v: &impl Serialize) -> String {
+pub(crate) fn hash(v: &impl Serialize) -> String {
     let value = serde_json::to_value(v).unwrap_or(Value::Null);
     let digest = Sha256::digest(canonical_json(&value).as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();

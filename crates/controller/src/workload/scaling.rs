@@ -25,6 +25,14 @@ pub struct TargetWrite {
 }
 
 impl TargetWrite {
+    /// Nothing to write (a target that is never scaled).
+    pub fn none() -> TargetWrite {
+        TargetWrite {
+            patch: json!({}),
+            pod_overrides: None,
+        }
+    }
+
     pub fn is_noop(&self) -> bool {
         self.pod_overrides.is_none() && self.patch.as_object().is_none_or(|m| m.is_empty())
     }

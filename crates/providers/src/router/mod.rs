@@ -1,7 +1,9 @@
 //! Routers: apply routes, set and read weights. One file per provider.
 
 mod appmesh;
+pub mod contour;
 mod gatewayapi;
+pub mod gloo;
 pub mod istio;
 mod kubernetes;
 mod kuma;
@@ -22,7 +24,9 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 pub use appmesh::{AppMeshRouter, AppMeshVersion, PodLabel, v1beta2_objects};
+pub use contour::ContourRouter;
 pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
+pub use gloo::GlooRouter;
 pub use istio::IstioRouter;
 pub use kubernetes::KubernetesRouter;
 pub use kuma::{KumaRouter, render as render_traffic_route};
@@ -113,6 +117,11 @@ pub fn for_provider(
             Ok(Box::new(GatewayApiRouter::new(client, GatewayVersion::V1)))
         }
         "kuma" => Ok(Box::new(KumaRouter::new(client))),
+        p if p == "gloo" || p.starts_with("gloo:") => Ok(Box::new(GlooRouter::new(client))),
+        "contour" => Ok(Box::new(ContourRouter::new(
+            client,
+            settings.ingress_class.clone(),
+        ))),
         "appmesh" => Ok(Box::new(AppMeshRouter::new(
             client,
             AppMeshVersion::V1beta1,
@@ -225,6 +234,16 @@ fn weight(v: Option<&Value>) -> Option<u32> {
         .and_then(|w| u32::try_from(w.clamp(0, 100)).ok())
 }
 
+/// Routes from the primary's entry of a router that holds the primary's weight: canary = 100 − primary.
+fn primary_share(primary: &Value) -> Routes {
+    let p = weight(primary.get("weight")).unwrap_or(0);
+    Routes {
+        primary: p,
+        canary: 100 - p,
+        mirror: 0,
+    }
+}
+
 /// Routes as a router stores them, including the mirror percentage `RouteState` does not carry.
 fn state(routes: Routes) -> RouteState {
     RouteState {
@@ -271,6 +290,9 @@ mod tests {
             "smi:v1alpha3",
             "smi:v1alpha3:istio",
             "smi:v1alpha1:linkerd",
+            "contour",
+            "gloo",
+            "gloo:gloo-system",
         ];
         for flag in names {
             let effective = flagger_api::validate::providers::effective(None, flag);
