@@ -445,7 +445,7 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
         CANARY,
         "spec: {targetRef: {apiVersion: v1, kind: Service, name: podinfo}}",
         "spec.targetRef.kind",
-        "a Service target (service-only or Knative) is not implemented",
+        "a Service target (service-only) is not implemented",
         E,
     ),
     (
@@ -544,6 +544,13 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
         "spec: {analysis: {canaryAnalysis: {templateVariables: {tolerations: [{key: spot, operator: Sometimes}]}}}}",
         "spec.analysis.canaryAnalysis.templateVariables.tolerations[0].operator",
         "unsupported value",
+        E,
+    ),
+    (
+        CANARY,
+        "spec: {targetRef: {apiVersion: serving.knative.dev/v1, kind: Service, name: podinfo}}",
+        "spec.provider",
+        "requires the knative provider, not istio",
         E,
     ),
     (

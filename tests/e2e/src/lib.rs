@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod messages;
 pub mod monitoring;
 pub mod objects;
+pub mod skipper;
 pub mod traffic;
 
 use std::fmt::Debug;

@@ -176,13 +176,14 @@ fn target_ref(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
             ),
         );
     }
-    if t.kind == "Service" {
-        // Service-only and Knative Service canaries need routers that copy Services or split a Knative
-        // Service's revisions; without them the controller would stop at the target on every tick.
+    let knative_target = t.kind == "Service" && t.api_version.starts_with("serving.knative.dev/");
+    if t.kind == "Service" && !knative_target {
+        // Service-only canaries need routers that copy Services; without them the controller would
+        // stop at the target on every tick.
         p.error(
             reason::NOT_IMPLEMENTED,
             "spec.targetRef.kind",
-            "a Service target (service-only or Knative) is not implemented by flagger-rs yet; the canary is left untouched",
+            "a Service target (service-only) is not implemented by flagger-rs yet; the canary is left untouched",
         );
     }
     if !t.name.is_empty() {
@@ -205,13 +206,12 @@ fn target_ref(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
             ),
         );
     }
-    let knative_target = t.kind == "Service" && t.api_version.starts_with("serving.knative.dev/");
     let knative_provider = ctx.provider.as_deref() == Some("knative");
-    if knative_target && !knative_provider && ctx.provider.is_some() {
+    if let Some(other) = ctx.provider.as_deref().filter(|_| knative_target && !knative_provider) {
         p.error(
             reason::KNATIVE_MISMATCH,
             "spec.provider",
-            "a Knative Service target requires the knative provider",
+            format!("a Knative Service target requires the knative provider, not {other}"),
         );
     }
     if knative_provider && !knative_target && !t.kind.is_empty() {

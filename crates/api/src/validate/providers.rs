@@ -48,6 +48,8 @@ pub fn runs(p: &str) -> bool {
             | "kuma"
             | "appmesh"
             | "appmesh:v1beta2"
+            | "skipper"
+            | "knative"
     ) || is_gateway_api(p)
 }
 

@@ -1,12 +1,14 @@
 //! Routers: apply routes, set and read weights. One file per provider.
 
 mod appmesh;
+mod canary_ingress;
 mod gatewayapi;
 pub mod istio;
 mod kubernetes;
 mod kuma;
 mod nginx;
 pub mod session_affinity;
+mod skipper;
 mod smi;
 mod traefik;
 
@@ -27,6 +29,7 @@ pub use istio::IstioRouter;
 pub use kubernetes::KubernetesRouter;
 pub use kuma::{KumaRouter, render as render_traffic_route};
 pub use nginx::NginxRouter;
+pub use skipper::SkipperRouter;
 pub use smi::{SmiRouter, SmiVersion, render as render_traffic_split, smi_provider};
 pub use traefik::TraefikRouter;
 
@@ -113,6 +116,7 @@ pub fn for_provider(
             Ok(Box::new(GatewayApiRouter::new(client, GatewayVersion::V1)))
         }
         "kuma" => Ok(Box::new(KumaRouter::new(client))),
+        "skipper" => Ok(Box::new(SkipperRouter::new(client))),
         "appmesh" => Ok(Box::new(AppMeshRouter::new(
             client,
             AppMeshVersion::V1beta1,
