@@ -89,7 +89,7 @@ traefik: [[traefik.io, traefikservices]]
 contour: [[projectcontour.io, httpproxies]]
 gloo: [[gloo.solo.io, upstreams], [gateway.solo.io, routetables]]
 apisix: [[apisix.apache.org, apisixroutes]]
-knative: [[serving.knative.dev, services]]
+knative: [[serving.knative.dev, services, revisions]]
 kubernetes: []
 {{- end -}}
 

@@ -30,9 +30,9 @@ use crate::workload::services::{
 };
 use crate::workload::{Settings, WorkloadError, adoption, hpa, readiness, revision, scaling};
 
-pub const FINALIZER: &str = "finalizer.flagger.app";
-const SKIP_ANALYSIS: &str = "flagger.app/skip-analysis";
-const RESET: &str = "flagger.app/reset";
+pub use crate::finalizer::FINALIZER;
+pub(crate) const SKIP_ANALYSIS: &str = "flagger.app/skip-analysis";
+pub(crate) const RESET: &str = "flagger.app/reset";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -613,47 +613,6 @@ impl Workloads {
                 self.cache.wrote(&patched);
             }
         }
-        Ok(())
-    }
-
-    pub async fn add_finalizer(&self, canary: &Canary) -> Result<(), kube::Error> {
-        let mut finalizers = canary.finalizers().to_vec();
-        if finalizers.iter().any(|f| f == FINALIZER) {
-            return Ok(());
-        }
-        finalizers.push(FINALIZER.into());
-        self.set_finalizers(canary, finalizers).await
-    }
-
-    pub async fn remove_finalizer(&self, canary: &Canary) -> Result<(), kube::Error> {
-        let finalizers: Vec<String> = canary
-            .finalizers()
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect();
-        if finalizers.len() == canary.finalizers().len() {
-            return Ok(());
-        }
-        self.set_finalizers(canary, finalizers).await
-    }
-
-    async fn set_finalizers(
-        &self,
-        canary: &Canary,
-        finalizers: Vec<String>,
-    ) -> Result<(), kube::Error> {
-        let api: Api<Canary> = Api::namespaced(self.client.clone(), &self.namespace);
-        // The resourceVersion makes this a compare-and-swap against other finalizer owners.
-        let patch = serde_json::json!({
-            "metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}
-        });
-        api.patch(
-            &canary.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await?;
         Ok(())
     }
 }

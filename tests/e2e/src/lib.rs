@@ -13,6 +13,7 @@ pub mod bench;
 pub mod controller;
 pub mod gateway;
 pub mod hooks;
+pub mod knative;
 pub mod messages;
 pub mod monitoring;
 pub mod objects;

@@ -35,7 +35,9 @@ async fn answers(what: &str, url: String) -> Result<()> {
     poll_until(what, Duration::from_secs(60), || {
         let url = url.clone();
         async move {
-            let ok = crate::traffic::get(&url, None).await.is_ok_and(|(s, _)| s == 200);
+            let ok = crate::traffic::get(&url, None)
+                .await
+                .is_ok_and(|(s, _)| s == 200);
             Ok(ok.then_some(()))
         }
     })
@@ -54,7 +56,11 @@ impl Skipper {
             &[format!("--port={api_port}"), "--address=127.0.0.1".into()],
             &[],
         )?;
-        answers("kubectl proxy", format!("http://127.0.0.1:{api_port}/version")).await?;
+        answers(
+            "kubectl proxy",
+            format!("http://127.0.0.1:{api_port}/version"),
+        )
+        .await?;
         let (port, metrics_port) = (free_port()?, free_port()?);
         let args = [
             "-kubernetes".to_string(),
@@ -74,7 +80,11 @@ impl Skipper {
             "-application-log-level=INFO".into(),
         ];
         let skipper = Proc::spawn_program("skipper", &format!("{ns}-skipper"), &bin, &args, &[])?;
-        answers("skipper metrics", format!("http://127.0.0.1:{metrics_port}/metrics")).await?;
+        answers(
+            "skipper metrics",
+            format!("http://127.0.0.1:{metrics_port}/metrics"),
+        )
+        .await?;
         let scrape = ScrapeTarget::register(&format!("{ns}-skipper"), metrics_port)?;
         wait_scraped(PROMETHEUS, &scrape.instance, Duration::from_secs(60)).await?;
         Ok(Skipper {

@@ -134,8 +134,15 @@ async fn expect_canary_ingress(ns: &TestNamespace, primary: u32, canary: u32) ->
     let (weights, predicate) = canary_ingress(ns).await?;
     let want = json!({"podinfo-primary": primary, "podinfo-canary": canary});
     ensure!(weights == want, "backend weights {weights}, want {want}");
-    let switch = if canary == 0 { "False()" } else { "Weight(100)" };
-    ensure!(predicate == switch, "predicate {predicate:?}, want {switch:?}");
+    let switch = if canary == 0 {
+        "False()"
+    } else {
+        "Weight(100)"
+    };
+    ensure!(
+        predicate == switch,
+        "predicate {predicate:?}, want {switch:?}"
+    );
     Ok(())
 }
 
@@ -152,18 +159,33 @@ async fn healthy_run_measured_per_step(
     apply(&deployments, &App::new(APP, NEW, 1).deployment()?).await?;
     for w in STEPS {
         gate.open_gate("/gate");
-        let at = wait_canary(&api, APP, &format!("at canary weight {w}"), RUN, ctrl, |o| {
-            step(o).weight >= i64::from(w) || step(o).phase == "Failed"
-        })
+        let at = wait_canary(
+            &api,
+            APP,
+            &format!("at canary weight {w}"),
+            RUN,
+            ctrl,
+            |o| step(o).weight >= i64::from(w) || step(o).phase == "Failed",
+        )
         .await?;
         gate.close_gate("/gate");
-        ensure!(step(&at).weight == i64::from(w), "the gate closed too late: {}", rec.render());
+        ensure!(
+            step(&at).weight == i64::from(w),
+            "the gate closed too late: {}",
+            rec.render()
+        );
         expect_canary_ingress(ns, 100 - w, w).await?;
         until_split(skipper, host, NEW, f64::from(w)).await?;
         let measured = share(skipper, host, NEW, MEASURE_REQUESTS).await?;
         let still = step(&api.get(APP).await?);
-        ensure!(still.weight == i64::from(w), "the weight moved during the measurement: {}", rec.render());
-        eprintln!("MEASURED skipper: canary weight {w} -> {measured:.1}% of {MEASURE_REQUESTS} replies from {NEW}");
+        ensure!(
+            still.weight == i64::from(w),
+            "the weight moved during the measurement: {}",
+            rec.render()
+        );
+        eprintln!(
+            "MEASURED skipper: canary weight {w} -> {measured:.1}% of {MEASURE_REQUESTS} replies from {NEW}"
+        );
         ensure!(
             (measured - f64::from(w)).abs() <= TOLERANCE,
             "canary share {measured:.1}% at weight {w} (±{TOLERANCE})"
@@ -177,7 +199,10 @@ async fn healthy_run_measured_per_step(
     until_split(skipper, host, NEW, 100.0).await?;
     let after = share(skipper, host, NEW, 200).await?;
     eprintln!("MEASURED skipper: after promotion {after:.1}% of 200 replies from {NEW}");
-    ensure!(after == 100.0, "after promotion only {after:.1}% from {NEW}");
+    ensure!(
+        after == 100.0,
+        "after promotion only {after:.1}% from {NEW}"
+    );
     Ok(())
 }
 
@@ -198,7 +223,10 @@ async fn skipper_canary_split_promotion_and_rollback_on_skipper_metrics() -> Res
         let ctrl = start_controller_named(
             &ns.name,
             "controller",
-            &["-mesh-provider=skipper", "-metrics-server=http://127.0.0.1:1"],
+            &[
+                "-mesh-provider=skipper",
+                "-metrics-server=http://127.0.0.1:1",
+            ],
         )?;
         apply_value(&ns.client, Some(&ns.name), canary(&gate.at("/gate"))).await?;
         wait_phase(&canaries(&ns), APP, "Initialized", RUN, &ctrl).await?;
@@ -207,7 +235,11 @@ async fn skipper_canary_split_promotion_and_rollback_on_skipper_metrics() -> Res
         until_split(&skipper, &host, OLD, 100.0).await?;
 
         // A paced background load so every check has requests on the canary's route in its window.
-        let load = Load::start(vec![Target::with_host(skipper.url.clone(), host.clone())], 40, 2 * RUN);
+        let load = Load::start(
+            vec![Target::with_host(skipper.url.clone(), host.clone())],
+            40,
+            2 * RUN,
+        );
         healthy_run_measured_per_step(&ns, &ctrl, &skipper, &host, &gate).await?;
 
         let api = canaries(&ns);
@@ -216,7 +248,10 @@ async fn skipper_canary_split_promotion_and_rollback_on_skipper_metrics() -> Res
         apply(&deployments, &bad.deployment()?).await?;
         let done = wait_phase(&api, APP, "Failed", RUN, &ctrl).await;
         let replies = load.finish().await?;
-        eprintln!("failed run: {}; load replies by status: {replies:?}", rec.render());
+        eprintln!(
+            "failed run: {}; load replies by status: {replies:?}",
+            rec.render()
+        );
         let done = done?;
         ensure_rolled_back_on_success_rate(
             &ns,

@@ -207,7 +207,11 @@ fn target_ref(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
         );
     }
     let knative_provider = ctx.provider.as_deref() == Some("knative");
-    if let Some(other) = ctx.provider.as_deref().filter(|_| knative_target && !knative_provider) {
+    if let Some(other) = ctx
+        .provider
+        .as_deref()
+        .filter(|_| knative_target && !knative_provider)
+    {
         p.error(
             reason::KNATIVE_MISMATCH,
             "spec.provider",

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use flagger_api::Canary;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::Value;
 
 use super::{FIELD_MANAGER, FLUX_ANNOTATIONS, RouterError, api_error, namespace, without_flux};
@@ -21,9 +21,7 @@ pub(super) fn ingress_ref<'a>(canary: &'a Canary, provider: &str) -> Result<&'a 
         .ingress_ref
         .as_ref()
         .map(|r| r.name.as_str())
-        .ok_or_else(|| {
-            RouterError::Invalid(format!("spec.ingressRef is required for {provider}"))
-        })
+        .ok_or_else(|| RouterError::Invalid(format!("spec.ingressRef is required for {provider}")))
 }
 
 pub(super) fn name(canary: &Canary, provider: &str) -> Result<String, RouterError> {

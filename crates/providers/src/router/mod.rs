@@ -4,6 +4,7 @@ mod appmesh;
 mod canary_ingress;
 mod gatewayapi;
 pub mod istio;
+pub mod knative;
 mod kubernetes;
 mod kuma;
 mod nginx;
@@ -26,6 +27,7 @@ use serde_json::{Value, json};
 pub use appmesh::{AppMeshRouter, AppMeshVersion, PodLabel, v1beta2_objects};
 pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
 pub use istio::IstioRouter;
+pub use knative::KnativeRouter;
 pub use kubernetes::KubernetesRouter;
 pub use kuma::{KumaRouter, render as render_traffic_route};
 pub use nginx::NginxRouter;
@@ -117,6 +119,7 @@ pub fn for_provider(
         }
         "kuma" => Ok(Box::new(KumaRouter::new(client))),
         "skipper" => Ok(Box::new(SkipperRouter::new(client))),
+        "knative" => Ok(Box::new(KnativeRouter::new(client))),
         "appmesh" => Ok(Box::new(AppMeshRouter::new(
             client,
             AppMeshVersion::V1beta1,
@@ -265,6 +268,8 @@ mod tests {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = Client::try_from(config).unwrap();
         let names = [
+            "skipper",
+            "knative",
             "linkerd",
             "osm",
             "kuma",

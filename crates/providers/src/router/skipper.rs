@@ -78,7 +78,12 @@ pub fn render(
     let canary_svc = canary.spec.canary_service_name();
     let mut spec = source.spec.clone().unwrap_or_default();
     let mut found = false;
-    for http in spec.rules.iter_mut().flatten().filter_map(|r| r.http.as_mut()) {
+    for http in spec
+        .rules
+        .iter_mut()
+        .flatten()
+        .filter_map(|r| r.http.as_mut())
+    {
         let mut added = Vec::new();
         for path in http.paths.iter_mut() {
             let Some(svc) = path.backend.service.as_mut().filter(|s| s.name == apex) else {
@@ -120,7 +125,9 @@ pub fn render(
 pub fn parse(canary: &Canary, ingress: &Ingress) -> Result<RouteState, RouterError> {
     let name = ingress.name_any();
     let raw = ingress.annotations().get(BACKEND_WEIGHTS).ok_or_else(|| {
-        RouterError::Api(format!("ingress {name} has no {BACKEND_WEIGHTS} annotation"))
+        RouterError::Api(format!(
+            "ingress {name} has no {BACKEND_WEIGHTS} annotation"
+        ))
     })?;
     let weights: BTreeMap<String, Value> = serde_json::from_str(raw)
         .map_err(|e| RouterError::Api(format!("ingress {name}: {BACKEND_WEIGHTS}: {e}")))?;
@@ -240,9 +247,17 @@ mod tests {
     fn weights_read_back_as_written() {
         let c = canary();
         let src = source(None);
-        for routes in [Routes::PRIMARY, Routes::split(20), Routes::split(60), Routes::CANARY] {
+        for routes in [
+            Routes::PRIMARY,
+            Routes::split(20),
+            Routes::split(60),
+            Routes::CANARY,
+        ] {
             let back = parse(&c, &parsed(ingress(&c, &src, routes))).unwrap();
-            assert_eq!((back.primary, back.canary, back.mirrored), (routes.primary, routes.canary, false));
+            assert_eq!(
+                (back.primary, back.canary, back.mirrored),
+                (routes.primary, routes.canary, false)
+            );
         }
     }
 
@@ -260,7 +275,10 @@ mod tests {
             off[BACKEND_WEIGHTS],
             r#"{"podinfo-canary":0,"podinfo-primary":100}"#
         );
-        assert_eq!(with_predicate(Some(" False() &&  && Path(\"/\") "), WINS), "Weight(100) && Path(\"/\")");
+        assert_eq!(
+            with_predicate(Some(" False() &&  && Path(\"/\") "), WINS),
+            "Weight(100) && Path(\"/\")"
+        );
     }
 
     #[test]
