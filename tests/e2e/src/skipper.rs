@@ -53,7 +53,11 @@ impl Skipper {
             "kubectl proxy",
             &format!("{ns}-kubectl-proxy"),
             std::path::Path::new("kubectl"),
-            &[format!("--port={api_port}"), "--address=127.0.0.1".into()],
+            &[
+                "proxy".into(),
+                format!("--port={api_port}"),
+                "--address=127.0.0.1".into(),
+            ],
             &[],
         )?;
         answers(

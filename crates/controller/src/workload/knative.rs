@@ -51,13 +51,13 @@ pub fn revision_readiness(name: &str, namespace: &str, revision: Option<&Value>)
 
 /// Initialisation: the latest created revision becomes the primary and gets all the traffic.
 pub fn initialise(canary: &Canary, latest: &str) -> Value {
-    traffic_body(canary, Some(latest), traffic(latest, Routes::PRIMARY))
+    traffic_body(canary, latest, traffic(latest, Routes::PRIMARY))
 }
 
 /// Promotion: the annotation moves to the latest created revision; the traffic is left to the
 /// router, which sends it all there next.
 pub fn promote(canary: &Canary, latest: &str, live_traffic: &Value) -> Value {
-    traffic_body(canary, Some(latest), live_traffic.clone())
+    traffic_body(canary, latest, live_traffic.clone())
 }
 
 #[cfg(test)]

@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 
 use flagger_api::Canary;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, IngressSpec};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::{FIELD_MANAGER, FLUX_ANNOTATIONS, RouterError, api_error, namespace, without_flux};
+use super::{
+    FIELD_MANAGER, FLUX_ANNOTATIONS, RouterError, api_error, namespace, owner_reference, without_flux,
+};
 
 const KUBECTL_LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -45,6 +47,28 @@ pub(super) fn annotations(
         out.insert(k.to_string(), v.to_string());
     }
     out
+}
+
+/// The canary Ingress: the user's labels, the given annotations and spec, owned by the Canary.
+pub(super) fn object(
+    canary: &Canary,
+    provider: &str,
+    source: &Ingress,
+    annotations: BTreeMap<String, String>,
+    spec: &IngressSpec,
+) -> Result<Value, RouterError> {
+    Ok(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": name(canary, provider)?,
+            "namespace": namespace(canary),
+            "labels": without_flux(source.metadata.labels.as_ref()),
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(canary)?],
+        },
+        "spec": spec,
+    }))
 }
 
 /// Reads and writes the user's Ingress and its canary copy in the canary's namespace.

@@ -40,20 +40,18 @@ pub fn traffic(primary_revision: &str, routes: Routes) -> Value {
     ])
 }
 
-/// The apply body that writes only `spec.traffic` (and, when given, the primary revision): the
-/// rest of the Service stays the user's.
-pub fn traffic_body(canary: &Canary, primary_revision: Option<&str>, traffic: Value) -> Value {
-    let mut metadata = json!({
-        "name": canary.spec.target_ref.name,
-        "namespace": namespace(canary),
-    });
-    if let Some(rev) = primary_revision {
-        metadata["annotations"] = json!({PRIMARY_REVISION: rev});
-    }
+/// The apply body that writes only `spec.traffic` and the primary revision: the rest of the
+/// Service stays the user's. Every apply carries both, because server-side apply removes what the
+/// field manager wrote before and leaves out now.
+pub fn traffic_body(canary: &Canary, primary_revision: &str, traffic: Value) -> Value {
     json!({
         "apiVersion": GROUP_VERSION,
         "kind": "Service",
-        "metadata": metadata,
+        "metadata": {
+            "name": canary.spec.target_ref.name,
+            "namespace": namespace(canary),
+            "annotations": {PRIMARY_REVISION: primary_revision},
+        },
         "spec": {"traffic": traffic},
     })
 }
@@ -126,7 +124,7 @@ impl Router for KnativeRouter {
                     "Knative Service {name} has no {PRIMARY_REVISION} annotation"
                 ))
             })?;
-            let body = traffic_body(canary, None, traffic(primary, routes));
+            let body = traffic_body(canary, primary, traffic(primary, routes));
             super::apply_value(&services(&self.client, canary), name, &body).await
         })
     }
@@ -184,19 +182,19 @@ mod tests {
             "initialise",
             traffic_body(
                 &c,
-                Some("podinfo-00001"),
+                "podinfo-00001",
                 traffic("podinfo-00001", Routes::PRIMARY)
             )
         );
         insta::assert_yaml_snapshot!(
             "weight_20",
-            traffic_body(&c, None, traffic("podinfo-00001", Routes::split(20)))
+            traffic_body(&c, "podinfo-00001", traffic("podinfo-00001", Routes::split(20)))
         );
         insta::assert_yaml_snapshot!(
             "promoted",
             traffic_body(
                 &c,
-                Some("podinfo-00002"),
+                "podinfo-00002",
                 traffic("podinfo-00002", Routes::PRIMARY)
             )
         );

@@ -7,10 +7,10 @@ use flagger_api::Canary;
 use flagger_core::{RouteState, Routes};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::canary_ingress::{self, Ingresses};
-use super::{Router, RouterError, RouterFuture, namespace, owner_reference, without_flux};
+use super::{Router, RouterError, RouterFuture};
 
 const PROVIDER: &str = "nginx";
 
@@ -103,18 +103,7 @@ pub fn render(
     let canary_prefix = format!("{prefix}/canary");
     let annotations =
         canary_ingress::annotations(source, |k| k.starts_with(&canary_prefix), routing);
-    Ok(json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {
-            "name": canary_ingress::name(canary, PROVIDER)?,
-            "namespace": namespace(canary),
-            "labels": without_flux(source.metadata.labels.as_ref()),
-            "annotations": annotations,
-            "ownerReferences": [owner_reference(canary)?],
-        },
-        "spec": spec,
-    }))
+    canary_ingress::object(canary, PROVIDER, source, annotations, &spec)
 }
 
 /// Routes from the canary Ingress' annotations.
@@ -204,6 +193,7 @@ impl Router for NginxRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use crate::router::fixtures;
 
     const PREFIX: &str = "nginx.ingress.kubernetes.io";
