@@ -3,8 +3,8 @@
 //! Skipper queries over Skipper's own route metrics, scraped by the cluster's Prometheus.
 //!
 //! podinfo 6.0.0 behind Ingress `podinfo` (class `skipper`) → Canary (stepWeight 20, maxWeight 60, interval 3s,
-//! threshold 2, builtin `request-success-rate` and `request-duration`, a `confirm-traffic-increase` gate the test
-//! holds at every step) under a paced background load through Skipper:
+//! threshold 2, builtin `request-success-rate` and `request-duration`, `confirm-traffic-increase` and
+//! `confirm-promotion` gates the test holds at every step) under a paced background load through Skipper:
 //! * 6.0.1 (healthy): at each canary weight the split measured over bounded request runs through Skipper is
 //!   within ±5 points of the weight and the canary Ingress carries those backend weights; promoted without a
 //!   failed check; then every reply comes from 6.0.1 and the canary Ingress is switched off (`False()`).
@@ -62,7 +62,12 @@ fn canary(gate: &str) -> serde_json::Value {
                     {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 99}},
                     {"name": "request-duration", "interval": "10s", "thresholdRange": {"max": 500}},
                 ],
-                "webhooks": [{"name": "gate", "type": "confirm-traffic-increase", "url": gate}],
+                // One gate before every increase and before promotion, so the run holds at each weight,
+                // the last one included, while the split is measured.
+                "webhooks": [
+                    {"name": "gate", "type": "confirm-traffic-increase", "url": gate},
+                    {"name": "promotion-gate", "type": "confirm-promotion", "url": gate},
+                ],
             },
         },
     })

@@ -11,7 +11,8 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::{
-    FIELD_MANAGER, FLUX_ANNOTATIONS, RouterError, api_error, namespace, owner_reference, without_flux,
+    FIELD_MANAGER, FLUX_ANNOTATIONS, RouterError, api_error, namespace, owner_reference,
+    without_flux,
 };
 
 const KUBECTL_LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

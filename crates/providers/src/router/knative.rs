@@ -188,7 +188,11 @@ mod tests {
         );
         insta::assert_yaml_snapshot!(
             "weight_20",
-            traffic_body(&c, "podinfo-00001", traffic("podinfo-00001", Routes::split(20)))
+            traffic_body(
+                &c,
+                "podinfo-00001",
+                traffic("podinfo-00001", Routes::split(20))
+            )
         );
         insta::assert_yaml_snapshot!(
             "promoted",

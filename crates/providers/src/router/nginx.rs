@@ -193,8 +193,8 @@ impl Router for NginxRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use crate::router::fixtures;
+    use serde_json::json;
 
     const PREFIX: &str = "nginx.ingress.kubernetes.io";
 

@@ -175,8 +175,8 @@ impl Router for SkipperRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use crate::router::fixtures;
+    use serde_json::json;
 
     fn canary() -> Canary {
         fixtures::canary(json!({
