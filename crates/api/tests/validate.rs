@@ -562,6 +562,13 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
     ),
     (
         CANARY,
+        "spec: {targetRef: {apiVersion: serving.knative.dev/v1, kind: Service, name: podinfo}}",
+        "spec.provider",
+        "requires the knative provider, not istio",
+        E,
+    ),
+    (
+        CANARY,
         "spec: {provider: knative}",
         "spec.targetRef",
         "Knative",

@@ -30,7 +30,13 @@ pub struct Checked {
     pub kind: Option<MetricKind>,
 }
 
-pub async fn run(ctx: &Context, canary: &Canary, name: &str) -> Checked {
+/// `knative_revision`: for a Knative Service target, the revision under analysis.
+pub async fn run(
+    ctx: &Context,
+    canary: &Canary,
+    name: &str,
+    knative_revision: Option<&str>,
+) -> Checked {
     let Some(metric) = canary
         .spec
         .analysis
@@ -75,9 +81,8 @@ pub async fn run(ctx: &Context, canary: &Canary, name: &str) -> Checked {
             Some(Err(why)) => Err(why.as_str()),
             None => Err("templateRef metrics do not use the canary's Prometheus"),
         },
-        // No Knative router exists yet to report the latest created revision, so `route` is
-        // the canary's `routeRef` (or target) name.
-        route_override: None,
+        // A Knative target's `route` is its latest created revision, the revision under analysis.
+        route_override: knative_revision,
     };
     let resolved = template.as_ref().map(|t| match t {
         Ok((template, provider, _)) => ResolvedTemplate::Ready {

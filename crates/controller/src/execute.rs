@@ -19,7 +19,7 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::fulfil;
 use crate::metrics::{OutcomeLabels, RollbackLabels};
-use crate::target::Workloads;
+use crate::targets::Target;
 use crate::workload::scaling::TargetWrite;
 
 pub struct Outcome {
@@ -36,7 +36,7 @@ pub struct Executor<'a> {
     ctx: &'a Context,
     canary: &'a Canary,
     spec: &'a RolloutSpec,
-    workloads: &'a Workloads,
+    workloads: &'a Target,
 }
 
 impl<'a> Executor<'a> {
@@ -44,7 +44,7 @@ impl<'a> Executor<'a> {
         ctx: &'a Context,
         canary: &'a Canary,
         spec: &'a RolloutSpec,
-        workloads: &'a Workloads,
+        workloads: &'a Target,
     ) -> Self {
         Executor {
             ctx,
@@ -72,7 +72,7 @@ impl<'a> Executor<'a> {
                     outcome.notices.push(notice)
                 }
                 Action::RemoveFinalizer => {
-                    if let Err(e) = self.workloads.remove_finalizer(self.canary).await {
+                    if let Err(e) = crate::finalizer::remove(&self.ctx.client, self.canary).await {
                         outcome.result = Err(e.to_string());
                         break;
                     }
@@ -129,7 +129,9 @@ impl<'a> Executor<'a> {
         let w = self.workloads;
         let kube = |e: crate::target::TargetError| e.to_string();
         match action {
-            Action::AddFinalizer => w.add_finalizer(canary).await.map_err(kube),
+            Action::AddFinalizer => crate::finalizer::add(&self.ctx.client, canary)
+                .await
+                .map_err(|e| crate::target::TargetError::from(e).to_string()),
             Action::EnsurePrimary => {
                 // App Mesh's sidecar injector needs the primary's VirtualNode before the primary
                 // pods start, so its routing objects come first.

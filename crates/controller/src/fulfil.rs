@@ -109,8 +109,9 @@ pub async fn metrics(
     names: &[String],
     observation: &mut Observation,
 ) {
+    let knative_revision = crate::targets::is_knative(canary).then(|| observation.revision.clone());
     for name in names {
-        let checked = crate::checks::run(ctx, canary, name).await;
+        let checked = crate::checks::run(ctx, canary, name, knative_revision.as_deref()).await;
         for warning in &checked.warnings {
             let message = format!("Metric {name}: {warning}");
             ctx.recorder

@@ -18,7 +18,8 @@ use crate::context::Context;
 use crate::execute::Executor;
 use crate::fulfil;
 use crate::status;
-use crate::target::{TargetError, Workloads, records_revision};
+use crate::target::{TargetError, records_revision};
+use crate::targets::Target;
 use crate::workload::revision;
 
 /// How often `advance` may ask for more results within one tick before the tick is abandoned: a
@@ -83,7 +84,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         }
     };
 
-    let workloads = match Workloads::load(&ctx, &canary).await {
+    let workloads = match Target::load(&ctx, &canary).await {
         Ok(w) => w,
         Err(TargetError::Kube(e)) => return Err(Error::Kube(e)),
         Err(e) => {

@@ -15,10 +15,12 @@ pub mod chaos;
 pub mod controller;
 pub mod gateway;
 pub mod hooks;
+pub mod knative;
 pub mod messages;
 pub mod monitoring;
 pub mod objects;
 pub mod shapes;
+pub mod skipper;
 pub mod traffic;
 
 use std::fmt::Debug;

@@ -176,16 +176,9 @@ fn target_ref(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
             ),
         );
     }
-    if t.kind == "Service" && !t.api_version.starts_with("serving.knative.dev/") {
+    let knative_target = t.kind == "Service" && t.api_version.starts_with("serving.knative.dev/");
+    if t.kind == "Service" && !knative_target {
         service_target(p, spec, ctx);
-    } else if t.kind == "Service" {
-        // Knative Service canaries need a router that splits a Knative Service's revisions; without
-        // it the controller would stop at the target on every tick.
-        p.error(
-            reason::NOT_IMPLEMENTED,
-            "spec.targetRef.kind",
-            "a Knative Service target is not implemented by flagger-rs yet; the canary is left untouched",
-        );
     }
     if !t.name.is_empty() {
         if let Err(e) = names::dns1123_subdomain(&t.name) {
@@ -207,13 +200,16 @@ fn target_ref(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
             ),
         );
     }
-    let knative_target = t.kind == "Service" && t.api_version.starts_with("serving.knative.dev/");
     let knative_provider = ctx.provider.as_deref() == Some("knative");
-    if knative_target && !knative_provider && ctx.provider.is_some() {
+    if let Some(other) = ctx
+        .provider
+        .as_deref()
+        .filter(|_| knative_target && !knative_provider)
+    {
         p.error(
             reason::KNATIVE_MISMATCH,
             "spec.provider",
-            "a Knative Service target requires the knative provider",
+            format!("a Knative Service target requires the knative provider, not {other}"),
         );
     }
     if knative_provider && !knative_target && !t.kind.is_empty() {

@@ -50,6 +50,8 @@ pub fn runs(p: &str) -> bool {
             | "appmesh:v1beta2"
             | "contour"
             | "gloo"
+            | "skipper"
+            | "knative"
     ) || is_gateway_api(p)
 }
 

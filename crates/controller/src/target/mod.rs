@@ -7,7 +7,6 @@ mod apply;
 mod autoscaler;
 mod configs;
 mod error;
-mod finalizer;
 mod observe;
 mod primary;
 mod scaling;
@@ -29,7 +28,8 @@ use crate::workload::selector::{self, SelectorLabel};
 use crate::workload::service_target::Copy as ServiceCopy;
 
 pub use error::TargetError;
-pub use finalizer::FINALIZER;
+pub use crate::finalizer::FINALIZER;
+pub(crate) use observe::{RESET, SKIP_ANALYSIS};
 pub use observe::records_revision;
 
 #[derive(Clone)]

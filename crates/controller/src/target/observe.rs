@@ -8,12 +8,12 @@ use flagger_core::{Observation, Readiness, RolloutSpec};
 use flagger_providers::router;
 use kube::ResourceExt;
 
-use super::finalizer::FINALIZER;
+use crate::finalizer::FINALIZER;
 use super::{Workload, Workloads};
 use crate::workload::{readiness, revision, service_target};
 
-const SKIP_ANALYSIS: &str = "flagger.app/skip-analysis";
-const RESET: &str = "flagger.app/reset";
+pub(crate) const SKIP_ANALYSIS: &str = "flagger.app/skip-analysis";
+pub(crate) const RESET: &str = "flagger.app/reset";
 
 impl Workloads {
     pub async fn observe(

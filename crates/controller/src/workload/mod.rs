@@ -18,6 +18,7 @@ pub mod adoption;
 pub mod checksum;
 pub mod configs;
 pub mod hpa;
+pub mod knative;
 pub mod labels;
 pub mod overrides;
 pub mod primary;

@@ -1,14 +1,17 @@
 //! Routers: apply routes, set and read weights. One file per provider.
 
 mod appmesh;
+mod canary_ingress;
 pub mod contour;
 mod gatewayapi;
 pub mod gloo;
 pub mod istio;
+pub mod knative;
 mod kubernetes;
 mod kuma;
 mod nginx;
 pub mod session_affinity;
+mod skipper;
 mod smi;
 mod traefik;
 
@@ -28,9 +31,11 @@ pub use contour::ContourRouter;
 pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
 pub use gloo::GlooRouter;
 pub use istio::IstioRouter;
+pub use knative::KnativeRouter;
 pub use kubernetes::KubernetesRouter;
 pub use kuma::{KumaRouter, render as render_traffic_route};
 pub use nginx::NginxRouter;
+pub use skipper::SkipperRouter;
 pub use smi::{SmiRouter, SmiVersion, render as render_traffic_split, smi_provider};
 pub use traefik::TraefikRouter;
 
@@ -122,6 +127,8 @@ pub fn for_provider(
             client,
             settings.ingress_class.clone(),
         ))),
+        "skipper" => Ok(Box::new(SkipperRouter::new(client))),
+        "knative" => Ok(Box::new(KnativeRouter::new(client))),
         "appmesh" => Ok(Box::new(AppMeshRouter::new(
             client,
             AppMeshVersion::V1beta1,
@@ -280,6 +287,8 @@ mod tests {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = Client::try_from(config).unwrap();
         let names = [
+            "skipper",
+            "knative",
             "linkerd",
             "osm",
             "kuma",

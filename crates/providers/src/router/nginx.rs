@@ -6,16 +6,13 @@ use std::collections::BTreeMap;
 use flagger_api::Canary;
 use flagger_core::{RouteState, Routes};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
-use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{
-    FIELD_MANAGER, FLUX_ANNOTATIONS, Router, RouterError, RouterFuture, api_error, namespace,
-    owner_reference, without_flux,
-};
+use super::canary_ingress::{self, Ingresses};
+use super::{Router, RouterError, RouterFuture};
 
-const KUBECTL_LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+const PROVIDER: &str = "nginx";
 
 pub struct NginxRouter {
     client: Client,
@@ -27,51 +24,9 @@ impl NginxRouter {
         NginxRouter { client, prefix }
     }
 
-    fn api(&self, canary: &Canary) -> Api<Ingress> {
-        Api::namespaced(self.client.clone(), &namespace(canary))
+    fn ingresses<'a>(&self, canary: &'a Canary) -> Ingresses<'a> {
+        Ingresses::new(&self.client, canary, PROVIDER)
     }
-
-    async fn source(&self, canary: &Canary) -> Result<Ingress, RouterError> {
-        let name = ingress_ref(canary)?;
-        self.api(canary)
-            .get(name)
-            .await
-            .map_err(|e| api_error(&format!("reading ingress {name}"), e))
-    }
-
-    async fn live(&self, canary: &Canary) -> Result<Option<Ingress>, RouterError> {
-        let name = canary_ingress_name(canary)?;
-        self.api(canary)
-            .get_opt(&name)
-            .await
-            .map_err(|e| api_error(&format!("reading ingress {name}"), e))
-    }
-
-    async fn apply(&self, canary: &Canary, body: &Value) -> Result<(), RouterError> {
-        let name = canary_ingress_name(canary)?;
-        self.api(canary)
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(body),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| api_error(&format!("applying ingress {name}"), e))
-    }
-}
-
-fn ingress_ref(canary: &Canary) -> Result<&str, RouterError> {
-    canary
-        .spec
-        .ingress_ref
-        .as_ref()
-        .map(|r| r.name.as_str())
-        .ok_or_else(|| RouterError::Invalid("spec.ingressRef is required for nginx".to_string()))
-}
-
-fn canary_ingress_name(canary: &Canary) -> Result<String, RouterError> {
-    Ok(format!("{}-canary", ingress_ref(canary)?))
 }
 
 /// Renames backends `<apex>` to `<apex>-canary`; true when at least one was found.
@@ -146,27 +101,9 @@ pub fn render(
         )));
     }
     let canary_prefix = format!("{prefix}/canary");
-    let mut annotations: BTreeMap<String, String> =
-        without_flux(source.metadata.annotations.as_ref())
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with(&canary_prefix) && k != KUBECTL_LAST_APPLIED)
-            .collect();
-    annotations.extend(routing.clone());
-    for (k, v) in FLUX_ANNOTATIONS {
-        annotations.insert(k.to_string(), v.to_string());
-    }
-    Ok(json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {
-            "name": canary_ingress_name(canary)?,
-            "namespace": namespace(canary),
-            "labels": without_flux(source.metadata.labels.as_ref()),
-            "annotations": annotations,
-            "ownerReferences": [owner_reference(canary)?],
-        },
-        "spec": spec,
-    }))
+    let annotations =
+        canary_ingress::annotations(source, |k| k.starts_with(&canary_prefix), routing);
+    canary_ingress::object(canary, PROVIDER, source, annotations, &spec)
 }
 
 /// Routes from the canary Ingress' annotations.
@@ -211,9 +148,10 @@ impl Router for NginxRouter {
     /// Updates the spec; the live canary annotations are kept so traffic does not move.
     fn reconcile<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, ()> {
         Box::pin(async move {
-            let source = self.source(canary).await?;
+            let ingresses = self.ingresses(canary);
+            let source = ingresses.source().await?;
             let canary_prefix = format!("{}/canary", self.prefix);
-            let routing = match self.live(canary).await? {
+            let routing = match ingresses.live().await? {
                 Some(live) => {
                     let kept: BTreeMap<String, String> = live
                         .annotations()
@@ -230,27 +168,23 @@ impl Router for NginxRouter {
                 None => routing_annotations(canary, &self.prefix, Routes::PRIMARY),
             };
             let body = render(canary, &source, &self.prefix, &routing)?;
-            self.apply(canary, &body).await
+            ingresses.apply(&body).await
         })
     }
 
     fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> RouterFuture<'a, ()> {
         Box::pin(async move {
-            let source = self.source(canary).await?;
+            let ingresses = self.ingresses(canary);
+            let source = ingresses.source().await?;
             let routing = routing_annotations(canary, &self.prefix, routes);
             let body = render(canary, &source, &self.prefix, &routing)?;
-            self.apply(canary, &body).await
+            ingresses.apply(&body).await
         })
     }
 
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, RouteState> {
         Box::pin(async move {
-            let live = self.live(canary).await?.ok_or_else(|| {
-                RouterError::Api(format!(
-                    "ingress {} not found",
-                    canary_ingress_name(canary).unwrap_or_default()
-                ))
-            })?;
+            let live = self.ingresses(canary).require_live().await?;
             parse(canary, &self.prefix, &live)
         })
     }
@@ -260,6 +194,7 @@ impl Router for NginxRouter {
 mod tests {
     use super::*;
     use crate::router::fixtures;
+    use serde_json::json;
 
     const PREFIX: &str = "nginx.ingress.kubernetes.io";
 
@@ -281,7 +216,7 @@ mod tests {
                 "annotations": {
                     "nginx.ingress.kubernetes.io/canary": "false",
                     "nginx.ingress.kubernetes.io/proxy-body-size": "1m",
-                    KUBECTL_LAST_APPLIED: "{}",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
                 },
             },
             "spec": {
