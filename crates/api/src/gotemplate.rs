@@ -179,22 +179,54 @@ enum Block {
     Other,
 }
 
+/// Where a string or character literal is in a backslash escape. Go refuses an escape it does
+/// not know; the port loops forever on one (`"\x"`), so only Go's escapes get through.
+#[derive(Clone, Copy)]
+enum Escape {
+    None,
+    Started,
+    Digits { radix: u32, left: u8 },
+}
+
+fn escape_start(c: char) -> Result<Escape, String> {
+    match c {
+        'a' | 'b' | 'f' | 'n' | 'r' | 't' | 'v' | '\\' | '\'' | '"' => Ok(Escape::None),
+        'x' => Ok(Escape::Digits { radix: 16, left: 2 }),
+        'u' => Ok(Escape::Digits { radix: 16, left: 4 }),
+        'U' => Ok(Escape::Digits { radix: 16, left: 8 }),
+        '0'..='7' => Ok(Escape::Digits { radix: 8, left: 2 }),
+        other => Err(format!("invalid escape \\{other} in a string literal")),
+    }
+}
+
 /// Scans one action up to its closing `}}` (outside string literals); returns the offset of the
 /// `}}` in `body`.
 fn scan_action(body: &str, blocks: &mut Vec<Block>) -> Result<usize, String> {
     let mut depth = 0usize;
     let mut quote: Option<char> = None;
-    let mut escaped = false;
+    let mut escape = Escape::None;
     let mut end = None;
     for (i, c) in body.char_indices() {
         if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && q != '`' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
+            escape = match escape {
+                Escape::None if c == '\\' && q != '`' => Escape::Started,
+                Escape::None => {
+                    if c == q {
+                        quote = None;
+                    }
+                    Escape::None
+                }
+                Escape::Started => escape_start(c)?,
+                Escape::Digits { radix, left } => {
+                    if !c.is_digit(radix) {
+                        return Err(format!("invalid escape: {c:?} is not a digit in base {radix}"));
+                    }
+                    match left {
+                        1 => Escape::None,
+                        n => Escape::Digits { radix, left: n - 1 },
+                    }
+                }
+            };
             continue;
         }
         match c {
@@ -286,6 +318,10 @@ mod tests {
             "{{/* open",
             "{{/* closed */ .Name }}",
             "{{ aé }}",
+            r#"{{ "\x" }}"#,
+            r#"{{ "\x4" }}"#,
+            r#"{{ '\q' }}"#,
+            r#"{{ "\8" }}"#,
             &"{{ (".repeat(100),
             &format!("{{{{ {}1{} }}}}", "(".repeat(65), ")".repeat(65)),
             &"{{ if 1 }}".repeat(65),

@@ -4,7 +4,7 @@
 //! takes longer than the per-input limit.
 //!
 //! Usage: `flagger-fuzz [--manifests N] [--templates N] [--seconds S] [--seed X] [--limit S]
-//! [SEED_DIR...]`. Each phase stops at its count or at its half of `--seconds` (0: no time
+//! [SEED_DIR...]`, or `flagger-fuzz --replay FILE` to run one input a failed run saved. Each phase stops at its count or at its half of `--seconds` (0: no time
 //! bound), whichever comes first; the counts and rates are printed at the end.
 
 mod mutate;
@@ -28,6 +28,8 @@ struct Config {
     seed: u64,
     limit: u64,
     dirs: Vec<PathBuf>,
+    /// A file saved by an earlier run, to run alone.
+    replay: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Config, String> {
@@ -38,9 +40,14 @@ fn parse_args() -> Result<Config, String> {
         seed: 1,
         limit: 2,
         dirs: Vec::new(),
+        replay: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--replay" {
+            config.replay = args.next().map(PathBuf::from);
+            continue;
+        }
         let slot = match arg.as_str() {
             "--manifests" => &mut config.manifests,
             "--templates" => &mut config.templates,
@@ -88,6 +95,9 @@ fn main() -> ExitCode {
     };
     let current = watchdog::install(Duration::from_secs(config.limit));
     let targets = Targets::new();
+    if let Some(file) = &config.replay {
+        return replay(file, &targets);
+    }
     let mut rng = Rng::new(config.seed);
     eprintln!(
         "flagger-fuzz: seed {}, {} seed documents, {} seed templates, per-input limit {}s",
@@ -115,7 +125,10 @@ fn main() -> ExitCode {
     while count < config.templates && !past(stop) {
         let text = templates::generate(&mut rng, &seeds.templates);
         current.begin("template", text.as_bytes());
-        targets.template(&text);
+        if let Err(e) = targets.template(&text) {
+            eprintln!("flagger-fuzz: {e}, on the template:\n{text}");
+            return ExitCode::from(3);
+        }
         count += 1;
     }
     let template_time = start.elapsed();
@@ -140,6 +153,28 @@ fn main() -> ExitCode {
     );
     println!("no panic, no input over {}s", config.limit);
     ExitCode::SUCCESS
+}
+
+/// Runs one saved input both as a manifest and as a template.
+fn replay(file: &std::path::Path, targets: &Targets) -> ExitCode {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("flagger-fuzz: {}: {e}", file.display());
+            return ExitCode::from(66);
+        }
+    };
+    targets.manifest(&bytes, &mut Reach::default());
+    match targets.template(&String::from_utf8_lossy(&bytes)) {
+        Ok(()) => {
+            println!("{}: no panic, no hang", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("flagger-fuzz: {e}");
+            ExitCode::from(3)
+        }
+    }
 }
 
 /// One generated manifest: a seed document changed in a few places, written as JSON (which the

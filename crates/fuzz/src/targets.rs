@@ -125,12 +125,17 @@ impl Targets {
     }
 
     /// One template through the parser with each function set and through both renderers.
-    pub fn template(&self, text: &str) {
+    /// Returns the parser's complaint when it did not finish: a hang the deadline caught.
+    pub fn template(&self, text: &str) -> Result<(), String> {
+        if let Err(e @ gotemplate::ParseError::Unfinished(_)) = gotemplate::parse(text, &[]) {
+            return Err(e.to_string());
+        }
         let _ = validate::check_query_template(text);
         let _ = validate::check_message_template(text);
         let _ = gotemplate::check_safe(text);
         let _ = render(text, &self.model);
         let _ = render_message(text, &self.alert);
+        Ok(())
     }
 }
 
