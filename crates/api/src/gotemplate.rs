@@ -219,7 +219,9 @@ fn scan_action(body: &str, blocks: &mut Vec<Block>) -> Result<usize, String> {
                 Escape::Started => escape_start(c)?,
                 Escape::Digits { radix, left } => {
                     if !c.is_digit(radix) {
-                        return Err(format!("invalid escape: {c:?} is not a digit in base {radix}"));
+                        return Err(format!(
+                            "invalid escape: {c:?} is not a digit in base {radix}"
+                        ));
                     }
                     match left {
                         1 => Escape::None,

@@ -6,15 +6,20 @@ use crate::rng::Rng;
 
 /// Tokens that may stand inside `{{ }}`.
 const TOKENS: &[&str] = &[
+    "variables.key",
     "name",
+    ".",
     "namespace",
+    "$",
     "target",
+    "|",
     "service",
+    "(",
     "ingress",
+    ")",
     "route",
     "interval",
     "variables",
-    "variables.key",
     "variables.missing",
     ".",
     ".Name",

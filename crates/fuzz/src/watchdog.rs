@@ -56,9 +56,12 @@ pub fn install(limit: Duration) -> Arc<Current> {
     });
     let for_hook = Arc::clone(&current);
     let default_hook = std::panic::take_hook();
+    // Abort on any panic on any thread, whatever the profile: a panic on a helper thread (the
+    // template lexer runs on one) would otherwise go unnoticed where panics unwind.
     std::panic::set_hook(Box::new(move |info| {
         for_hook.report("panic");
         default_hook(info);
+        std::process::abort();
     }));
     let watched = Arc::clone(&current);
     std::thread::spawn(move || {
