@@ -75,10 +75,10 @@ pub fn parse(text: &str, funcs: &[(&str, Func)]) -> Result<Template, ParseError>
 }
 
 /// Renders a template [`parse`] gave, refusing to write more than [`MAX_OUTPUT_BYTES`].
-pub fn render(tmpl: &Template, data: &Context) -> Result<String, ExecError> {
+pub fn render(tmpl: &Template, data: &Context) -> Result<String, Box<ExecError>> {
     let mut out = BoundedWriter(Vec::new());
     tmpl.execute(&mut out, data)?;
-    String::from_utf8(out.0).map_err(ExecError::Utf8ConversionFailed)
+    String::from_utf8(out.0).map_err(|e| Box::new(ExecError::Utf8ConversionFailed(e)))
 }
 
 /// A buffer that fails the write that would take it past [`MAX_OUTPUT_BYTES`]; gtmpl stops

@@ -209,7 +209,7 @@ pub fn render(text: &str, model: &QueryModel) -> Result<String, RenderError> {
         gotemplate::parse(text, FUNCTIONS).map_err(|e| RenderError::Parse(e.into_message()))?;
 
     let _guard = ModelGuard::install(model);
-    gotemplate::render(&tmpl, &Context::empty()).map_err(|e| exec_error(e, &model.variables))
+    gotemplate::render(&tmpl, &Context::empty()).map_err(|e| exec_error(*e, &model.variables))
 }
 
 fn exec_error(e: ExecError, variables: &BTreeMap<String, String>) -> RenderError {
