@@ -20,7 +20,7 @@ BIN = $(or $(CARGO_TARGET_DIR),target)/debug/flagger-rs
 help:
 	@echo "make demo   - the main job: build, then show flagger-rs on the examples and the local cluster"
 	@echo "make test   - every test tier: fmt, clippy, unit/table/property tests, e2e on the local cluster"
-	@echo "make fuzz   - 10^6 generated manifests and 10^5 templates in the shipped profile (about N minutes)"
+	@echo "make fuzz   - 10^6 generated manifests and 10^5 templates in the shipped profile (see docs/testing.md)"
 	@echo "make crds   - regenerate deploy/crds/flagger.yaml from the API types"
 
 setup:

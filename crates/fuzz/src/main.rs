@@ -96,7 +96,7 @@ fn main() -> ExitCode {
     let current = watchdog::install(Duration::from_secs(config.limit));
     let targets = Targets::new();
     if let Some(file) = &config.replay {
-        return replay(file, &targets);
+        return replay(file, &targets, &current);
     }
     let mut rng = Rng::new(config.seed);
     eprintln!(
@@ -156,7 +156,7 @@ fn main() -> ExitCode {
 }
 
 /// Runs one saved input both as a manifest and as a template.
-fn replay(file: &std::path::Path, targets: &Targets) -> ExitCode {
+fn replay(file: &std::path::Path, targets: &Targets, current: &watchdog::Current) -> ExitCode {
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
@@ -164,6 +164,7 @@ fn replay(file: &std::path::Path, targets: &Targets) -> ExitCode {
             return ExitCode::from(66);
         }
     };
+    current.begin("replayed", &bytes);
     targets.manifest(&bytes, &mut Reach::default());
     match targets.template(&String::from_utf8_lossy(&bytes)) {
         Ok(()) => {
