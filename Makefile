@@ -15,11 +15,12 @@ export CARGO_TERM_COLOR ?= never
 
 BIN = $(or $(CARGO_TARGET_DIR),target)/debug/flagger-rs
 
-.PHONY: help demo test setup build lint test-unit test-monitoring test-install test-e2e crds bench mutants cluster-up cluster-down image
+.PHONY: help demo test setup build lint test-unit fuzz-build test-fuzz fuzz test-monitoring test-install test-e2e crds bench mutants cluster-up cluster-down image
 
 help:
 	@echo "make demo   - the main job: build, then show flagger-rs on the examples and the local cluster"
 	@echo "make test   - every test tier: fmt, clippy, unit/table/property tests, e2e on the local cluster"
+	@echo "make fuzz   - 10^6 generated manifests and 10^5 templates in the shipped profile (see docs/testing.md)"
 	@echo "make crds   - regenerate deploy/crds/flagger.yaml from the API types"
 	@echo "make image  - the OCI image (static binary, no base image) under <target dir>/image"
 
@@ -36,7 +37,7 @@ demo: build
 	$(BIN) plan examples/canary.yaml
 	@hack/demo
 
-test: setup lint test-unit test-monitoring test-install test-e2e
+test: setup lint test-unit test-fuzz test-monitoring test-install test-e2e
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -44,6 +45,22 @@ lint:
 
 test-unit:
 	$(CARGO) test --locked --workspace
+
+# Generated manifests and templates through the code flagger-rs runs on them, in the shipped profile
+# (docs/testing.md). `make test` gives it FUZZ_SECONDS; `make fuzz` runs the full counts.
+# Built exactly as hack/image builds the shipped binary (same profile, target and flags), so the two
+# share every dependency's build.
+FUZZ = $(or $(CARGO_TARGET_DIR),target)/x86_64-unknown-linux-gnu/dist/flagger-fuzz
+FUZZ_SECONDS ?= 90
+
+fuzz-build:
+	RUSTFLAGS="$${RUSTFLAGS:-} -C target-feature=+crt-static" $(CARGO) build --locked --profile dist --target x86_64-unknown-linux-gnu -p flagger-fuzz
+
+test-fuzz: fuzz-build
+	$(FUZZ) --seconds $(FUZZ_SECONDS)
+
+fuzz: fuzz-build
+	$(FUZZ) --manifests 1000000 --templates 100000
 
 test-monitoring:
 	@hack/test-monitoring

@@ -1,22 +1,28 @@
 //! The one safe way into `gtmpl`, Go's text/template parser ported to Rust, for every template a
 //! user writes (MetricTemplate queries, AlertProvider `messageTemplate`).
 //!
-//! The port cannot be handed arbitrary text: its parser recurses per nesting level (a stack
-//! overflow aborts the process, it does not unwind), its lexer backs up one byte after a
-//! multi-byte character inside an action and panics on its own thread, and it can loop forever
-//! when the text ends inside an action. [`check_safe`] refuses all of that before gtmpl sees the
-//! text; [`parse`] adds a deadline and `catch_unwind` for whatever the pre-scan did not foresee.
+//! The shipped binary aborts on a panic, so nothing here may rely on catching one: the port is
+//! only ever handed text it is known to handle. Its parser recurses per nesting level (a stack
+//! overflow aborts), its lexer backs up one byte after a multi-byte character inside an action
+//! (a panic on the lexer's thread) and loops forever when the text ends inside an action, and
+//! its executor recurses without end when a template calls itself by name. [`check_safe`], a
+//! scanner of our own that cannot panic, refuses all of that before gtmpl sees the text;
+//! [`render`] bounds what an accepted template may write. The fuzzer (`crates/fuzz`) runs both
+//! in the shipped profile, where any panic it provoked would end its run.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use gtmpl::{Func, Template};
+use gtmpl::error::ExecError;
+use gtmpl::{Context, Func, Template};
 
 /// Far above any real query or message; keeps parse time and memory trivial.
 pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 /// Parentheses within one action, and open blocks over the whole text.
 pub const MAX_NESTING: usize = 64;
+/// What one rendering may write: far above any query or message, far below what would hurt.
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 const PARSE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Why [`parse`] gave no template; the texts are those `flagger-rs validate` reports.
@@ -25,7 +31,7 @@ pub enum ParseError {
     /// [`check_safe`] refused the text; gtmpl never saw it.
     #[error("{0}")]
     Refused(String),
-    /// gtmpl's own syntax error, or `parser failure` when it panicked.
+    /// gtmpl's own syntax error.
     #[error("template does not parse: {0}")]
     Syntax(String),
     /// The parser could not be run to its end (no thread, or past the deadline).
@@ -42,23 +48,21 @@ impl ParseError {
     }
 }
 
-/// [`check_safe`], then gtmpl's parser on a worker thread with a deadline, so that neither a
-/// panic nor a parser loop reaches the caller. `funcs` are the functions the text may call
-/// besides the builtins; an unknown one is a syntax error, as in Go.
+/// [`check_safe`], then gtmpl's parser on a worker thread with a deadline, so that a parser
+/// loop nobody foresaw costs a thread, not the caller. `funcs` are the functions the text may
+/// call besides the builtins; an unknown one is a syntax error, as in Go.
 pub fn parse(text: &str, funcs: &[(&str, Func)]) -> Result<Template, ParseError> {
-    check_safe(text).map_err(ParseError::Refused)?;
+    let actions = actions(text).map_err(ParseError::Refused)?;
+    let text = without_unsafe_trims(text, &actions);
     let mut tmpl = Template::default();
     tmpl.add_funcs(funcs);
-    let text = text.to_string();
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("template-parse".into())
         .spawn(move || {
             // gtmpl's error types are large; only their text crosses the channel.
-            let parsed = catch_unwind(AssertUnwindSafe(move || {
-                tmpl.parse(text).map(|()| tmpl).map_err(|e| e.to_string())
-            }));
-            let _ = tx.send(parsed.unwrap_or_else(|_| Err("parser failure".into())));
+            let parsed = tmpl.parse(text).map(|()| tmpl).map_err(|e| e.to_string());
+            let _ = tx.send(parsed);
         });
     if spawned.is_err() {
         return Err(ParseError::Unfinished("no thread available".into()));
@@ -70,62 +74,166 @@ pub fn parse(text: &str, funcs: &[(&str, Func)]) -> Result<Template, ParseError>
     }
 }
 
+/// Renders a template [`parse`] gave, refusing to write more than [`MAX_OUTPUT_BYTES`].
+pub fn render(tmpl: &Template, data: &Context) -> Result<String, Box<ExecError>> {
+    let mut out = BoundedWriter(Vec::new());
+    tmpl.execute(&mut out, data)?;
+    String::from_utf8(out.0).map_err(|e| Box::new(ExecError::Utf8ConversionFailed(e)))
+}
+
+/// A buffer that fails the write that would take it past [`MAX_OUTPUT_BYTES`]; gtmpl stops
+/// executing at the first failed write.
+struct BoundedWriter(Vec<u8>);
+
+impl Write for BoundedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len().saturating_add(buf.len()) > MAX_OUTPUT_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the output would exceed {MAX_OUTPUT_BYTES} bytes"
+            )));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Refuses what the parser cannot be trusted with; anything it lets through may go to gtmpl.
 ///
 /// Every action must be closed: an unclosed action is reported here (Go reports it too) and
 /// never parsed, since that is where the port's lexer can loop forever.
 pub fn check_safe(text: &str) -> Result<(), String> {
+    actions(text).map(drop)
+}
+
+/// The byte offset of every action's `{{` in `text`, once [`check_safe`]'s rules hold.
+fn actions(text: &str) -> Result<Vec<usize>, String> {
     if text.len() > MAX_TEMPLATE_BYTES {
         return Err(format!(
             "template is {} bytes, more than the {MAX_TEMPLATE_BYTES} this tool checks",
             text.len()
         ));
     }
+    let mut starts = Vec::new();
     let mut rest = text;
-    let mut blocks = 0usize;
+    let mut blocks = Vec::new();
     while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
+        starts.push(text.len() - rest.len() + start);
+        let after = rest.get(start + 2..).unwrap_or_default();
         let body_start = after.strip_prefix('-').unwrap_or(after).trim_start();
-        let end = if let Some(comment) = body_start.strip_prefix("/*") {
-            let close = comment
-                .find("*/")
-                .ok_or_else(|| "unclosed comment".to_string())?;
-            let tail = &comment[close + 2..];
-            let consumed = after.len() - tail.len();
-            let closing = tail.trim_start().trim_start_matches('-').trim_start();
-            if !closing.starts_with("}}") {
-                return Err("comment ends before the closing delimiter".into());
-            }
-            consumed + (tail.len() - closing.len())
-        } else {
-            scan_action(after, &mut blocks)?
+        let end = match body_start.strip_prefix("/*") {
+            Some(comment) => comment_end(after, comment)?,
+            None => scan_action(after, &mut blocks)?,
         };
-        rest = after.get(end + 2..).unwrap_or("");
+        rest = after.get(end + 2..).unwrap_or_default();
     }
-    Ok(())
+    Ok(starts)
+}
+
+/// The text gtmpl is given: `text` with the left trim markers (`{{- `) that follow a non-ASCII
+/// character applied here. The port computes that trim in bytes as if the character were one
+/// byte long and panics slicing inside it; every other marker is left to gtmpl, so its error
+/// positions keep matching the user's lines.
+fn without_unsafe_trims(text: &str, actions: &[usize]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for &at in actions {
+        let marker = text.get(at + 2..at + 4).unwrap_or_default();
+        let is_left_trim = marker
+            .strip_prefix('-')
+            .is_some_and(|after| after.starts_with([' ', '\t', '\r', '\n']));
+        let before = text.get(copied..at).unwrap_or_default();
+        let kept = before.trim_end_matches(char::is_whitespace);
+        if is_left_trim && kept.chars().next_back().is_some_and(|c| !c.is_ascii()) {
+            out.push_str(kept);
+            out.push_str("{{");
+            copied = at + 3;
+        }
+    }
+    out.push_str(text.get(copied..).unwrap_or_default());
+    out
+}
+
+/// The offset in `after` (the text behind `{{`) of the `}}` closing a comment whose text starts
+/// at `comment`.
+fn comment_end(after: &str, comment: &str) -> Result<usize, String> {
+    let (_, tail) = comment
+        .split_once("*/")
+        .ok_or_else(|| "unclosed comment".to_string())?;
+    let consumed = after.len().saturating_sub(tail.len());
+    let closing = tail.trim_start().trim_start_matches('-').trim_start();
+    if !closing.starts_with("}}") {
+        return Err("comment ends before the closing delimiter".into());
+    }
+    Ok(consumed + tail.len().saturating_sub(closing.len()))
+}
+
+/// The blocks open around an action; a `range` inside a `range` is refused, since nested loops
+/// over the data could run for as long as the product of their lengths.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Range,
+    Other,
+}
+
+/// Where a string or character literal is in a backslash escape. Go refuses an escape it does
+/// not know; the port loops forever on one (`"\x"`), so only Go's escapes get through.
+#[derive(Clone, Copy)]
+enum Escape {
+    None,
+    Started,
+    Digits { radix: u32, left: u8 },
+}
+
+fn escape_start(c: char) -> Result<Escape, String> {
+    match c {
+        'a' | 'b' | 'f' | 'n' | 'r' | 't' | 'v' | '\\' | '\'' | '"' => Ok(Escape::None),
+        'x' => Ok(Escape::Digits { radix: 16, left: 2 }),
+        'u' => Ok(Escape::Digits { radix: 16, left: 4 }),
+        'U' => Ok(Escape::Digits { radix: 16, left: 8 }),
+        '0'..='7' => Ok(Escape::Digits { radix: 8, left: 2 }),
+        other => Err(format!("invalid escape \\{other} in a string literal")),
+    }
 }
 
 /// Scans one action up to its closing `}}` (outside string literals); returns the offset of the
 /// `}}` in `body`.
-fn scan_action(body: &str, blocks: &mut usize) -> Result<usize, String> {
+fn scan_action(body: &str, blocks: &mut Vec<Block>) -> Result<usize, String> {
     let mut depth = 0usize;
     let mut quote: Option<char> = None;
-    let mut escaped = false;
+    let mut escape = Escape::None;
     let mut end = None;
     for (i, c) in body.char_indices() {
         if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && q != '`' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
+            escape = match escape {
+                Escape::None if c == '\\' && q != '`' => Escape::Started,
+                Escape::None => {
+                    if c == q {
+                        quote = None;
+                    }
+                    Escape::None
+                }
+                Escape::Started => escape_start(c)?,
+                Escape::Digits { radix, left } => {
+                    if !c.is_digit(radix) {
+                        return Err(format!(
+                            "invalid escape: {c:?} is not a digit in base {radix}"
+                        ));
+                    }
+                    match left {
+                        1 => Escape::None,
+                        n => Escape::Digits { radix, left: n - 1 },
+                    }
+                }
+            };
             continue;
         }
         match c {
             '"' | '`' | '\'' => quote = Some(c),
-            '}' if body[i..].starts_with("}}") => {
+            '}' if body.get(i..).is_some_and(|r| r.starts_with("}}")) => {
                 end = Some(i);
                 break;
             }
@@ -149,15 +257,27 @@ fn scan_action(body: &str, blocks: &mut usize) -> Result<usize, String> {
     let Some(end) = end else {
         return Err("unclosed action: a {{ has no matching }}".into());
     };
-    match keyword(&body[..end]) {
-        "if" | "range" | "with" | "define" | "block" => {
-            *blocks += 1;
-            if *blocks > MAX_NESTING {
-                return Err(format!("template nests blocks deeper than {MAX_NESTING}"));
-            }
+    match keyword(body.get(..end).unwrap_or_default()) {
+        "if" | "with" => blocks.push(Block::Other),
+        "range" if blocks.contains(&Block::Range) => {
+            return Err("{{ range }} inside {{ range }} is not supported".into());
         }
-        "end" => *blocks = blocks.saturating_sub(1),
+        "range" => blocks.push(Block::Range),
+        // Named templates are the one way a template can call itself (the main one is named
+        // too), and gtmpl's call depth is far beyond what the stack holds; no query or message
+        // needs them.
+        kw @ ("define" | "block" | "template") => {
+            return Err(format!(
+                "{{{{ {kw} }}}} is not supported: named templates could call themselves without end"
+            ));
+        }
+        "end" => {
+            blocks.pop();
+        }
         _ => {}
+    }
+    if blocks.len() > MAX_NESTING {
+        return Err(format!("template nests blocks deeper than {MAX_NESTING}"));
     }
     Ok(end)
 }
@@ -169,7 +289,7 @@ fn keyword(action: &str) -> &str {
     let len = body
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .unwrap_or(body.len());
-    &body[..len]
+    body.get(..len).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -200,6 +320,10 @@ mod tests {
             "{{/* open",
             "{{/* closed */ .Name }}",
             "{{ aé }}",
+            r#"{{ "\x" }}"#,
+            r#"{{ "\x4" }}"#,
+            r#"{{ '\q' }}"#,
+            r#"{{ "\8" }}"#,
             &"{{ (".repeat(100),
             &format!("{{{{ {}1{} }}}}", "(".repeat(65), ")".repeat(65)),
             &"{{ if 1 }}".repeat(65),
@@ -208,6 +332,57 @@ mod tests {
         ] {
             assert!(check_safe(t).is_err(), "{t}");
         }
+    }
+
+    #[test]
+    fn templates_that_could_call_themselves_are_refused() {
+        for t in [
+            // The main template is named "" and could call itself without any define.
+            r#"x{{ template "" . }}"#,
+            r#"{{ define "a" }}{{ template "a" . }}{{ end }}{{ template "a" . }}"#,
+            r#"{{- define "a" -}}x{{ end }}"#,
+            r#"{{block "a" .}}{{template "a" .}}{{end}}"#,
+            r#"{{define"a"}}x{{end}}"#,
+        ] {
+            assert!(
+                matches!(parse(t, &[]), Err(ParseError::Refused(m)) if m.contains("not supported")),
+                "{t}"
+            );
+        }
+        // Words inside strings and fields are not keywords.
+        assert_eq!(check_safe(r#"{{ "define" }}{{ .template }}"#), Ok(()));
+    }
+
+    #[test]
+    fn nested_loops_are_refused_and_sequential_ones_pass() {
+        assert!(
+            check_safe("{{ range . }}{{ if . }}{{ range . }}{{ end }}{{ end }}{{ end }}").is_err()
+        );
+        assert_eq!(
+            check_safe(
+                "{{ range . }}{{ end }}{{ range . }}{{ else }}{{ end }}{{ if 1 }}{{ range . }}{{ end }}{{ end }}"
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let data = Context::from(vec!["x".repeat(MAX_OUTPUT_BYTES / 4); 8]);
+        let t = parse("{{ range . }}{{ . }}{{ end }}", &[]).unwrap();
+        let err = render(&t, &data).unwrap_err();
+        assert!(err.to_string().contains("exceed"), "{err}");
+        let small = Context::from(vec!["x"; 3]);
+        assert_eq!(render(&t, &small).unwrap(), "xxx");
+    }
+
+    #[test]
+    fn trim_markers_after_non_ascii_text_trim_as_in_go() {
+        // The port's own trimming would slice inside the `é` and panic.
+        let t = parse("é \n\t{{- 1 }} à{{- 2 -}} ü {{-3}}", &[]).unwrap();
+        assert_eq!(render(&t, &Context::empty()).unwrap(), "é1 à2ü -3");
+        let t = parse("x {{- 1 }}", &[]).unwrap();
+        assert_eq!(render(&t, &Context::empty()).unwrap(), "x1");
     }
 
     #[test]
@@ -235,6 +410,6 @@ mod tests {
             Ok(42.into())
         }
         let t = parse("{{ answer }}!", &[("answer", answer as Func)]).unwrap();
-        assert_eq!(t.render(&Context::empty()).unwrap(), "42!");
+        assert_eq!(render(&t, &Context::empty()).unwrap(), "42!");
     }
 }

@@ -13,8 +13,9 @@ use crate::observation::{HookResult, MetricOutcome, MetricResult, Observation, R
 use crate::tick::after;
 
 /// Upper bound on simulated ticks; a spec needs at most a few hundred (100 iterations or weight
-/// steps of 1), so reaching it means the run never ends.
-const MAX_TICKS: u32 = 10_000;
+/// steps of 1), so reaching it means the run never ends. Kept low enough that a plan stays quick
+/// when the run cannot end (a `threshold` in the billions keeps a failing run going to the bound).
+const MAX_TICKS: u32 = 2_000;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -26,22 +26,12 @@ pub(crate) fn gate(t: &mut Tick) -> Flow {
     // Weight and iterations stay as they are, so the status keeps telling the routed truth.
     if t.phase() != CanaryPhase::WaitingPromotion {
         t.set_phase(CanaryPhase::WaitingPromotion);
-        t.warning(
+        t.halted_by(
+            hook,
             EventName::WaitingPromotion,
-            format!(
-                "Halt {} advancement waiting for promotion approval {}",
-                t.spec.key(),
-                hook.name
-            ),
+            "promotion approval",
+            "Canary promotion is waiting for approval.",
         );
-        if !hook.mute_alert {
-            t.alert(
-                Severity::Warn,
-                "Canary promotion is waiting for approval.".into(),
-                Vec::new(),
-                None,
-            );
-        }
     }
     Err(Stop::End)
 }

@@ -73,22 +73,12 @@ pub(crate) fn start(t: &mut Tick) -> Stop {
             t.set_phase(CanaryPhase::Waiting);
             t.status.set_weight(0);
             t.status.set_iter(0);
-            t.warning(
+            t.halted_by(
+                hook,
                 EventName::Waiting,
-                format!(
-                    "Halt {} advancement waiting for approval {}",
-                    t.spec.key(),
-                    hook.name
-                ),
+                "approval",
+                "Canary is waiting for approval.",
             );
-            if !hook.mute_alert {
-                t.alert(
-                    Severity::Warn,
-                    "Canary is waiting for approval.".into(),
-                    Vec::new(),
-                    None,
-                );
-            }
         }
         return Stop::End;
     }

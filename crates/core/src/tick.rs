@@ -117,6 +117,22 @@ impl<'a> Tick<'a> {
         }));
     }
 
+    /// A gate webhook holds the run: the warning naming it and, unless the hook mutes alerts,
+    /// the warning alert. `waiting_for` is what the event says the run waits for.
+    pub fn halted_by(&mut self, hook: &Hook, name: EventName, waiting_for: &str, alert: &str) {
+        self.warning(
+            name,
+            format!(
+                "Halt {} advancement waiting for {waiting_for} {}",
+                self.spec.key(),
+                hook.name
+            ),
+        );
+        if !hook.mute_alert {
+            self.alert(Severity::Warn, alert.into(), Vec::new(), None);
+        }
+    }
+
     pub fn set_phase(&mut self, phase: CanaryPhase) {
         set_phase(&mut self.status, phase, &self.spec.target_kind, self.now);
     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::factory::{ProviderConfigError, SecretData, required_secret};
-use super::http::{base_address, check_status, send, unix_now, vendor_client};
+use super::factory::{ProviderConfigError, VendorConfig};
+use super::http::{base_address, check_status, send, unix_now};
 use super::{BoxFuture, MetricError, MetricProvider, Sample, json_sample};
 
 pub const DEFAULT_ADDRESS: &str = "https://api.datadoghq.com";
@@ -23,19 +23,13 @@ pub struct DatadogProvider {
 }
 
 impl DatadogProvider {
-    pub fn new(
-        address: Option<&str>,
-        secret: Option<&SecretData>,
-        insecure_skip_verify: bool,
-    ) -> Result<Self, ProviderConfigError> {
-        let empty = SecretData::new();
-        let secret = secret.unwrap_or(&empty);
-        let address = base_address("datadog", address, Some(DEFAULT_ADDRESS))?;
+    pub fn new(config: &VendorConfig) -> Result<Self, ProviderConfigError> {
+        let address = base_address("datadog", config.address, Some(DEFAULT_ADDRESS))?;
         Ok(DatadogProvider {
             address: address.to_string(),
-            api_key: required_secret(secret, "datadog", "datadog_api_key")?,
-            application_key: required_secret(secret, "datadog", "datadog_application_key")?,
-            client: vendor_client(TIMEOUT, insecure_skip_verify)?,
+            api_key: config.required("datadog", "datadog_api_key")?,
+            application_key: config.required("datadog", "datadog_application_key")?,
+            client: config.client(TIMEOUT)?,
         })
     }
 

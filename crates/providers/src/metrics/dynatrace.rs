@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::factory::{ProviderConfigError, SecretData, required_secret};
-use super::http::{base_address, check_status, send, unix_now, vendor_client};
+use super::factory::{ProviderConfigError, VendorConfig};
+use super::http::{base_address, check_status, send, unix_now};
 use super::{BoxFuture, MetricError, MetricProvider, Sample, json_sample};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,18 +20,11 @@ pub struct DynatraceProvider {
 }
 
 impl DynatraceProvider {
-    pub fn new(
-        address: Option<&str>,
-        secret: Option<&SecretData>,
-        insecure_skip_verify: bool,
-    ) -> Result<Self, ProviderConfigError> {
-        let address = base_address("dynatrace", address, None)?;
-        let empty = SecretData::new();
-        let token = required_secret(secret.unwrap_or(&empty), "dynatrace", "dynatrace_token")?;
+    pub fn new(config: &VendorConfig) -> Result<Self, ProviderConfigError> {
         Ok(DynatraceProvider {
-            address: address.to_string(),
-            token,
-            client: vendor_client(TIMEOUT, insecure_skip_verify)?,
+            address: base_address("dynatrace", config.address, None)?.to_string(),
+            token: config.required("dynatrace", "dynatrace_token")?,
+            client: config.client(TIMEOUT)?,
         })
     }
 

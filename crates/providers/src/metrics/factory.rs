@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use flagger_api::metric_template::MetricProvider as ProviderSpec;
 use thiserror::Error;
@@ -10,6 +11,7 @@ use super::MetricProvider;
 use super::datadog::DatadogProvider;
 use super::dynatrace::DynatraceProvider;
 use super::graphite::GraphiteProvider;
+use super::http::vendor_client;
 use super::influxdb::InfluxdbProvider;
 use super::newrelic::NewRelicProvider;
 use super::prometheus::{PrometheusOptions, PrometheusProvider, auth_from_secret};
@@ -47,6 +49,34 @@ pub fn required_secret(
     })
 }
 
+/// What a vendor's provider is built from: `spec.provider`'s address and TLS setting, and the
+/// data of its `secretRef`'s Secret (`None` when the template names no Secret).
+pub struct VendorConfig<'a> {
+    pub address: Option<&'a str>,
+    pub secret: Option<&'a SecretData>,
+    pub insecure_skip_verify: bool,
+}
+
+/// The keys of a Secret the template does not name: none.
+static NO_SECRET: SecretData = SecretData::new();
+
+impl VendorConfig<'_> {
+    /// A Secret value `kind` cannot work without; a template without a Secret has no keys.
+    pub fn required(&self, kind: &str, key: &str) -> Result<String, ProviderConfigError> {
+        required_secret(self.secret.unwrap_or(&NO_SECRET), kind, key)
+    }
+
+    /// A Secret value the provider can do without.
+    pub fn optional(&self, key: &str) -> Result<Option<String>, ProviderConfigError> {
+        secret_string(self.secret.unwrap_or(&NO_SECRET), key)
+    }
+
+    /// The vendor's HTTP client, honouring `insecureSkipVerify`.
+    pub fn client(&self, timeout: Duration) -> Result<reqwest::Client, ProviderConfigError> {
+        vendor_client(timeout, self.insecure_skip_verify)
+    }
+}
+
 /// `secret` is the data of `spec.provider.secretRef`'s Secret, `None` when the template has no
 /// `secretRef` (the caller reports a referenced but missing Secret itself).
 pub fn build_provider(
@@ -55,6 +85,11 @@ pub fn build_provider(
 ) -> Result<Arc<dyn MetricProvider>, ProviderConfigError> {
     let address = spec.address.as_deref().filter(|a| !a.is_empty());
     let insecure = spec.insecure_skip_verify.unwrap_or(false);
+    let vendor = VendorConfig {
+        address,
+        secret,
+        insecure_skip_verify: insecure,
+    };
     let provider: Arc<dyn MetricProvider> = match spec.type_.as_str() {
         // Flagger falls back to prometheus for an empty type.
         "prometheus" | "" => {
@@ -64,11 +99,11 @@ pub fn build_provider(
             options.insecure_skip_verify = insecure;
             Arc::new(PrometheusProvider::new(options)?)
         }
-        "datadog" => Arc::new(DatadogProvider::new(address, secret, insecure)?),
-        "newrelic" => Arc::new(NewRelicProvider::new(address, secret, insecure)?),
-        "graphite" => Arc::new(GraphiteProvider::new(address, secret, insecure)?),
-        "influxdb" => Arc::new(InfluxdbProvider::new(address, secret, insecure)?),
-        "dynatrace" => Arc::new(DynatraceProvider::new(address, secret, insecure)?),
+        "datadog" => Arc::new(DatadogProvider::new(&vendor)?),
+        "newrelic" => Arc::new(NewRelicProvider::new(&vendor)?),
+        "graphite" => Arc::new(GraphiteProvider::new(&vendor)?),
+        "influxdb" => Arc::new(InfluxdbProvider::new(&vendor)?),
+        "dynatrace" => Arc::new(DynatraceProvider::new(&vendor)?),
         other => {
             return Err(ProviderConfigError(format!(
                 "metric provider type {other:?} is not implemented by flagger-rs (flagger-rs validate refuses such a MetricTemplate)"

@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::factory::{ProviderConfigError, SecretData, secret_string};
-use super::http::{send, truncate, vendor_client};
+use super::factory::{ProviderConfigError, VendorConfig, secret_string};
+use super::http::{send, truncate};
 use super::{BoxFuture, MetricError, MetricProvider, Sample, answered};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,13 +19,10 @@ pub struct GraphiteProvider {
 }
 
 impl GraphiteProvider {
-    pub fn new(
-        address: Option<&str>,
-        secret: Option<&SecretData>,
-        insecure_skip_verify: bool,
-    ) -> Result<Self, ProviderConfigError> {
-        let address =
-            address.ok_or_else(|| ProviderConfigError("graphite address is required".into()))?;
+    pub fn new(config: &VendorConfig) -> Result<Self, ProviderConfigError> {
+        let address = config
+            .address
+            .ok_or_else(|| ProviderConfigError("graphite address is required".into()))?;
         let mut render_url = url::Url::parse(address)
             .ok()
             .filter(|u| !u.cannot_be_a_base())
@@ -34,7 +31,7 @@ impl GraphiteProvider {
             })?;
         let path = format!("{}/render", render_url.path().trim_end_matches('/'));
         render_url.set_path(&path);
-        let credentials = match secret {
+        let credentials = match config.secret {
             Some(s) => match (secret_string(s, "username")?, secret_string(s, "password")?) {
                 (Some(u), Some(p)) => Some((u, p)),
                 _ => None,
@@ -44,7 +41,7 @@ impl GraphiteProvider {
         Ok(GraphiteProvider {
             render_url,
             credentials,
-            client: vendor_client(TIMEOUT, insecure_skip_verify)?,
+            client: config.client(TIMEOUT)?,
         })
     }
 

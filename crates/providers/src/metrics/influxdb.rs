@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::factory::{ProviderConfigError, SecretData, required_secret};
-use super::http::{base_address, check_status, send, vendor_client};
+use super::factory::{ProviderConfigError, VendorConfig};
+use super::http::{base_address, check_status, send};
 use super::prometheus::parse_go_float;
 use super::{BoxFuture, MetricError, MetricProvider, Sample, answered, finite_or_no_data};
 
@@ -18,23 +18,20 @@ pub struct InfluxdbProvider {
 }
 
 impl InfluxdbProvider {
-    pub fn new(
-        address: Option<&str>,
-        secret: Option<&SecretData>,
-        insecure_skip_verify: bool,
-    ) -> Result<Self, ProviderConfigError> {
-        let address = base_address("influxdb", address, None)?;
-        let credentials = match secret {
-            Some(s) => Some((
-                required_secret(s, "influxdb", "token")?,
-                required_secret(s, "influxdb", "org")?,
+    pub fn new(config: &VendorConfig) -> Result<Self, ProviderConfigError> {
+        let address = base_address("influxdb", config.address, None)?;
+        // Without a Secret the query goes unauthenticated; with one, both keys are needed.
+        let credentials = match config.secret {
+            Some(_) => Some((
+                config.required("influxdb", "token")?,
+                config.required("influxdb", "org")?,
             )),
             None => None,
         };
         Ok(InfluxdbProvider {
             query_url: format!("{address}/api/v2/query"),
             credentials,
-            client: vendor_client(TIMEOUT, insecure_skip_verify)?,
+            client: config.client(TIMEOUT)?,
         })
     }
 

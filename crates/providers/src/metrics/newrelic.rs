@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::factory::{ProviderConfigError, SecretData, required_secret, secret_string};
-use super::http::{base_address, check_status, send, vendor_client};
+use super::factory::{ProviderConfigError, VendorConfig};
+use super::http::{base_address, check_status, send};
 use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
 
 pub const DEFAULT_ADDRESS: &str = "https://insights-api.newrelic.com";
@@ -19,19 +19,13 @@ pub struct NewRelicProvider {
 }
 
 impl NewRelicProvider {
-    pub fn new(
-        address: Option<&str>,
-        secret: Option<&SecretData>,
-        insecure_skip_verify: bool,
-    ) -> Result<Self, ProviderConfigError> {
-        let empty = SecretData::new();
-        let secret = secret.unwrap_or(&empty);
-        let address = base_address("newrelic", address, Some(DEFAULT_ADDRESS))?;
-        let account = required_secret(secret, "newrelic", "newrelic_account_id")?;
+    pub fn new(config: &VendorConfig) -> Result<Self, ProviderConfigError> {
+        let address = base_address("newrelic", config.address, Some(DEFAULT_ADDRESS))?;
+        let account = config.required("newrelic", "newrelic_account_id")?;
         Ok(NewRelicProvider {
             query_url: format!("{address}/v1/accounts/{account}/query"),
-            query_key: secret_string(secret, "newrelic_query_key")?,
-            client: vendor_client(TIMEOUT, insecure_skip_verify)?,
+            query_key: config.optional("newrelic_query_key")?,
+            client: config.client(TIMEOUT)?,
         })
     }
 

@@ -6,7 +6,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use flagger_api::Canary;
 use flagger_api::gotemplate;
@@ -210,11 +209,7 @@ pub fn render(text: &str, model: &QueryModel) -> Result<String, RenderError> {
         gotemplate::parse(text, FUNCTIONS).map_err(|e| RenderError::Parse(e.into_message()))?;
 
     let _guard = ModelGuard::install(model);
-    let rendered = catch_unwind(AssertUnwindSafe(|| {
-        tmpl.render(&Context::empty())
-            .map_err(|e| exec_error(e, &model.variables))
-    }));
-    rendered.unwrap_or_else(|_| Err(RenderError::Exec("template engine failure".into())))
+    gotemplate::render(&tmpl, &Context::empty()).map_err(|e| exec_error(*e, &model.variables))
 }
 
 fn exec_error(e: ExecError, variables: &BTreeMap<String, String>) -> RenderError {

@@ -4,7 +4,6 @@
 //! warning the controller turns into a Warning event.
 
 use std::collections::HashMap;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use flagger_api::gotemplate;
 use gtmpl::{Context, Value};
@@ -47,40 +46,9 @@ fn fallback(alert: &Alert, why: String) -> Rendered {
 /// Renders strictly: any parse or execution error is returned.
 pub fn try_render(template: &str, alert: &Alert) -> Result<String, String> {
     let t = gotemplate::parse(template, &[]).map_err(|e| format!("messageTemplate: {e}"))?;
-    refuse_named_templates(template)?;
-    let data = context(alert);
-    let run = catch_unwind(AssertUnwindSafe(|| {
-        t.render(&Context::from(data))
-            .map_err(|e| format!("messageTemplate failed: {e}"))
-    }));
-    match run {
-        Ok(result) => result.map(|text| text.replace(NO_VALUE, "")),
-        Err(_) => Err("messageTemplate failed: template engine error".into()),
-    }
-}
-
-/// `define`/`block` are the only way to recurse, and gtmpl's depth limit is far beyond what the
-/// stack holds: a self-calling template would abort the controller. A message needs neither.
-/// The scan may over-match text inside string literals, never under-match an action.
-fn refuse_named_templates(template: &str) -> Result<(), String> {
-    let mut rest = template;
-    // Each pass consumes at least the two `{{` bytes, so the loop ends.
-    while let Some(start) = rest.find("{{") {
-        let action = &rest[start + 2..];
-        let end = action.find("}}").unwrap_or(action.len());
-        let body = action[..end].trim_start_matches('-').trim_start();
-        // `{{define"a"}}` lexes like `{{ define "a" }}`: the keyword ends at the first non-letter.
-        let keyword = &body[..body
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(body.len())];
-        if keyword == "define" || keyword == "block" {
-            return Err(format!(
-                "messageTemplate uses {{{{ {keyword} }}}}, which alert templates do not support"
-            ));
-        }
-        rest = action.get(end..).unwrap_or("");
-    }
-    Ok(())
+    gotemplate::render(&t, &Context::from(context(alert)))
+        .map(|text| text.replace(NO_VALUE, ""))
+        .map_err(|e| format!("messageTemplate failed: {e}"))
 }
 
 fn s(v: &str) -> Value {
@@ -318,7 +286,6 @@ Version: {{ .Metadata.version }}
             assert!(r.warning.is_some(), "{t}: {r:?}");
             assert!(!r.templated);
         }
-        assert!(refuse_named_templates(r#"{{define"a"}}x{{end}}"#).is_err());
         // A string that merely contains the word is fine.
         assert_eq!(
             try_render(r#"{{ "define" }} {{ .Name }}"#, &rollback()).unwrap(),

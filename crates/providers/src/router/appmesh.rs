@@ -303,28 +303,51 @@ fn v1beta2_duration(ms: u128) -> Value {
     json!({"unit": "ms", "value": ms})
 }
 
-fn v1beta2_route(canary: &Canary, r: &RouteSpec) -> Value {
+/// Where the two App Mesh API versions spell a route differently.
+struct RouteDialect {
+    target: fn(&str) -> Value,
+    /// v1beta1 has no per-request timeout.
+    timeout: Option<fn(u128) -> Value>,
+    retry_policy: fn(u128, i64, Vec<String>) -> Value,
+    http_key: &'static str,
+}
+
+const V1BETA2_ROUTE: RouteDialect = RouteDialect {
+    target: |node| json!({"virtualNodeRef": {"name": node}}),
+    timeout: Some(|ms| json!({"perRequest": v1beta2_duration(ms)})),
+    retry_policy: |per_try, attempts, events| {
+        json!({
+            "perRetryTimeout": v1beta2_duration(per_try),
+            "maxRetries": attempts,
+            "httpRetryEvents": events,
+        })
+    },
+    http_key: "httpRoute",
+};
+
+fn route(canary: &Canary, r: &RouteSpec, dialect: &RouteDialect) -> Value {
     let mut m = json!({"prefix": route_prefix(canary)});
     if !r.headers.is_empty() {
         m["headers"] = json!(r.headers);
     }
-    let mut http = json!({
-        "match": m,
-        "action": {"weightedTargets": r.targets.iter()
-            .map(|(node, w)| json!({"virtualNodeRef": {"name": node}, "weight": w}))
-            .collect::<Vec<_>>()},
-    });
-    if let Some(ms) = timeout_millis(canary) {
-        http["timeout"] = json!({"perRequest": v1beta2_duration(ms)});
+    let targets: Vec<Value> = r
+        .targets
+        .iter()
+        .map(|(node, w)| {
+            let mut target = (dialect.target)(node);
+            target["weight"] = json!(w);
+            target
+        })
+        .collect();
+    let mut http = json!({"match": m, "action": {"weightedTargets": targets}});
+    if let (Some(timeout), Some(ms)) = (dialect.timeout, timeout_millis(canary)) {
+        http["timeout"] = timeout(ms);
     }
     if let Some((per_try, attempts, events)) = retries(canary) {
-        http["retryPolicy"] = json!({
-            "perRetryTimeout": v1beta2_duration(per_try),
-            "maxRetries": attempts,
-            "httpRetryEvents": events,
-        });
+        http["retryPolicy"] = (dialect.retry_policy)(per_try, attempts, events);
     }
-    let mut route = json!({"name": r.name, "httpRoute": http});
+    let mut route = json!({"name": r.name});
+    route[dialect.http_key] = http;
     if let Some(p) = r.priority {
         route["priority"] = json!(p);
     }
@@ -453,7 +476,7 @@ pub fn v1beta2_router(
         "listeners": [{"portMapping": {"port": container_port(canary)?, "protocol": protocol(canary)}}],
         "routes": route_specs(canary, apex_router, routes, &ab)
             .iter()
-            .map(|r| v1beta2_route(canary, r))
+            .map(|r| route(canary, r, &V1BETA2_ROUTE))
             .collect::<Vec<_>>(),
     });
     Ok(object(
@@ -549,30 +572,18 @@ fn v1beta1_node(canary: &Canary, name: &str, host: &str) -> Result<Value, Router
     ))
 }
 
-fn v1beta1_route(canary: &Canary, r: &RouteSpec) -> Value {
-    let mut m = json!({"prefix": route_prefix(canary)});
-    if !r.headers.is_empty() {
-        m["headers"] = json!(r.headers);
-    }
-    let mut http = json!({
-        "match": m,
-        "action": {"weightedTargets": r.targets.iter()
-            .map(|(node, w)| json!({"virtualNodeName": node, "weight": w}))
-            .collect::<Vec<_>>()},
-    });
-    if let Some((per_try, attempts, events)) = retries(canary) {
-        http["retryPolicy"] = json!({
+const V1BETA1_ROUTE: RouteDialect = RouteDialect {
+    target: |node| json!({"virtualNodeName": node}),
+    timeout: None,
+    retry_policy: |per_try, attempts, events| {
+        json!({
             "perRetryTimeoutMillis": per_try,
             "maxRetries": attempts,
             "httpRetryPolicyEvents": events,
-        });
-    }
-    let mut route = json!({"name": r.name, "http": http});
-    if let Some(p) = r.priority {
-        route["priority"] = json!(p);
-    }
-    route
-}
+        })
+    },
+    http_key: "http",
+};
 
 /// The VirtualService `<apex>.<ns>` (weighted by `routes`) or `<apex>-canary.<ns>`.
 pub fn v1beta1_service(
@@ -601,7 +612,7 @@ pub fn v1beta1_service(
         },
         "routes": route_specs(canary, apex_router, routes, &ab)
             .iter()
-            .map(|r| v1beta1_route(canary, r))
+            .map(|r| route(canary, r, &V1BETA1_ROUTE))
             .collect::<Vec<_>>(),
     });
     Ok(object(
