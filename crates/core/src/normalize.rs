@@ -329,7 +329,10 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
             let kind = w.hook_type().ok_or_else(|| {
                 invalid(
                     &format!("spec.analysis.webhooks[{i}].type"),
-                    format!("unknown webhook type {:?}", w.type_),
+                    format!(
+                        "unknown webhook type {:?}",
+                        w.type_.as_deref().unwrap_or_default()
+                    ),
                 )
             })?;
             Ok(Hook {

@@ -488,3 +488,16 @@ fn the_mirror_ramp_may_start_at_its_maximum() {
     let m = s.mirror.expect("istio mirrors");
     assert_eq!((m.iterations(), m.percent(1), m.percent(2)), (1, 40, 40));
 }
+
+/// The message quotes the value the user wrote, not Rust's `Some("…")`: it reaches the `Valid` condition.
+#[test]
+fn an_unknown_webhook_type_is_quoted_as_written() {
+    let err = norm(json!({"stepWeight": 10, "threshold": 1, "webhooks": [
+        {"name": "x", "type": "post-promote", "url": "http://127.0.0.1/"}
+    ]}))
+    .unwrap_err();
+    assert!(
+        err.contains(r#"unknown webhook type "post-promote""#) && !err.contains("Some("),
+        "{err}"
+    );
+}

@@ -699,6 +699,18 @@ pub fn image_of(d: &k8s_openapi::api::apps::v1::Deployment) -> String {
     template_image(d.spec.as_ref().map(|s| &s.template))
 }
 
+/// The generation of the primary of Deployment `target`: one more after each write of it (a promotion).
+pub async fn primary_generation(
+    deployments: &Api<k8s_openapi::api::apps::v1::Deployment>,
+    target: &str,
+) -> Result<Option<i64>> {
+    Ok(deployments
+        .get(&format!("{target}-primary"))
+        .await?
+        .metadata
+        .generation)
+}
+
 /// The primary of target `name` runs `version` and was written once since it was at `generation`: one promotion.
 pub async fn ensure_primary_promoted_once(
     deployments: &Api<k8s_openapi::api::apps::v1::Deployment>,

@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod knative;
 pub mod messages;
 pub mod monitoring;
+pub mod nginx;
 pub mod objects;
 pub mod shapes;
 pub mod skipper;
@@ -159,7 +160,8 @@ impl TestNamespace {
 }
 
 /// Runs `test` in a fresh namespace `<prefix>-<random>` and deletes the namespace afterwards (bounded wait).
-/// The test's own error wins over a cleanup error.
+/// Every test that runs this fails if an event or a Canary condition message in its namespace reads like a Rust
+/// debug dump ([`messages::MessageAudit`]). The test's own error wins over the audit's and a cleanup error.
 pub async fn with_namespace<F, Fut>(prefix: &str, test: F) -> Result<()>
 where
     F: FnOnce(TestNamespace) -> Fut,
@@ -176,16 +178,24 @@ where
         .context("creating the test namespace")?;
     let name = ns.name_any();
     eprintln!("test namespace: {name}");
+    let audit = messages::MessageAudit::start(&client, &name);
     let result = test(TestNamespace {
         client: client.clone(),
         name: name.clone(),
     })
     .await;
+    let audited = audit.finish().await;
     let cleanup = delete_namespace(&namespaces, &name).await;
-    match (result, cleanup) {
-        (Err(e), _) => Err(e.context(format!("in namespace {name}"))),
-        (Ok(()), Err(e)) => Err(e),
-        (Ok(()), Ok(())) => Ok(()),
+    match (result, audited, cleanup) {
+        (Err(e), audited, _) => {
+            if let Err(a) = audited {
+                eprintln!("{a:#}");
+            }
+            Err(e.context(format!("in namespace {name}")))
+        }
+        (Ok(()), Err(e), _) => Err(e),
+        (Ok(()), Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(()), Ok(())) => Ok(()),
     }
 }
 

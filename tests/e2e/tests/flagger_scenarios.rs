@@ -71,14 +71,34 @@ fn every_named_test_exists_and_every_row_says_something() -> anyhow::Result<()> 
             row.last_cell
         );
         for (file, test) in refs {
-            let source_path = e2e::repo_path(&file);
-            let source = std::fs::read_to_string(&source_path)
-                .with_context(|| format!("{}: reading {file}", row.script))?;
-            ensure!(
-                source.contains(&format!("fn {test}(")),
-                "{}: {file} has no fn {test}",
-                row.script
-            );
+            ensure_test_exists(&row.script, &file, &test)?;
+        }
+    }
+    Ok(())
+}
+
+fn ensure_test_exists(context: &str, file: &str, test: &str) -> anyhow::Result<()> {
+    let source = std::fs::read_to_string(e2e::repo_path(file))
+        .with_context(|| format!("{context}: reading {file}"))?;
+    ensure!(
+        source.contains(&format!("fn {test}(")),
+        "{context}: {file} has no fn {test}"
+    );
+    Ok(())
+}
+
+/// The page also names tests in its prose; those must exist too (the legend's `<file>.rs::<test>` is a
+/// placeholder).
+#[test]
+fn every_test_named_anywhere_on_the_page_exists() -> anyhow::Result<()> {
+    let doc =
+        std::fs::read_to_string(e2e::repo_path(DOC)).with_context(|| format!("reading {DOC}"))?;
+    for line in doc.lines() {
+        let refs = references(line)
+            .into_iter()
+            .filter(|(file, _)| !file.contains('<'));
+        for (file, test) in refs {
+            ensure_test_exists(DOC, &file, &test)?;
         }
     }
     Ok(())

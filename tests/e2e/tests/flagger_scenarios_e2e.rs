@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use e2e::controller::{
-    blue_green_canary, canaries, create_canary, deploy, ensure_primary_promoted_once, install_crds,
-    set_image, start_controller, wait_canary, wait_phase, wait_replicas,
+    Recorder, blue_green_canary, canaries, count_events, create_canary, deploy,
+    ensure_primary_promoted_once, events_for, install_crds, primary_generation, set_image,
+    start_controller, wait_canary, wait_phase, wait_replicas,
 };
 use e2e::messages::ensure_plain_messages;
-use e2e::objects::{App, autoscaler_ref, hpa, service, traefik_resource};
+use e2e::objects::{App, autoscaler_ref, deployment_available, hpa, service, traefik_resource};
 use e2e::{TestNamespace, apply, skip_unless_e2e, wait_for, with_namespace};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -160,11 +161,7 @@ async fn kubernetes_deployment_scenario_propagates_metadata_and_promotes() -> e2
         );
         wait_replicas(&deployments, APP, 0, &controller).await?;
 
-        let generation = deployments
-            .get(&format!("{APP}-primary"))
-            .await?
-            .metadata
-            .generation;
+        let generation = primary_generation(&deployments, APP).await?;
         set_image(&deployments, APP, "6.0.1").await?;
         wait_phase(&api, APP, "Progressing", INIT, &controller).await?;
         wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
@@ -261,11 +258,7 @@ async fn traefik_scenario_puts_apex_metadata_on_the_traefikservice() -> e2e::Res
         );
 
         let deployments: Api<Deployment> = ns.api();
-        let generation = deployments
-            .get(&format!("{APP}-primary"))
-            .await?
-            .metadata
-            .generation;
+        let generation = primary_generation(&deployments, APP).await?;
         set_image(&deployments, APP, "6.0.1").await?;
         wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
         ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
@@ -344,11 +337,7 @@ async fn kubernetes_hpa_scenario_keeps_the_users_hpa_edit_through_a_promotion() 
         )
         .await?;
         let deployments: Api<Deployment> = ns.api();
-        let generation = deployments
-            .get(&format!("{APP}-primary"))
-            .await?
-            .metadata
-            .generation;
+        let generation = primary_generation(&deployments, APP).await?;
         set_image(&deployments, APP, "6.0.1").await?;
         wait_phase(&api, APP, "Progressing", INIT, &controller).await?;
         wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
@@ -459,6 +448,370 @@ async fn kubernetes_daemonset_scenario_promotes_then_reverts_on_deletion() -> e2
             },
         )
         .await?;
+        Ok(())
+    })
+    .await
+}
+
+// --- switching from Flagger mid-analysis ---------------------------------------------------------------------
+
+/// An owner reference to `canary`, as Flagger sets on every object it creates for it.
+fn owned_by(canary: &DynamicObject) -> Value {
+    json!([{"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": canary.name_any(),
+            "uid": canary.uid().unwrap_or_default(), "controller": true, "blockOwnerDeletion": true}])
+}
+
+/// What Flagger 1.44 leaves of a blue/green run stopped after iteration 2 of 6 (the shape of the statuses it
+/// recorded in tests/fixtures/flagger-1.44-status-vectors.json): the target scaled up with the new version, the
+/// primary on the promoted one (selector `app=<name>-primary`, Flagger's `flagger-id` annotation), the three
+/// Services, and a `Progressing` status holding Flagger's hashes of both revisions.
+async fn as_flagger_left_it_mid_analysis(ns: &TestNamespace) -> e2e::Result<DynamicObject> {
+    let canary: DynamicObject = serde_json::from_value(blue_green_canary(APP, "2s", 6, json!([])))?;
+    let canary = canaries(ns).create(&PostParams::default(), &canary).await?;
+    let deployments: Api<Deployment> = ns.api();
+    deployments
+        .create(
+            &PostParams::default(),
+            &App::new(APP, "6.0.1", 1).deployment()?,
+        )
+        .await?;
+    let primary_name = format!("{APP}-primary");
+    let mut primary = serde_json::to_value(App::new(&primary_name, "6.0.0", 1).deployment()?)?;
+    primary["metadata"]["ownerReferences"] = owned_by(&canary);
+    let template = &mut primary["spec"]["template"]["metadata"];
+    template["annotations"] = json!({"flagger-id": "9b2e4c1a-7d3f-4e6b-8a5c-1f0e9d8c7b6a"});
+    deployments
+        .create(&PostParams::default(), &serde_json::from_value(primary)?)
+        .await?;
+    for (name, selects) in [
+        (APP.to_string(), primary_name.clone()),
+        (primary_name.clone(), primary_name.clone()),
+        (format!("{APP}-canary"), APP.to_string()),
+    ] {
+        let mut svc = serde_json::to_value(service(&name, &selects)?)?;
+        svc["metadata"]["ownerReferences"] = owned_by(&canary);
+        ns.api::<Service>()
+            .create(&PostParams::default(), &serde_json::from_value(svc)?)
+            .await?;
+    }
+    let status = json!({"status": {
+        "phase": "Progressing", "canaryWeight": 0, "failedChecks": 0, "iterations": 2,
+        "lastAppliedSpec": "6d4f8b7c9", "lastPromotedSpec": "5974fdb97c",
+        "trackedConfigs": {},
+        "lastTransitionTime": "2026-12-04T20:00:00Z",
+        "conditions": [{"type": "Promoted", "status": "Unknown", "reason": "Progressing",
+            "message": "New revision detected, progressing canary analysis.",
+            "lastUpdateTime": "2026-12-04T20:00:00Z", "lastTransitionTime": "2026-12-04T20:00:00Z"}]
+    }});
+    let canary = canaries(ns)
+        .patch_status(APP, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .context("writing Flagger's status")?;
+    for name in [APP, primary_name.as_str()] {
+        wait_for(
+            &deployments,
+            name,
+            "available",
+            INIT,
+            deployment_available(),
+        )
+        .await?;
+    }
+    Ok(canary)
+}
+
+/// Flagger was stopped while a blue/green run was at iteration 2 of 6: flagger-rs takes the status in (its own
+/// revision format replaces Flagger's hash), carries on with iterations 3 to 6 without restarting from 0 or
+/// announcing a new revision, and promotes the new version exactly once.
+#[tokio::test]
+async fn flagger_mid_analysis_scenario_resumes_at_its_iteration() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("fs-midrun", |ns| async move {
+        install_crds(&ns.client).await?;
+        as_flagger_left_it_mid_analysis(&ns).await?;
+        let api = canaries(&ns);
+        let recorder = Recorder::start(&api, APP);
+        let deployments: Api<Deployment> = ns.api();
+        let generation = primary_generation(&deployments, APP).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        let done = wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        eprintln!("observed: {}", recorder.render());
+
+        let steps = recorder.steps();
+        let analysed: Vec<i64> = steps
+            .iter()
+            .filter(|s| s.phase == "Progressing")
+            .map(|s| s.iterations)
+            .collect();
+        ensure!(
+            analysed.first() == Some(&2) && analysed.windows(2).all(|w| w[0] <= w[1]),
+            "the run did not resume at iteration 2: {}",
+            recorder.render()
+        );
+        for i in 3..=6 {
+            ensure!(
+                analysed.contains(&i),
+                "iteration {i} never analysed: {}",
+                recorder.render()
+            );
+        }
+        recorder.ensure_promoted_once()?;
+        ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
+        let applied = e2e::controller::status(&done)["lastAppliedSpec"].clone();
+        ensure!(
+            applied.as_str().is_some_and(|h| h.starts_with("r1.")),
+            "Flagger's hash not replaced: lastAppliedSpec {applied}"
+        );
+        ensure!(
+            count_events(&ns, APP, "New revision detected").await? == 0,
+            "a resumed run announced a new revision: {:#?}",
+            events_for(&ns, "Canary", APP).await?
+        );
+        Ok(())
+    })
+    .await
+}
+
+// --- skipAnalysis with an image that never runs ---------------------------------------------------------------
+
+/// Flagger's skip-analysis script (its Istio routing aside): with `skipAnalysis`, a new image is promoted at once;
+/// then an image that does not exist (the cluster's pods for tag `broken` never become ready) is never promoted:
+/// the canary stays not ready until its progress deadline, the run fails, and the primary keeps running the
+/// previous version with its replica.
+#[tokio::test]
+async fn skip_analysis_scenario_fails_an_image_that_never_becomes_ready() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("fs-skip", |ns| async move {
+        install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        let mut canary = blue_green_canary(APP, "2s", 3, json!([]));
+        canary["spec"]["skipAnalysis"] = json!(true);
+        canary["spec"]["progressDeadlineSeconds"] = json!(15);
+        create_canary(&ns, canary).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+        let deployments: Api<Deployment> = ns.api();
+
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        let generation = primary_generation(&deployments, APP).await?;
+
+        let recorder = Recorder::start(&api, APP);
+        set_image(&deployments, APP, "broken").await?;
+        let failed = wait_phase(&api, APP, "Failed", RUN, &controller).await?;
+        eprintln!("observed: {}", recorder.render());
+        ensure!(
+            !recorder.steps().iter().any(|s| s.phase == "Promoting"),
+            "a version that never became ready was promoted: {}",
+            recorder.render()
+        );
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(
+            e2e::controller::image_of(&primary).ends_with(":6.0.1")
+                && primary.metadata.generation == generation,
+            "the primary was changed: {} (generation {generation:?} -> {:?})",
+            e2e::controller::image_of(&primary),
+            primary.metadata.generation
+        );
+        let (replicas, ready) = primary
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .zip(primary.status.as_ref().and_then(|s| s.ready_replicas))
+            .unwrap_or_default();
+        ensure!(
+            replicas == 1 && ready == 1,
+            "primary replicas {replicas}, ready {ready}"
+        );
+        ensure!(
+            e2e::controller::phase(&failed) == "Failed",
+            "phase {}",
+            e2e::controller::phase(&failed)
+        );
+        let events = events_for(&ns, "Canary", APP).await?;
+        ensure!(
+            events
+                .iter()
+                .any(|(t, _, m, _)| t == "Warning" && m.contains("progress deadline")),
+            "no Warning names the progress deadline: {events:#?}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+// --- Linkerd: a second Canary with its own Service port ---------------------------------------------------------
+
+fn traffic_splits(ns: &TestNamespace) -> Api<DynamicObject> {
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("split.smi-spec.io", "v1alpha1", "TrafficSplit"),
+        "trafficsplits",
+    );
+    Api::namespaced_with(ns.client.clone(), &ns.name, &ar)
+}
+
+/// `(service, [(backend, weight)])` of the TrafficSplit `name`, backends by name.
+async fn split_of(ns: &TestNamespace, name: &str) -> e2e::Result<(String, Vec<(String, i64)>)> {
+    let split = traffic_splits(ns)
+        .get(name)
+        .await
+        .with_context(|| format!("TrafficSplit {name}"))?;
+    let spec = &split.data["spec"];
+    let mut backends = spec["backends"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            let weight = b["weight"]
+                .as_i64()
+                .or_else(|| b["weight"].as_str().and_then(|w| w.parse().ok()));
+            (
+                b["service"].as_str().unwrap_or_default().to_string(),
+                weight.unwrap_or(-1),
+            )
+        })
+        .collect::<Vec<_>>();
+    backends.sort();
+    Ok((
+        spec["service"].as_str().unwrap_or_default().to_string(),
+        backends,
+    ))
+}
+
+/// The ports Service `name` serves.
+async fn ports_of(services: &Api<Service>, name: &str) -> e2e::Result<Vec<i32>> {
+    let svc = services
+        .get(name)
+        .await
+        .with_context(|| format!("Service {name}"))?;
+    Ok(svc
+        .spec
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.port)
+        .collect())
+}
+
+/// The `app` label Service `name` selects.
+async fn selects(services: &Api<Service>, name: &str) -> e2e::Result<String> {
+    let svc = services
+        .get(name)
+        .await
+        .with_context(|| format!("Service {name}"))?;
+    Ok(svc
+        .spec
+        .and_then(|s| s.selector)
+        .and_then(|s| s.get("app").cloned())
+        .unwrap_or_default())
+}
+
+/// Flagger's Linkerd scenario's two Canaries, at the API level (no Linkerd proxy runs here): `podinfo` on port 80
+/// and `podinfo-service` on its own port 9898, side by side in one namespace. Both initialise with Services of
+/// their own ports (the apex `podinfo` selecting its primary, `podinfo-service-canary` selecting its target) and a
+/// TrafficSplit each over their own backends; a new version of `podinfo` is promoted while `podinfo-service`,
+/// its TrafficSplit and its primary stay as they were.
+#[tokio::test]
+async fn linkerd_scenario_second_canary_with_its_own_service_port() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("fs-linkerd", |ns| async move {
+        install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &["-mesh-provider=linkerd"])?;
+        let second = "podinfo-service";
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        deploy(&ns, &App::new(second, "6.0.0", 1), |_| {}).await?;
+        let progressive = |name: &str, service: Value, max: u32| {
+            json!({
+                "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+                "metadata": {"name": name},
+                "spec": {
+                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                    "progressDeadlineSeconds": 60,
+                    "service": service,
+                    "analysis": {"interval": "1s", "threshold": 2, "stepWeight": 10, "maxWeight": max},
+                },
+            })
+        };
+        create_canary(
+            &ns,
+            progressive(APP, json!({"port": 80, "targetPort": "http", "portDiscovery": true}), 50),
+        )
+        .await?;
+        create_canary(
+            &ns,
+            progressive(second, json!({"port": 9898, "portDiscovery": true}), 30),
+        )
+        .await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+        wait_phase(&api, second, "Initialized", INIT, &controller).await?;
+
+        let services: Api<Service> = ns.api();
+        ensure!(
+            selects(&services, APP).await? == format!("{APP}-primary"),
+            "Service {APP} does not select the primary"
+        );
+        ensure!(
+            selects(&services, &format!("{second}-canary")).await? == second,
+            "Service {second}-canary does not select {second}"
+        );
+        for (name, port) in [
+            (APP.to_string(), 80),
+            (format!("{APP}-canary"), 80),
+            (second.to_string(), 9898),
+            (format!("{second}-primary"), 9898),
+            (format!("{second}-canary"), 9898),
+        ] {
+            let ports = ports_of(&services, &name).await?;
+            ensure!(
+                ports.first() == Some(&port),
+                "Service {name} serves {ports:?}, want {port} first"
+            );
+        }
+        let idle = |name: &str| {
+            (
+                name.to_string(),
+                vec![
+                    (format!("{name}-canary"), 0),
+                    (format!("{name}-primary"), 100),
+                ],
+            )
+        };
+        for name in [APP, second] {
+            let split = split_of(&ns, name).await?;
+            ensure!(split == idle(name), "TrafficSplit {name}: {split:?}");
+        }
+
+        let deployments: Api<Deployment> = ns.api();
+        let second_generation = primary_generation(&deployments, second).await?;
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(
+            e2e::controller::image_of(&primary).ends_with(":6.0.1"),
+            "primary of {APP} runs {}",
+            e2e::controller::image_of(&primary)
+        );
+        ensure!(
+            split_of(&ns, APP).await? == idle(APP),
+            "TrafficSplit {APP} after promotion"
+        );
+        let other = api.get(second).await?;
+        ensure!(
+            e2e::controller::phase(&other) == "Initialized",
+            "{second} is {}",
+            e2e::controller::phase(&other)
+        );
+        ensure!(
+            split_of(&ns, second).await? == idle(second),
+            "TrafficSplit {second} moved"
+        );
+        let second_primary = deployments.get(&format!("{second}-primary")).await?;
+        ensure!(
+            second_primary.metadata.generation == second_generation,
+            "the primary of {second} was rewritten"
+        );
         Ok(())
     })
     .await

@@ -278,31 +278,7 @@ impl Provider {
                 .await
             }
             Provider::GatewayApi | Provider::GatewayApiV1beta1 => e2e::gateway::install(ns).await,
-            Provider::Nginx => {
-                apply_value(
-                    &ns.client,
-                    None,
-                    json!({
-                        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-                        "metadata": {"name": "nginx"},
-                        "spec": {"controller": "k8s.io/ingress-nginx"},
-                    }),
-                )
-                .await?;
-                apply_value(
-                    &ns.client,
-                    Some(&ns.name),
-                    json!({
-                        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                        "metadata": {"name": "podinfo"},
-                        "spec": {"ingressClassName": "nginx", "rules": [{"host": host, "http": {"paths": [{
-                            "path": "/", "pathType": "Prefix",
-                            "backend": {"service": {"name": "podinfo", "port": {"number": APP_PORT}}},
-                        }]}}]},
-                    }),
-                )
-                .await
-            }
+            Provider::Nginx => e2e::nginx::install(ns, "podinfo", host).await,
         }
     }
 
