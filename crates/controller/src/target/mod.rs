@@ -27,10 +27,10 @@ use crate::workload::configs::TrackedConfigs;
 use crate::workload::selector::{self, SelectorLabel};
 use crate::workload::service_target::Copy as ServiceCopy;
 
-pub use error::TargetError;
 pub use crate::finalizer::FINALIZER;
-pub(crate) use observe::{RESET, SKIP_ANALYSIS};
+pub use error::TargetError;
 pub use observe::records_revision;
+pub(crate) use observe::{RESET, SKIP_ANALYSIS};
 
 #[derive(Clone)]
 enum Workload {

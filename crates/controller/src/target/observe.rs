@@ -8,8 +8,8 @@ use flagger_core::{Observation, Readiness, RolloutSpec};
 use flagger_providers::router;
 use kube::ResourceExt;
 
-use crate::finalizer::FINALIZER;
 use super::{Workload, Workloads};
+use crate::finalizer::FINALIZER;
 use crate::workload::{readiness, revision, service_target};
 
 pub(crate) const SKIP_ANALYSIS: &str = "flagger.app/skip-analysis";
