@@ -1,14 +1,15 @@
 //! The one safe way into `gtmpl`, Go's text/template parser ported to Rust, for every template a
 //! user writes (MetricTemplate queries, AlertProvider `messageTemplate`).
 //!
-//! The shipped binary aborts on a panic, so nothing here may rely on catching one: the port is
-//! only ever handed text it is known to handle. Its parser recurses per nesting level (a stack
+//! Nothing here relies on catching a panic (a stack overflow aborts whatever the profile, and a
+//! panic would end the tick that rendered the template): the port is only ever handed text it is
+//! known to handle. Its parser recurses per nesting level (a stack
 //! overflow aborts), its lexer backs up one byte after a multi-byte character inside an action
 //! (a panic on the lexer's thread) and loops forever when the text ends inside an action, and
 //! its executor recurses without end when a template calls itself by name. [`check_safe`], a
 //! scanner of our own that cannot panic, refuses all of that before gtmpl sees the text;
 //! [`render`] bounds what an accepted template may write. The fuzzer (`crates/fuzz`) runs both
-//! in the shipped profile, where any panic it provoked would end its run.
+//! in the shipped profile with a panic hook that ends its run on any panic.
 
 use std::io::Write;
 use std::sync::mpsc;
