@@ -169,7 +169,9 @@ fn render(p: &Plan) -> String {
             duration(t),
             p.fail_at.unwrap_or(1)
         )),
-        None => out.push_str("Rollback after:  never by checks (no metric or hook can fail)\n"),
+        None => out.push_str(
+            "Rollback after:  never by checks (nothing can fail, or the threshold is beyond the plan's horizon)\n",
+        ),
     }
     out
 }

@@ -223,3 +223,18 @@ fn a_mirrored_canary_shadows_once_then_steps() {
         ]
     );
 }
+
+#[test]
+fn a_threshold_beyond_the_horizon_never_rolls_back_and_still_plans_the_promotion() {
+    // Found by the fuzzer: with a threshold in the quintillions the failing run used to be simulated
+    // to the horizon on every plan; it cannot end by checks, and the healthy schedule is unchanged.
+    let huge =
+        spec(json!({"stepWeight": 10, "maxWeight": 50, "threshold": 9223372036854775807u64}));
+    let p = plan(&huge, None);
+    assert_eq!(p.rollback_after_seconds, None);
+    assert_eq!(p.promote_after_seconds, Some(480));
+    // Asked for explicitly, the failing schedule is still simulated (and never ends).
+    let failing = plan(&huge, Some(3));
+    assert_eq!(failing.rollback_after_seconds, None);
+    assert!(failing.steps.len() > 100);
+}
