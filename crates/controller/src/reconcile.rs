@@ -8,6 +8,7 @@ use flagger_api::{Canary, CanaryPhase, CanaryStatus};
 use flagger_core::{Action, EventType, Need, Observation, RolloutSpec};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -166,7 +167,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
                 }
             }
             worker = ctx.workers.acquire().await;
-            if target_revision(&ctx, &canary).await.as_ref() != Some(&observation.revision) {
+            if target_changed(&ctx, &canary, &observation.revision).await {
                 // The target changed while the results were on their way: they judge a revision
                 // that is no longer the one to promote. Dropped; the next tick starts from the
                 // new revision (nothing of this tick was announced, so nothing is repeated).
@@ -209,17 +210,28 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     Err(Error::Runaway)
 }
 
-/// The target's revision as the watch cache has it now (no request in steady state); `None` when
-/// the target is gone. Compared with the tick's observation, not by generation: an autoscaler
-/// changing the target's replicas bumps the generation but is no new revision.
-async fn target_revision(ctx: &Context, canary: &Canary) -> Option<String> {
+/// Whether the target's revision as the watch cache has it now (no request in steady state)
+/// differs from `observed`; a target that is gone has changed. Compared by revision, not by
+/// generation: an autoscaler changing the target's replicas bumps the generation but is no new
+/// revision.
+async fn target_changed(ctx: &Context, canary: &Canary, observed: &str) -> bool {
     let namespace = canary.namespace().unwrap_or_default();
     let name = &canary.spec.target_ref.name;
     let overrides = canary
         .status
         .as_ref()
         .and_then(|s| s.pod_overrides.as_ref());
-    match canary.spec.target_ref.kind.as_str() {
+    let now = match canary.spec.target_ref.kind.as_str() {
+        // A Knative Service's revision under analysis is its latest created Revision, read with a
+        // GET at each tick rather than cached: the next tick sees a newer one and starts over.
+        "Service" if crate::targets::is_knative(canary) => return false,
+        "Service" => ctx
+            .cache
+            .get::<Service>(&ctx.client, &namespace, name)
+            .await
+            .ok()
+            .flatten()
+            .map(|s| crate::workload::service_target::revision_of(&s)),
         "DaemonSet" => ctx
             .cache
             .get::<DaemonSet>(&ctx.client, &namespace, name)
@@ -234,7 +246,8 @@ async fn target_revision(ctx: &Context, canary: &Canary) -> Option<String> {
             .ok()
             .flatten()
             .map(|d| revision::of_deployment(&d, overrides)),
-    }
+    };
+    now.as_deref() != Some(observed)
 }
 
 /// A failed reconcile is counted and retried with a per-canary backoff (see `backoff`).
