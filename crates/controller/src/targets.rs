@@ -22,14 +22,6 @@ pub fn is_knative(canary: &Canary) -> bool {
     t.kind == "Service" && t.api_version.starts_with("serving.knative.dev/")
 }
 
-/// A target write that changes nothing.
-fn no_write() -> TargetWrite {
-    TargetWrite {
-        patch: serde_json::json!({}),
-        pod_overrides: None,
-    }
-}
-
 impl Target {
     pub async fn load(ctx: &Context, canary: &Canary) -> Result<Target, TargetError> {
         if is_knative(canary) {
@@ -125,14 +117,14 @@ impl Target {
     pub async fn scale_up(&self, canary: &Canary) -> Result<TargetWrite, TargetError> {
         match self {
             Target::Workloads(w) => Ok(w.scale_up(canary).await?),
-            Target::Knative(_) => Ok(no_write()),
+            Target::Knative(_) => Ok(TargetWrite::none()),
         }
     }
 
     pub fn scale_to_zero(&self, canary: &Canary) -> TargetWrite {
         match self {
             Target::Workloads(w) => w.scale_to_zero(canary),
-            Target::Knative(_) => no_write(),
+            Target::Knative(_) => TargetWrite::none(),
         }
     }
 
