@@ -25,7 +25,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # Flagger's charts run `./flagger` and `./loadtester` from the working directory: the binary acts on the name
 # it is run under. reqwest verifies HTTPS peers (metric providers, notifiers) against these CA certificates.
-RUN ln -s flagger-rs /rootfs/flagger && ln -s flagger-rs /rootfs/loadtester && \
+RUN ln -s flagger-rs /rootfs/flagger && ln -s flagger-rs /rootfs/loadtester && ln -s flagger-rs /rootfs/kubectl-flagger && \
     chmod 1777 /rootfs/tmp && \
     cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ && \
     printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' 'nonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin' \

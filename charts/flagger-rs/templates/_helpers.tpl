@@ -81,6 +81,9 @@ need: core, keda with rbac.keda, and the routers of meshProvider and rbac.extraP
 {{- if .Values.rbac.keda -}}
 {{- $rules = concat $rules $rbac.keda -}}
 {{- end -}}
+{{- range $type := default (list) .Values.rbac.metricProviders -}}
+{{- $rules = concat $rules (get $rbac.metricProviders $type | default (list)) -}}
+{{- end -}}
 {{- range $provider := prepend (default (list) .Values.rbac.extraProviders) .Values.meshProvider -}}
 {{- $rules = concat $rules (get $rbac.routers (include "flagger-rs.routerFamily" $provider)) -}}
 {{- end -}}

@@ -44,6 +44,8 @@ pub struct CanaryAnalysis {
     pub delay: Option<String>,
     /// Seed extra: progressive mirroring and canary pod overrides.
     pub canary_analysis: Option<CanaryAnalysisExtras>,
+    /// flagger-rs extra: compare the canary with a baseline statistically (see docs/judge.md).
+    pub judge: Option<crate::judge::AnalysisJudge>,
 }
 
 /// One A/B condition set; entries of `analysis.match` are OR-ed, conditions inside one are AND-ed.
@@ -76,6 +78,8 @@ pub struct CanaryMetric {
     /// counts a failure.
     #[schemars(extend("enum" = ["fail", "hold"]))]
     pub no_data: Option<String>,
+    /// flagger-rs extra: judge this metric against the baseline (needs `analysis.judge`).
+    pub judge: Option<crate::judge::MetricJudge>,
 }
 
 /// Values of `analysis.metrics[].noData`.

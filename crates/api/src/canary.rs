@@ -87,6 +87,14 @@ pub struct TargetRef {
     pub name: String,
 }
 
+impl TargetRef {
+    /// A Knative Service, whose revisions play the primary and canary (a plain `v1` Service is a
+    /// Service target of its own kind).
+    pub fn is_knative_service(&self) -> bool {
+        self.kind == "Service" && self.api_version.starts_with("serving.knative.dev/")
+    }
+}
+
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -86,6 +86,30 @@ pub struct CanaryStatus {
     pub last_handled_reset: Option<String>,
     /// Seed extra: the target's own values at the paths canary pod overrides replace.
     pub pod_overrides: Option<PodOverridesStatus>,
+    /// flagger-rs extra: the statistical judge's last look (`analysis.judge`).
+    pub judge: Option<crate::judge::JudgeStatus>,
+    /// flagger-rs extra: the last manual request (`flagger-rs.dev/request` annotation) handled,
+    /// with the controller's answer; its id is what makes each request act once.
+    pub last_request: Option<HandledRequest>,
+    /// flagger-rs extra: who paused the run; present while a `pause` request holds the weights.
+    pub paused_by: Option<String>,
+}
+
+/// A manual request the controller has answered. Nothing is required in the schema: the CRD
+/// requires only what Flagger's does.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HandledRequest {
+    pub id: String,
+    /// `promote`, `abort`, `pause`, `resume` or `retry`, as asked.
+    pub action: String,
+    pub requested_by: Option<String>,
+    /// Whether it took effect; a refused request changed nothing.
+    pub accepted: bool,
+    pub message: String,
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub handled_at: Option<Timestamp>,
 }
 
 /// A status condition as Flagger writes it (`lastUpdateTime` included, unlike metav1.Condition).

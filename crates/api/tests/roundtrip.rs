@@ -131,6 +131,12 @@ fn the_schema_requires_exactly_what_flaggers_requires() {
         ("Canary.spec.analysis.alerts[].providerRef", vec!["name"]),
         ("Canary.spec.analysis.metrics[]", vec!["name"]),
         ("Canary.spec.analysis.metrics[].templateRef", vec!["name"]),
+        // A flagger-rs extra, absent from every Flagger manifest: a reference names its template
+        // as `templateRef` does.
+        (
+            "Canary.spec.analysis.metrics[].judge.totalTemplateRef",
+            vec!["name"],
+        ),
         ("Canary.spec.analysis.sessionAffinity", vec!["cookieName"]),
         ("Canary.spec.analysis.webhooks[]", vec!["name", "url"]),
         // flagger-rs extension: the loadtester token a webhook sends.
@@ -232,6 +238,7 @@ mod generated {
                         template_variables: None,
                         dry_run,
                         no_data,
+                        judge: None,
                     }
                 },
             )

@@ -94,6 +94,34 @@ fn the_bases_are_valid() {
     }
 }
 
+#[test]
+fn saas_metric_templates_validate() {
+    for provider in [
+        "{type: cloudwatch, address: null, region: eu-west-1}",
+        "{type: stackdriver, address: null, secretRef: {name: gcp}}",
+        "{type: splunk, address: 'https://api.us1.signalfx.com', secretRef: {name: sfx}}",
+        "{type: splunk, address: 'wss://stream.us1.signalfx.com', secretRef: {name: sfx}}",
+    ] {
+        let mut doc = yaml(METRIC_TEMPLATE);
+        merge(&mut doc, &yaml(&format!("spec: {{provider: {provider}}}")));
+        let found = problems(&doc);
+        assert!(found.is_empty(), "{provider}: {found:#?}");
+    }
+}
+
+#[test]
+fn a_keda_scaled_object_autoscaler_is_accepted() {
+    let mut doc = yaml(CANARY);
+    merge(
+        &mut doc,
+        &yaml(
+            "spec: {autoscalerRef: {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: podinfo-so, primaryScalerQueries: {requests: 'vector(1)'}, primaryScalerReplicas: {minReplicas: 2, maxReplicas: 4}}}",
+        ),
+    );
+    let found = problems(&doc);
+    assert!(found.is_empty(), "{found:#?}");
+}
+
 use Severity::{Error as E, Info as I, Warning as W};
 
 /// (base, merge patch as YAML, expected path, word of the message, severity)
@@ -428,17 +456,17 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
         E,
     ),
     (
-        CANARY,
-        "spec: {autoscalerRef: {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: podinfo}}",
-        "spec.autoscalerRef.kind",
-        "KEDA ScaledObject autoscalers are not implemented",
+        METRIC_TEMPLATE,
+        "spec: {provider: {type: stackdriver, address: null}}",
+        "spec.provider.secretRef",
+        "required for the stackdriver provider",
         E,
     ),
     (
         METRIC_TEMPLATE,
-        "spec: {provider: {type: splunk, address: 'https://api.signalfx.com'}}",
-        "spec.provider.type",
-        "metric provider splunk is not implemented by flagger-rs yet",
+        "spec: {provider: {type: splunk, address: 'ftp://api.us1.signalfx.com'}}",
+        "spec.provider.address",
+        "not an absolute http(s) URL",
         E,
     ),
     (
@@ -465,8 +493,15 @@ const BROKEN: &[(&str, &str, &str, &str, Severity)] = &[
     (
         CANARY,
         "spec: {provider: apisix}",
-        "spec.provider",
-        "provider apisix is not implemented by flagger-rs yet",
+        "spec.routeRef",
+        "required with the apisix provider",
+        E,
+    ),
+    (
+        CANARY,
+        "spec: {provider: apisix, routeRef: {apiVersion: apisix.apache.org/v2, kind: ApisixRoute, name: podinfo}, analysis: {stepWeight: null, maxWeight: null, iterations: 5, match: [{headers: {x-canary: {exact: insider}}}]}}",
+        "spec.analysis.match",
+        "the apisix provider cannot route by header",
         E,
     ),
     (

@@ -3,6 +3,8 @@
 //! `./flagger -log-level=info -mesh-provider=…`. So the binary is the controller when it runs under
 //! the name `flagger` (argv[0], e.g. a symlink in an image) or when its first argument is a flag
 //! other than help or version, and the loadtester when it runs under the name `loadtester`.
+//! Under the name `kubectl-flagger` (a kubectl plugin: `kubectl flagger status`) it is the CLI
+//! itself, whose users never mean the controller.
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -15,6 +17,11 @@ fn subcommand_of_program(program: &OsStr) -> Option<&'static str> {
         "loadtester" => Some("loadtester"),
         _ => None,
     }
+}
+
+/// kubectl runs a plugin `kubectl-NAME` found on the PATH for `kubectl NAME …`.
+fn is_kubectl_plugin(program: &OsStr) -> bool {
+    Path::new(program).file_name().and_then(|n| n.to_str()) == Some("kubectl-flagger")
 }
 
 /// Flags that mean the binary itself, not the controller, when they come first.
@@ -30,6 +37,9 @@ pub fn resolve(mut args: Vec<OsString>) -> Vec<OsString> {
     let Some(program) = args.first() else {
         return args;
     };
+    if is_kubectl_plugin(program) {
+        return args;
+    }
     let implied = subcommand_of_program(program).or_else(|| {
         let first = args.get(1)?.to_str()?;
         (first.starts_with('-') && first != "--" && !is_help_or_version(first))
@@ -91,6 +101,18 @@ mod tests {
             run(&["flagger-rs", "--mesh-provider", "istio"]),
             ["flagger-rs", "controller", "--mesh-provider", "istio"]
         );
+    }
+
+    #[test]
+    fn the_kubectl_plugin_name_is_the_cli_and_never_the_controller() {
+        for args in [
+            &["kubectl-flagger", "status", "-n", "test"][..],
+            &["/usr/local/bin/kubectl-flagger", "why", "podinfo"],
+            &["kubectl-flagger", "--context", "prod", "status"],
+            &["kubectl-flagger"],
+        ] {
+            assert_eq!(run(args), args, "{args:?}");
+        }
     }
 
     #[test]

@@ -1,15 +1,27 @@
 //! `flagger-rs`: the one binary users run. Run as `flagger` or with Flagger's flags and no
 //! subcommand it is the controller; run as `loadtester` it is the loadtester (see `invocation`).
 
+mod cluster;
+mod command;
+mod completions;
+mod control;
 mod controller;
 mod crds;
+mod duration;
+mod events;
 mod goflags;
 mod invocation;
 mod loadtester;
 mod logging;
+mod output;
+#[cfg(test)]
+mod output_snapshots;
 mod plan;
 mod replay;
+mod status;
 mod validate;
+mod validate_cluster;
+mod why;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -42,6 +54,16 @@ enum Command {
     /// Run the operator (accepts Flagger's flags, also Go-style: -mesh-provider=kubernetes).
     #[command(display_name = "flagger-rs")]
     Controller(Box<flagger_controller::flags::Flags>),
+    /// Where each canary's run is: phase, weights, step, checks, what it waits on, ETA.
+    Status(status::Args),
+    /// The events of a canary, oldest first.
+    Events(events::Args),
+    /// The last decision about a canary, explained: which check, its value and threshold, what next.
+    Why(why::Args),
+    /// Print a shell completion script (bash, zsh, fish, …).
+    Completions(completions::Args),
+    #[command(flatten)]
+    Control(control::Command),
 }
 
 /// The whole command line as the binary reads it: the implied subcommand, Go-style flags, clap.
@@ -60,6 +82,11 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan::run(&args),
         Command::Loadtester(args) => loadtester::run(&args),
         Command::Controller(flags) => controller::run(*flags),
+        Command::Status(args) => status::run(&args),
+        Command::Events(args) => events::run(&args),
+        Command::Why(args) => why::run(&args),
+        Command::Completions(args) => completions::run(&args, Cli::command()),
+        Command::Control(command) => control::run(&command),
     }
 }
 

@@ -9,6 +9,8 @@ use flagger_api::decode::parse_documents;
 use flagger_core::plan::{Plan, plan};
 use flagger_core::{RolloutSpec, Settings, normalize};
 
+use crate::duration::short as duration;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Text,
@@ -103,15 +105,6 @@ fn specs(args: &Args) -> Result<Vec<RolloutSpec>, String> {
         return Err(format!("{path}: no Canary document found"));
     }
     Ok(specs)
-}
-
-fn duration(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
-    }
 }
 
 fn render(p: &Plan) -> String {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use flagger_core::RolloutSpec;
-use flagger_core::plan::plan;
+use flagger_core::plan::{checks_to_promote, plan};
 use flagger_judge::{Outcome, Recording, Scoring, Settings, replay};
 
 pub fn render_all(specs: &[RolloutSpec], series: &Path) -> Result<String, String> {
@@ -27,12 +27,7 @@ fn render(spec: &RolloutSpec, recording: &Recording, source: &str) -> Result<Str
     let healthy = plan(spec, None);
     // The judge stands in for the canary's metric checks: the run needs as many passing
     // intervals as its plan has ticks with checks.
-    let checks = healthy
-        .steps
-        .iter()
-        .filter(|s| !s.checks.is_empty())
-        .count();
-    let checks = u32::try_from(checks).unwrap_or(u32::MAX);
+    let checks = checks_to_promote(spec);
     if checks == 0 {
         return Err(format!(
             "Canary {}.{} runs no metric checks: there is nothing for the judge to stand in for",

@@ -14,6 +14,8 @@ use flagger_api::validate::{self, Options, Severity};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::validate_cluster::{self, FoundCanary};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Text,
@@ -37,6 +39,17 @@ pub struct Args {
     /// Do not print warnings and notes (they never affect the exit status).
     #[arg(long)]
     pub quiet: bool,
+    /// Also check each Canary against the cluster, reading only: resolve its MetricTemplates,
+    /// Secrets, AlertProviders and webhook hosts, run every metric query once as the next
+    /// analysis tick would, and exit 1 unless every check would pass now.
+    #[arg(long)]
+    pub cluster: bool,
+    #[command(flatten)]
+    pub cluster_args: crate::cluster::ClusterArgs,
+    /// With --cluster: the Prometheus of builtin and inline metrics of canaries without
+    /// spec.metricsServer, as the controller flag -metrics-server.
+    #[arg(long, default_value = "http://prometheus:9090")]
+    pub metrics_server: String,
 }
 
 /// One reported line; `document` is 0 for problems of the whole file.
@@ -60,51 +73,58 @@ pub fn run(args: &Args) -> ExitCode {
         ..Options::default()
     };
     let mut findings = Vec::new();
+    let mut canaries = Vec::new();
     let mut checked = 0usize;
     for input in &args.paths {
         for file in expand(input, &mut findings) {
-            checked += check_file(&file, &opts, &mut findings);
+            checked += check_file(&file, &opts, &mut findings, &mut canaries);
         }
     }
     if args.quiet {
         findings.retain(|f| f.severity == Severity::Error);
     }
     let failed = findings.iter().any(|f| f.severity == Severity::Error);
+    if args.cluster {
+        let print = || print_text(&findings, checked);
+        return validate_cluster::run(args, &findings, print, canaries, failed);
+    }
     match args.output {
         Output::Json => match serde_json::to_string_pretty(&findings) {
             Ok(text) => println!("{text}"),
             Err(e) => eprintln!("error: cannot encode the findings as JSON: {e}"),
         },
-        Output::Text => {
-            for f in &findings {
-                let sev = match f.severity {
-                    Severity::Error => "",
-                    Severity::Warning => "warning: ",
-                    Severity::Info => "note: ",
-                };
-                let path = if f.path.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {}:", f.path)
-                };
-                println!("{}:{}:{path} {sev}{}", f.file, f.document, f.message);
-            }
-            let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
-            let (errors, warnings, notes) = (
-                count(Severity::Error),
-                count(Severity::Warning),
-                count(Severity::Info),
-            );
-            eprintln!(
-                "{checked} flagger.app object(s) checked: {errors} error(s), {warnings} warning(s), {notes} note(s)"
-            );
-        }
+        Output::Text => print_text(&findings, checked),
     }
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn print_text(findings: &[Finding], checked: usize) {
+    for f in findings {
+        let sev = match f.severity {
+            Severity::Error => "",
+            Severity::Warning => "warning: ",
+            Severity::Info => "note: ",
+        };
+        let path = if f.path.is_empty() {
+            String::new()
+        } else {
+            format!(" {}:", f.path)
+        };
+        println!("{}:{}:{path} {sev}{}", f.file, f.document, f.message);
+    }
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    let (errors, warnings, notes) = (
+        count(Severity::Error),
+        count(Severity::Warning),
+        count(Severity::Info),
+    );
+    eprintln!(
+        "{checked} flagger.app object(s) checked: {errors} error(s), {warnings} warning(s), {notes} note(s)"
+    );
 }
 
 fn file_error(file: &str, message: String) -> Finding {
@@ -188,7 +208,13 @@ fn read_limited(file: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Checks one file; returns how many flagger.app objects it held.
-fn check_file(file: &Path, opts: &Options, findings: &mut Vec<Finding>) -> usize {
+/// Canary documents go to `canaries` too, for `--cluster`.
+fn check_file(
+    file: &Path,
+    opts: &Options,
+    findings: &mut Vec<Finding>,
+    canaries: &mut Vec<FoundCanary>,
+) -> usize {
     let name = if file.as_os_str() == "-" {
         "<stdin>".to_string()
     } else {
@@ -223,6 +249,16 @@ fn check_file(file: &Path, opts: &Options, findings: &mut Vec<Finding>) -> usize
             }
             checked += 1;
             let decoded = validate::document(item, opts);
+            if decoded.kind == "Canary" {
+                canaries.push(FoundCanary {
+                    source: format!("{name}:{number}{}", suffix(&prefix)),
+                    document: item.clone(),
+                    invalid: decoded
+                        .problems
+                        .iter()
+                        .any(|p| p.severity == Severity::Error),
+                });
+            }
             for p in decoded.problems {
                 findings.push(Finding {
                     file: name.clone(),
@@ -251,6 +287,15 @@ fn items(doc: &Value) -> Vec<(String, &Value)> {
             .map(|(i, v)| (format!("items[{i}]"), v))
             .collect(),
         _ => vec![(String::new(), doc)],
+    }
+}
+
+/// ` items[i]` after `file:doc` for an item of a List.
+fn suffix(prefix: &str) -> String {
+    if prefix.is_empty() {
+        String::new()
+    } else {
+        format!(" {prefix}")
     }
 }
 

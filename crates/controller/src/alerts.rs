@@ -119,7 +119,7 @@ pub async fn deliver(
 
 /// The provider's notifier and the values of its Secret (a receiver's error may quote the
 /// webhook URL or token it was given; they must not reach the Warning event).
-async fn notifier_for(
+pub async fn notifier_for(
     ctx: &Context,
     name: &str,
     namespace: &str,

@@ -12,7 +12,7 @@ use flagger_core::{MetricOutcome, MetricResult};
 use flagger_providers::metrics::check::{Entry, classify};
 use flagger_providers::metrics::{
     CheckContext, CheckError, CheckOutcome, MetricKind, MetricProvider, ResolvedTemplate,
-    SecretData, build_provider, check_metric,
+    SecretData, build_provider_in_cluster, check_metric,
 };
 use flagger_providers::wording::Plain;
 use k8s_openapi::api::core::v1::Secret;
@@ -60,14 +60,7 @@ pub async fn run(
     // them a client build per check.
     let prometheus = match classify(metric) {
         Entry::Template(_) => None,
-        _ => {
-            let server = canary
-                .spec
-                .metrics_server
-                .as_deref()
-                .unwrap_or(&ctx.flags.metrics_server);
-            Some(ctx.prometheus(server))
-        }
+        _ => Some(ctx.prometheus(metrics_server(ctx, canary))),
     };
     let template = match &metric.template_ref {
         Some(template_ref) => Some(resolve_template(ctx, &namespace, template_ref).await),
@@ -100,11 +93,7 @@ pub async fn run(
             .address
             .clone()
             .unwrap_or_else(|| template.spec.provider.type_.clone()),
-        _ => canary
-            .spec
-            .metrics_server
-            .clone()
-            .unwrap_or_else(|| ctx.flags.metrics_server.clone()),
+        _ => metrics_server(ctx, canary).to_string(),
     };
     let checked = ctx
         .outbound
@@ -118,6 +107,16 @@ pub async fn run(
         _ => &[],
     };
     without_secrets(to_checked(canary, name, checked), secrets)
+}
+
+/// The Prometheus of builtin and inline checks: the canary's own `metricsServer`, else the
+/// controller's `-metrics-server`.
+pub(crate) fn metrics_server<'a>(ctx: &'a Context, canary: &'a Canary) -> &'a str {
+    canary
+        .spec
+        .metrics_server
+        .as_deref()
+        .unwrap_or(&ctx.flags.metrics_server)
 }
 
 /// A backend's error may quote the credentials it was sent (an API key in an echoed URL or
@@ -199,11 +198,11 @@ fn error_outcome(canary: &Canary, name: &str, kind: &MetricKind, e: CheckError) 
 }
 
 /// The template, its provider and the values of its Secret (to keep them out of messages).
-type Resolved = Result<(MetricTemplate, Arc<dyn MetricProvider>, Vec<String>), String>;
+pub(crate) type Resolved = Result<(MetricTemplate, Arc<dyn MetricProvider>, Vec<String>), String>;
 
 /// The MetricTemplate with its provider built (and its Secret read), or the event text saying
 /// what was missing.
-async fn resolve_template(
+pub(crate) async fn resolve_template(
     ctx: &Context,
     canary_namespace: &str,
     template_ref: &CrossNamespaceRef,
@@ -236,12 +235,13 @@ async fn resolve_template(
         .flat_map(|data| data.values())
         .map(|v| String::from_utf8_lossy(v).trim().to_string())
         .collect();
-    let provider = build_provider(&template.spec.provider, secret.as_ref()).map_err(|e| {
-        redact(
-            &format!("MetricTemplate {id}: {e}"),
-            secrets.iter().map(String::as_str),
-        )
-    })?;
+    let provider = build_provider_in_cluster(&template.spec.provider, secret.as_ref(), &ctx.client)
+        .map_err(|e| {
+            redact(
+                &format!("MetricTemplate {id}: {e}"),
+                secrets.iter().map(String::as_str),
+            )
+        })?;
     Ok((template, provider, secrets))
 }
 

@@ -52,6 +52,8 @@ pub struct Context {
     pub workers: crate::workers::Workers,
     /// The bounds on webhook calls and metric queries in flight.
     pub outbound: crate::outbound::Outbound,
+    /// The statistical judge's samples of each canary's current run.
+    pub judge_series: crate::judge::Series,
 }
 
 #[derive(Default)]
@@ -141,6 +143,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             workers: crate::workers::Workers::new(threadiness),
             outbound: crate::outbound::Outbound::default(),
+            judge_series: crate::judge::Series::default(),
         }
     }
 
@@ -206,6 +209,7 @@ impl Context {
         lock(&self.reported).remove(key);
         lock(&self.simulated).remove(key);
         lock(&self.failures).remove(key);
+        self.judge_series.forget(key);
         self.cache.track_configs(key, Default::default());
         let namespace = key.namespace.clone().unwrap_or_default();
         for target in self.metrics.forget(&namespace, &key.name) {

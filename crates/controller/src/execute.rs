@@ -155,7 +155,8 @@ impl<'a> Executor<'a> {
                 self.write_target(write, status).await
             }
             Action::ScaleTargetToZero => self.write_target(w.scale_to_zero(canary), status).await,
-            Action::PauseTargetScaler | Action::ResumeTargetScaler => Ok(()),
+            Action::PauseTargetScaler => w.pause_target_scaler(canary).await.map_err(kube),
+            Action::ResumeTargetScaler => w.resume_target_scaler(canary).await.map_err(kube),
             Action::ReconcilePrimaryScaler => {
                 w.reconcile_primary_scaler(canary).await.map_err(kube)
             }

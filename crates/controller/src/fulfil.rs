@@ -109,7 +109,11 @@ pub async fn metrics(
     names: &[String],
     observation: &mut Observation,
 ) {
-    let knative_revision = crate::targets::is_knative(canary).then(|| observation.revision.clone());
+    let knative_revision = canary
+        .spec
+        .target_ref
+        .is_knative_service()
+        .then(|| observation.revision.clone());
     for name in names {
         let checked = crate::checks::run(ctx, canary, name, knative_revision.as_deref()).await;
         for warning in &checked.warnings {

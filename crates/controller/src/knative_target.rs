@@ -12,7 +12,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 
 use crate::status::FIELD_MANAGER;
-use crate::target::{FINALIZER, RESET, SKIP_ANALYSIS, TargetError};
+use crate::target::TargetError;
 use crate::workload::knative as pure;
 
 pub struct KnativeTarget {
@@ -92,23 +92,17 @@ impl KnativeTarget {
             Ok(r) => r.get_routes(canary).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let annotations = canary.annotations();
-        Ok(Observation {
-            revision: latest.to_string(),
-            configs: Default::default(),
-            primary: self
-                .readiness(pure::primary_revision(&self.service), "primary revision")
-                .await?,
-            canary: self.readiness(Some(latest), "revision").await?,
+        let primary = self
+            .readiness(pure::primary_revision(&self.service), "primary revision")
+            .await?;
+        let canary_ready = self.readiness(Some(latest), "revision").await?;
+        Ok(crate::target::observation(
+            canary,
+            latest.to_string(),
+            Default::default(),
+            (primary, canary_ready),
             routes,
-            skip_analysis_annotation: annotations.get(SKIP_ANALYSIS).is_some_and(|v| v == "true"),
-            reset_token: annotations.get(RESET).cloned(),
-            deleting: canary.metadata.deletion_timestamp.is_some(),
-            has_finalizer: canary.finalizers().iter().any(|f| f == FINALIZER),
-            webhooks: Vec::new(),
-            metrics: Vec::new(),
-            fresh_cookies: crate::cookies::fresh(),
-        })
+        ))
     }
 
     async fn apply(&self, canary: &Canary, body: &Value) -> Result<(), kube::Error> {

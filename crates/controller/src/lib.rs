@@ -2,6 +2,7 @@
 //! `flagger_core::advance`, and carries out the actions it returns.
 
 pub mod alerts;
+pub mod availability;
 pub mod backoff;
 pub mod cache;
 pub mod cadence;
@@ -16,6 +17,7 @@ pub mod execute;
 pub mod finalizer;
 pub mod flags;
 pub mod fulfil;
+pub mod judge;
 pub mod knative_target;
 pub mod leader;
 pub mod metrics;

@@ -141,6 +141,17 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         return Ok(Requeue::requeue(wait));
     }
 
+    if matches!(
+        status.phase.unwrap_or_default(),
+        CanaryPhase::New | CanaryPhase::Initializing
+    ) && !spec.skip_analysis
+    {
+        // Asking the providers waits on the outside world: not on a worker.
+        drop(worker);
+        report_availability(&ctx, &canary).await;
+        worker = ctx.workers.acquire().await;
+    }
+
     let started = std::time::Instant::now();
     let mut executor = Executor::new(&ctx, &canary, &spec, &workloads);
     for _ in 0..MAX_ROUNDS {
@@ -164,6 +175,9 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
                 }
                 Need::Metrics { names } => {
                     fulfil::metrics(&ctx, &canary, &spec, names, &mut observation).await;
+                }
+                Need::Judge => {
+                    crate::judge::fulfil(&ctx, &canary, &spec, &status, &mut observation).await;
                 }
             }
             worker = ctx.workers.acquire().await;
@@ -210,6 +224,31 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     Err(Error::Runaway)
 }
 
+/// Flagger's event of each initialising tick: all metric providers answer, or which do not. The
+/// recorder aggregates the repeats into one Event with a count.
+async fn report_availability(ctx: &Context, canary: &Canary) {
+    if canary
+        .spec
+        .analysis
+        .metrics
+        .as_ref()
+        .is_none_or(Vec::is_empty)
+    {
+        return;
+    }
+    let (kind, message) = match crate::availability::providers_online(ctx, canary).await {
+        Ok(()) => (
+            EventType::Normal,
+            "all the metrics providers are available!".to_string(),
+        ),
+        Err(why) => (
+            EventType::Warning,
+            format!("Error checking metric providers: {why}"),
+        ),
+    };
+    ctx.recorder.record(canary, kind, &message).await;
+}
+
 /// Whether the target's revision as the watch cache has it now (no request in steady state)
 /// differs from `observed`; a target that is gone has changed. Compared by revision, not by
 /// generation: an autoscaler changing the target's replicas bumps the generation but is no new
@@ -224,7 +263,7 @@ async fn target_changed(ctx: &Context, canary: &Canary, observed: &str) -> bool 
     let now = match canary.spec.target_ref.kind.as_str() {
         // A Knative Service's revision under analysis is its latest created Revision, read with a
         // GET at each tick rather than cached: the next tick sees a newer one and starts over.
-        "Service" if crate::targets::is_knative(canary) => return false,
+        "Service" if canary.spec.target_ref.is_knative_service() => return false,
         "Service" => ctx
             .cache
             .get::<Service>(&ctx.client, &namespace, name)
@@ -348,7 +387,9 @@ fn tick_is_due(
     let status = canary.status.as_ref().unwrap_or(&default);
     let phase = status.phase.unwrap_or_default();
     let changed = !records_revision(status, &obs.revision, &obs.configs);
+    // A person waits for the answer to a manual request.
     let reactive = obs.deleting
+        || crate::target::request_pending(canary)
         || matches!(phase, CanaryPhase::New | CanaryPhase::Initializing)
         || (matches!(
             phase,

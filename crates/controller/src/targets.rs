@@ -17,14 +17,9 @@ pub enum Target {
     Knative(KnativeTarget),
 }
 
-pub fn is_knative(canary: &Canary) -> bool {
-    let t = &canary.spec.target_ref;
-    t.kind == "Service" && t.api_version.starts_with("serving.knative.dev/")
-}
-
 impl Target {
     pub async fn load(ctx: &Context, canary: &Canary) -> Result<Target, TargetError> {
-        if is_knative(canary) {
+        if canary.spec.target_ref.is_knative_service() {
             let settings = router::Settings {
                 ingress_class: ctx.flags.ingress_class.clone(),
                 ingress_annotations_prefix: ctx.flags.ingress_annotations_prefix.clone(),
@@ -85,6 +80,20 @@ impl Target {
     pub async fn reconcile_primary_scaler(&self, canary: &Canary) -> Result<(), TargetError> {
         match self {
             Target::Workloads(w) => Ok(w.reconcile_primary_scaler(canary).await?),
+            Target::Knative(_) => Ok(()),
+        }
+    }
+
+    pub async fn pause_target_scaler(&self, canary: &Canary) -> Result<(), TargetError> {
+        match self {
+            Target::Workloads(w) => Ok(w.pause_target_scaler(canary).await?),
+            Target::Knative(_) => Ok(()),
+        }
+    }
+
+    pub async fn resume_target_scaler(&self, canary: &Canary) -> Result<(), TargetError> {
+        match self {
+            Target::Workloads(w) => Ok(w.resume_target_scaler(canary).await?),
             Target::Knative(_) => Ok(()),
         }
     }

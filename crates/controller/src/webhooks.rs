@@ -37,7 +37,9 @@ pub async fn call(
         .await
 }
 
-async fn token(
+/// The hook's bearer token from its Secret in the canary's namespace, or the text saying why
+/// there is none.
+pub async fn token(
     ctx: &Context,
     canary: &Canary,
     secret_ref: &SecretKeyRef,

@@ -110,6 +110,9 @@ pub enum Need {
     },
     /// Query these metrics in order; same early-stop contract as webhooks.
     Metrics { names: Vec<String> },
+    /// Query the judged metrics for the baseline, add both sides' samples to the run's and
+    /// look (`judging::look`) at everything gathered.
+    Judge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -138,6 +141,8 @@ pub enum EventName {
     Failed,
     Terminating,
     Terminated,
+    /// A manual request (`promote`, `abort`, ...) was answered.
+    ManualRequest,
     Other,
 }
 
@@ -209,6 +214,10 @@ pub enum Reason {
     PromotionFailed {
         message: String,
     },
+    /// A person asked for the rollback (`flagger-rs abort`).
+    Aborted {
+        by: String,
+    },
 }
 
 impl Reason {
@@ -221,6 +230,7 @@ impl Reason {
             Reason::ManualWebhook { .. } => "manual_webhook",
             Reason::Reverted { .. } => "reverted",
             Reason::PromotionFailed { .. } => "promotion_failed",
+            Reason::Aborted { .. } => "aborted",
         }
     }
 }

@@ -4,7 +4,10 @@
 use flagger_api::analysis::HookType;
 use flagger_api::status::{AnalysisRecords, CanaryPhase, CheckKind, CheckRecord};
 
+use flagger_judge::Decision;
+
 use crate::action::{EventName, EventType, FailedCheck, Need, Reason};
+use crate::judging;
 use crate::normalize::{MetricCheck, MetricKind, NoDataPolicy};
 use crate::observation::{MetricOutcome, MetricResult};
 use crate::rollback::{failed_checks_reason, rollback};
@@ -21,7 +24,12 @@ pub(crate) fn record_iteration(t: &Tick) -> i32 {
     }
 }
 
-/// Keeps the latest tick's records and every failed check of the run (bounded by `threshold`).
+/// How many failed checks of earlier ticks the status keeps. `threshold` usually bounds them, but
+/// it may be set as high as 2^31 (a canary that should hold rather than roll back): without this cap
+/// a failing canary's status would grow by a record every tick until the API server refused it.
+pub(crate) const MAX_KEPT_FAILURES: usize = 32;
+
+/// Keeps the latest tick's records and the latest failed checks of the run, the ones alerts list.
 pub(crate) fn record(t: &mut Tick, record: CheckRecord) {
     let n = record.iteration;
     let records = t
@@ -31,6 +39,18 @@ pub(crate) fn record(t: &mut Tick, record: CheckRecord) {
         .iterations
         .get_or_insert_with(Vec::new);
     records.retain(|r| r.iteration == n || (r.failed && r.kind != CheckKind::Gate));
+    let earlier_failures = records.iter().filter(|r| r.iteration != n).count();
+    if earlier_failures >= MAX_KEPT_FAILURES {
+        // Records are appended in tick order, so the oldest failures come first.
+        let mut drop = earlier_failures + 1 - MAX_KEPT_FAILURES;
+        records.retain(|r| {
+            let keep = r.iteration == n || drop == 0;
+            if !keep {
+                drop -= 1;
+            }
+            keep
+        });
+    }
     records.push(record);
 }
 
@@ -168,6 +188,21 @@ pub(crate) fn analyse(t: &mut Tick) -> Flow {
         if let MetricOutcome::Value(v) = result.outcome {
             rec.value = Some(v);
         }
+        if check.judge.is_some()
+            && matches!(
+                result.outcome,
+                MetricOutcome::NoData(_) | MetricOutcome::QueryFailed(_)
+            )
+        {
+            // No sample this tick: the judge counts the samples it has and holds until enough
+            // have been gathered, rather than failing a canary that had no traffic yet.
+            rec.message = Some(format!(
+                "no sample for the judge this tick: {}",
+                message_of(result)
+            ));
+            record(t, rec);
+            continue;
+        }
         let Err(failed) = verdict else {
             record(t, rec);
             continue;
@@ -210,20 +245,45 @@ pub(crate) fn analyse(t: &mut Tick) -> Flow {
         record(t, rec);
         held.get_or_insert(why);
     }
-    match held {
-        Some(why) => Err(hold(t, why)),
-        None => {
-            t.status.held_since = None;
-            set_promoted_message(&mut t.status, None, &t.spec.target_kind, t.now);
-            Ok(())
+    if let Some(why) = held {
+        return Err(hold(t, "noData: hold", why));
+    }
+    judge(t)?;
+    t.status.held_since = None;
+    set_promoted_message(&mut t.status, None, &t.spec.target_kind, t.now);
+    Ok(())
+}
+
+/// The statistical judge's look at everything gathered in the run (`analysis.judge`): a pass
+/// goes on, a fail is one failed check, a marginal or inconclusive look holds the canary.
+fn judge(t: &mut Tick) -> Flow {
+    if t.spec.judge.is_none() {
+        return Ok(());
+    }
+    let Some(report) = t.obs.judge.clone() else {
+        return Err(Stop::Need(Need::Judge));
+    };
+    t.status.judge = Some(report.status.clone());
+    match report.decision {
+        Decision::Pass => Ok(()),
+        Decision::Fail => fail(t, judging::failed_check(t.spec, &report)),
+        Decision::Marginal | Decision::Inconclusive => {
+            Err(hold(t, "judge", judging::hold_reason(&report)))
         }
     }
 }
 
-/// A tick spent waiting for a `noData: hold` metric: no step, no failed check, and the event
-/// and the `Promoted` condition say which metric and why.
-fn hold(t: &mut Tick, why: String) -> Stop {
-    let message = format!("Canary analysis held (noData: hold): {why}");
+fn message_of(result: &MetricResult) -> &str {
+    match &result.outcome {
+        MetricOutcome::NoData(m) | MetricOutcome::QueryFailed(m) | MetricOutcome::Error(m) => m,
+        MetricOutcome::Value(_) => "",
+    }
+}
+
+/// A tick spent waiting (for a `noData: hold` metric, or for the judge): no step, no failed
+/// check, and the event and the `Promoted` condition say which metric and why.
+fn hold(t: &mut Tick, cause: &str, why: String) -> Stop {
+    let message = format!("Canary analysis held ({cause}): {why}");
     set_promoted_message(
         &mut t.status,
         Some(message.clone()),
@@ -270,7 +330,10 @@ fn millis(v: f64) -> String {
     }
 }
 
-fn evaluate(key: &str, check: &MetricCheck, result: &MetricResult) -> Result<(), FailedCheck> {
+/// Judges one metric result against its thresholds, as an analysis tick does; `key` is the
+/// canary's `name.namespace` that the failure message names. Public so a dry check of the live
+/// queries (`validate --cluster`) says pass or fail exactly as the next tick would.
+pub fn evaluate(key: &str, check: &MetricCheck, result: &MetricResult) -> Result<(), FailedCheck> {
     let failed = |value: Option<f64>, message: String| FailedCheck {
         kind: CheckKind::Metric,
         name: check.name.clone(),
@@ -321,6 +384,7 @@ mod tests {
             threshold: Some(format!("max {max}")),
             dry_run: false,
             no_data: NoDataPolicy::Fail,
+            judge: None,
         }
     }
 

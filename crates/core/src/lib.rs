@@ -9,7 +9,9 @@ pub mod action;
 mod checks;
 mod deletion;
 mod init;
+pub mod judging;
 mod machine;
+pub mod manual;
 pub mod normalize;
 pub mod observation;
 pub mod plan;
@@ -27,12 +29,13 @@ pub use action::{
     Action, Alert, Event, EventName, EventType, FailedCheck, Need, Outcome, Reason, Routes,
     Severity,
 };
+pub use checks::evaluate;
 pub use machine::advance;
 pub use normalize::{
     Ladder, MetricCheck, MetricKind, Mirror, NoDataPolicy, Ramp, RolloutSpec, Settings, SpecError,
     Strategy, normalize,
 };
 pub use observation::{
-    HookResult, MetricOutcome, MetricResult, Observation, Readiness, RouteState,
+    HookResult, ManualRequest, MetricOutcome, MetricResult, Observation, Readiness, RouteState,
 };
 pub use session_affinity::{CookieNames, FreshCookies};

@@ -1,5 +1,6 @@
 //! One tick, its steps in a fixed order.
 
+use flagger_api::request::RequestAction;
 use flagger_api::status::{CanaryPhase, CanaryStatus};
 use jiff::Timestamp;
 
@@ -11,7 +12,7 @@ use crate::rollback::{failed_checks_reason, rollback};
 use crate::status::StatusExt;
 use crate::tick::{Flow, Stop, Tick, after};
 use crate::weights::routes_from_status;
-use crate::{checks, deletion, init, promotion, runstart, session_affinity, strategy};
+use crate::{checks, deletion, init, manual, promotion, runstart, session_affinity, strategy};
 
 /// Decides one tick: the new status and the effects that get there.
 ///
@@ -76,6 +77,17 @@ fn run(t: &mut Tick) -> Flow {
         CanaryPhase::New | CanaryPhase::Initializing => return init::run(t),
         CanaryPhase::Terminating | CanaryPhase::Terminated => return Err(Stop::End),
         _ => {}
+    }
+
+    // A manual request is answered in any phase from here on; promote, abort and retry end the
+    // tick with their effect.
+    if let Some((action, by)) = manual::take(t) {
+        match action {
+            RequestAction::Promote => return Err(promotion::promote(t)),
+            RequestAction::Abort => return Err(rollback(t, Reason::Aborted { by })),
+            RequestAction::Retry => return Err(runstart::start(t)),
+            RequestAction::Pause | RequestAction::Resume => {}
+        }
     }
 
     // Idle canaries go on only for a new revision.
@@ -205,6 +217,9 @@ fn run(t: &mut Tick) -> Flow {
         checks::pre_rollout(t)?;
     } else {
         checks::analyse(t)?;
+    }
+    if manual::hold(t) {
+        return Err(Stop::End);
     }
     Err(strategy::step(t, routes))
 }

@@ -58,6 +58,8 @@ pub struct RolloutSpec {
     /// False for the `kubernetes` provider: its routes never move.
     pub routes_traffic: bool,
     pub metrics: Vec<MetricCheck>,
+    /// `analysis.judge`: the statistical judge, when on.
+    pub judge: Option<crate::judging::JudgeSpec>,
     pub hooks: Vec<Hook>,
     pub dry_run: bool,
     /// Cookie names of `analysis.sessionAffinity`, when the provider's router renders cookie rules.
@@ -117,6 +119,8 @@ pub struct MetricCheck {
     /// Evaluated and reported, never a failed check nor a hold (issue 7).
     pub dry_run: bool,
     pub no_data: NoDataPolicy,
+    /// `judge`: also compared with the baseline by the statistical judge.
+    pub judge: Option<crate::judging::MetricJudging>,
 }
 
 /// `analysis.metrics[].noData` (issue 7): what a tick does when the metric has no value
@@ -151,7 +155,7 @@ pub struct SpecError {
     pub message: String,
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> SpecError {
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> SpecError {
     SpecError {
         field: field.to_string(),
         message: message.into(),
@@ -377,6 +381,7 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
         suspend: spec.suspend.unwrap_or(false),
         revert_on_deletion: spec.revert_on_deletion.unwrap_or(false),
         metrics,
+        judge: crate::judging::judge_spec(a, &spec.target_ref.name)?,
         hooks,
         dry_run: settings.dry_run,
         session_affinity,
@@ -448,8 +453,12 @@ fn metric_check(m: &CanaryMetric) -> Result<MetricCheck, SpecError> {
         _ => MetricKind::Custom,
     };
     let field = format!("spec.analysis.metrics[{}]", m.name);
+    let judge = crate::judging::metric_judging(m)?;
     let (min, max) = if let Some(range) = &m.threshold_range {
         (float(range.min.as_ref()), float(range.max.as_ref()))
+    } else if judge.is_some() && m.threshold.is_none() {
+        // Compared with the baseline, not with a fixed bound.
+        (None, None)
     } else {
         let t = float(m.threshold.as_ref());
         match kind {
@@ -481,6 +490,7 @@ fn metric_check(m: &CanaryMetric) -> Result<MetricCheck, SpecError> {
         threshold,
         dry_run: m.dry_run.unwrap_or(false),
         no_data,
+        judge,
     })
 }
 

@@ -23,10 +23,14 @@ pub struct Observation {
     pub skip_analysis_annotation: bool,
     /// Annotation `flagger.app/reset`.
     pub reset_token: Option<String>,
+    /// The manual request the Canary's annotations carry (see [`crate::manual`]).
+    pub request: Option<ManualRequest>,
     pub deleting: bool,
     pub has_finalizer: bool,
     pub webhooks: Vec<HookResult>,
     pub metrics: Vec<MetricResult>,
+    /// The statistical judge's look this tick (`Need::Judge`).
+    pub judge: Option<crate::judging::JudgeReport>,
     /// Random values for a session-affinity cookie this tick may create (the core has no
     /// randomness of its own).
     pub fresh_cookies: FreshCookies,
@@ -44,10 +48,12 @@ impl Observation {
             routes: Ok(routes),
             skip_analysis_annotation: false,
             reset_token: None,
+            request: None,
             deleting: false,
             has_finalizer: false,
             webhooks: Vec::new(),
             metrics: Vec::new(),
+            judge: None,
             fresh_cookies: FreshCookies::default(),
         }
     }
@@ -62,6 +68,15 @@ impl Observation {
     pub(crate) fn metric(&self, name: &str) -> Option<&MetricResult> {
         self.metrics.iter().find(|m| m.name == name)
     }
+}
+
+/// A `flagger-rs.dev/request` annotation with its id and requester, as written; the action is
+/// kept as text so that an unknown one can be answered by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManualRequest {
+    pub id: String,
+    pub action: String,
+    pub requested_by: Option<String>,
 }
 
 /// Primary weight, canary weight, and whether the canary is mirrored.

@@ -70,21 +70,75 @@ fn failing(m: &MetricCheck) -> f64 {
     }
 }
 
-fn simulate(spec: &RolloutSpec, fail_at: Option<u32>) -> Run {
-    let start = Timestamp::UNIX_EPOCH;
-    // No revision recorded: the observed one is new, as any revision the primary does not run is.
-    let mut status = CanaryStatus {
-        phase: Some(CanaryPhase::Initialized),
-        ..CanaryStatus::default()
-    };
-    let mut router = RouteState::PRIMARY;
-    let mut mirror = 0;
+/// The revision every simulated tick observes.
+const SIMULATED_REVISION: &str = "r1.next";
+
+/// Where a simulated run starts: the status and routes of that moment, its time, and how many
+/// intervals pass before the first simulated tick.
+struct Start {
+    status: CanaryStatus,
+    router: RouteState,
+    mirror: u32,
+    at: Timestamp,
+    first_tick_after: u32,
+}
+
+impl Start {
+    /// No revision recorded: the observed one is new, as any revision the primary does not run is.
+    fn new_revision() -> Start {
+        Start {
+            status: CanaryStatus {
+                phase: Some(CanaryPhase::Initialized),
+                ..CanaryStatus::default()
+            },
+            router: RouteState::PRIMARY,
+            mirror: 0,
+            at: Timestamp::UNIX_EPOCH,
+            first_tick_after: 0,
+        }
+    }
+
+    /// A run under way as `status` records it, its next tick one interval after `now`. The
+    /// recorded revision becomes the simulated one, so the simulation continues the run rather
+    /// than seeing a new revision and restarting it.
+    fn resume(status: &CanaryStatus, now: Timestamp) -> Start {
+        let mut status = status.clone();
+        status.last_applied_spec = Some(SIMULATED_REVISION.to_string());
+        if status.last_promoted_spec.as_deref() == Some(SIMULATED_REVISION) {
+            status.last_promoted_spec = None;
+        }
+        status.tracked_configs = None;
+        let canary = u32::try_from(status.canary_weight.unwrap_or(0).clamp(0, 100)).unwrap_or(0);
+        let mirror = u32::try_from(status.mirror_weight.unwrap_or(0).max(0)).unwrap_or(0);
+        Start {
+            status,
+            router: RouteState {
+                primary: 100 - canary,
+                canary,
+                mirrored: mirror > 0,
+            },
+            mirror,
+            at: now,
+            first_tick_after: 1,
+        }
+    }
+}
+
+fn simulate(spec: &RolloutSpec, fail_at: Option<u32>, start: Start) -> Run {
+    let Start {
+        mut status,
+        mut router,
+        mut mirror,
+        at: start,
+        first_tick_after,
+    } = start;
     let mut steps = Vec::new();
     for tick in 0..MAX_TICKS {
-        let elapsed = spec.interval.as_secs().saturating_mul(u64::from(tick));
-        let now = after(start, spec.interval.saturating_mul(tick));
+        let intervals = tick.saturating_add(first_tick_after);
+        let elapsed = spec.interval.as_secs().saturating_mul(u64::from(intervals));
+        let now = after(start, spec.interval.saturating_mul(intervals));
         let fails = fail_at.is_some_and(|n| tick >= n);
-        let mut obs = Observation::ready("r1.next", router);
+        let mut obs = Observation::ready(SIMULATED_REVISION, router);
         let mut step = PlanStep {
             tick,
             elapsed_seconds: elapsed,
@@ -134,6 +188,9 @@ fn simulate(spec: &RolloutSpec, fail_at: Option<u32>) -> Run {
                         });
                     }
                 }
+                Some(Action::Need(Need::Judge)) => {
+                    obs.judge = Some(crate::judging::simulated(spec, fails));
+                }
                 _ => break (next, actions),
             }
         };
@@ -175,13 +232,26 @@ fn simulate(spec: &RolloutSpec, fail_at: Option<u32>) -> Run {
     }
 }
 
+/// How many ticks with checks a healthy run of `spec` passes before it is promoted: the looks the
+/// statistical judge's correction plans for, and the passes a replay needs.
+pub fn checks_to_promote(spec: &RolloutSpec) -> u32 {
+    let mut spec = spec.clone();
+    spec.dry_run = false;
+    let checks = simulate(&spec, None, Start::new_revision())
+        .steps
+        .iter()
+        .filter(|s| !s.checks.is_empty())
+        .count();
+    u32::try_from(checks).unwrap_or(u32::MAX)
+}
+
 /// The schedule of one run of `spec` from the moment a new revision is detected: healthy, or with
 /// every check failing from tick `fail_at` on.
 pub fn plan(spec: &RolloutSpec, fail_at: Option<u32>) -> Plan {
     let mut spec = spec.clone();
     // A plan is about the canary's own behaviour, whatever the controller's mode.
     spec.dry_run = false;
-    let healthy = simulate(&spec, None);
+    let healthy = simulate(&spec, None, Start::new_revision());
     let promote_after_seconds = match healthy.ended_at {
         Some((CanaryPhase::Succeeded, t)) => Some(t),
         _ => None,
@@ -196,7 +266,7 @@ pub fn plan(spec: &RolloutSpec, fail_at: Option<u32>) -> Plan {
             ended_at: None,
         }
     } else {
-        simulate(&spec, Some(fail_from))
+        simulate(&spec, Some(fail_from), Start::new_revision())
     };
     let rollback_after_seconds = match failing_run.ended_at {
         Some((CanaryPhase::Failed, t)) => Some(t),
@@ -216,5 +286,33 @@ pub fn plan(spec: &RolloutSpec, fail_at: Option<u32>) -> Plan {
         steps,
         promote_after_seconds,
         rollback_after_seconds,
+    }
+}
+
+/// The phases of a run under way: the ones a promotion can still come out of.
+fn under_way(phase: CanaryPhase) -> bool {
+    matches!(
+        phase,
+        CanaryPhase::Waiting
+            | CanaryPhase::Progressing
+            | CanaryPhase::WaitingPromotion
+            | CanaryPhase::Promoting
+            | CanaryPhase::Finalising
+    )
+}
+
+/// Seconds from `now` until a run recorded in `status` is promoted, if every check passes from
+/// its next tick on (taken one interval from now) and every gate opens: the plan's simulation
+/// started from the status rather than from a new revision. `None` when no run is under way or
+/// the run would not finish.
+pub fn time_to_promotion(spec: &RolloutSpec, status: &CanaryStatus, now: Timestamp) -> Option<u64> {
+    if !status.phase.is_some_and(under_way) {
+        return None;
+    }
+    let mut spec = spec.clone();
+    spec.dry_run = false;
+    match simulate(&spec, None, Start::resume(status, now)).ended_at {
+        Some((CanaryPhase::Succeeded, t)) => Some(t),
+        _ => None,
     }
 }

@@ -110,8 +110,10 @@ pub(crate) fn rollback(t: &mut Tick, reason: Reason) -> Stop {
             );
             t.alert(Severity::Error, message, Vec::new(), Some(reason.clone()));
         }
-        // The manual-webhook notice is sent where the hook answered.
+        // The manual-webhook notice is sent where the hook answered, an abort's where the
+        // request was answered.
         Reason::ManualWebhook { .. }
+        | Reason::Aborted { .. }
         | Reason::CheckFailed { .. }
         | Reason::PromotionFailed { .. } => {}
     }

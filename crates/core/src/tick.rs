@@ -152,6 +152,7 @@ impl<'a> Tick<'a> {
         self.status.canary_analysis = None;
         self.status.delay_until = None;
         self.status.held_since = None;
+        self.status.judge = None;
         self.status.set_mirror(0);
         if let Some(token) = &self.obs.reset_token {
             self.status.last_handled_reset = Some(token.clone());

@@ -238,3 +238,48 @@ fn a_threshold_beyond_the_horizon_never_rolls_back_and_still_plans_the_promotion
     assert_eq!(failing.rollback_after_seconds, None);
     assert!(failing.steps.len() > 100);
 }
+
+/// A run under way continues from its status: the ticks left to promotion, counted from the next
+/// tick one interval away.
+#[test]
+fn time_to_promotion_starts_from_the_status() {
+    use flagger_api::status::CanaryStatus;
+    use flagger_core::plan::time_to_promotion;
+    use jiff::Timestamp;
+    let progressive = spec(json!({"stepWeight": 10, "maxWeight": 50, "threshold": 2}));
+    let blue_green = spec(json!({"iterations": 5, "threshold": 2}));
+    let status = |phase: CanaryPhase, weight: i32, iterations: i32| CanaryStatus {
+        phase: Some(phase),
+        canary_weight: Some(weight),
+        iterations: Some(iterations),
+        failed_checks: Some(1),
+        last_applied_spec: Some("abc".into()),
+        last_promoted_spec: Some("old".into()),
+        ..CanaryStatus::default()
+    };
+    use CanaryPhase::*;
+    let now = Timestamp::UNIX_EPOCH;
+    for (spec, status, eta) in [
+        // Weight 10 → 20, 30, 40, 50, promote, finalise, succeed.
+        (&progressive, status(Progressing, 10, 0), Some(420)),
+        (&progressive, status(Progressing, 30, 0), Some(300)),
+        (&progressive, status(Progressing, 50, 0), Some(180)),
+        (&progressive, status(Promoting, 50, 0), Some(120)),
+        (&progressive, status(Finalising, 0, 0), Some(60)),
+        (&progressive, status(Succeeded, 0, 0), None),
+        (&progressive, status(Failed, 0, 0), None),
+        (&progressive, status(Initialized, 0, 0), None),
+        // Iterations 3, 4, 5, then the traffic switch, promote, finalise, succeed.
+        (&blue_green, status(Progressing, 0, 2), Some(420)),
+        (&blue_green, status(Progressing, 0, 4), Some(300)),
+    ] {
+        assert_eq!(
+            time_to_promotion(spec, &status, now),
+            eta,
+            "{:?} at weight {:?}, iteration {:?}",
+            status.phase,
+            status.canary_weight,
+            status.iterations
+        );
+    }
+}

@@ -2069,3 +2069,40 @@ fn tracked_configs_absent_from_the_status_count_as_none() {
         &SCALE_UP,
     );
 }
+
+/// A threshold no run reaches (a canary meant to hold on failures rather than roll back): each
+/// failing tick keeps its record for the alerts, but the status stays bounded however long it fails.
+#[test]
+fn failed_check_records_stay_bounded_when_the_threshold_is_out_of_reach() {
+    let mut h = Harness::progressing(spec(
+        json!({"stepWeight": 10, "maxWeight": 50, "threshold": 2_147_483_647}),
+    ));
+    for _ in 0..200 {
+        h.run(ok().metric("request-success-rate", 90.0));
+    }
+    assert_eq!(h.status.phase, Some(Progressing));
+    // Many more failures than are kept (the first tick of the harness run only detects).
+    assert!(
+        h.status.failed_checks.unwrap_or(0) >= 199,
+        "{:?}",
+        h.status.failed_checks
+    );
+    let records = h
+        .status
+        .canary_analysis
+        .as_ref()
+        .and_then(|a| a.iterations.as_ref())
+        .expect("failed checks are recorded");
+    let failed: Vec<i32> = records
+        .iter()
+        .filter(|r| r.failed)
+        .map(|r| r.iteration)
+        .collect();
+    assert_eq!(failed.len(), 32, "{failed:?}");
+    let last = *failed.last().expect("a failure");
+    assert_eq!(
+        failed.first(),
+        Some(&(last - 31)),
+        "the latest failures are the ones kept"
+    );
+}

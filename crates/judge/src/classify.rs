@@ -46,6 +46,9 @@ pub struct Judgement {
     /// The confidence interval of the shift (series) or of the rate ratio (counts).
     pub lower: f64,
     pub upper: f64,
+    /// The p-value of "no difference": two-sided for a series; for counts, the one-sided p-value
+    /// in the direction the ratio points. NaN when no test was run.
+    pub p_value: f64,
     /// How the verdict was reached, in a sentence.
     pub reason: String,
 }
@@ -64,6 +67,7 @@ impl Judgement {
             effect: f64::NAN,
             lower: f64::NAN,
             upper: f64::NAN,
+            p_value: f64::NAN,
             reason,
         }
     }
@@ -122,8 +126,12 @@ pub fn judge_series(
     // Interval ends found by bisection sit within rounding of a difference of two samples; one
     // that is zero but for rounding must not decide a verdict.
     let zero = 1e-9 * scale.max(1.0);
-    let higher = shift.lower > zero && relative > settings.tolerance();
-    let lower = shift.upper < -zero && relative < -settings.tolerance();
+    // With few samples a high confidence may be out of reach (the statistic cannot get that
+    // extreme), and the interval search then stops at the extreme differences; the p-value still
+    // says whether the evidence reaches the asked confidence.
+    let significant = shift.p_value < 1.0 - settings.confidence();
+    let higher = significant && shift.lower > zero && relative > settings.tolerance();
+    let lower = significant && shift.upper < -zero && relative < -settings.tolerance();
     let classification = match direction {
         Direction::Increase | Direction::Either if higher => Classification::High,
         Direction::Decrease | Direction::Either if lower => Classification::Low,
@@ -147,6 +155,7 @@ pub fn judge_series(
         effect: relative,
         lower: shift.lower,
         upper: shift.upper,
+        p_value: shift.p_value,
         reason,
     }
 }
@@ -222,6 +231,11 @@ pub fn judge_counts(
         effect: ratio.estimate,
         lower: ratio.lower,
         upper: ratio.upper,
+        p_value: if ratio.estimate >= 1.0 {
+            ratio.p_higher
+        } else {
+            ratio.p_lower
+        },
         reason,
     }
 }

@@ -24,6 +24,7 @@ mod rank_sum;
 mod recording;
 mod replay;
 mod root;
+mod run;
 mod score;
 mod settings;
 
@@ -32,5 +33,6 @@ pub use counts::{Counts, RateRatio};
 pub use rank_sum::Shift;
 pub use recording::{Recording, RecordingError, Window};
 pub use replay::{Outcome, Replay, ReplayedInterval, replay};
+pub use run::{Correction, Evidence, Look, MetricSeries, look};
 pub use score::{Criticality, Decision, MetricVerdict, Score, Scoring, ScoringError, score};
 pub use settings::{Settings, SettingsError};

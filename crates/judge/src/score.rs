@@ -101,6 +101,13 @@ impl Scoring {
     }
 }
 
+impl Scoring {
+    /// The score below which a canary fails.
+    pub fn marginal(&self) -> f64 {
+        self.marginal
+    }
+}
+
 /// The score (0–100) with each group's and the decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Score {

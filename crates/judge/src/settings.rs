@@ -65,6 +65,20 @@ impl Settings {
         })
     }
 
+    /// The same settings at another confidence, kept within the range `new` accepts (a
+    /// sequential correction may ask for more than the statistics can resolve).
+    pub fn with_confidence(&self, confidence: f64) -> Self {
+        let confidence = if confidence.is_finite() {
+            confidence.clamp(0.5 + f64::EPSILON, 1.0 - 1e-12)
+        } else {
+            self.confidence
+        };
+        Settings {
+            confidence,
+            ..*self
+        }
+    }
+
     /// The confidence level of every interval and test (e.g. 0.95).
     pub fn confidence(&self) -> f64 {
         self.confidence

@@ -1,6 +1,9 @@
 //! Properties the judge must keep for every input, not only for the golden cases.
 
-use flagger_judge::{Classification, Counts, Direction, Settings, judge_counts, judge_series};
+use flagger_judge::{
+    Classification, Correction, Counts, Criticality, Direction, Evidence, MetricSeries, Scoring,
+    Settings, judge_counts, judge_series, look,
+};
 use proptest::prelude::*;
 
 fn settings() -> Settings {
@@ -23,6 +26,41 @@ proptest! {
             other => other,
         };
         prop_assert_eq!(backward, mirrored);
+    }
+
+    #[test]
+    fn swapping_the_sides_of_counts_mirrors_the_verdict(
+        e0 in 0u64..300, n0 in 100u64..5_000, e1 in 0u64..300, n1 in 100u64..5_000,
+    ) {
+        prop_assume!(e0 <= n0 && e1 <= n1);
+        let (a, b) = (Counts { errors: e0, total: n0 }, Counts { errors: e1, total: n1 });
+        let forward = judge_counts(a, b, Direction::Either, &settings());
+        let backward = judge_counts(b, a, Direction::Either, &settings());
+        // A ratio exactly at the limit is a tie the rounding of its inverse may break either way.
+        let max = settings().max_error_ratio();
+        prop_assume!(((forward.effect - max).abs() > 1e-9) && ((forward.effect - 1.0 / max).abs() > 1e-9));
+        let mirrored = match forward.classification {
+            Classification::High => Classification::Low,
+            Classification::Low => Classification::High,
+            other => other,
+        };
+        prop_assert_eq!(backward.classification, mirrored, "{} / {}", forward.reason, backward.reason);
+    }
+
+    #[test]
+    fn more_planned_looks_never_make_a_failure_more_likely(
+        a in sample(), b in sample(), looks in 1u32..40, more in 1u32..40,
+    ) {
+        let decide = |looks| {
+            let series = [MetricSeries {
+                name: "m", direction: Direction::Either, criticality: Criticality::Critical,
+                evidence: Evidence::Samples { canary: &a, primary: &b },
+            }];
+            look(&series, &settings(), &Scoring::default(), Correction::Bonferroni, looks).metrics[0].1.classification
+        };
+        let fewer = decide(looks);
+        let after = decide(looks + more);
+        prop_assert!(after == Classification::Pass || after == fewer, "{fewer:?} at {looks} looks, {after:?} at {}", looks + more);
     }
 
     #[test]

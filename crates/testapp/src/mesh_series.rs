@@ -5,7 +5,8 @@
 //! labels. So the testapp, which serves every pod's traffic, records each request once per pod (container port,
 //! status class, latency) and renders those observations under every mesh's names at scrape time, with the labels
 //! that mesh would attach: Istio's `istio_requests_total`, Linkerd's `response_total`, OSM's `osm_request_total`
-//! and Envoy's `envoy_cluster_upstream_rq` as App Mesh, Kuma, Contour and Gloo label it.
+//! and Envoy's `envoy_cluster_upstream_rq` as App Mesh, Kuma, Contour, Gloo and Knative label it; APISIX's
+//! `apisix_http_status` / `apisix_http_latency` for pods that name the route reaching them.
 //!
 //! Memory is bounded per pod: one entry per (container port, status class), each a counter and a fixed-bucket
 //! latency histogram. Labels come from the pod's current identity (workload, Services reaching the port), so a
@@ -33,6 +34,12 @@ pub struct MeshIdentity {
     pub workload: String,
     /// The Services of the pod's namespace that select it, per container port they forward to.
     pub routes: Vec<ServiceRoute>,
+    /// The APISIX route the pod's traffic comes through, as the APISIX ingress controller names it without its
+    /// namespace prefix (`<ApisixRoute>_<http rule>`). Nothing in a pod tells which route reaches it, so the pod
+    /// says so itself (an annotation); without it the pod has no APISIX series.
+    pub apisix_route: Option<String>,
+    /// The Knative revision the pod runs (Knative's own pod label); without it the pod has no Knative series.
+    pub knative_revision: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -249,11 +256,40 @@ fn gloo(r: &Request) -> Vec<Labels> {
         .collect()
 }
 
-fn envoy_sets(r: &Request) -> Vec<Labels> {
-    [appmesh(r), kuma(r), contour(r), gloo(r)].concat()
+/// Knative: the activator/queue path's Envoy cluster per revision, `<namespace>/<revision>`.
+fn knative(r: &Request) -> Vec<Labels> {
+    r.id.knative_revision
+        .iter()
+        .map(|rev| vec![("envoy_cluster_name", format!("{}/{rev}", r.id.namespace))])
+        .collect()
 }
 
-const FAMILIES: [Family; 8] = [
+fn envoy_sets(r: &Request) -> Vec<Labels> {
+    [appmesh(r), kuma(r), contour(r), gloo(r), knative(r)].concat()
+}
+
+/// APISIX: the route as the ingress controller names it, `<namespace>_<ApisixRoute>_<http rule>`.
+fn apisix_route(r: &Request) -> Option<(&'static str, String)> {
+    let route = r.id.apisix_route.as_ref()?;
+    Some(("route", format!("{}_{route}", r.id.namespace)))
+}
+
+fn apisix_status(r: &Request) -> Vec<Labels> {
+    apisix_route(r)
+        .map(|route| vec![route, ("code", r.code())])
+        .into_iter()
+        .collect()
+}
+
+/// APISIX's latency histogram has one series per stage; its builtin check reads the whole request's.
+fn apisix_latency(r: &Request) -> Vec<Labels> {
+    apisix_route(r)
+        .map(|route| vec![("type", "request".into()), route])
+        .into_iter()
+        .collect()
+}
+
+const FAMILIES: [Family; 10] = [
     Family {
         name: "istio_requests_total",
         kind: Kind::Counter,
@@ -293,6 +329,16 @@ const FAMILIES: [Family; 8] = [
         name: "envoy_cluster_upstream_rq_time",
         kind: Kind::Histogram,
         labels: |r| envoy(envoy_sets(r), r, false),
+    },
+    Family {
+        name: "apisix_http_status",
+        kind: Kind::Counter,
+        labels: apisix_status,
+    },
+    Family {
+        name: "apisix_http_latency",
+        kind: Kind::Histogram,
+        labels: apisix_latency,
     },
 ];
 
@@ -388,6 +434,7 @@ mod tests {
                 service: format!("{workload}-canary"),
                 service_port: 80,
             }],
+            ..MeshIdentity::default()
         }
     }
 
@@ -460,6 +507,42 @@ mod tests {
         ));
         assert!(text.contains(
             r#"istio_request_duration_milliseconds_sum{reporter="destination",destination_workload_namespace="test",destination_workload="podinfo",response_code="500"} 126"#
+        ));
+        // APISIX's two families need the pod to name its route.
+        assert_eq!(lines_of(&text, "# TYPE ").len(), FAMILIES.len() - 2);
+    }
+
+    #[test]
+    fn apisix_and_knative_see_pods_that_name_their_route_and_revision() {
+        let id = MeshIdentity {
+            apisix_route: Some("podinfo-podinfo-canary_http".into()),
+            knative_revision: Some("podinfo-00002".into()),
+            ..identity("podinfo", "podinfo-00002-deployment-abcde")
+        };
+        let series = PodSeries::default();
+        for i in 0..10 {
+            series.record(9898, if i < 3 { 500 } else { 200 }, 42.0);
+        }
+        let text = render([(&id, &series)]);
+        assert_eq!(
+            lines_of(&text, "apisix_http_status{"),
+            [
+                r#"apisix_http_status{route="test_podinfo-podinfo-canary_http",code="200"} 7"#,
+                r#"apisix_http_status{route="test_podinfo-podinfo-canary_http",code="500"} 3"#,
+            ]
+        );
+        assert!(text.contains("# TYPE apisix_http_latency histogram\n"));
+        assert!(text.contains(
+            r#"apisix_http_latency_bucket{type="request",route="test_podinfo-podinfo-canary_http",le="50"} 10"#
+        ));
+        assert!(text.contains(
+            r#"apisix_http_latency_count{type="request",route="test_podinfo-podinfo-canary_http"} 10"#
+        ));
+        assert!(text.contains(
+            r#"envoy_cluster_upstream_rq{envoy_cluster_name="test/podinfo-00002",envoy_response_code="500"} 3"#
+        ));
+        assert!(text.contains(
+            r#"envoy_cluster_upstream_rq_time_count{envoy_cluster_name="test/podinfo-00002"} 10"#
         ));
         assert_eq!(lines_of(&text, "# TYPE ").len(), FAMILIES.len());
     }

@@ -16,6 +16,11 @@ pub const ANN_LATENCY_MS: &str = "testapp.flagger-rs.dev/latency-ms";
 /// Pods whose ports are served by a real process in the netns (e.g. the loadtester) opt out with "false".
 pub const ANN_SERVE: &str = "testapp.flagger-rs.dev/serve";
 pub const LABEL_VERSION: &str = "app.kubernetes.io/version";
+/// The APISIX route reaching the pod, `<ApisixRoute name>/<http rule name>`: APISIX labels its series by route,
+/// and only whoever wrote the route knows which pods it reaches, so the test that does says so on the pod.
+pub const ANN_APISIX_ROUTE: &str = "testapp.flagger-rs.dev/apisix-route";
+/// Knative's own label on a revision's pods.
+pub const LABEL_KNATIVE_REVISION: &str = "serving.knative.dev/revision";
 const ENV_ERROR_RATE: &str = "TESTAPP_ERROR_RATE";
 const ENV_LATENCY_MS: &str = "TESTAPP_LATENCY_MS";
 /// Upper bound on injected latency so a typo in an annotation cannot park connections for hours.
@@ -90,6 +95,22 @@ fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
         .as_ref()?
         .get(key)
         .map(String::as_str)
+}
+
+/// The APISIX ingress controller's route name without its namespace prefix: `<ApisixRoute>_<http rule>`.
+/// A value that is not `<route>/<rule>` gives no APISIX series, as a pod no route reaches.
+fn apisix_route(pod: &Pod) -> Option<String> {
+    let (route, rule) = annotation(pod, ANN_APISIX_ROUTE)?.split_once('/')?;
+    (!route.is_empty() && !rule.is_empty()).then(|| format!("{route}_{rule}"))
+}
+
+fn knative_revision(pod: &Pod) -> Option<String> {
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get(LABEL_KNATIVE_REVISION)
+        .filter(|r| !r.is_empty())
+        .cloned()
 }
 
 fn env_value<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
@@ -314,6 +335,8 @@ impl Index {
                         .get(namespace.as_str())
                         .map_or(&[], Vec::as_slice),
                 ),
+                apisix_route: apisix_route(pod),
+                knative_revision: knative_revision(pod),
             };
             let requests = counters
                 .get(uid.as_str())
@@ -443,5 +466,31 @@ mod tests {
             routes,
             [("podinfo-canary", 80, 9898), ("by-number", 80, 9898)]
         );
+        assert_eq!((mesh.apisix_route, mesh.knative_revision), (None, None));
+    }
+
+    #[test]
+    fn apisix_route_and_knative_revision_come_from_the_pod() {
+        let with = |annotations: serde_json::Value, labels: serde_json::Value| {
+            pod(serde_json::json!({
+                "metadata": {"name": "p", "namespace": "n", "annotations": annotations, "labels": labels}
+            }))
+        };
+        let p = with(
+            serde_json::json!({ANN_APISIX_ROUTE: "edge-podinfo-canary/http"}),
+            serde_json::json!({LABEL_KNATIVE_REVISION: "podinfo-00002"}),
+        );
+        assert_eq!(
+            apisix_route(&p).as_deref(),
+            Some("edge-podinfo-canary_http")
+        );
+        assert_eq!(knative_revision(&p).as_deref(), Some("podinfo-00002"));
+        for malformed in ["edge", "/http", "edge/"] {
+            let p = with(
+                serde_json::json!({ANN_APISIX_ROUTE: malformed}),
+                serde_json::json!({}),
+            );
+            assert_eq!(apisix_route(&p), None, "{malformed}");
+        }
     }
 }

@@ -127,6 +127,17 @@ pub fn metric_records(obj: &DynamicObject) -> Vec<MetricRecord> {
         .collect()
 }
 
+/// The tick number of the latest check records (`status.canaryAnalysis.iterations[].iteration`).
+pub fn last_record_iteration(obj: &DynamicObject) -> i64 {
+    status(obj)["canaryAnalysis"]["iterations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["iteration"].as_i64())
+        .max()
+        .unwrap_or(0)
+}
+
 pub fn failed_checks(obj: &DynamicObject) -> i64 {
     status(obj)["failedChecks"].as_i64().unwrap_or(0)
 }

@@ -9,7 +9,13 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{Result, strings};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+
+use crate::{Result, TestNamespace, strings};
 
 /// The log `hack/cluster/up` points the API server at.
 pub fn log_path() -> PathBuf {
@@ -119,6 +125,38 @@ pub fn requests_of(user: &str) -> Result<Requests> {
         }
     }
     Ok(out)
+}
+
+/// A kubeconfig for the cluster of KUBECONFIG that authenticates as ServiceAccount `account` (like the pod's
+/// projected token would).
+pub async fn service_account_kubeconfig(ns: &TestNamespace, account: &str) -> Result<PathBuf> {
+    let accounts: Api<ServiceAccount> = ns.api();
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request(account, &PostParams::default(), &request)
+        .await
+        .with_context(|| format!("a token for ServiceAccount {account}"))?
+        .status
+        .context("TokenRequest without status")?
+        .token;
+    let admin = std::env::var("KUBECONFIG").context("KUBECONFIG is unset")?;
+    let text = std::fs::read_to_string(&admin).with_context(|| format!("reading {admin}"))?;
+    let mut config: Value = serde_saphyr::from_str(&text).context("parsing KUBECONFIG")?;
+    let user = format!("system:serviceaccount:{}:{account}", ns.name);
+    config["users"] = json!([{"name": user, "user": {"token": token}}]);
+    for context in config["contexts"].as_array_mut().into_iter().flatten() {
+        context["context"]["user"] = json!(user);
+    }
+    let path = std::env::temp_dir().join(format!("flagger-rs-e2e-{}-sa.kubeconfig", ns.name));
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(path)
 }
 
 /// One RBAC rule, scoped to a namespace when it comes from a Role.

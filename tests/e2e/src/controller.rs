@@ -250,9 +250,7 @@ impl Loadtester {
     /// A loadtester with extra flags (e.g. `-bearer-token=...`).
     pub async fn start_with(ns: &str, extra: &[&str]) -> Result<Loadtester> {
         // The kernel picks a free port; it is released just before the loadtester binds it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = crate::bench::free_port()?;
         let mut args = vec![
             "loadtester".to_string(),
             format!("-port={port}"),
@@ -752,4 +750,35 @@ pub fn program_symlink(name: &str) -> Result<std::path::PathBuf> {
     std::os::unix::fs::symlink(binary()?, &link)
         .with_context(|| format!("linking {}", link.display()))?;
     Ok(link)
+}
+
+/// A slack AlertProvider `name` posting every alert to `address` (a receiver of the test), with
+/// `username` when given.
+pub async fn create_slack_provider(
+    ns: &TestNamespace,
+    name: &str,
+    address: &str,
+    username: Option<&str>,
+) -> Result<()> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ns.client.clone(),
+        &ns.name,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("flagger.app", "v1beta1", "AlertProvider"),
+            "alertproviders",
+        ),
+    );
+    let mut spec = json!({"type": "slack", "channel": "deployments", "address": address});
+    if let Some(username) = username {
+        spec["username"] = json!(username);
+    }
+    let provider: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "AlertProvider",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))?;
+    api.create(&PostParams::default(), &provider)
+        .await
+        .context("creating the AlertProvider")?;
+    Ok(())
 }

@@ -31,14 +31,39 @@ pub async fn apply_value(client: &Client, ns: Option<&str>, obj: Value) -> Resul
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),
     };
+    apply_with(&api, &ar, &name, obj).await?;
+    Ok(())
+}
+
+/// Server-side apply of `obj`, an object of the resource `ar`, in the test namespace; the object
+/// as the API server stored it.
+pub async fn apply_resource(
+    ns: &TestNamespace,
+    ar: &ApiResource,
+    obj: Value,
+) -> Result<DynamicObject> {
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .context("object has no name")?
+        .to_string();
+    let api: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, ar);
+    apply_with(&api, ar, &name, obj).await
+}
+
+async fn apply_with(
+    api: &Api<DynamicObject>,
+    ar: &ApiResource,
+    name: &str,
+    obj: Value,
+) -> Result<DynamicObject> {
+    let obj: DynamicObject = serde_json::from_value(obj)?;
     api.patch(
-        &name,
+        name,
         &PatchParams::apply(crate::FIELD_MANAGER).force(),
         &Patch::Apply(&obj),
     )
     .await
-    .with_context(|| format!("applying {kind} {name}"))?;
-    Ok(())
+    .with_context(|| format!("applying {} {name}", ar.kind))
 }
 
 /// The `traefik` GatewayClass and a Gateway `gateway` on Traefik's `web` entry point (port 8000)

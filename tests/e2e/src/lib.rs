@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bench;
 pub mod chaos;
 pub mod controller;
+pub mod external_metrics;
 pub mod gateway;
 pub mod hooks;
 pub mod knative;

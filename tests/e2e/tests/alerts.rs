@@ -21,7 +21,6 @@ use e2e::monitoring::{self, ScrapeTarget, received_alerts};
 use e2e::objects::App;
 use e2e::{PROMETHEUS, TestNamespace, apply, poll_until, skip_unless_e2e, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
 const APP: &str = "podinfo";
@@ -134,25 +133,13 @@ async fn rollback_message_reaches_the_alert_provider() -> e2e::Result<()> {
     with_namespace("alerts-direct", |ns| async move {
         ctl::install_crds(&ns.client).await?;
         let slack = Receiver::start().await?;
-        let providers: kube::Api<DynamicObject> = kube::Api::namespaced_with(
-            ns.client.clone(),
-            &ns.name,
-            &ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("flagger.app", "v1beta1", "AlertProvider"),
-                "alertproviders",
-            ),
-        );
-        let provider: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "AlertProvider",
-            "metadata": {"name": "on-call"},
-            "spec": {"type": "slack", "channel": "deployments", "username": "flagger-rs",
-                "address": format!("{}/slack", slack.url)},
-        }))?;
-        providers
-            .create(&PostParams::default(), &provider)
-            .await
-            .context("creating the AlertProvider")?;
+        ctl::create_slack_provider(
+            &ns,
+            "on-call",
+            &format!("{}/slack", slack.url),
+            Some("flagger-rs"),
+        )
+        .await?;
         let controller = start_controller(&ns.name, &[])?;
         let lt = Loadtester::start(&ns.name).await?;
 

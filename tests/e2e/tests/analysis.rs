@@ -43,19 +43,7 @@ const RUN: Duration = Duration::from_secs(150);
 // --- fixture ----------------------------------------------------------------------------------------------------
 
 async fn apply_dynamic(ns: &TestNamespace, ar: &ApiResource, obj: Value) -> Result<()> {
-    let name = obj["metadata"]["name"]
-        .as_str()
-        .context("object has no name")?
-        .to_string();
-    let api: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, ar);
-    let obj: DynamicObject = serde_json::from_value(obj)?;
-    api.patch(
-        &name,
-        &PatchParams::apply(e2e::FIELD_MANAGER).force(),
-        &Patch::Apply(&obj),
-    )
-    .await
-    .with_context(|| format!("applying {} {name}", ar.kind))?;
+    e2e::gateway::apply_resource(ns, ar, obj).await?;
     Ok(())
 }
 
@@ -158,6 +146,13 @@ async fn builtin_metrics_promote_healthy_and_roll_back_errors() -> Result<()> {
     skip_unless_e2e!();
     e2e::with_namespace("analysis-builtin", |ns| async move {
         let (controller, host) = setup(&ns, canary(builtin_metrics(), 20)).await?;
+        // Asked while initialising, as Flagger does: the canary's Prometheus answers.
+        let events = events_for(&ns, "Canary", APP).await?;
+        ensure!(
+            events.iter().any(|(kind, _, message, _)| kind == "Normal"
+                && message == "all the metrics providers are available!"),
+            "no availability event: {events:#?}"
+        );
 
         // Healthy version: promoted, never a failed check.
         let (done, rec) = run_version(
@@ -243,6 +238,49 @@ async fn latency_template_rolls_back_slow_version() -> Result<()> {
     .await
 }
 
+/// A MetricTemplate whose provider does not answer while the canary initialises: reported as a
+/// Warning naming the template (Flagger's text), and initialisation still completes: the provider
+/// may be up by the time analysis starts.
+#[tokio::test]
+async fn unreachable_metric_provider_is_reported_while_initialising() -> Result<()> {
+    skip_unless_e2e!();
+    e2e::with_namespace("analysis-online", |ns| async move {
+        install_crds(&ns.client).await?;
+        // A port nothing listens on: bound, then released.
+        let closed = e2e::bench::free_port()?;
+        apply_dynamic(
+            &ns,
+            &resource("flagger.app", "MetricTemplate", "metrictemplates", "v1beta1"),
+            json!({
+                "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+                "metadata": {"name": "offline"},
+                "spec": {
+                    "provider": {"type": "prometheus", "address": format!("http://127.0.0.1:{closed}")},
+                    "query": "vector(1)",
+                },
+            }),
+        )
+        .await?;
+        let metrics = json!([{
+            "name": "offline", "interval": "10s", "thresholdRange": {"min": 1},
+            "templateRef": {"name": "offline"},
+        }]);
+        let (controller, _host) = setup(&ns, canary(metrics, 20)).await?;
+        let events = events_for(&ns, "Canary", APP).await?;
+        let reported = kind_of(&events, "Error checking metric providers: MetricTemplate offline.");
+        eprintln!("availability warnings: {reported:#?}");
+        ensure!(
+            reported
+                .iter()
+                .any(|m| m.contains("is not available") && m.contains(&format!("127.0.0.1:{closed}"))),
+            "no availability warning naming the template's address: {events:#?}"
+        );
+        drop(controller);
+        Ok(())
+    })
+    .await
+}
+
 /// (3) Prometheus unreachable mid-analysis: checks pass at the first step, then `spec.metricsServer` is switched
 /// to a closed loopback port; each tick counts one failed check (Flagger's default) and the canary rolls back
 /// after `threshold`.
@@ -269,9 +307,7 @@ async fn prometheus_unreachable_mid_analysis_rolls_back() -> Result<()> {
         })
         .await?;
         // A port nothing listens on: bound, then released.
-        let closed = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let closed = e2e::bench::free_port()?;
         let patch = json!({"spec": {"metricsServer": format!("http://127.0.0.1:{closed}")}});
         api.patch(APP, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
@@ -312,17 +348,6 @@ async fn prometheus_unreachable_mid_analysis_rolls_back() -> Result<()> {
     .await
 }
 
-/// The tick number of the latest check records (`status.canaryAnalysis.iterations[].iteration`).
-fn last_record_iteration(obj: &DynamicObject) -> i64 {
-    status(obj)["canaryAnalysis"]["iterations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["iteration"].as_i64())
-        .max()
-        .unwrap_or(0)
-}
-
 fn held_message(obj: &DynamicObject) -> Option<String> {
     condition(obj, "Promoted")
         .map(|(_, _, message)| message)
@@ -358,9 +383,7 @@ async fn prometheus_unreachable_with_no_data_hold_holds_then_proceeds() -> Resul
         })
         .await?;
 
-        let closed = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let closed = e2e::bench::free_port()?;
         let patch = json!({"spec": {"metricsServer": format!("http://127.0.0.1:{closed}")}});
         api.patch(APP, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
@@ -376,10 +399,10 @@ async fn prometheus_unreachable_with_no_data_hold_holds_then_proceeds() -> Resul
             "Promoted condition: {message}"
         );
         let held_at = step(&first);
-        let from = last_record_iteration(&first);
+        let from = e2e::analysis::last_record_iteration(&first);
         // Three more held ticks (one record set per tick), or anything else that ends the wait.
         let later = wait_canary(&api, APP, "held for three more ticks", RUN, &controller, |o| {
-            held_message(o).is_none() || last_record_iteration(o) >= from + 3
+            held_message(o).is_none() || e2e::analysis::last_record_iteration(o) >= from + 3
         })
         .await?;
         ensure!(

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
 use e2e::bench::wait_local;
 use e2e::chaos::{
     ClusterProcess, SlowProxy, WatchBreaker, wait_api_server, wait_phase_through_outages,
@@ -34,6 +34,8 @@ const INIT: Duration = Duration::from_secs(60);
 const RUN: Duration = Duration::from_secs(180);
 /// A terminal alert or post-rollout hook after the phase is written.
 const NOTIFY: Duration = Duration::from_secs(30);
+/// Longer than the 30 s cap of the recorder's watch backoff.
+const RELIST: Duration = Duration::from_secs(60);
 
 /// One scenario at a time: each fault is the whole cluster's.
 static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -78,23 +80,7 @@ impl<'a> Subject<'a> {
     }
 
     async fn create_alert_provider(&self, ns: &TestNamespace) -> e2e::Result<()> {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            ns.client.clone(),
-            &ns.name,
-            &ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("flagger.app", "v1beta1", "AlertProvider"),
-                "alertproviders",
-            ),
-        );
-        let provider: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "flagger.app/v1beta1", "kind": "AlertProvider",
-            "metadata": {"name": self.name},
-            "spec": {"type": "slack", "channel": "deployments", "address": self.catcher.at(&self.slack_path())},
-        }))?;
-        api.create(&PostParams::default(), &provider)
-            .await
-            .context("creating the AlertProvider")?;
-        Ok(())
+        ctl::create_slack_provider(ns, self.name, &self.catcher.at(&self.slack_path()), None).await
     }
 
     /// Deploys the target at 6.0.0 and the canary, waits for `Initialized`, starts recording the canary's
@@ -186,6 +172,13 @@ impl<'a> Subject<'a> {
                 primary.metadata.generation
             );
         }
+        // The recorder's own watch may still be backing off after an outage (kube's default backoff
+        // waits up to 30 s between retries): its record is complete once its relist has shown the
+        // end phase the API server already reports.
+        wait_local(&format!("{} recorded as {want}", self.name), RELIST, || {
+            rec.steps().iter().any(|s| s.phase == want).then_some(())
+        })
+        .await?;
         let entered = rec.steps().iter().filter(|s| s.phase == want).count();
         ensure!(
             entered == 1,

@@ -697,13 +697,14 @@ async fn dry_run_changes_nothing() -> e2e::Result<()> {
 
 /// A provider flagger-rs has no router for is refused before anything is written: Valid=False naming the
 /// provider, a Warning event, and the cluster as it was — no primary, no generated Service, the user's own apex
-/// Service still selecting their pods, the target not scaled, no finalizer.
+/// Service still selecting their pods, the target not scaled, no finalizer. Every name the Canary schema allows has
+/// a router now, so the provider comes from the `-mesh-provider` flag: an SMI version no router writes.
 #[tokio::test]
 async fn unimplemented_provider_leaves_the_cluster_untouched() -> e2e::Result<()> {
     skip_unless_e2e!();
     with_namespace("ctl-unimpl", |ns| async move {
         ctl::install_crds(&ns.client).await?;
-        let mut controller = start_controller(&ns.name, &[])?;
+        let mut controller = start_controller(&ns.name, &["-mesh-provider=smi:v1alpha4"])?;
         deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
         let user_service: Service = serde_json::from_value(json!({
             "metadata": {"name": APP},
@@ -711,9 +712,10 @@ async fn unimplemented_provider_leaves_the_cluster_untouched() -> e2e::Result<()
         }))?;
         let before = apply(&ns.api::<Service>(), &user_service).await?;
         let mut canary = blue_green_canary(APP, "1s", 2, json!([]));
-        canary["spec"]["provider"] = json!("apisix");
-        canary["spec"]["routeRef"] =
-            json!({"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": APP});
+        // No spec.provider: the flag's default applies.
+        canary["spec"]
+            .as_object_mut()
+            .and_then(|spec| spec.remove("provider"));
         create_canary(&ns, canary).await?;
         let obj = wait_canary(&canaries(&ns), APP, "Valid=False", INIT, &controller, |o| {
             condition(o, "Valid").is_some_and(|(s, _, _)| s == "False")
@@ -724,12 +726,16 @@ async fn unimplemented_provider_leaves_the_cluster_untouched() -> e2e::Result<()
             valid
                 .as_ref()
                 .is_some_and(|(_, reason, message)| reason == "NotImplemented"
-                    && message.contains("provider apisix is not implemented")),
+                    && message.contains(
+                        "provider smi:v1alpha4 (the -mesh-provider default) is not implemented"
+                    )),
             "Valid condition: {valid:?}"
         );
         let ev = wait_event(&ns, APP, "naming the provider", INIT, &controller, |e| {
             e.type_.as_deref() == Some("Warning")
-                && e.message.as_deref().is_some_and(|m| m.contains("apisix"))
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("smi:v1alpha4"))
         })
         .await?;
         eprintln!("warning event: {:?}", ev.message);

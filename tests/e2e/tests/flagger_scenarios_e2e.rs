@@ -12,7 +12,10 @@ use e2e::controller::{
     start_controller, wait_canary, wait_phase, wait_replicas,
 };
 use e2e::messages::ensure_plain_messages;
-use e2e::objects::{App, autoscaler_ref, deployment_available, hpa, service, traefik_resource};
+use e2e::objects::{
+    App, autoscaler_ref, deployment_available, hpa, service, traefik_resource,
+    weighted_traefik_service,
+};
 use e2e::{TestNamespace, apply, skip_unless_e2e, wait_for, with_namespace};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -466,7 +469,18 @@ fn owned_by(canary: &DynamicObject) -> Value {
 /// primary on the promoted one (selector `app=<name>-primary`, Flagger's `flagger-id` annotation), the three
 /// Services, and a `Progressing` status holding Flagger's hashes of both revisions.
 async fn as_flagger_left_it_mid_analysis(ns: &TestNamespace) -> e2e::Result<DynamicObject> {
-    let canary: DynamicObject = serde_json::from_value(blue_green_canary(APP, "2s", 6, json!([])))?;
+    let progress = json!({"canaryWeight": 0, "iterations": 2});
+    as_flagger_left_it(ns, blue_green_canary(APP, "2s", 6, json!([])), progress).await
+}
+
+/// The objects of [`as_flagger_left_it_mid_analysis`] for `canary`, its `Progressing` status at `progress`
+/// (`canaryWeight`, `iterations`).
+async fn as_flagger_left_it(
+    ns: &TestNamespace,
+    canary: Value,
+    progress: Value,
+) -> e2e::Result<DynamicObject> {
+    let canary: DynamicObject = serde_json::from_value(canary)?;
     let canary = canaries(ns).create(&PostParams::default(), &canary).await?;
     let deployments: Api<Deployment> = ns.api();
     deployments
@@ -494,8 +508,8 @@ async fn as_flagger_left_it_mid_analysis(ns: &TestNamespace) -> e2e::Result<Dyna
             .create(&PostParams::default(), &serde_json::from_value(svc)?)
             .await?;
     }
-    let status = json!({"status": {
-        "phase": "Progressing", "canaryWeight": 0, "failedChecks": 0, "iterations": 2,
+    let mut status = json!({"status": {
+        "phase": "Progressing", "failedChecks": 0,
         "lastAppliedSpec": "6d4f8b7c9", "lastPromotedSpec": "5974fdb97c",
         "trackedConfigs": {},
         "lastTransitionTime": "2026-12-04T20:00:00Z",
@@ -503,6 +517,10 @@ async fn as_flagger_left_it_mid_analysis(ns: &TestNamespace) -> e2e::Result<Dyna
             "message": "New revision detected, progressing canary analysis.",
             "lastUpdateTime": "2026-12-04T20:00:00Z", "lastTransitionTime": "2026-12-04T20:00:00Z"}]
     }});
+    if let (Some(status), Some(progress)) = (status["status"].as_object_mut(), progress.as_object())
+    {
+        status.extend(progress.clone());
+    }
     let canary = canaries(ns)
         .patch_status(APP, &PatchParams::default(), &Patch::Merge(&status))
         .await
@@ -518,6 +536,16 @@ async fn as_flagger_left_it_mid_analysis(ns: &TestNamespace) -> e2e::Result<Dyna
         .await?;
     }
     Ok(canary)
+}
+
+/// A run taken over from Flagger is the run Flagger started: no "New revision detected" of its own.
+async fn ensure_no_new_revision_announced(ns: &TestNamespace) -> e2e::Result<()> {
+    ensure!(
+        count_events(ns, APP, "New revision detected").await? == 0,
+        "a resumed run announced a new revision: {:#?}",
+        events_for(ns, "Canary", APP).await?
+    );
+    Ok(())
 }
 
 /// Flagger was stopped while a blue/green run was at iteration 2 of 6: flagger-rs takes the status in (its own
@@ -562,11 +590,80 @@ async fn flagger_mid_analysis_scenario_resumes_at_its_iteration() -> e2e::Result
             applied.as_str().is_some_and(|h| h.starts_with("r1.")),
             "Flagger's hash not replaced: lastAppliedSpec {applied}"
         );
-        ensure!(
-            count_events(&ns, APP, "New revision detected").await? == 0,
-            "a resumed run announced a new revision: {:#?}",
-            events_for(&ns, "Canary", APP).await?
+        ensure_no_new_revision_announced(&ns).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Flagger was stopped while a Traefik canary run (stepWeight 10, maxWeight 50) had sent 20 % to the canary:
+/// its TraefikService as Flagger wrote it (80/20) and a `Progressing` status at `canaryWeight` 20 with Flagger's
+/// hashes. flagger-rs takes the run over at weight 20 — never back to 10 or 0 — advances 30, 40, 50, and promotes
+/// once without announcing a new revision. The weights are checked on the TraefikService, as the router reads them.
+#[tokio::test]
+async fn flagger_weighted_mid_analysis_scenario_resumes_at_its_weight() -> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("fs-midweight", |ns| async move {
+        install_crds(&ns.client).await?;
+        let mut canary = blue_green_canary(APP, "2s", 0, json!([]));
+        canary["spec"]["provider"] = json!("traefik");
+        canary["spec"]["analysis"] =
+            json!({"interval": "2s", "threshold": 2, "stepWeight": 10, "maxWeight": 50});
+        let progress = json!({"canaryWeight": 20, "iterations": 0});
+        let canary = as_flagger_left_it(&ns, canary, progress).await?;
+        let mut split = serde_json::to_value(weighted_traefik_service(
+            APP,
+            &[("podinfo-primary", 80), ("podinfo-canary", 20)],
+        )?)?;
+        split["metadata"]["ownerReferences"] = owned_by(&canary);
+        let traefik: Api<DynamicObject> = Api::namespaced_with(
+            ns.client.clone(),
+            &ns.name,
+            &traefik_resource("TraefikService", "traefikservices"),
         );
+        traefik
+            .create(&PostParams::default(), &serde_json::from_value(split)?)
+            .await?;
+        let api = canaries(&ns);
+        let recorder = Recorder::start(&api, APP);
+        let deployments: Api<Deployment> = ns.api();
+        let generation = primary_generation(&deployments, APP).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        eprintln!("observed: {}", recorder.render());
+
+        let weights: Vec<i64> = recorder
+            .steps()
+            .iter()
+            .filter(|s| s.phase == "Progressing")
+            .map(|s| s.weight)
+            .collect();
+        ensure!(
+            weights.first() == Some(&20)
+                && weights.windows(2).all(|w| w[0] <= w[1])
+                && [30, 40, 50].iter().all(|w| weights.contains(w)),
+            "the run did not resume at weight 20 and advance to 50: {}",
+            recorder.render()
+        );
+        recorder.ensure_promoted_once()?;
+        ensure_primary_promoted_once(&deployments, APP, "6.0.1", generation).await?;
+        let routed = traefik.get(APP).await?;
+        let services = &routed.data["spec"]["weighted"]["services"];
+        let weights: Vec<(&str, i64)> = services
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let name = s["name"].as_str().unwrap_or_default();
+                (name, s["weight"].as_i64().unwrap_or(0))
+            })
+            .filter(|(_, w)| *w > 0)
+            .collect();
+        ensure!(
+            weights == [("podinfo-primary", 100)],
+            "TraefikService after promotion: {services}"
+        );
+        ensure_no_new_revision_announced(&ns).await?;
         Ok(())
     })
     .await

@@ -1,4 +1,4 @@
-//! The ingress routers (contour, gloo) on the real API server with the vendors' CRDs
+//! The ingress routers (contour, gloo, apisix) on the real API server with the vendors' CRDs
 //! installed by hack/cluster/up: a `flagger-rs controller` child runs whole canaries while a watch records every
 //! routing shape the router's object goes through. No Contour/Envoy data plane runs in the harness, so these runs
 //! prove the objects: accepted under the vendor's schema, read back equal to what the router renders at each
@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use e2e::controller::{
-    Proc, canaries, create_canary, deploy, image_of, set_image, start_controller, wait_phase,
+    Proc, canaries, create_canary, deploy, image_of, set_image, start_controller, step,
+    wait_canary, wait_phase,
 };
 use e2e::hooks::HookCatcher;
 use e2e::objects::{APP_PORT, App};
@@ -19,7 +20,7 @@ use e2e::shapes::{ShapeOf, Shapes, ensure_same};
 use e2e::{TestNamespace, skip_unless_e2e, with_namespace};
 use flagger_api::Canary;
 use flagger_core::Routes;
-use flagger_providers::router::{contour, gloo};
+use flagger_providers::router::{apisix, contour, gloo};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 use kube::runtime::wait::{await_condition, conditions};
@@ -427,6 +428,183 @@ async fn ingress_gloo_ab_testing_routes_matches_to_the_canary() -> e2e::Result<(
         shapes.wait_for("ab 100/0", RUN, &controller).await?;
         let want = ["ab 100/0", "ab 0/100", "ab 100/0"];
         ensure!(shapes.seen() == want, "RouteTable shapes {:?}, want {want:?}", shapes.seen());
+        Ok(())
+    })
+    .await
+}
+
+fn apisix_routes(ns: &TestNamespace) -> Api<DynamicObject> {
+    dynamic(
+        ns,
+        ("apisix.apache.org", "v2", "ApisixRoute"),
+        "apisixroutes",
+    )
+}
+
+/// `p/c` of the generated ApisixRoute's backends (by service name).
+fn apisix_shape(apex: &str) -> ShapeOf {
+    let (primary, canary) = (format!("{apex}-primary"), format!("{apex}-canary"));
+    Box::new(move |v: &Value| {
+        let backends = v["spec"]["http"].as_array()?.first()?["backends"].as_array()?;
+        let weight = |name: &str| {
+            backends
+                .iter()
+                .find(|b| b["serviceName"] == name)?
+                .get("weight")?
+                .as_u64()
+        };
+        Some(format!("{}/{}", weight(&primary)?, weight(&canary)?))
+    })
+}
+
+/// The user's ApisixRoute the Canary's `routeRef` names: a static route the canary leaves alone, and the route to
+/// the app with a match, a plugin and the backend settings the canary's backend copies.
+fn apisix_user_route(ns: &str) -> e2e::Result<DynamicObject> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute",
+        "metadata": {"name": "web", "namespace": ns, "labels": {"team": "payments"}},
+        "spec": {
+            "ingressClassName": "apisix",
+            "http": [
+                {"name": "static", "match": {"paths": ["/static/*"]},
+                 "backends": [{"serviceName": "static", "servicePort": 80}]},
+                {"name": "app", "priority": 1,
+                 "match": {"hosts": ["app.example.com"], "methods": ["GET", "POST"], "paths": ["/*"]},
+                 "plugins": [{"name": "prometheus", "enable": true, "config": {"prefer_name": true}}],
+                 "backends": [{"serviceName": APP, "servicePort": APP_PORT, "resolveGranularity": "service"}]},
+            ],
+        },
+    }))?)
+}
+
+/// The generated ApisixRoute as the API server holds it equals what the apisix router renders from the user's
+/// route for `routes`, and the user's route is as they wrote it.
+async fn ensure_apisix_rendered(
+    ns: &TestNamespace,
+    name: &str,
+    routes: Routes,
+    user: &DynamicObject,
+) -> e2e::Result<()> {
+    let canary = live_canary(ns, name).await?;
+    let user_live = apisix_routes(ns).get(&user.name_any()).await?;
+    ensure!(
+        user_live.metadata.resource_version == user.metadata.resource_version,
+        "the user's ApisixRoute was written: {:#}",
+        serde_json::to_value(&user_live)?
+    );
+    let user_live = serde_json::to_value(user_live)?;
+    let generated = apisix::canary_route_name(&canary)?;
+    let live = serde_json::to_value(apisix_routes(ns).get(&generated).await?)?;
+    ensure_same(
+        "ApisixRoute",
+        &live,
+        &apisix::render(&canary, &user_live, routes)?,
+    )
+}
+
+/// The apisix router from the user's `routeRef` route (API level against our reconstruction of the ApisixRoute
+/// schema): the generated `<route>-<apex>-canary` route holds the app's http entry at the top priority, its weights
+/// step 20 % to 60 %, held at the promotion gate, promoted; the next version rolled back by a rollback hook; a
+/// blue/green run (iterations) switches to 0/100 once its gate opens and back to 100/0 at promotion; the user's route is never written; deleting
+/// the Canary deletes the generated route.
+#[tokio::test]
+async fn ingress_apisix_from_the_route_ref_steps_promotes_rolls_back_and_goes_with_the_canary()
+-> e2e::Result<()> {
+    skip_unless_e2e!();
+    with_namespace("apisix-canary", |ns| async move {
+        e2e::controller::install_crds(&ns.client).await?;
+        let hooks = HookCatcher::start().await?;
+        let controller = start_controller(&ns.name, &["-mesh-provider=apisix"])?;
+        let generated = format!("web-{APP}-canary");
+        let shapes = Shapes::start(apisix_routes(&ns), "ApisixRoute", &generated, apisix_shape(APP));
+        let user = e2e::apply(&apisix_routes(&ns), &apisix_user_route(&ns.name)?).await?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
+        let mut canary = canary_of(
+            APP,
+            "apisix",
+            json!({"port": APP_PORT, "targetPort": APP_PORT}),
+            json!({
+                "interval": "1s", "threshold": 2, "stepWeight": 20, "maxWeight": 60,
+                "webhooks": [
+                    {"name": "promotion", "type": "confirm-promotion", "url": hooks.at("/gate/promote")},
+                    {"name": "rollback", "type": "rollback", "url": hooks.at("/gate/rollback")},
+                ],
+            }),
+        );
+        canary["spec"]["routeRef"] = json!({"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": "web"});
+        create_canary(&ns, canary).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+        ensure_apisix_rendered(&ns, APP, Routes::PRIMARY, &user).await?;
+        let live = serde_json::to_value(apisix_routes(&ns).get(&generated).await?)?;
+        ensure!(
+            live["spec"]["http"].as_array().map(Vec::len) == Some(1)
+                && live["spec"]["http"][0]["name"] == "app"
+                && live["spec"]["http"][0]["priority"] == 10000
+                && live["spec"]["http"][0]["backends"][1]["resolveGranularity"] == "service"
+                && live["metadata"]["labels"]["team"] == "payments",
+            "generated ApisixRoute {live:#}"
+        );
+
+        let deployments: Api<Deployment> = ns.api();
+        set_image(&deployments, APP, "6.0.1").await?;
+        wait_phase(&api, APP, "WaitingPromotion", RUN, &controller).await?;
+        shapes.wait_for("40/60", RUN, &controller).await?;
+        ensure_apisix_rendered(&ns, APP, Routes::split(60), &user).await?;
+        hooks.open_gate("/gate/promote");
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        shapes.wait_for("100/0", RUN, &controller).await?;
+        ensure_apisix_rendered(&ns, APP, Routes::PRIMARY, &user).await?;
+        let steps = ["100/0", "80/20", "60/40", "40/60", "100/0"];
+        ensure!(shapes.seen() == steps, "ApisixRoute shapes {:?}, want {steps:?}", shapes.seen());
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(image_of(&primary).ends_with(":6.0.1"), "primary image {}", image_of(&primary));
+
+        hooks.close_gate("/gate/promote");
+        shapes.reset();
+        set_image(&deployments, APP, "6.0.2").await?;
+        wait_phase(&api, APP, "WaitingPromotion", RUN, &controller).await?;
+        shapes.wait_for("40/60", RUN, &controller).await?;
+        hooks.open_gate("/gate/rollback");
+        wait_phase(&api, APP, "Failed", RUN, &controller).await?;
+        shapes.wait_for("100/0", RUN, &controller).await?;
+        ensure_apisix_rendered(&ns, APP, Routes::PRIMARY, &user).await?;
+        ensure!(shapes.seen() == steps, "ApisixRoute shapes {:?}, want {steps:?}", shapes.seen());
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(image_of(&primary).ends_with(":6.0.1"), "primary image after rollback {}", image_of(&primary));
+
+        // Blue/green: the same Canary with iterations instead of steps.
+        hooks.close_gate("/gate/rollback");
+        hooks.close_gate("/gate/promote");
+        let mut live = serde_json::to_value(api.get(APP).await?)?;
+        live["spec"]["analysis"] = json!({
+            "interval": "1s", "threshold": 2, "iterations": 3,
+            "webhooks": [{"name": "promotion", "type": "confirm-promotion", "url": hooks.at("/gate/promote")}],
+        });
+        api.replace(APP, &Default::default(), &serde_json::from_value(live)?).await?;
+        shapes.reset();
+        set_image(&deployments, APP, "6.0.3").await?;
+        wait_canary(&api, APP, "the blue/green run started", RUN, &controller, |o| {
+            step(o).phase == "Progressing"
+        })
+        .await?;
+        wait_phase(&api, APP, "WaitingPromotion", RUN, &controller).await?;
+        // As in Flagger, the switch to the canary comes after the promotion gate opens.
+        ensure_apisix_rendered(&ns, APP, Routes::PRIMARY, &user).await?;
+        hooks.open_gate("/gate/promote");
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        shapes.wait_for("100/0", RUN, &controller).await?;
+        ensure_apisix_rendered(&ns, APP, Routes::PRIMARY, &user).await?;
+        let bg = ["100/0", "0/100", "100/0"];
+        ensure!(shapes.seen() == bg, "blue/green ApisixRoute shapes {:?}, want {bg:?}", shapes.seen());
+        let primary = deployments.get(&format!("{APP}-primary")).await?;
+        ensure!(image_of(&primary).ends_with(":6.0.3"), "primary image after blue/green {}", image_of(&primary));
+
+        ensure_goes_with_the_canary(&ns, &apisix_routes(&ns), &generated, &controller).await?;
+        ensure!(
+            apisix_routes(&ns).get(&user.name_any()).await?.metadata.resource_version == user.metadata.resource_version,
+            "the user's ApisixRoute changed when the Canary went"
+        );
         Ok(())
     })
     .await

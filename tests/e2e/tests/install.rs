@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
+use e2e::audit::service_account_kubeconfig;
 use e2e::controller::{
     self as ctl, Proc, Recorder, blue_green_canary, canaries, create_canary, deploy, set_image,
     wait_canary, wait_phase,
@@ -24,11 +25,9 @@ use e2e::controller::{
 use e2e::objects::App;
 use e2e::{Result, TestNamespace, audit, run, skip_unless_e2e, strings, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use serde_json::{Value, json};
 
 const CHART: &str = "charts/flagger-rs";
@@ -291,6 +290,21 @@ async fn rendered_rbac_extra_providers_and_leader_election() -> Result<()> {
     ensure!(
         !groups(&grants(&template(&[])?)?).contains("coordination.k8s.io"),
         "Leases granted without leader election"
+    );
+    // MetricTemplate types that read the Kubernetes API get its permissions only when named.
+    let metric_groups = set(&["metrics.keptn.sh", "external.metrics.k8s.io"]);
+    let default_groups = groups(&grants(&template(&[])?)?);
+    ensure!(
+        default_groups.is_disjoint(&metric_groups),
+        "metric provider groups granted by default: {default_groups:?}"
+    );
+    let named = groups(&grants(&template(&[
+        "--set",
+        "rbac.metricProviders={keptn,externalmetrics}",
+    ])?)?);
+    ensure!(
+        named.is_superset(&metric_groups),
+        "rbac.metricProviders grants {named:?}"
     );
     let docs = template(&["--set", "leaderElection.enabled=true"])?;
     let role = find(&docs, "Role", |_| true)?;
@@ -569,38 +583,6 @@ fn installed_canary() -> Value {
         spec.remove("provider");
     }
     canary
-}
-
-/// A kubeconfig for the cluster of KUBECONFIG that authenticates as ServiceAccount `account` (like the pod's
-/// projected token would).
-async fn service_account_kubeconfig(ns: &TestNamespace, account: &str) -> Result<PathBuf> {
-    let accounts: Api<ServiceAccount> = ns.api();
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = accounts
-        .create_token_request(account, &PostParams::default(), &request)
-        .await
-        .with_context(|| format!("a token for ServiceAccount {account}"))?
-        .status
-        .context("TokenRequest without status")?
-        .token;
-    let admin = std::env::var("KUBECONFIG").context("KUBECONFIG is unset")?;
-    let text = std::fs::read_to_string(&admin).with_context(|| format!("reading {admin}"))?;
-    let mut config: Value = serde_saphyr::from_str(&text).context("parsing KUBECONFIG")?;
-    let user = format!("system:serviceaccount:{}:{account}", ns.name);
-    config["users"] = json!([{"name": user, "user": {"token": token}}]);
-    for context in config["contexts"].as_array_mut().into_iter().flatten() {
-        context["context"]["user"] = json!(user);
-    }
-    let path = std::env::temp_dir().join(format!("flagger-rs-e2e-{}-sa.kubeconfig", ns.name));
-    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
-    Ok(path)
 }
 
 /// Deletes cluster-scoped RBAC objects an install created (namespace deletion does not), whatever the outcome.

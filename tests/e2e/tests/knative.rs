@@ -10,6 +10,10 @@
 //! * template 6.0.2 → revision 00003, the webhook fails `threshold` times: rolled back, 100 % to the primary
 //!   00002, 0 % to the latest, the annotation never left 00002.
 //!
+//! Blue/green (iterations 3, a `confirm-promotion` gate held by the test): template 6.0.1 → revision 00002; held at
+//! the gate after the iterations, 00001 still serves everything; once the gate opens 00002 takes 100 % while
+//! 00001 stays the primary with 0 % (one switch), then promotion moves the annotation to 00002 with 100 %.
+//!
 //! Run: `hack/e2e knative`.
 
 use std::sync::{Arc, Mutex};
@@ -182,6 +186,80 @@ async fn knative_service_rolled_forward_and_back_by_traffic_percentages() -> Res
         ensure!(
             back.iter().all(|s| s.0 == rev(2)) && back.last() == Some(&(rev(2), 0, rev(2), 100)),
             "the primary revision moved or traffic did not return to it: {back:?}"
+        );
+        drop(ctrl);
+        Ok(())
+    })
+    .await
+}
+
+/// Blue/green on a Knative Service: after the iterations and the promotion gate the latest revision takes all
+/// the traffic in one switch (the primary revision keeps its annotation and 0 %), then it is promoted.
+#[tokio::test]
+async fn knative_service_blue_green_switches_all_traffic_to_the_latest_revision() -> Result<()> {
+    skip_unless_e2e!();
+    e2e::with_namespace("knative-bg", |ns| async move {
+        install_crds(&ns.client).await?;
+        let _serving = FakeServing::start(&ns.client, &ns.name);
+        let (seen, recorder) = record_splits(&ns);
+        struct Abort(tokio::task::JoinHandle<()>);
+        impl Drop for Abort {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _recorder = Abort(recorder);
+        apply_value(&ns.client, Some(&ns.name), service("6.0.0")).await?;
+
+        let hooks = HookCatcher::start().await?;
+        let ctrl = start_controller_named(&ns.name, "controller", &["-mesh-provider=knative"])?;
+        apply_value(
+            &ns.client,
+            Some(&ns.name),
+            json!({
+                "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+                "metadata": {"name": APP},
+                "spec": {
+                    "provider": "knative",
+                    "targetRef": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": APP},
+                    "progressDeadlineSeconds": 60,
+                    "analysis": {
+                        "interval": "2s", "threshold": 2, "iterations": 3,
+                        "webhooks": [{"name": "promotion", "type": "confirm-promotion", "url": hooks.at("/gate")}],
+                    },
+                },
+            }),
+        )
+        .await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", RUN, &ctrl).await?;
+        let init = live_split(&ns).await?;
+        ensure!(init == Some((rev(1), 0, rev(1), 100)), "after initialisation: {init:?}");
+
+        let rec = Recorder::start(&api, APP);
+        apply_value(&ns.client, Some(&ns.name), service("6.0.1")).await?;
+        wait_phase(&api, APP, "WaitingPromotion", RUN, &ctrl).await?;
+        // As in Flagger, the switch comes after the promotion gate opens: held there, the primary still serves.
+        let held = live_split(&ns).await?;
+        ensure!(
+            held == Some((rev(1), 0, rev(1), 100)),
+            "while held at the gate: {held:?} ({})",
+            rec.render()
+        );
+        hooks.open_gate("/gate");
+        wait_phase(&api, APP, "Succeeded", RUN, &ctrl).await?;
+        eprintln!("blue/green run: {}", rec.render());
+        let promoted = live_split(&ns).await?;
+        ensure!(promoted == Some((rev(2), 0, rev(2), 100)), "after promotion: {promoted:?}");
+        let all: Vec<Split> = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let while_primary: Vec<(i64, i64)> = all
+            .iter()
+            .filter(|s| s.0 == rev(1) && s.2 == rev(1))
+            .map(|s| (s.1, s.3))
+            .collect();
+        ensure!(
+            while_primary == [(0, 100), (100, 0)] && all.last() == Some(&(rev(2), 0, rev(2), 100)),
+            "splits while 00001 was primary: {while_primary:?}, want one switch (all: {all:?})"
         );
         drop(ctrl);
         Ok(())

@@ -7,7 +7,11 @@
 //! get a bounded number of requests on their pod IPs, then each provider's checks run through
 //! `flagger_providers::metrics::check_metric`, the code path of the controller (query-set selection, rendering,
 //! Prometheus query, unit conversion). The primaries' opposite health shows that each selector picks the canary
-//! only; where a mesh keys its series by workload, the primary is also checked as a target of its own.
+//! only; where a mesh keys its series by workload (or Knative revision), the primary is also checked as a target of
+//! its own. APISIX keys its series by route: the canaries' pods say they are reached through Flagger's canary
+//! ApisixRoute, the primaries' through the user's. Knative keys them by revision: every pod carries Knative's
+//! revision label (canary `<name>-00002`, primary `<name>-00001`) and the check gets the revision under analysis as
+//! the controller passes it.
 //!
 //! Run: `hack/e2e mesh_builtin`. The routers of these meshes are not involved.
 
@@ -34,18 +38,43 @@ const WARM_UP: usize = 10;
 const REQUESTS: usize = 200;
 const TOLERANCE: f64 = 5.0;
 
-/// Each mesh provider, the query set its builtin checks must use, and whether its series are keyed by workload
-/// (then a primary can be queried as a target too; Service-keyed sets name the `-canary` Service).
-const PROVIDERS: [(&str, QuerySet, bool); 8] = [
-    ("istio", QuerySet::Istio, true),
-    ("linkerd", QuerySet::Linkerd, true),
-    ("osm", QuerySet::Osm, true),
-    ("appmesh", QuerySet::AppMesh, true),
-    ("appmesh:v1beta2", QuerySet::AppMesh, true),
-    ("kuma", QuerySet::Kuma, false),
-    ("contour", QuerySet::Contour, false),
-    ("gloo", QuerySet::Gloo, false),
+/// What a provider's series are keyed by, hence which workloads its checks can select and how.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keyed {
+    /// The workload: a primary can be queried as a target too.
+    Workload,
+    /// The `-canary` Service: canaries only.
+    CanaryService,
+    /// Flagger's canary ApisixRoute `<routeRef>-<target>-canary`: canaries only, the Canary names its routeRef.
+    ApisixRoute,
+    /// The revision under analysis, which the controller passes as the query's `route`: primaries too.
+    KnativeRevision,
+}
+
+/// Each mesh provider, the query set its builtin checks must use, and what its series are keyed by.
+const PROVIDERS: [(&str, QuerySet, Keyed); 10] = [
+    ("istio", QuerySet::Istio, Keyed::Workload),
+    ("linkerd", QuerySet::Linkerd, Keyed::Workload),
+    ("osm", QuerySet::Osm, Keyed::Workload),
+    ("appmesh", QuerySet::AppMesh, Keyed::Workload),
+    ("appmesh:v1beta2", QuerySet::AppMesh, Keyed::Workload),
+    ("kuma", QuerySet::Kuma, Keyed::CanaryService),
+    ("contour", QuerySet::Contour, Keyed::CanaryService),
+    ("gloo", QuerySet::Gloo, Keyed::CanaryService),
+    ("apisix", QuerySet::Apisix, Keyed::ApisixRoute),
+    ("knative", QuerySet::Knative, Keyed::KnativeRevision),
 ];
+
+impl Keyed {
+    fn selects_primaries(self) -> bool {
+        matches!(self, Keyed::Workload | Keyed::KnativeRevision)
+    }
+}
+
+/// The user's ApisixRoute of canary `canary` (its `routeRef`).
+fn apisix_route_ref(canary: &str) -> String {
+    format!("{canary}-route")
+}
 
 /// A workload of the namespace and what its checks must read.
 struct Workload {
@@ -84,10 +113,12 @@ const WORKLOADS: [Workload; 4] = [
 
 impl Workload {
     fn app(&self) -> App<'static> {
-        let app = App::new(self.name, "1.0.0", self.replicas).annotate(
-            "testapp.flagger-rs.dev/latency-ms",
-            &format!("{}", self.latency_ms),
-        );
+        let app = App::new(self.name, "1.0.0", self.replicas)
+            .annotate(
+                "testapp.flagger-rs.dev/latency-ms",
+                &format!("{}", self.latency_ms),
+            )
+            .annotate("testapp.flagger-rs.dev/apisix-route", &self.apisix_route());
         if self.failing {
             app.annotate("testapp.flagger-rs.dev/error-rate", ERROR_RATE)
         } else {
@@ -95,8 +126,43 @@ impl Workload {
         }
     }
 
+    /// The Deployment, its pods labelled as the pods of a Knative revision are.
+    fn deployment(&self) -> Result<Deployment> {
+        let mut d = self.app().deployment()?;
+        d.spec
+            .as_mut()
+            .and_then(|s| s.template.metadata.as_mut())
+            .context("deployment without pod metadata")?
+            .labels
+            .get_or_insert_default()
+            .insert("serving.knative.dev/revision".into(), self.revision());
+        Ok(d)
+    }
+
     fn is_canary(&self) -> bool {
         !self.name.ends_with("-primary")
+    }
+
+    /// The canary this workload belongs to (its own name, or the primary's without `-primary`).
+    fn canary(&self) -> &'static str {
+        self.name.trim_end_matches("-primary")
+    }
+
+    /// `<ApisixRoute>/<http rule>` reaching the pods: Flagger's canary route for the canary, the user's for the
+    /// primary.
+    fn apisix_route(&self) -> String {
+        let user = apisix_route_ref(self.canary());
+        if self.is_canary() {
+            format!("{user}-{}-canary/http", self.canary())
+        } else {
+            format!("{user}/http")
+        }
+    }
+
+    /// The Knative revision: the canary runs the newer one.
+    fn revision(&self) -> String {
+        let generation = if self.is_canary() { 2 } else { 1 };
+        format!("{}-{generation:05}", self.canary())
     }
 
     fn want_success_rate(&self) -> f64 {
@@ -165,8 +231,8 @@ async fn wait_counted(namespace: &str, total: usize) -> Result<()> {
     .await
 }
 
-fn canary(namespace: &str, provider: &str, target: &str) -> Result<Canary> {
-    Ok(serde_json::from_value(json!({
+fn canary(namespace: &str, provider: &str, target: &str, keyed: Keyed) -> Result<Canary> {
+    let mut canary = json!({
         "apiVersion": "flagger.app/v1beta1",
         "kind": "Canary",
         "metadata": {"name": target, "namespace": namespace},
@@ -176,7 +242,15 @@ fn canary(namespace: &str, provider: &str, target: &str) -> Result<Canary> {
             "service": {"port": APP_PORT},
             "analysis": {"interval": "10s", "threshold": 1},
         }
-    }))?)
+    });
+    if keyed == Keyed::ApisixRoute {
+        canary["spec"]["routeRef"] = json!({
+            "apiVersion": "apisix.apache.org/v2",
+            "kind": "ApisixRoute",
+            "name": apisix_route_ref(target),
+        });
+    }
+    Ok(serde_json::from_value(canary)?)
 }
 
 fn metric(name: &str) -> Result<CanaryMetric> {
@@ -186,18 +260,19 @@ fn metric(name: &str) -> Result<CanaryMetric> {
 }
 
 /// Runs one builtin check of `provider` for `target` as the controller would and returns its value.
+/// `revision`: the Knative revision under analysis, which the controller passes for Knative targets.
 async fn check(
     prometheus: &PrometheusProvider,
     canary: &Canary,
-    provider: &str,
-    want_set: QuerySet,
+    (provider, want_set): (&str, QuerySet),
+    revision: Option<&str>,
     name: &str,
 ) -> Result<f64> {
     let ctx = CheckContext {
         canary,
         mesh_provider: provider,
         prometheus: Ok(prometheus),
-        route_override: None,
+        route_override: revision,
     };
     let out = check_metric(&ctx, &metric(name)?, None).await;
     let MetricKind::Builtin { set, .. } = out.kind else {
@@ -223,18 +298,20 @@ async fn check_provider(
     prometheus: &PrometheusProvider,
     namespace: &str,
     slowest: &[Duration],
-    (provider, set, keyed_by_workload): (&str, QuerySet, bool),
+    (provider, set, keyed): (&str, QuerySet, Keyed),
 ) -> Vec<String> {
     let mut failures = Vec::new();
     for (w, slowest) in WORKLOADS
         .iter()
         .zip(slowest)
-        .filter(|(w, _)| w.is_canary() || keyed_by_workload)
+        .filter(|(w, _)| w.is_canary() || keyed.selects_primaries())
     {
         let result = async {
-            let c = canary(namespace, provider, w.name)?;
-            let rate = check(prometheus, &c, provider, set, "request-success-rate").await?;
-            let p99 = check(prometheus, &c, provider, set, "request-duration").await?;
+            let c = canary(namespace, provider, w.name, keyed)?;
+            let revision = (keyed == Keyed::KnativeRevision).then(|| w.revision());
+            let run = |name| check(prometheus, &c, (provider, set), revision.as_deref(), name);
+            let rate = run("request-success-rate").await?;
+            let p99 = run("request-duration").await?;
             eprintln!(
                 "{provider:>16} {:>13}: success {rate:6.2} %, P99 {p99} ms (slowest request seen by the client {:.0} ms)",
                 w.name,
@@ -275,7 +352,7 @@ async fn mesh_builtin_checks_read_the_canarys_real_success_rate_and_latency() ->
         }
         let deployments = ns.api::<Deployment>();
         for w in &WORKLOADS {
-            apply(&deployments, &w.app().deployment()?).await?;
+            apply(&deployments, &w.deployment()?).await?;
         }
         let mut ips = Vec::new();
         for w in &WORKLOADS {

@@ -11,6 +11,12 @@
 //! * 6.0.2 answering 500 to 30 % of requests: rolled back after exactly `threshold` failed
 //!   `request-success-rate` checks over `skipper_response_duration_seconds_bucket`; 100 % back on 6.0.1.
 //!
+//!
+//! Blue/green (iterations 3, a `confirm-promotion` gate held by the test): held at the gate after the iterations,
+//! 6.0.0 still answers everything; once the gate lets the switch through (canary Ingress weights 0/100) 6.0.1
+//! takes every reply through Skipper while the gate holds promotion, then after promotion every reply still comes
+//! from 6.0.1, now the primary, and the canary Ingress is switched off.
+//!
 //! Run: `hack/e2e skipper` (builds Skipper once into the cache, then runs this file's test).
 
 use std::time::Duration;
@@ -46,6 +52,23 @@ const WEIGHTS: &str = "zalando.org/backend-weights";
 const PREDICATE: &str = "zalando.org/skipper-predicate";
 
 fn canary(gate: &str) -> serde_json::Value {
+    let analysis = json!({
+        "interval": "3s", "threshold": THRESHOLD, "stepWeight": 20, "maxWeight": 60,
+        "metrics": [
+            {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 99}},
+            {"name": "request-duration", "interval": "10s", "thresholdRange": {"max": 500}},
+        ],
+        // One gate before every increase and before promotion, so the run holds at each weight,
+        // the last one included, while the split is measured.
+        "webhooks": [
+            {"name": "gate", "type": "confirm-traffic-increase", "url": gate},
+            {"name": "promotion-gate", "type": "confirm-promotion", "url": gate},
+        ],
+    });
+    canary_with(analysis)
+}
+
+fn canary_with(analysis: serde_json::Value) -> serde_json::Value {
     json!({
         "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
         "metadata": {"name": APP},
@@ -56,19 +79,7 @@ fn canary(gate: &str) -> serde_json::Value {
             "progressDeadlineSeconds": 60,
             "metricsServer": PROMETHEUS,
             "service": {"port": APP_PORT, "targetPort": APP_PORT},
-            "analysis": {
-                "interval": "3s", "threshold": THRESHOLD, "stepWeight": 20, "maxWeight": 60,
-                "metrics": [
-                    {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 99}},
-                    {"name": "request-duration", "interval": "10s", "thresholdRange": {"max": 500}},
-                ],
-                // One gate before every increase and before promotion, so the run holds at each weight,
-                // the last one included, while the split is measured.
-                "webhooks": [
-                    {"name": "gate", "type": "confirm-traffic-increase", "url": gate},
-                    {"name": "promotion-gate", "type": "confirm-promotion", "url": gate},
-                ],
-            },
+            "analysis": analysis,
         },
     })
 }
@@ -272,6 +283,77 @@ async fn skipper_canary_split_promotion_and_rollback_on_skipper_metrics() -> Res
         let after = share(&skipper, &host, NEW, 200).await?;
         eprintln!("MEASURED skipper: after rollback {after:.1}% of 200 replies from {NEW}");
         ensure!(after == 100.0, "after rollback only {after:.1}% from {NEW}");
+        drop(ctrl);
+        Ok(())
+    })
+    .await
+}
+
+/// Blue/green through Skipper: after the iterations and the promotion gate the canary Ingress switches all traffic
+/// to the new version (the run held at the gate again while it is measured), then promotion leaves every reply on
+/// it via the primary.
+#[tokio::test]
+async fn skipper_blue_green_switches_all_traffic_and_promotes() -> Result<()> {
+    skip_unless_e2e!();
+    e2e::with_namespace("skipper-bg", |ns| async move {
+        install_crds(&ns.client).await?;
+        let skipper = Skipper::start(&ns.name).await?;
+        let host = format!("{}.skipper.test", ns.name);
+        let deployments: Api<Deployment> = ns.api();
+        apply(&deployments, &App::new(APP, OLD, 1).deployment()?).await?;
+        wait_for(&deployments, APP, "available", RUN, deployment_available()).await?;
+        ingress(&ns, &host).await?;
+
+        let gate = HookCatcher::start().await?;
+        let ctrl = start_controller_named(&ns.name, "controller", &["-mesh-provider=skipper"])?;
+        let analysis = json!({
+            "interval": "3s", "threshold": THRESHOLD, "iterations": 3,
+            "webhooks": [{"name": "promotion-gate", "type": "confirm-promotion", "url": gate.at("/gate")}],
+        });
+        apply_value(&ns.client, Some(&ns.name), canary_with(analysis)).await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", RUN, &ctrl).await?;
+        expect_canary_ingress(&ns, 100, 0).await?;
+        until_split(&skipper, &host, OLD, 100.0).await?;
+
+        let rec = Recorder::start(&api, APP);
+        apply(&deployments, &App::new(APP, NEW, 1).deployment()?).await?;
+        wait_phase(&api, APP, "WaitingPromotion", RUN, &ctrl).await?;
+        // As in Flagger, the switch comes after the promotion gate opens: held there, the primary still serves.
+        expect_canary_ingress(&ns, 100, 0).await?;
+        until_split(&skipper, &host, OLD, 100.0).await?;
+        // Open for the switch only: the gate is asked again before promotion, so closing it once the switch is
+        // recorded holds the run with all traffic on the new version while it is measured.
+        gate.open_gate("/gate");
+        let switched = wait_canary(&api, APP, "switched to the canary", RUN, &ctrl, |o| {
+            step(o).iterations > 3 || step(o).phase == "Succeeded"
+        })
+        .await?;
+        gate.close_gate("/gate");
+        ensure!(
+            step(&switched).phase != "Succeeded",
+            "the gate closed too late: {}",
+            rec.render()
+        );
+        expect_canary_ingress(&ns, 0, 100).await?;
+        until_split(&skipper, &host, NEW, 100.0).await?;
+        let held = share(&skipper, &host, NEW, 200).await?;
+        eprintln!("MEASURED skipper blue/green: switched {held:.1}% of 200 replies from {NEW}");
+        ensure!(held == 100.0, "switched, only {held:.1}% from {NEW}");
+        ensure!(
+            step(&api.get(APP).await?).phase != "Succeeded",
+            "promoted during the measurement: {}",
+            rec.render()
+        );
+
+        gate.open_gate("/gate");
+        wait_phase(&api, APP, "Succeeded", RUN, &ctrl).await?;
+        eprintln!("blue/green run: {}", rec.render());
+        expect_canary_ingress(&ns, 100, 0).await?;
+        until_split(&skipper, &host, NEW, 100.0).await?;
+        let after = share(&skipper, &host, NEW, 200).await?;
+        eprintln!("MEASURED skipper blue/green: after promotion {after:.1}% of 200 replies from {NEW}");
+        ensure!(after == 100.0, "after promotion only {after:.1}% from {NEW}");
         drop(ctrl);
         Ok(())
     })

@@ -69,6 +69,7 @@ pub(crate) fn check(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
         extras(p, a, x, ctx);
     }
     metrics::check(p, a, ctx);
+    super::judge::check(p, spec);
     webhooks::check(p, a, interval, ctx);
 }
 

@@ -32,6 +32,7 @@ pub(crate) struct Context<'a> {
 pub fn canary(c: &Canary, opts: &Options) -> Vec<Problem> {
     let mut p = Problems::default();
     object_meta(&mut p, &c.metadata);
+    super::request::check(&mut p, &c.metadata);
     let ctx = context(&mut p, &c.spec, c.metadata.namespace.as_deref(), opts);
     spec(&mut p, &c.spec, &ctx);
     service::check(&mut p, &c.spec, &ctx);
@@ -176,7 +177,7 @@ fn target_ref(p: &mut Problems, spec: &CanarySpec, ctx: &Context) {
             ),
         );
     }
-    let knative_target = t.kind == "Service" && t.api_version.starts_with("serving.knative.dev/");
+    let knative_target = t.is_knative_service();
     if t.kind == "Service" && !knative_target {
         service_target(p, spec, ctx);
     }
@@ -274,15 +275,6 @@ fn autoscaler_ref(p: &mut Problems, spec: &CanarySpec) {
                 "unsupported kind {:?} (must be HorizontalPodAutoscaler or ScaledObject)",
                 a.kind
             ),
-        );
-    }
-    if a.kind == "ScaledObject" {
-        // Without a primary ScaledObject and the canary's paused while scaled down, KEDA would scale the
-        // canary straight back up after every promotion: refuse it rather than half-run it.
-        p.error(
-            reason::NOT_IMPLEMENTED,
-            "spec.autoscalerRef.kind",
-            "KEDA ScaledObject autoscalers are not implemented by flagger-rs yet; the canary is left untouched",
         );
     }
     if !a.name.is_empty()

@@ -3,19 +3,10 @@
 use super::canary::object_meta;
 use super::fields;
 use super::problems::Problems;
-use super::{Problem, reason, template};
+use super::{Problem, template};
 use crate::metric_template::{METRIC_PROVIDERS, MetricTemplate};
 
 /// Backends that have no default address.
-/// Flagger's metric providers that flagger-rs has no client for yet; `flagger_providers::metrics::factory`
-/// refuses the same list at run time.
-pub const NOT_IMPLEMENTED: &[&str] = &[
-    "externalmetrics",
-    "stackdriver",
-    "cloudwatch",
-    "keptn",
-    "splunk",
-];
 const ADDRESS_REQUIRED: &[&str] = &["prometheus", "graphite", "influxdb", "dynatrace", "splunk"];
 
 pub fn metric_template(t: &MetricTemplate) -> Vec<Problem> {
@@ -34,16 +25,9 @@ pub fn metric_template(t: &MetricTemplate) -> Vec<Problem> {
             ),
         );
     }
-    if NOT_IMPLEMENTED.contains(&kind) {
-        p.error(
-            reason::NOT_IMPLEMENTED,
-            "spec.provider.type",
-            format!(
-                "metric provider {kind} is not implemented by flagger-rs yet: a check using this template would fail"
-            ),
-        );
-    }
     match provider.address.as_deref() {
+        // Flagger takes SignalFx's streaming address (`wss://stream.<realm>…`) as well.
+        Some(addr) if kind == "splunk" && is_ws_url(addr) => {}
         Some(addr) if !addr.is_empty() => {
             if let Err(e) = fields::http_url(addr) {
                 p.invalid("spec.provider.address", e);
@@ -63,6 +47,12 @@ pub fn metric_template(t: &MetricTemplate) -> Vec<Problem> {
             "required for the cloudwatch provider",
         );
     }
+    if kind == "stackdriver" && provider.secret_ref.is_none() {
+        p.invalid(
+            "spec.provider.secretRef",
+            "required for the stackdriver provider: its Secret names the project (key `project`)",
+        );
+    }
     if provider
         .secret_ref
         .as_ref()
@@ -76,4 +66,10 @@ pub fn metric_template(t: &MetricTemplate) -> Vec<Problem> {
         p.invalid("spec.query", e);
     }
     p.into_vec()
+}
+
+fn is_ws_url(addr: &str) -> bool {
+    url::Url::parse(addr).is_ok_and(|u| {
+        matches!(u.scheme(), "ws" | "wss") && u.host_str().is_some_and(|h| !h.is_empty())
+    })
 }

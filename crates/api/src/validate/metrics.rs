@@ -99,7 +99,8 @@ pub(crate) fn check(p: &mut Problems, a: &CanaryAnalysis, ctx: &Context) {
                 child(&path, "thresholdRange"),
                 "sets neither min nor max: every value passes the check",
             ),
-            None if m.threshold.is_none() => p.warn(
+            // A judged metric is compared with its baseline; a fixed threshold is optional.
+            None if m.threshold.is_none() && m.judge.is_none() => p.warn(
                 reason::NO_THRESHOLD,
                 path,
                 "neither thresholdRange nor threshold is set: the threshold is 0, so any positive value fails the check",

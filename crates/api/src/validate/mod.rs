@@ -10,11 +10,13 @@ mod alert_provider;
 mod analysis;
 mod canary;
 mod fields;
+mod judge;
 mod metric_template;
 mod metrics;
 mod names;
 mod problems;
 pub mod providers;
+mod request;
 mod service;
 mod template;
 mod webhooks;
@@ -42,12 +44,16 @@ pub mod reason {
     pub const MIRROR_UNSUPPORTED: &str = "MirrorUnsupported";
     pub const METRIC_UNUSABLE: &str = "MetricUnusable";
     pub const NO_THRESHOLD: &str = "NoThreshold";
+    /// A metric judged on counts over windows other than the analysis interval.
+    pub const COUNT_WINDOW: &str = "CountWindow";
     pub const WEBHOOK_TIMEOUTS: &str = "WebhookTimeouts";
     pub const APEX_SERVICE_OWNED: &str = "ApexServiceOwned";
     /// A provider, or a feature of a provider, that Flagger has and flagger-rs does not run yet.
     pub const NOT_IMPLEMENTED: &str = "NotImplemented";
     /// A value that is accepted but has no effect with this provider or strategy.
     pub const IGNORED: &str = "Ignored";
+    /// A `flagger-rs.dev/request` annotation the controller will refuse.
+    pub const UNKNOWN_REQUEST: &str = "UnknownRequest";
 }
 
 /// Controller-level settings that change what a spec means.

@@ -52,6 +52,7 @@ pub fn runs(p: &str) -> bool {
             | "gloo"
             | "skipper"
             | "knative"
+            | "apisix"
     ) || is_gateway_api(p)
 }
 

@@ -20,8 +20,12 @@ pub enum TargetError {
         "targetRef.kind {0} has no workload support in flagger-rs (Deployment, DaemonSet and Service do; validation refuses the rest)"
     )]
     UnsupportedKind(String),
-    #[error("HorizontalPodAutoscaler {name}.{namespace} not found")]
-    AutoscalerNotFound { name: String, namespace: String },
+    #[error("{kind} {name}.{namespace} not found")]
+    AutoscalerNotFound {
+        kind: String,
+        name: String,
+        namespace: String,
+    },
     #[error(transparent)]
     Workload(#[from] WorkloadError),
     /// Worded as the API server said it, on one line (see `wording`).
@@ -61,11 +65,13 @@ mod tests {
         };
         assert_eq!(missing.reason(), Some("TargetNotFound"));
         assert_eq!(missing.to_string(), "Deployment podinfo.test not found");
-        let hpa = TargetError::AutoscalerNotFound {
-            name: "podinfo".into(),
+        let so = TargetError::AutoscalerNotFound {
+            kind: "ScaledObject".into(),
+            name: "podinfo-so".into(),
             namespace: "test".into(),
         };
-        assert_eq!(hpa.reason(), Some(reason::INVALID_SPEC));
+        assert_eq!(so.reason(), Some(reason::INVALID_SPEC));
+        assert_eq!(so.to_string(), "ScaledObject podinfo-so.test not found");
         let broken = TargetError::from(WorkloadError::CanaryWithoutUid("podinfo".into()));
         assert_eq!(broken.reason(), Some(reason::INVALID_SPEC));
         assert!(

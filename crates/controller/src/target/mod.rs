@@ -9,6 +9,7 @@ mod configs;
 mod error;
 mod observe;
 mod primary;
+mod scaled_object;
 mod scaling;
 mod services;
 
@@ -30,7 +31,7 @@ use crate::workload::service_target::Copy as ServiceCopy;
 pub use crate::finalizer::FINALIZER;
 pub use error::TargetError;
 pub use observe::records_revision;
-pub(crate) use observe::{RESET, SKIP_ANALYSIS};
+pub(crate) use observe::{observation, request_pending};
 
 #[derive(Clone)]
 enum Workload {

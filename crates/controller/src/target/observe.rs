@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use flagger_api::request;
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
-use flagger_core::{Observation, Readiness, RolloutSpec};
+use flagger_core::{ManualRequest, Observation, Readiness, RolloutSpec};
 use flagger_providers::router;
 use kube::ResourceExt;
 
@@ -12,8 +13,33 @@ use super::{Workload, Workloads};
 use crate::finalizer::FINALIZER;
 use crate::workload::{readiness, revision, service_target};
 
-pub(crate) const SKIP_ANALYSIS: &str = "flagger.app/skip-analysis";
-pub(crate) const RESET: &str = "flagger.app/reset";
+const SKIP_ANALYSIS: &str = "flagger.app/skip-analysis";
+const RESET: &str = "flagger.app/reset";
+
+/// The manual request the Canary's annotations carry; one without an id is not a request (the
+/// id is what lets it act once), and validation says so.
+fn manual_request(canary: &Canary) -> Option<ManualRequest> {
+    let annotations = canary.annotations();
+    let action = annotations.get(request::REQUEST)?;
+    let id = annotations
+        .get(request::REQUEST_ID)
+        .filter(|id| !id.is_empty())?;
+    Some(ManualRequest {
+        id: id.clone(),
+        action: action.clone(),
+        requested_by: annotations.get(request::REQUESTED_BY).cloned(),
+    })
+}
+
+/// A request the status has not answered yet: its tick is due at once.
+pub(crate) fn request_pending(canary: &Canary) -> bool {
+    let answered = canary
+        .status
+        .as_ref()
+        .and_then(|s| s.last_request.as_ref())
+        .map(|r| r.id.as_str());
+    manual_request(canary).is_some_and(|r| Some(r.id.as_str()) != answered)
+}
 
 impl Workloads {
     pub async fn observe(
@@ -63,20 +89,41 @@ impl Workloads {
                 Err(e) => Err(e.to_string()),
             }
         };
-        Ok(Observation {
+        Ok(observation(
+            canary,
             revision,
             configs,
-            primary: primary_ready,
-            canary: canary_ready,
+            (primary_ready, canary_ready),
             routes,
-            skip_analysis_annotation: annotations.get(SKIP_ANALYSIS).is_some_and(|v| v == "true"),
-            reset_token,
-            deleting: canary.metadata.deletion_timestamp.is_some(),
-            has_finalizer: canary.finalizers().iter().any(|f| f == FINALIZER),
-            webhooks: Vec::new(),
-            metrics: Vec::new(),
-            fresh_cookies: crate::cookies::fresh(),
-        })
+        ))
+    }
+}
+
+/// What every target's observation takes from the Canary itself (its annotations, deletion and
+/// finalizer), around what the target and router said; the shell fills in hook and metric results.
+pub(crate) fn observation(
+    canary: &Canary,
+    revision: String,
+    configs: BTreeMap<String, String>,
+    (primary, canary_ready): (Readiness, Readiness),
+    routes: Result<flagger_core::RouteState, String>,
+) -> Observation {
+    let annotations = canary.annotations();
+    Observation {
+        revision,
+        configs,
+        primary,
+        canary: canary_ready,
+        routes,
+        skip_analysis_annotation: annotations.get(SKIP_ANALYSIS).is_some_and(|v| v == "true"),
+        reset_token: annotations.get(RESET).cloned(),
+        request: manual_request(canary),
+        deleting: canary.metadata.deletion_timestamp.is_some(),
+        has_finalizer: canary.finalizers().iter().any(|f| f == FINALIZER),
+        webhooks: Vec::new(),
+        metrics: Vec::new(),
+        judge: None,
+        fresh_cookies: crate::cookies::fresh(),
     }
 }
 

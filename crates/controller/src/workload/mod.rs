@@ -24,6 +24,7 @@ pub mod overrides;
 pub mod primary;
 pub mod readiness;
 pub mod revision;
+pub mod scaled_object;
 pub mod scaling;
 pub mod selector;
 pub mod service_target;

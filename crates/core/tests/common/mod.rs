@@ -8,8 +8,8 @@ use flagger_api::analysis::HookType;
 use flagger_api::status::{CanaryPhase, CanaryStatus};
 use flagger_core::status::StatusExt;
 use flagger_core::{
-    Action, FreshCookies, HookResult, MetricOutcome, MetricResult, Need, Observation, Outcome,
-    Readiness, RolloutSpec, RouteState, Settings, normalize,
+    Action, FreshCookies, HookResult, ManualRequest, MetricOutcome, MetricResult, Need,
+    Observation, Outcome, Readiness, RolloutSpec, RouteState, Settings, normalize,
 };
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -75,10 +75,13 @@ pub struct Obs {
     /// Rollback hooks that signal a rollback.
     pub rollback: Vec<&'static str>,
     pub metrics: Vec<(&'static str, MetricOutcome)>,
+    /// The statistical judge's look, for canaries with `analysis.judge`.
+    pub judge: Option<flagger_core::judging::JudgeReport>,
     pub skip_annotation: bool,
     pub reset: Option<&'static str>,
     pub deleting: bool,
     pub finalizer: Option<bool>,
+    pub request: Option<ManualRequest>,
 }
 
 impl Default for Obs {
@@ -90,10 +93,12 @@ impl Default for Obs {
             failing: Vec::new(),
             rollback: Vec::new(),
             metrics: Vec::new(),
+            judge: None,
             skip_annotation: false,
             reset: None,
             deleting: false,
             finalizer: None,
+            request: None,
         }
     }
 }
@@ -194,6 +199,7 @@ pub fn summary(a: &Action) -> String {
             format!("ask {} ({phase}): {}", kind.as_str(), hooks.join(","))
         }
         Action::Need(Need::Metrics { names }) => format!("query {}", names.join(",")),
+        Action::Need(Need::Judge) => "judge".into(),
         Action::Event(e) => format!("{:?}: {}", e.type_, e.message),
         Action::Alert(al) => {
             format!("alert {:?}: {}", al.severity, al.message).to_lowercase_prefix()
@@ -272,6 +278,7 @@ impl Harness {
         obs.skip_analysis_annotation = o.skip_annotation;
         obs.reset_token = o.reset.map(str::to_string);
         obs.deleting = o.deleting;
+        obs.request = o.request.clone();
         obs.has_finalizer = o.finalizer.unwrap_or(self.has_finalizer);
         obs.fresh_cookies = fresh_cookies(self.now);
         obs
@@ -337,6 +344,10 @@ impl Harness {
                                 query: Some("q".into()),
                                 outcome,
                             });
+                        }
+                        Need::Judge => {
+                            asked.push("judge".to_string());
+                            obs.judge = Some(o.judge.clone().expect("a judge look for this tick"));
                         }
                     }
                     assert!(asked.len() < 64, "the core keeps asking: {asked:?}");

@@ -8,13 +8,18 @@ use flagger_api::metric_template::MetricProvider as ProviderSpec;
 use thiserror::Error;
 
 use super::MetricProvider;
+use super::cloudwatch::CloudWatchProvider;
 use super::datadog::DatadogProvider;
 use super::dynatrace::DynatraceProvider;
+use super::externalmetrics::ExternalMetricsProvider;
 use super::graphite::GraphiteProvider;
 use super::http::vendor_client;
 use super::influxdb::InfluxdbProvider;
+use super::keptn::KeptnProvider;
 use super::newrelic::NewRelicProvider;
 use super::prometheus::{PrometheusOptions, PrometheusProvider, auth_from_secret};
+use super::splunk::SplunkProvider;
+use super::stackdriver::StackdriverProvider;
 
 /// A Secret's `data`, decoded: key → bytes.
 pub type SecretData = BTreeMap<String, Vec<u8>>;
@@ -60,7 +65,16 @@ pub struct VendorConfig<'a> {
 /// The keys of a Secret the template does not name: none.
 static NO_SECRET: SecretData = SecretData::new();
 
-impl VendorConfig<'_> {
+impl<'a> VendorConfig<'a> {
+    /// An empty address counts as none.
+    pub fn of(spec: &'a ProviderSpec, secret: Option<&'a SecretData>) -> Self {
+        VendorConfig {
+            address: spec.address.as_deref().filter(|a| !a.is_empty()),
+            secret,
+            insecure_skip_verify: spec.insecure_skip_verify.unwrap_or(false),
+        }
+    }
+
     /// A Secret value `kind` cannot work without; a template without a Secret has no keys.
     pub fn required(&self, kind: &str, key: &str) -> Result<String, ProviderConfigError> {
         required_secret(self.secret.unwrap_or(&NO_SECRET), kind, key)
@@ -83,13 +97,8 @@ pub fn build_provider(
     spec: &ProviderSpec,
     secret: Option<&SecretData>,
 ) -> Result<Arc<dyn MetricProvider>, ProviderConfigError> {
-    let address = spec.address.as_deref().filter(|a| !a.is_empty());
-    let insecure = spec.insecure_skip_verify.unwrap_or(false);
-    let vendor = VendorConfig {
-        address,
-        secret,
-        insecure_skip_verify: insecure,
-    };
+    let vendor = VendorConfig::of(spec, secret);
+    let (address, insecure) = (vendor.address, vendor.insecure_skip_verify);
     let provider: Arc<dyn MetricProvider> = match spec.type_.as_str() {
         // Flagger falls back to prometheus for an empty type.
         "prometheus" | "" => {
@@ -104,13 +113,40 @@ pub fn build_provider(
         "graphite" => Arc::new(GraphiteProvider::new(&vendor)?),
         "influxdb" => Arc::new(InfluxdbProvider::new(&vendor)?),
         "dynatrace" => Arc::new(DynatraceProvider::new(&vendor)?),
+        "cloudwatch" => Arc::new(CloudWatchProvider::new(&vendor, spec.region.as_deref())?),
+        "splunk" => Arc::new(SplunkProvider::new(&vendor)?),
+        "stackdriver" => Arc::new(StackdriverProvider::new(&vendor)?),
+        "keptn" | "externalmetrics" => {
+            return Err(ProviderConfigError(format!(
+                "metric provider type {} reads the Kubernetes API: it needs the cluster's client",
+                spec.type_
+            )));
+        }
         other => {
             return Err(ProviderConfigError(format!(
-                "metric provider type {other:?} is not implemented by flagger-rs (flagger-rs validate refuses such a MetricTemplate)"
+                "unknown metric provider type {other:?} (flagger-rs validate refuses such a MetricTemplate)"
             )));
         }
     };
     Ok(provider)
+}
+
+/// Like [`build_provider`], with the cluster's API client for the providers that read the API
+/// server (`keptn`, `externalmetrics`).
+pub fn build_provider_in_cluster(
+    spec: &ProviderSpec,
+    secret: Option<&SecretData>,
+    cluster: &kube::Client,
+) -> Result<Arc<dyn MetricProvider>, ProviderConfigError> {
+    let vendor = VendorConfig::of(spec, secret);
+    match spec.type_.as_str() {
+        "keptn" => Ok(Arc::new(KeptnProvider::new(cluster.clone()))),
+        "externalmetrics" => Ok(Arc::new(ExternalMetricsProvider::new(
+            &vendor,
+            cluster.clone(),
+        )?)),
+        _ => build_provider(spec, secret),
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +195,21 @@ mod tests {
                 spec("dynatrace", Some("https://x.live.dynatrace.com")),
                 Some(secret(&[("dynatrace_token", "t")])),
             ),
+            (
+                ProviderSpec {
+                    region: Some("eu-west-1".into()),
+                    ..spec("cloudwatch", None)
+                },
+                Some(secret(&[
+                    ("aws_access_key_id", "a"),
+                    ("aws_secret_access_key", "s"),
+                ])),
+            ),
+            (spec("stackdriver", None), Some(secret(&[("project", "p")]))),
+            (
+                spec("splunk", Some("https://api.us1.signalfx.com")),
+                Some(secret(&[("sf_token_key", "t")])),
+            ),
         ];
         for (s, sec) in cases {
             let p = build_provider(&s, sec.as_ref()).unwrap();
@@ -183,11 +234,7 @@ mod tests {
                 "org",
             ),
             (spec("dynatrace", Some("http://d")), None, "dynatrace_token"),
-            (
-                spec("cloudwatch", None),
-                None,
-                "is not implemented by flagger-rs",
-            ),
+            (spec("cloudwatch", None), None, "region not specified"),
         ] {
             let e = build_provider(&s, sec.as_ref()).err().unwrap();
             assert!(e.to_string().contains(needle), "{}: {e}", s.type_);

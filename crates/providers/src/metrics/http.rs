@@ -87,6 +87,21 @@ pub fn check_status(what: &str, status: u16, body: &str) -> Result<(), MetricErr
     Ok(())
 }
 
+/// For probes that send a deliberately invalid request: a 400 means the backend authenticated
+/// and authorised us and only refused the input, so it is up.
+pub fn online_unless_refused(what: &str, status: u16, body: &str) -> Result<(), MetricError> {
+    if status == 400 {
+        return Ok(());
+    }
+    check_status(what, status, body)
+}
+
+/// A backend's JSON answer, or a failed query naming the vendor.
+pub fn decode<T: serde::de::DeserializeOwned>(vendor: &str, body: &str) -> Result<T, MetricError> {
+    serde_json::from_str(body)
+        .map_err(|e| MetricError::failed(format!("error unmarshaling {vendor} response: {e}")))
+}
+
 /// Reads a response body, capping what a misbehaving backend can make us hold.
 pub async fn read_body(resp: reqwest::Response) -> Result<(u16, String), MetricError> {
     const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -184,7 +199,7 @@ pub async fn send(req: reqwest::RequestBuilder) -> Result<(u16, String), MetricE
 }
 
 /// The error text a JSON backend put in its answer, looking at the fields the vendors use
-/// (`error`, `errors`, `message`, `error.message`), else the body itself.
+/// (`error`, `errors`, `message`, AWS's `Message`, `error.message`), else the body itself.
 pub fn error_message(body: &str) -> String {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
         return truncate(body);
@@ -210,7 +225,7 @@ pub fn error_message(body: &str) -> String {
             _ => None,
         }
     };
-    ["error", "errors", "message"]
+    ["error", "errors", "message", "Message"]
         .iter()
         .find_map(|k| json.get(*k).and_then(pick))
         .unwrap_or_else(|| truncate(body))

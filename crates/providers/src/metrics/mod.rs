@@ -8,23 +8,30 @@
 //! * [`check`]: one `analysis.metrics[]` entry end to end (classify, render, query) to a value or
 //!   why there is none. Thresholds, `dryRun` and `noData` are judged by the core alone.
 //! * One file per backend: [`prometheus`], [`datadog`], [`newrelic`], [`graphite`],
-//!   [`influxdb`], [`dynatrace`]; [`factory`] builds one from a MetricTemplate's provider.
+//!   [`influxdb`], [`dynatrace`], [`cloudwatch`], [`stackdriver`], [`splunk`], and the in-cluster
+//!   [`keptn`] and [`externalmetrics`]; [`factory`] builds one from a MetricTemplate's provider.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use thiserror::Error;
 
+pub mod aws_credentials;
 pub mod builtin;
 pub mod check;
+pub mod cloudwatch;
 pub mod datadog;
 pub mod dynatrace;
+pub mod externalmetrics;
 pub mod factory;
 pub mod graphite;
 mod http;
 pub mod influxdb;
+pub mod keptn;
 pub mod newrelic;
 pub mod prometheus;
+pub mod splunk;
+pub mod stackdriver;
 pub mod template;
 
 #[cfg(test)]
@@ -33,7 +40,7 @@ mod tests;
 pub use check::{
     CheckContext, CheckError, CheckOutcome, MetricKind, ResolvedTemplate, check_metric,
 };
-pub use factory::{ProviderConfigError, SecretData, build_provider};
+pub use factory::{ProviderConfigError, SecretData, build_provider, build_provider_in_cluster};
 pub use http::{BodyPrefix, install_crypto_provider, read_prefix, truncate};
 pub use template::{QueryModel, RenderError, render};
 

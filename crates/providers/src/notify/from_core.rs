@@ -94,6 +94,8 @@ pub fn check_from_core(c: &CoreCheck) -> CheckFailure {
 pub fn reason_from_core(r: &CoreReason, progress_deadline_seconds: Option<u32>) -> Option<Reason> {
     Some(match r {
         CoreReason::CheckFailed { .. } => return None,
+        // The abort's alert is the answer to the request, which names who asked.
+        CoreReason::Aborted { .. } => return None,
         CoreReason::FailedChecks {
             failed_checks,
             threshold,

@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use flagger_api::Canary;
 use flagger_api::service::HeaderOperations;
 use flagger_api::string_match::HeaderMatch;
-use flagger_core::{RouteState, Routes};
+use flagger_core::Routes;
 use kube::Client;
+use kube::api::{Api, DynamicObject};
 use serde_json::{Map, Value, json};
 
+use super::one_object::one_object;
 use super::{
-    Router, RouterError, RouterFuture, apex_metadata, apply_value, dynamic_api, get_value,
-    namespace, owner_reference, primary_share, service_port, state,
+    RouterError, RouterFuture, apex_metadata, apply_value, dynamic_api, ensure_some_weight,
+    namespace, owned_metadata, primary_entry_share, service_port,
 };
 
 const GVK: (&str, &str, &str) = ("projectcontour.io", "v1", "HTTPProxy");
@@ -44,12 +46,8 @@ impl ContourRouter {
         }
     }
 
-    fn api(&self, canary: &Canary) -> kube::Api<kube::api::DynamicObject> {
+    fn api(&self, canary: &Canary) -> Api<DynamicObject> {
         dynamic_api(&self.client, &namespace(canary), GVK, PLURAL)
-    }
-
-    async fn live(&self, canary: &Canary) -> Result<Option<Value>, RouterError> {
-        get_value(&self.api(canary), canary.spec.apex_name()).await
     }
 
     async fn apply(&self, canary: &Canary, routes: Routes) -> Result<(), RouterError> {
@@ -192,11 +190,7 @@ fn services(canary: &Canary, port: i64, routes: Routes) -> Vec<Value> {
 
 /// The whole HTTPProxy for `routes`; `ingress_class` is the `-ingress-class` flag (empty = unset).
 pub fn render(canary: &Canary, routes: Routes, ingress_class: &str) -> Result<Value, RouterError> {
-    if routes.primary == 0 && routes.canary == 0 {
-        return Err(RouterError::Invalid(
-            "contour: primary and canary weights cannot both be 0".to_string(),
-        ));
-    }
+    ensure_some_weight("contour", routes)?;
     let port = service_port(canary)?;
     let policies = route_policies(canary);
     let route = |conditions: Vec<Value>, routes: Routes| {
@@ -233,13 +227,7 @@ pub fn render(canary: &Canary, routes: Routes, ingress_class: &str) -> Result<Va
     Ok(json!({
         "apiVersion": "projectcontour.io/v1",
         "kind": "HTTPProxy",
-        "metadata": {
-            "name": canary.spec.apex_name(),
-            "namespace": namespace(canary),
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [owner_reference(canary)?],
-        },
+        "metadata": owned_metadata(canary, canary.spec.apex_name(), labels, annotations)?,
         "spec": spec,
     }))
 }
@@ -256,42 +244,14 @@ pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
                 "HTTPProxy {name} has no route with primary and canary services"
             ))
         })?;
-    let primary = services
-        .iter()
-        .find(|s| s["name"] == primary_name.as_str())
-        .ok_or_else(|| {
-            RouterError::Api(format!(
-                "HTTPProxy {name} does not contain routes for {primary_name}"
-            ))
-        })?;
-    Ok(primary_share(primary))
+    primary_entry_share(
+        services,
+        |s| s["name"] == primary_name.as_str(),
+        || format!("HTTPProxy {name} does not contain routes for {primary_name}"),
+    )
 }
 
-impl Router for ContourRouter {
-    fn reconcile<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, ()> {
-        Box::pin(async move {
-            // The live weights are carried over: only set_routes moves traffic.
-            let routes = match self.live(canary).await? {
-                Some(live) => parse(canary, &live).unwrap_or(Routes::PRIMARY),
-                None => Routes::PRIMARY,
-            };
-            self.apply(canary, routes).await
-        })
-    }
-
-    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> RouterFuture<'a, ()> {
-        Box::pin(async move { self.apply(canary, routes).await })
-    }
-
-    fn get_routes<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, RouteState> {
-        Box::pin(async move {
-            let live = self.live(canary).await?.ok_or_else(|| {
-                RouterError::Api(format!("HTTPProxy {} not found", canary.spec.apex_name()))
-            })?;
-            parse(canary, &live).map(state)
-        })
-    }
-}
+one_object!(ContourRouter, "HTTPProxy", api);
 
 #[cfg(test)]
 mod tests {

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 
 use super::session_affinity::{self, StickyRule};
 use super::{
-    FLUX_ANNOTATIONS, Router, RouterError, RouterFuture, apply_value, dynamic_api, get_value,
-    namespace, owner_reference, service_port, state, weight, without_flux,
+    Router, RouterError, RouterFuture, apex_metadata, apply_value, carried_routes, dynamic_api,
+    get_value, namespace, owned_metadata, service_port, state, weight,
 };
 
 const GROUP: &str = "gateway.networking.k8s.io";
@@ -353,7 +353,6 @@ pub fn render(
         .ok_or_else(|| {
             RouterError::Invalid("spec.service.gatewayRefs is required for gatewayapi".to_string())
         })?;
-    let ns = namespace(canary);
     let port = service_port(canary)?;
     let primary = canary.spec.primary_service_name();
     let canary_svc = canary.spec.canary_service_name();
@@ -420,12 +419,7 @@ pub fn render(
         rules.push(rest);
     }
 
-    let apex = svc.apex.as_ref();
-    let labels = without_flux(apex.and_then(|a| a.labels.as_ref()));
-    let mut annotations = without_flux(apex.and_then(|a| a.annotations.as_ref()));
-    for (k, v) in FLUX_ANNOTATIONS {
-        annotations.insert(k.to_string(), v.to_string());
-    }
+    let (labels, annotations) = apex_metadata(canary);
     let mut spec = json!({"parentRefs": parent_refs, "rules": rules});
     if let Some(hosts) = svc.hosts.as_ref().filter(|h| !h.is_empty()) {
         spec["hostnames"] = json!(hosts);
@@ -433,13 +427,7 @@ pub fn render(
     Ok(json!({
         "apiVersion": format!("{GROUP}/{}", version.as_str()),
         "kind": "HTTPRoute",
-        "metadata": {
-            "name": canary.spec.apex_name(),
-            "namespace": ns,
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [owner_reference(canary)?],
-        },
+        "metadata": owned_metadata(canary, canary.spec.apex_name(), labels, annotations)?,
         "spec": spec,
     }))
 }
@@ -527,10 +515,7 @@ impl Router for GatewayApiRouter {
         Box::pin(async move {
             let api = self.api(canary);
             let name = canary.spec.apex_name();
-            let routes = match get_value(&api, name).await? {
-                Some(live) => parse(canary, &live).unwrap_or(Routes::PRIMARY),
-                None => Routes::PRIMARY,
-            };
+            let routes = carried_routes(&api, name, |live| parse(canary, live)).await?;
             apply_value(&api, name, &render(canary, self.version, routes)?).await
         })
     }

@@ -11,14 +11,16 @@
 
 use flagger_api::Canary;
 use flagger_api::string_match::HeaderMatch;
-use flagger_core::{RouteState, Routes};
+use flagger_core::Routes;
 use kube::Client;
 use kube::api::{Api, DynamicObject};
 use serde_json::{Map, Value, json};
 
+use super::one_object::one_object;
 use super::{
-    Router, RouterError, RouterFuture, apex_metadata, apply_value, dynamic_api, get_value,
-    namespace, owner_reference, primary_share, service_port, state, without_flux,
+    RouterError, RouterFuture, apex_metadata, apply_value, dynamic_api, ensure_some_weight,
+    get_value, namespace, owned_metadata, owner_reference, primary_entry_share, service_port,
+    without_flux,
 };
 
 const UPSTREAM: (&str, &str, &str) = ("gloo.solo.io", "v1", "Upstream");
@@ -207,11 +209,7 @@ fn weighted_route(
 
 /// The whole RouteTable for `routes`.
 pub fn route_table(canary: &Canary, routes: Routes) -> Result<Value, RouterError> {
-    if routes.primary == 0 && routes.canary == 0 {
-        return Err(RouterError::Invalid(
-            "gloo: primary and canary weights cannot both be 0".to_string(),
-        ));
-    }
+    ensure_some_weight("gloo", routes)?;
     let matchers = ab_matchers(canary)?;
     let ab = !matchers.is_empty();
     let mut out = vec![weighted_route(canary, routes, matchers)?];
@@ -222,13 +220,7 @@ pub fn route_table(canary: &Canary, routes: Routes) -> Result<Value, RouterError
     Ok(json!({
         "apiVersion": "gateway.solo.io/v1",
         "kind": "RouteTable",
-        "metadata": {
-            "name": canary.spec.apex_name(),
-            "namespace": namespace(canary),
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [owner_reference(canary)?],
-        },
+        "metadata": owned_metadata(canary, canary.spec.apex_name(), labels, annotations)?,
         "spec": {"routes": out},
     }))
 }
@@ -245,43 +237,14 @@ pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
             ))
         })?;
     let primary = upstream_name(canary, Side::Primary)?;
-    let p = destinations
-        .iter()
-        .find(|d| d["destination"]["upstream"]["name"] == primary.as_str())
-        .ok_or_else(|| {
-            RouterError::Api(format!(
-                "RouteTable {name} does not contain routes for {primary}"
-            ))
-        })?;
-    Ok(primary_share(p))
+    primary_entry_share(
+        destinations,
+        |d| d["destination"]["upstream"]["name"] == primary.as_str(),
+        || format!("RouteTable {name} does not contain routes for {primary}"),
+    )
 }
 
-impl Router for GlooRouter {
-    fn reconcile<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, ()> {
-        Box::pin(async move {
-            // The live weights are carried over: only set_routes moves traffic.
-            let live = get_value(&self.route_tables(canary), canary.spec.apex_name()).await?;
-            let routes = live
-                .and_then(|l| parse(canary, &l).ok())
-                .unwrap_or(Routes::PRIMARY);
-            self.apply(canary, routes).await
-        })
-    }
-
-    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> RouterFuture<'a, ()> {
-        Box::pin(async move { self.apply(canary, routes).await })
-    }
-
-    fn get_routes<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, RouteState> {
-        Box::pin(async move {
-            let name = canary.spec.apex_name();
-            let live = get_value(&self.route_tables(canary), name)
-                .await?
-                .ok_or_else(|| RouterError::Api(format!("RouteTable {name} not found")))?;
-            parse(canary, &live).map(state)
-        })
-    }
-}
+one_object!(GlooRouter, "RouteTable", route_tables);
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     Router, RouterError, RouterFuture, apex_metadata, apply_value, get_value, namespace,
-    owner_reference, service_port, state, weight,
+    owner_reference, primary_entry_share, service_port, state,
 };
 
 const MESH_ANNOTATION: &str = "kuma.io/mesh";
@@ -76,29 +76,26 @@ pub fn render(canary: &Canary, routes: Routes) -> Result<Value, RouterError> {
 /// entry is an error.
 pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
     let primary_name = canary.spec.primary_service_name();
-    let primary = obj["spec"]["conf"]["split"]
+    let split = obj["spec"]["conf"]["split"]
         .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| {
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    primary_entry_share(
+        split,
+        |s| {
             s["destination"][SERVICE_TAG]
                 .as_str()
                 .and_then(|tag| tag.split('_').next())
                 == Some(primary_name.as_str())
-        })
-        .ok_or_else(|| {
-            RouterError::Api(format!(
+        },
+        || {
+            format!(
                 "TrafficRoute {} does not contain routes for {primary_name} and {}",
                 canary.spec.apex_name(),
                 canary.spec.canary_service_name(),
-            ))
-        })?;
-    let p = weight(primary.get("weight")).unwrap_or(0);
-    Ok(Routes {
-        primary: p,
-        canary: 100 - p,
-        mirror: 0,
-    })
+            )
+        },
+    )
 }
 
 /// A TrafficRoute has no namespace, so canaries with the same apex name in two namespaces would

@@ -1,5 +1,6 @@
 //! Routers: apply routes, set and read weights. One file per provider.
 
+pub mod apisix;
 mod appmesh;
 mod canary_ingress;
 pub mod contour;
@@ -10,6 +11,7 @@ pub mod knative;
 mod kubernetes;
 mod kuma;
 mod nginx;
+mod one_object;
 pub mod session_affinity;
 mod skipper;
 mod smi;
@@ -26,6 +28,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+pub use apisix::ApisixRouter;
 pub use appmesh::{AppMeshRouter, AppMeshVersion, PodLabel, v1beta2_objects};
 pub use contour::ContourRouter;
 pub use gatewayapi::{GatewayApiRouter, GatewayVersion};
@@ -129,6 +132,7 @@ pub fn for_provider(
         ))),
         "skipper" => Ok(Box::new(SkipperRouter::new(client))),
         "knative" => Ok(Box::new(KnativeRouter::new(client))),
+        "apisix" => Ok(Box::new(ApisixRouter::new(client))),
         "appmesh" => Ok(Box::new(AppMeshRouter::new(
             client,
             AppMeshVersion::V1beta1,
@@ -235,6 +239,61 @@ async fn get_value(api: &Api<DynamicObject>, name: &str) -> Result<Option<Value>
     }
 }
 
+/// The metadata of a routing object a router generates: its name in the canary's namespace, the
+/// given labels and annotations, and the Canary as its controller owner so it goes with the Canary.
+fn owned_metadata(
+    canary: &Canary,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+) -> Result<Value, RouterError> {
+    Ok(json!({
+        "name": name,
+        "namespace": namespace(canary),
+        "labels": labels,
+        "annotations": annotations,
+        "ownerReferences": [owner_reference(canary)?],
+    }))
+}
+
+/// Weights that send traffic nowhere are refused rather than written: the proxy would answer every
+/// request with an error.
+fn ensure_some_weight(router: &str, routes: Routes) -> Result<(), RouterError> {
+    if routes.primary == 0 && routes.canary == 0 {
+        return Err(RouterError::Invalid(format!(
+            "{router}: primary and canary weights cannot both be 0"
+        )));
+    }
+    Ok(())
+}
+
+/// The routes a reconcile writes again: the live object's, since only `set_routes` moves traffic;
+/// everything on the primary when the object is missing or no longer says.
+async fn carried_routes(
+    api: &Api<DynamicObject>,
+    name: &str,
+    parse: impl FnOnce(&Value) -> Result<Routes, RouterError>,
+) -> Result<Routes, RouterError> {
+    Ok(get_value(api, name)
+        .await?
+        .and_then(|live| parse(&live).ok())
+        .unwrap_or(Routes::PRIMARY))
+}
+
+/// The routes held by a weighted list whose primary entry `is_primary` picks; `missing` says what
+/// is wrong when the list has no such entry.
+fn primary_entry_share(
+    entries: &[Value],
+    is_primary: impl Fn(&Value) -> bool,
+    missing: impl FnOnce() -> String,
+) -> Result<Routes, RouterError> {
+    entries
+        .iter()
+        .find(|e| is_primary(e))
+        .map(primary_share)
+        .ok_or_else(|| RouterError::Api(missing()))
+}
+
 /// A weight read from an object as a percentage.
 fn weight(v: Option<&Value>) -> Option<u32> {
     v.and_then(Value::as_i64)
@@ -302,6 +361,7 @@ mod tests {
             "contour",
             "gloo",
             "gloo:gloo-system",
+            "apisix",
         ];
         for flag in names {
             let effective = flagger_api::validate::providers::effective(None, flag);

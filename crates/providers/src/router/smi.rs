@@ -9,8 +9,8 @@ use kube::Client;
 use serde_json::{Value, json};
 
 use super::{
-    FLUX_ANNOTATIONS, Router, RouterError, RouterFuture, apply_value, dynamic_api, get_value,
-    namespace, owner_reference, state,
+    FLUX_ANNOTATIONS, Router, RouterError, RouterFuture, apply_value, carried_routes, dynamic_api,
+    get_value, namespace, owner_reference, state,
 };
 
 const GROUP: &str = "split.smi-spec.io";
@@ -185,11 +185,7 @@ impl Router for SmiRouter {
         Box::pin(async move {
             let api = self.api(canary);
             let name = canary.spec.apex_name();
-            // The live weights are carried over: only set_routes moves traffic.
-            let routes = match get_value(&api, name).await? {
-                Some(live) => parse(canary, &live).unwrap_or(Routes::PRIMARY),
-                None => Routes::PRIMARY,
-            };
+            let routes = carried_routes(&api, name, |live| parse(canary, live)).await?;
             apply_value(&api, name, &self.render(canary, routes)?).await
         })
     }

@@ -3,13 +3,15 @@
 //! flagger-rs extension).
 
 use flagger_api::Canary;
-use flagger_core::{RouteState, Routes};
+use flagger_core::Routes;
 use kube::Client;
+use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 
+use super::one_object::one_object;
 use super::{
-    Router, RouterError, RouterFuture, apex_metadata, apply_value, dynamic_api, get_value,
-    namespace, owner_reference, service_port, state, weight,
+    RouterError, RouterFuture, apex_metadata, apply_value, dynamic_api, ensure_some_weight,
+    namespace, owned_metadata, primary_entry_share, service_port, weight,
 };
 
 const GVK: (&str, &str, &str) = ("traefik.io", "v1alpha1", "TraefikService");
@@ -24,23 +26,20 @@ impl TraefikRouter {
         TraefikRouter { client }
     }
 
-    fn api(&self, canary: &Canary) -> kube::Api<kube::api::DynamicObject> {
+    fn api(&self, canary: &Canary) -> Api<DynamicObject> {
         dynamic_api(&self.client, &namespace(canary), GVK, PLURAL)
     }
 
-    async fn live(&self, canary: &Canary) -> Result<Option<Value>, RouterError> {
-        get_value(&self.api(canary), canary.spec.apex_name()).await
+    async fn apply(&self, canary: &Canary, routes: Routes) -> Result<(), RouterError> {
+        let body = render(canary, routes)?;
+        apply_value(&self.api(canary), canary.spec.apex_name(), &body).await
     }
 }
 
 /// The whole TraefikService for `routes`. `mirror > 0` with no canary weight gives the
 /// `mirroring` shape (a TraefikService is either weighted or mirroring).
 pub fn render(canary: &Canary, routes: Routes) -> Result<Value, RouterError> {
-    if routes.primary == 0 && routes.canary == 0 {
-        return Err(RouterError::Invalid(
-            "traefik: primary and canary weights cannot both be 0".to_string(),
-        ));
-    }
+    ensure_some_weight("traefik", routes)?;
     let ns = namespace(canary);
     let port = service_port(canary)?;
     let apex = canary.spec.apex_name();
@@ -69,13 +68,7 @@ pub fn render(canary: &Canary, routes: Routes) -> Result<Value, RouterError> {
     Ok(json!({
         "apiVersion": "traefik.io/v1alpha1",
         "kind": "TraefikService",
-        "metadata": {
-            "name": apex,
-            "namespace": ns,
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [owner_reference(canary)?],
-        },
+        "metadata": owned_metadata(canary, apex, labels, annotations)?,
         "spec": spec,
     }))
 }
@@ -105,54 +98,14 @@ pub fn parse(canary: &Canary, obj: &Value) -> Result<Routes, RouterError> {
             RouterError::Api(format!("TraefikService {name} has no weighted services"))
         })?;
     let primary_name = canary.spec.primary_service_name();
-    let primary = services
-        .iter()
-        .find(|s| s["name"] == primary_name.as_str())
-        .ok_or_else(|| {
-            RouterError::Api(format!(
-                "TraefikService {name} does not contain routes for {primary_name}"
-            ))
-        })?;
-    let p = weight(primary.get("weight")).unwrap_or(0);
-    Ok(Routes {
-        primary: p,
-        canary: 100 - p,
-        mirror: 0,
-    })
+    primary_entry_share(
+        services,
+        |s| s["name"] == primary_name.as_str(),
+        || format!("TraefikService {name} does not contain routes for {primary_name}"),
+    )
 }
 
-impl Router for TraefikRouter {
-    fn reconcile<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, ()> {
-        Box::pin(async move {
-            // The live routes are carried over: only set_routes moves traffic.
-            let routes = match self.live(canary).await? {
-                Some(live) => parse(canary, &live).unwrap_or(Routes::PRIMARY),
-                None => Routes::PRIMARY,
-            };
-            let body = render(canary, routes)?;
-            apply_value(&self.api(canary), canary.spec.apex_name(), &body).await
-        })
-    }
-
-    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> RouterFuture<'a, ()> {
-        Box::pin(async move {
-            let body = render(canary, routes)?;
-            apply_value(&self.api(canary), canary.spec.apex_name(), &body).await
-        })
-    }
-
-    fn get_routes<'a>(&'a self, canary: &'a Canary) -> RouterFuture<'a, RouteState> {
-        Box::pin(async move {
-            let live = self.live(canary).await?.ok_or_else(|| {
-                RouterError::Api(format!(
-                    "TraefikService {} not found",
-                    canary.spec.apex_name()
-                ))
-            })?;
-            parse(canary, &live).map(state)
-        })
-    }
-}
+one_object!(TraefikRouter, "TraefikService", api);
 
 #[cfg(test)]
 mod tests {
@@ -197,7 +150,7 @@ mod tests {
         insta::assert_yaml_snapshot!(obj);
         let back = parse(&canary(), &obj).unwrap();
         assert_eq!(back, routes);
-        assert!(state(back).mirrored);
+        assert!(crate::router::state(back).mirrored);
     }
 
     #[test]

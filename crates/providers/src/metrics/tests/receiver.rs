@@ -27,14 +27,18 @@ pub enum Answer {
     Hang,
 }
 
+/// Picks the answer by the value of this query parameter (`query` for Prometheus); [`PATH`]
+/// picks it by the request path instead.
 #[derive(Clone)]
 struct Shared {
-    /// Parameter whose value picks the answer (`query` for Prometheus).
     key: &'static str,
     answers: Arc<HashMap<String, Answer>>,
     fallback: Answer,
     seen: Arc<Mutex<Vec<Recorded>>>,
 }
+
+/// The key that routes by path (an OAuth token endpoint and an API on one server).
+pub const PATH: &str = "<path>";
 
 pub struct Receiver {
     pub addr: SocketAddr,
@@ -89,8 +93,12 @@ async fn handle(
             params.insert(k.into_owned(), v.into_owned());
         }
     }
-    let answer = params
-        .get(shared.key)
+    let picked = if shared.key == PATH {
+        Some(uri.path())
+    } else {
+        params.get(shared.key).map(String::as_str)
+    };
+    let answer = picked
         .and_then(|v| shared.answers.get(v))
         .cloned()
         .unwrap_or_else(|| shared.fallback.clone());

@@ -5,9 +5,10 @@ use std::time::Duration;
 use flagger_api::metric_template::MetricProvider as ProviderSpec;
 
 use super::receiver::{Answer, Receiver};
+use crate::metrics::factory::VendorConfig;
 use crate::metrics::{SecretData, build_provider};
 
-fn spec(type_: &str, address: String) -> ProviderSpec {
+pub(super) fn spec(type_: &str, address: String) -> ProviderSpec {
     ProviderSpec {
         type_: type_.into(),
         address: Some(address),
@@ -15,11 +16,24 @@ fn spec(type_: &str, address: String) -> ProviderSpec {
     }
 }
 
-fn secret(pairs: &[(&str, &str)]) -> SecretData {
+pub(super) fn secret(pairs: &[(&str, &str)]) -> SecretData {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
         .collect()
+}
+
+/// What a provider is built from, for tests that build one directly (with a short timeout, say).
+pub(super) fn config<'a>(
+    address: Option<&'a str>,
+    secret: Option<&'a SecretData>,
+    insecure_skip_verify: bool,
+) -> VendorConfig<'a> {
+    VendorConfig {
+        address,
+        secret,
+        insecure_skip_verify,
+    }
 }
 
 #[tokio::test]
