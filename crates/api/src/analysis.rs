@@ -48,6 +48,13 @@ pub struct CanaryAnalysis {
     pub judge: Option<crate::judge::AnalysisJudge>,
 }
 
+impl CanaryAnalysis {
+    /// The A/B `match` entries; empty when the canary is not A/B.
+    pub fn matches(&self) -> &[AbMatch] {
+        self.match_.as_deref().unwrap_or_default()
+    }
+}
+
 /// One A/B condition set; entries of `analysis.match` are OR-ed, conditions inside one are AND-ed.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

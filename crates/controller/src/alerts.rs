@@ -1,6 +1,10 @@
 //! Delivering the core's alerts: to the canary's AlertProviders filtered by severity, or to the
 //! global notifier of the flags when the canary names none. A failed
 //! delivery is a Warning event and a log line; it never affects the run.
+//!
+//! Deliveries share the limits of webhooks and metric queries (see `outbound`): a rollback of
+//! thousands of canaries at once must not open thousands of connections to one chat service,
+//! which would rate-limit or drop most of them.
 
 use flagger_api::{AlertProvider, Canary, CanaryStatus};
 use flagger_core::{Alert as CoreAlert, EventType};
@@ -86,7 +90,7 @@ pub async fn deliver(
             if let Some(global) = &ctx.global_notifier {
                 // The global notifier's URLs carry their tokens in the path.
                 let secrets = [ctx.flags.slack_url.clone(), ctx.flags.msteams_url.clone()];
-                let delivery = global.notify(&message).await;
+                let delivery = send(ctx, global, &message).await;
                 report(ctx, canary, "global notifier", delivery, &secrets).await;
             }
         }
@@ -100,7 +104,7 @@ pub async fn deliver(
                 let id = format!("{}.{provider_ns}", entry.provider_ref.name);
                 match notifier_for(ctx, &entry.provider_ref.name, &provider_ns).await {
                     Ok(Some((notifier, secrets))) => {
-                        let delivery = notifier.notify(&message).await;
+                        let delivery = send(ctx, &notifier, &message).await;
                         report(ctx, canary, &id, delivery, &secrets).await
                     }
                     Ok(None) => {}
@@ -115,6 +119,25 @@ pub async fn deliver(
             }
         }
     }
+}
+
+/// One delivery, once the notifier's host and the controller as a whole have room for it.
+async fn send(
+    ctx: &Context,
+    notifier: &ProviderNotifier,
+    message: &notify::Alert,
+) -> notify::Delivery {
+    ctx.outbound
+        .run(&backend(notifier), notifier.notify(message))
+        .await
+}
+
+/// The host a notifier posts to, without the path (Slack and Teams webhook paths are tokens).
+fn backend(notifier: &ProviderNotifier) -> String {
+    notifier
+        .address()
+        .map(|url| crate::outbound::backend_of(url.expose().as_str()))
+        .unwrap_or_else(|| format!("{:?}", notifier.type_))
 }
 
 /// The provider's notifier and the values of its Secret (a receiver's error may quote the
@@ -179,5 +202,26 @@ async fn report(
         ctx.recorder
             .record(canary, EventType::Warning, &hide(text))
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_to_one_chat_service_share_one_backend_whatever_their_webhook_path() {
+        let notifier = |url: &str| {
+            let flags = crate::flags::parse(&[&format!("--slack-url={url}")]).ok()?;
+            global_notifier(&flags).ok().flatten().map(|n| backend(&n))
+        };
+        let a = notifier("https://hooks.slack.com/services/T000/B000/secret-a");
+        let b = notifier("https://hooks.slack.com/services/T111/B111/secret-b");
+        assert_eq!(a.as_deref(), Some("https://hooks.slack.com:443"));
+        assert_eq!(a, b);
+        assert_eq!(
+            notifier("http://127.0.0.1:8080/hook").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
     }
 }

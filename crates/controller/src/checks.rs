@@ -266,7 +266,7 @@ mod tests {
     use std::time::Duration;
 
     use flagger_api::CanaryMetric;
-    use flagger_providers::metrics::{BoxFuture, MetricError, Sample};
+    use flagger_providers::metrics::{MetricError, ProbeFuture, QueryFuture, Sample};
     use serde_json::json;
 
     use super::*;
@@ -278,15 +278,11 @@ mod tests {
         fn kind(&self) -> &'static str {
             "fake"
         }
-        fn run_query<'a>(
-            &'a self,
-            _query: &'a str,
-            _interval: Duration,
-        ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+        fn run_query<'a>(&'a self, _query: &'a str, _interval: Duration) -> QueryFuture<'a> {
             let answer = self.0.clone();
             Box::pin(async move { answer })
         }
-        fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+        fn is_online(&self) -> ProbeFuture<'_> {
             Box::pin(async { Ok(()) })
         }
     }

@@ -177,9 +177,9 @@ fn split_list(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Flags as the command line `controller <args>` gives them, for tests anywhere in the crate.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn parse(args: &[&str]) -> Result<Flags, clap::Error> {
     use clap::Parser;
 
     #[derive(Parser)]
@@ -187,11 +187,12 @@ mod tests {
         #[command(flatten)]
         flags: Flags,
     }
+    Cli::try_parse_from(std::iter::once("controller").chain(args.iter().copied())).map(|c| c.flags)
+}
 
-    fn parse(args: &[&str]) -> Result<Flags, clap::Error> {
-        Cli::try_parse_from(std::iter::once("controller").chain(args.iter().copied()))
-            .map(|c| c.flags)
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn defaults_are_flaggers() {

@@ -246,7 +246,7 @@ pub fn normalize(canary: &Canary, settings: &Settings) -> Result<RolloutSpec, Sp
     };
 
     let iterations = count("spec.analysis.iterations", a.iterations.as_ref())?;
-    let has_match = a.match_.as_ref().is_some_and(|m| !m.is_empty());
+    let has_match = !a.matches().is_empty();
     let step_weight = percent("spec.analysis.stepWeight", a.step_weight.as_ref())?;
     let step_weights = a
         .step_weights

@@ -10,7 +10,7 @@ use flagger_core::plan::plan;
 use flagger_core::{Settings, normalize};
 use flagger_providers::metrics::template::{QueryModel, collapse_whitespace, render};
 use flagger_providers::notify::template::render as render_message;
-use flagger_providers::notify::{Alert, CheckFailure, CheckLine, Field, Reason, ThresholdRange};
+use flagger_providers::notify::{Alert, CheckLine, Field};
 use serde_json::Value;
 
 /// How far the manifests got, summed over a run.
@@ -140,23 +140,7 @@ impl Targets {
 }
 
 fn sample_alert() -> Alert {
-    let mut alert = Alert::failure(
-        "podinfo",
-        "test",
-        Reason::FailedChecks {
-            failed_checks: 2,
-            threshold: 2,
-            last: Some(CheckFailure::MetricOutOfRange {
-                metric: "request-success-rate".into(),
-                value: 97.5,
-                range: ThresholdRange {
-                    min: Some(99.0),
-                    max: None,
-                },
-                query: Some("sum(rate(x[1m]))".into()),
-            }),
-        },
-    );
+    let mut alert = Alert::example_rollback();
     alert.metadata = BTreeMap::from([("environment".to_owned(), "production".to_owned())]);
     alert.fields = vec![Field::new("Target", "Deployment/podinfo.test")];
     alert.checks = (1..=4)

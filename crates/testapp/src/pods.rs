@@ -63,12 +63,7 @@ fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
     if status.phase.as_deref() != Some("Running") {
         return Vec::new();
     }
-    let host_network = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false);
-    if host_network || !serves(pod) {
+    if !serves_on_its_own_ip(pod) {
         return Vec::new();
     }
     let mut ips: Vec<IpAddr> = status
@@ -164,15 +159,16 @@ fn parse_ms(s: Option<&str>) -> u64 {
         .min(MAX_LATENCY_MS)
 }
 
+/// A pod the testapp answers for on the pod's own addresses: one it serves, not on the host's network.
+fn serves_on_its_own_ip(pod: &Pod) -> bool {
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network);
+    host_network != Some(true) && serves(pod)
+}
+
 /// TCP container ports the testapp should listen on for this pod.
 /// Taken from every pod, Running or not, so the listener exists before the pod turns Ready and gets traffic.
 pub fn tcp_ports(pod: &Pod) -> Vec<u16> {
-    let host_network = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false);
-    if host_network || !serves(pod) {
+    if !serves_on_its_own_ip(pod) {
         return Vec::new();
     }
     pod.spec

@@ -91,7 +91,7 @@ fn context<'a>(
     }
     let a = &spec.analysis;
     let iterations = a.iterations.as_ref().and_then(|n| n.integer()).unwrap_or(0);
-    let has_match = a.match_.as_ref().is_some_and(|m| !m.is_empty());
+    let has_match = !a.matches().is_empty();
     let strategy = if provider.as_deref() == Some("kubernetes") {
         Strategy::BlueGreen
     } else if iterations > 0 && has_match {

@@ -262,7 +262,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::metrics::{BoxFuture, MetricError, Sample};
+    use crate::metrics::{MetricError, ProbeFuture, QueryFuture, Sample};
 
     /// Answers every query with the same result and remembers what it was asked.
     struct Fake {
@@ -286,11 +286,7 @@ mod tests {
         fn kind(&self) -> &'static str {
             "fake"
         }
-        fn run_query<'a>(
-            &'a self,
-            query: &'a str,
-            interval: Duration,
-        ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+        fn run_query<'a>(&'a self, query: &'a str, interval: Duration) -> QueryFuture<'a> {
             self.asked
                 .lock()
                 .unwrap()
@@ -298,7 +294,7 @@ mod tests {
             let answer = self.answer.clone();
             Box::pin(async move { answer })
         }
-        fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+        fn is_online(&self) -> ProbeFuture<'_> {
             Box::pin(async { Ok(()) })
         }
     }

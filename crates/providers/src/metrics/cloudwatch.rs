@@ -15,7 +15,7 @@ use serde_json::{Value as Json, json};
 use super::aws_credentials::CredentialSource;
 use super::factory::{ProviderConfigError, VendorConfig};
 use super::http::{base_address, check_status, decode, online_unless_refused, send, unix_now};
-use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
+use super::{MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, finite_or_no_data};
 
 const SERVICE: &str = "monitoring";
 const TARGET: &str = "GraniteServiceVersion20100801.GetMetricData";
@@ -132,7 +132,7 @@ pub fn request_body(query: &str, interval: Duration, now: Duration) -> Result<Js
         ));
     };
     let end = now.as_secs();
-    let start = end.saturating_sub((interval * LOOKBACK_WINDOWS).as_secs());
+    let start = end.saturating_sub(interval.saturating_mul(LOOKBACK_WINDOWS).as_secs());
     Ok(json!({
         "MetricDataQueries": queries.into_iter().map(canonical_keys).collect::<Vec<_>>(),
         "StartTime": start,
@@ -185,11 +185,7 @@ impl MetricProvider for CloudWatchProvider {
         "cloudwatch"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, interval: Duration) -> QueryFuture<'a> {
         Box::pin(async move {
             let input = request_body(query, interval, unix_now())?;
             let (status, body) = self.get_metric_data(&input).await?;
@@ -199,7 +195,7 @@ impl MetricProvider for CloudWatchProvider {
 
     /// An empty request: CloudWatch checks the signature and the permission before the input,
     /// so a validation error (400) means the credentials are good, as in Flagger.
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+    fn is_online(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             let input = json!({"MetricDataQueries": [], "StartTime": 0, "EndTime": 0});
             let (status, body) = self.get_metric_data(&input).await?;

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::factory::{ProviderConfigError, VendorConfig};
-use super::http::{base_address, check_status, send, unix_now};
-use super::{BoxFuture, MetricError, MetricProvider, Sample, json_sample};
+use super::http::{base_address, check_status, lookback, probe, send};
+use super::{MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, json_sample};
 
 pub const DEFAULT_ADDRESS: &str = "https://api.datadoghq.com";
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,29 +46,21 @@ impl MetricProvider for DatadogProvider {
         "datadog"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, interval: Duration) -> QueryFuture<'a> {
         Box::pin(async move {
-            let to = unix_now().as_secs();
-            let from = to.saturating_sub((interval * LOOKBACK_WINDOWS).as_secs());
+            let (from, to) = lookback(interval, LOOKBACK_WINDOWS);
             let req = self.request("/api/v1/query").query(&[
                 ("query", query.to_string()),
-                ("from", from.to_string()),
-                ("to", to.to_string()),
+                ("from", from.as_secs().to_string()),
+                ("to", to.as_secs().to_string()),
             ]);
             let (status, body) = send(req).await?;
             parse_response(status, &body)
         })
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
-        Box::pin(async move {
-            let (status, body) = send(self.request("/api/v1/validate")).await?;
-            check_status("datadog validate", status, &body)
-        })
+    fn is_online(&self) -> ProbeFuture<'_> {
+        Box::pin(async move { probe("datadog validate", self.request("/api/v1/validate")).await })
     }
 }
 

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::factory::{ProviderConfigError, VendorConfig};
-use super::http::{base_address, check_status, send, unix_now};
-use super::{BoxFuture, MetricError, MetricProvider, Sample, json_sample};
+use super::http::{base_address, check_status, lookback, probe, send};
+use super::{MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, json_sample};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const LOOKBACK_WINDOWS: u32 = 10;
@@ -41,30 +41,24 @@ impl MetricProvider for DynatraceProvider {
         "dynatrace"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, interval: Duration) -> QueryFuture<'a> {
         Box::pin(async move {
-            let to = unix_now().as_millis();
-            let from = to.saturating_sub((interval * LOOKBACK_WINDOWS).as_millis());
+            let (from, to) = lookback(interval, LOOKBACK_WINDOWS);
             let req = self.request("/api/v2/metrics/query").query(&[
                 ("metricSelector", query.to_string()),
                 ("resolution", "Inf".to_string()),
-                ("from", from.to_string()),
-                ("to", to.to_string()),
+                ("from", from.as_millis().to_string()),
+                ("to", to.as_millis().to_string()),
             ]);
             let (status, body) = send(req).await?;
             parse_response(status, &body)
         })
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
-        Box::pin(async move {
-            let (status, body) = send(self.request("/api/v2/metrics?pageSize=1")).await?;
-            check_status("dynatrace", status, &body)
-        })
+    fn is_online(&self) -> ProbeFuture<'_> {
+        Box::pin(
+            async move { probe("dynatrace", self.request("/api/v2/metrics?pageSize=1")).await },
+        )
     }
 }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::factory::{ProviderConfigError, VendorConfig};
 use super::http::{base_address, check_status, send};
-use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
+use super::{MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, finite_or_no_data};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const API_PATH: &str = "/apis/external.metrics.k8s.io/v1beta1";
@@ -101,11 +101,7 @@ impl MetricProvider for ExternalMetricsProvider {
         "externalmetrics"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        _interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, _interval: Duration) -> QueryFuture<'a> {
         Box::pin(async move {
             let query = parse_query(query)?;
             parse_response(&self.list(&query).await?)
@@ -114,7 +110,7 @@ impl MetricProvider for ExternalMetricsProvider {
 
     /// Lists a metric nobody serves: any answer other than a transport or API error means
     /// the external metrics API is up.
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+    fn is_online(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             let probe = MetricQuery {
                 namespace: "kube-system".into(),

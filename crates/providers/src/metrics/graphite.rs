@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use super::factory::{ProviderConfigError, VendorConfig, secret_string};
 use super::http::{send, truncate};
-use super::{BoxFuture, MetricError, MetricProvider, Sample, answered};
+use super::{MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, answered};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -79,15 +79,11 @@ impl MetricProvider for GraphiteProvider {
         "graphite"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        _interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, _interval: Duration) -> QueryFuture<'a> {
         Box::pin(self.render(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+    fn is_online(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             answered(
                 self.render("target=constantLine(100)&from=-1min&until=now")

@@ -231,6 +231,19 @@ pub fn error_message(body: &str) -> String {
         .unwrap_or_else(|| truncate(body))
 }
 
+/// An `is_online` probe: the backend answered `req` with a success status.
+pub async fn probe(what: &str, req: reqwest::RequestBuilder) -> Result<(), MetricError> {
+    let (status, body) = send(req).await?;
+    check_status(what, status, &body)
+}
+
+/// The look-back ending now, `windows` metric intervals long, as (from, to) since the Unix epoch.
+/// Saturates: an interval too long to multiply reaches back to the epoch instead of panicking.
+pub fn lookback(interval: Duration, windows: u32) -> (Duration, Duration) {
+    let to = unix_now();
+    (to.saturating_sub(interval.saturating_mul(windows)), to)
+}
+
 /// Seconds since the Unix epoch; a clock before 1970 is treated as the epoch.
 pub fn unix_now() -> Duration {
     std::time::SystemTime::now()

@@ -5,7 +5,9 @@ use std::time::Duration;
 use super::factory::{ProviderConfigError, VendorConfig};
 use super::http::{base_address, check_status, send};
 use super::prometheus::parse_go_float;
-use super::{BoxFuture, MetricError, MetricProvider, Sample, answered, finite_or_no_data};
+use super::{
+    MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, answered, finite_or_no_data,
+};
 
 /// Flagger's InfluxDB timeout.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -61,15 +63,11 @@ impl MetricProvider for InfluxdbProvider {
         "influxdb"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        _interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, _interval: Duration) -> QueryFuture<'a> {
         Box::pin(self.flux(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+    fn is_online(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             answered(
                 self.flux(r#"from(bucket: "default") |> range(start: -1m) |> limit(n: 1)"#)

@@ -14,7 +14,7 @@ use kube::api::{
 };
 use serde_json::{Value as Json, json};
 
-use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
+use super::{MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, finite_or_no_data};
 
 const GROUP: &str = "metrics.keptn.sh";
 const VERSION: &str = "v1beta1";
@@ -108,11 +108,7 @@ impl MetricProvider for KeptnProvider {
         "keptn"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        _interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, _interval: Duration) -> QueryFuture<'a> {
         Box::pin(async move {
             match parse_query(query)? {
                 Query::Metric { namespace, name } => self.keptn_metric(&namespace, &name).await,
@@ -122,7 +118,7 @@ impl MetricProvider for KeptnProvider {
     }
 
     /// Flagger does not probe Keptn: the objects it reads are checked by each query.
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+    fn is_online(&self) -> ProbeFuture<'_> {
         Box::pin(async { Ok(()) })
     }
 }

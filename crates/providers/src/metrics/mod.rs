@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -45,6 +46,10 @@ pub use http::{BodyPrefix, install_crypto_provider, read_prefix, truncate};
 pub use template::{QueryModel, RenderError, render};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// What [`MetricProvider::run_query`] returns.
+pub type QueryFuture<'a> = BoxFuture<'a, Result<Sample, MetricError>>;
+/// What [`MetricProvider::is_online`] returns.
+pub type ProbeFuture<'a> = BoxFuture<'a, Result<(), MetricError>>;
 
 /// The number a query produced, plus anything odd about it that deserves a Warning event
 /// (e.g. Prometheus returning several series).
@@ -133,12 +138,8 @@ pub trait MetricProvider: Send + Sync {
 
     /// Runs one rendered query. `interval` is the metric's window, used by backends that take a
     /// look-back instead of a range in the query (Datadog, New Relic, Dynatrace, …).
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        interval: std::time::Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>>;
+    fn run_query<'a>(&'a self, query: &'a str, interval: Duration) -> QueryFuture<'a>;
 
     /// The "is online" probe run while a canary initialises; reported as an event only.
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>>;
+    fn is_online(&self) -> ProbeFuture<'_>;
 }

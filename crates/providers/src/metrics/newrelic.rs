@@ -6,7 +6,7 @@ use serde_json::Value as Json;
 
 use super::factory::{ProviderConfigError, VendorConfig};
 use super::http::{base_address, check_status, send};
-use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
+use super::{MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, finite_or_no_data};
 
 pub const DEFAULT_ADDRESS: &str = "https://insights-api.newrelic.com";
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,18 +48,14 @@ impl MetricProvider for NewRelicProvider {
         "newrelic"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, interval: Duration) -> QueryFuture<'a> {
         Box::pin(async move {
             let (status, body) = self.nrql(&with_window(query, interval)).await?;
             parse_response(status, &body)
         })
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+    fn is_online(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             let (status, body) = self.nrql("SELECT count(*) FROM Metric").await?;
             check_status("newrelic", status, &body)

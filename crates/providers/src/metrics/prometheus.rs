@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use super::factory::{ProviderConfigError, SecretData, secret_string};
 use super::http::{ClientOptions, client, describe, read_body, truncate};
 use super::template::collapse_whitespace;
-use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
+use super::{MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, finite_or_no_data};
 
 /// Flagger's per-query timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -170,15 +170,11 @@ impl MetricProvider for PrometheusProvider {
         "prometheus"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        _interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, _interval: Duration) -> QueryFuture<'a> {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+    fn is_online(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             let sample = self.query(ONLINE_QUERY).await?;
             if sample.value == 1.0 {

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::factory::{ProviderConfigError, VendorConfig};
-use super::http::{base_address, check_status, describe, read_body, send, unix_now};
-use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
+use super::http::{base_address, check_status, describe, lookback, probe, read_body};
+use super::{MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, finite_or_no_data};
 
 pub const TOKEN_KEY: &str = "sf_token_key";
 const TOKEN_HEADER: &str = "X-SF-Token";
@@ -50,14 +50,13 @@ impl SplunkProvider {
     }
 
     async fn execute(&self, program: &str, interval: Duration) -> Result<Vec<Event>, MetricError> {
-        let stop = unix_now().as_millis();
-        let start = stop.saturating_sub((interval * LOOKBACK_WINDOWS).as_millis());
+        let (start, stop) = lookback(interval, LOOKBACK_WINDOWS);
         let resp = self
             .client
             .post(format!("{}/v2/signalflow/execute", self.stream))
             .query(&[
-                ("start", start.to_string()),
-                ("stop", stop.to_string()),
+                ("start", start.as_millis().to_string()),
+                ("stop", stop.as_millis().to_string()),
                 ("immediate", "true".to_string()),
             ])
             .header(TOKEN_HEADER, &self.token)
@@ -115,22 +114,17 @@ impl MetricProvider for SplunkProvider {
         "splunk"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, interval: Duration) -> QueryFuture<'a> {
         Box::pin(async move { pick_value(&self.execute(query, interval).await?) })
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+    fn is_online(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             let req = self
                 .client
                 .get(format!("{}/v2/metric?limit=1", self.api))
                 .header(TOKEN_HEADER, &self.token);
-            let (status, body) = send(req).await?;
-            check_status("error response", status, &body)
+            probe("error response", req).await
         })
     }
 }

@@ -16,7 +16,7 @@ use super::factory::{ProviderConfigError, VendorConfig};
 use super::http::{
     base_address, check_status, decode, online_unless_refused, send, truncate, unix_now,
 };
-use super::{BoxFuture, MetricError, MetricProvider, Sample, finite_or_no_data};
+use super::{MetricError, MetricProvider, ProbeFuture, QueryFuture, Sample, finite_or_no_data};
 
 pub const DEFAULT_ADDRESS: &str = "https://monitoring.googleapis.com";
 pub const SCOPE: &str = "https://www.googleapis.com/auth/monitoring.read";
@@ -246,11 +246,7 @@ impl MetricProvider for StackdriverProvider {
         "stackdriver"
     }
 
-    fn run_query<'a>(
-        &'a self,
-        query: &'a str,
-        _interval: Duration,
-    ) -> BoxFuture<'a, Result<Sample, MetricError>> {
+    fn run_query<'a>(&'a self, query: &'a str, _interval: Duration) -> QueryFuture<'a> {
         Box::pin(async move {
             let (status, body) = self.query(query).await?;
             parse_response(status, &body)
@@ -259,7 +255,7 @@ impl MetricProvider for StackdriverProvider {
 
     /// An empty query: refused as invalid (400) once the token and the permission are good, as
     /// in Flagger.
-    fn is_online(&self) -> BoxFuture<'_, Result<(), MetricError>> {
+    fn is_online(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             let (status, body) = self.query("").await?;
             online_unless_refused("stackdriver", status, &body)

@@ -459,6 +459,29 @@ impl Alert {
         alert
     }
 
+    /// The rollback of `podinfo.test` after 2 failed checks, the last a success rate of 97.5 %
+    /// against a minimum of 99: a realistic alert to render message templates against (the
+    /// template tests and the fuzzer do).
+    pub fn example_rollback() -> Alert {
+        Alert::failure(
+            "podinfo",
+            "test",
+            Reason::FailedChecks {
+                failed_checks: 2,
+                threshold: 2,
+                last: Some(CheckFailure::MetricOutOfRange {
+                    metric: "request-success-rate".into(),
+                    value: 97.5,
+                    range: ThresholdRange {
+                        min: Some(99.0),
+                        max: None,
+                    },
+                    query: Some("sum(rate(x[1m]))".into()),
+                }),
+            },
+        )
+    }
+
     /// `-cluster-name`: a first field `Cluster: <name>` on every alert.
     pub fn with_cluster(mut self, cluster: &str) -> Alert {
         if !cluster.is_empty() {

@@ -157,6 +157,8 @@ pub struct ProviderNotifier {
     pub type_: ProviderType,
     notifier: Box<dyn Notifier>,
     message_template: Option<String>,
+    /// Where alerts are posted; the controller limits concurrent deliveries per host by it.
+    address: Option<SecretUrl>,
 }
 
 impl ProviderNotifier {
@@ -177,6 +179,7 @@ impl ProviderNotifier {
             type_: p.type_,
             notifier,
             message_template: p.message_template.clone(),
+            address: Some(p.address.clone()),
         })
     }
 
@@ -190,7 +193,13 @@ impl ProviderNotifier {
             type_,
             notifier,
             message_template,
+            address: None,
         }
+    }
+
+    /// Where this notifier's alerts go; `None` for one built from parts.
+    pub fn address(&self) -> Option<&SecretUrl> {
+        self.address.as_ref()
     }
 
     /// The alert as it will be posted: with a template, its output replaces the message and the

@@ -127,7 +127,7 @@ mod tests {
     use flagger_api::status::CanaryPhase;
 
     use super::*;
-    use crate::notify::alert::{CheckFailure, Field, Reason, Severity, ThresholdRange};
+    use crate::notify::alert::{Field, Severity};
 
     /// The seed-000 example template ("Alert Content").
     const SEED_TEMPLATE: &str = r#"{{ if eq .Status "succeeded" }}✅ Deployment succeeded{{ else }}❌ Deployment {{ .Status }}{{ end }}
@@ -138,23 +138,7 @@ Version: {{ .Metadata.version }}
 {{ end }}{{ end }}"#;
 
     fn rollback() -> Alert {
-        let mut a = Alert::failure(
-            "podinfo",
-            "test",
-            Reason::FailedChecks {
-                failed_checks: 2,
-                threshold: 2,
-                last: Some(CheckFailure::MetricOutOfRange {
-                    metric: "request-success-rate".into(),
-                    value: 97.5,
-                    range: ThresholdRange {
-                        min: Some(99.0),
-                        max: None,
-                    },
-                    query: Some("sum(rate(x[1m]))".into()),
-                }),
-            },
-        );
+        let mut a = Alert::example_rollback();
         a.target = "Deployment/podinfo.test".into();
         a.metadata = BTreeMap::from([
             ("environment".to_owned(), "production".to_owned()),

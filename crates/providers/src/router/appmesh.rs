@@ -231,9 +231,8 @@ fn header_matches(canary: &Canary) -> Vec<Vec<Value>> {
     canary
         .spec
         .analysis
-        .match_
+        .matches()
         .iter()
-        .flatten()
         .map(|m| {
             m.headers
                 .iter()
@@ -370,13 +369,8 @@ fn v1beta2_node(
         "listeners": [listener],
         "serviceDiscovery": {"dns": {"hostname": format!("{name}.{}.svc.cluster.local.", namespace(canary))}},
     });
-    let backends: Vec<Value> = canary
-        .spec
-        .service
-        .as_ref()
-        .and_then(|s| s.backends.as_ref())
-        .into_iter()
-        .flatten()
+    let backends: Vec<Value> = mesh_backends(canary)
+        .iter()
         .map(|b| {
             if b.starts_with("arn:aws") {
                 json!({"virtualService": {"virtualServiceARN": b}})
@@ -402,6 +396,30 @@ fn v1beta2_node(
         metadata(canary, name, BTreeMap::new())?,
         spec,
     ))
+}
+
+/// `service.backends`: the services the canary's pods call through the mesh.
+fn mesh_backends(canary: &Canary) -> &[String] {
+    canary
+        .spec
+        .service
+        .as_ref()
+        .and_then(|s| s.backends.as_deref())
+        .unwrap_or_default()
+}
+
+/// A router's `routes` as the API version's `dialect` writes them.
+fn router_routes(
+    canary: &Canary,
+    apex_router: bool,
+    routes: Routes,
+    dialect: &RouteDialect,
+) -> Vec<Value> {
+    let ab = header_matches(canary);
+    route_specs(canary, apex_router, routes, &ab)
+        .iter()
+        .map(|r| route(canary, r, dialect))
+        .collect()
 }
 
 /// The routes of a router: weighted `routes` on the apex one (A/B: `-a` matched, `-b` the
@@ -471,13 +489,9 @@ pub fn v1beta2_router(
     } else {
         canary.spec.canary_service_name()
     };
-    let ab = header_matches(canary);
     let spec = json!({
         "listeners": [{"portMapping": {"port": container_port(canary)?, "protocol": protocol(canary)}}],
-        "routes": route_specs(canary, apex_router, routes, &ab)
-            .iter()
-            .map(|r| route(canary, r, &V1BETA2_ROUTE))
-            .collect::<Vec<_>>(),
+        "routes": router_routes(canary, apex_router, routes, &V1BETA2_ROUTE),
     });
     Ok(object(
         AppMeshVersion::V1beta2,
@@ -552,13 +566,8 @@ fn v1beta1_node(canary: &Canary, name: &str, host: &str) -> Result<Value, Router
         "listeners": [{"portMapping": {"port": service_port(canary)?, "protocol": protocol(canary)}}],
         "serviceDiscovery": {"dns": {"hostName": host}},
     });
-    let backends: Vec<Value> = canary
-        .spec
-        .service
-        .as_ref()
-        .and_then(|s| s.backends.as_ref())
-        .into_iter()
-        .flatten()
+    let backends: Vec<Value> = mesh_backends(canary)
+        .iter()
         .map(|b| json!({"virtualService": {"virtualServiceName": b}}))
         .collect();
     if !backends.is_empty() {
@@ -603,17 +612,13 @@ pub fn v1beta1_service(
         let c = canary.spec.canary_service_name();
         (format!("{c}.{ns}"), c, BTreeMap::new())
     };
-    let ab = header_matches(canary);
     let spec = json!({
         "meshName": mesh_name(canary)?,
         "virtualRouter": {
             "name": router,
             "listeners": [{"portMapping": {"port": service_port(canary)?, "protocol": protocol(canary)}}],
         },
-        "routes": route_specs(canary, apex_router, routes, &ab)
-            .iter()
-            .map(|r| route(canary, r, &V1BETA1_ROUTE))
-            .collect::<Vec<_>>(),
+        "routes": router_routes(canary, apex_router, routes, &V1BETA1_ROUTE),
     });
     Ok(object(
         AppMeshVersion::V1beta1,

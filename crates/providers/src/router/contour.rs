@@ -87,7 +87,7 @@ fn header_condition(name: &str, m: &HeaderMatch) -> Result<Value, RouterError> {
 /// one `analysis.match` entry, each its own condition (Contour refuses a second prefix in a route).
 fn weighted_conditions(canary: &Canary) -> Result<Vec<Vec<Value>>, RouterError> {
     let prefix = path_prefix(canary);
-    let matches = canary.spec.analysis.match_.as_deref().unwrap_or_default();
+    let matches = canary.spec.analysis.matches();
     if matches.is_empty() {
         return Ok(vec![vec![json!({"prefix": prefix})]]);
     }
@@ -203,13 +203,7 @@ pub fn render(canary: &Canary, routes: Routes, ingress_class: &str) -> Result<Va
         .into_iter()
         .map(|c| route(c, routes))
         .collect();
-    if canary
-        .spec
-        .analysis
-        .match_
-        .as_ref()
-        .is_some_and(|m| !m.is_empty())
-    {
+    if !canary.spec.analysis.matches().is_empty() {
         out.push(route(
             vec![json!({"prefix": path_prefix(canary)})],
             Routes::PRIMARY,

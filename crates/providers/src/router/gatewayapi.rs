@@ -128,7 +128,7 @@ fn ab_matches(
     service: &[Map<String, Value>],
 ) -> Result<Vec<Map<String, Value>>, RouterError> {
     let mut out = Vec::new();
-    for ab in canary.spec.analysis.match_.iter().flatten() {
+    for ab in canary.spec.analysis.matches().iter() {
         let mut overlay = Map::new();
         let headers = ab
             .headers

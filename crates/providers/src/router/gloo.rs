@@ -164,12 +164,9 @@ fn header_matcher(name: &str, m: &HeaderMatch) -> Result<Value, RouterError> {
 
 /// One matcher per `analysis.match` entry; empty when the canary is not A/B.
 fn ab_matchers(canary: &Canary) -> Result<Vec<Value>, RouterError> {
-    canary
-        .spec
-        .analysis
-        .match_
+    let entries = canary.spec.analysis.matches();
+    entries
         .iter()
-        .flatten()
         .map(|m| {
             let headers = m
                 .headers

@@ -405,7 +405,7 @@ fn virtual_service_spec(canary: &Canary, routes: Routes) -> Result<Value, Router
         spec["tcp"] = tcp_routes(canary, svc, routes);
         return Ok(spec);
     }
-    let ab = canary.spec.analysis.match_.as_deref().unwrap_or_default();
+    let ab = canary.spec.analysis.matches();
     let http = if ab.is_empty() {
         weighted_routes(canary, svc, service_matches(svc)?, routes)?
     } else {

@@ -49,7 +49,7 @@ pub fn routing_annotations(
     let key = |s: &str| format!("{prefix}/{s}");
     let mut out = BTreeMap::new();
     out.insert(key("canary"), "true".to_string());
-    let matches = canary.spec.analysis.match_.as_deref().unwrap_or_default();
+    let matches = canary.spec.analysis.matches();
     if routes.canary == 0 || matches.is_empty() {
         out.insert(key("canary-weight"), routes.canary.to_string());
         return out;
@@ -110,12 +110,7 @@ pub fn render(
 pub fn parse(canary: &Canary, prefix: &str, ingress: &Ingress) -> Result<RouteState, RouterError> {
     let annotations = ingress.annotations();
     let key = |s: &str| format!("{prefix}/{s}");
-    let ab = canary
-        .spec
-        .analysis
-        .match_
-        .as_ref()
-        .is_some_and(|m| !m.is_empty());
+    let ab = !canary.spec.analysis.matches().is_empty();
     if ab
         && (annotations.contains_key(&key("canary-by-cookie"))
             || annotations.contains_key(&key("canary-by-header")))

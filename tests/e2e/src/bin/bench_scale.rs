@@ -15,8 +15,12 @@
 //! `SCALE_UNRELATED` (0): that many ConfigMaps and as many Secrets no canary references are created in the
 //! namespace before the controller starts (the memory of the caches must not follow them).
 //!
+//! `SCALE_CHECKS` (0; 1): every canary's analysis also has one metric check against the cluster's Prometheus
+//! (a MetricTemplate whose query names the canary's target) and one `rollout` webhook to a loadtester the bench
+//! starts, so every analysis tick of every canary makes one query and one webhook call.
+//!
 //! Environment: `SCALE_COUNTS` ("100"), `SCALE_SAMPLE` (20), `SCALE_IDLE_SECONDS` (30), `SCALE_UNRELATED` (0),
-//! `SCALE_ROLLOUT` (1; 0 stops after the idle window),
+//! `SCALE_ROLLOUT` (1; 0 stops after the idle window), `SCALE_CHECKS` (0),
 //! `FLAGGER_RS_BIN`, `BENCH_OUT` (a file the final table is also written to).
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,15 +32,15 @@ use e2e::bench::{
     self, Child, Counts, Tracker, cpu_seconds, delta, free_port, now_ms, request_counts, rss_kib,
     summarize, total, wait_local,
 };
-use e2e::controller::{self as ctl, blue_green_canary, canaries};
+use e2e::controller::{self as ctl, Loadtester, blue_green_canary, canaries};
 use e2e::objects::App;
 use e2e::{TestNamespace, apply, with_namespace};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
-use kube::api::PostParams;
-use serde_json::json;
+use kube::api::{ApiResource, GroupVersionKind, PostParams};
+use serde_json::{Value, json};
 
 const INTERVAL: &str = "10s";
 const ITERATIONS: u32 = 3;
@@ -159,6 +163,53 @@ where
     Ok(())
 }
 
+/// What every canary checks when `SCALE_CHECKS=1`: the MetricTemplate is created in `ns`, the loadtester
+/// started; the returned loadtester must outlive the run. Without checks, the canary as the rest of the bench
+/// describes it.
+async fn checks(ns: &TestNamespace) -> e2e::Result<Option<Loadtester>> {
+    if env_usize("SCALE_CHECKS", 0) == 0 {
+        return Ok(None);
+    }
+    let template = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("flagger.app", "v1beta1", "MetricTemplate"),
+        "metrictemplates",
+    );
+    // A query Prometheus evaluates over its real series and that differs per canary, so no cache
+    // between the controller and Prometheus can answer it.
+    e2e::gateway::apply_resource(
+        ns,
+        &template,
+        json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+            "metadata": {"name": "scrapes"},
+            "spec": {
+                "provider": {"type": "prometheus", "address": e2e::PROMETHEUS},
+                "query": r#"count(up{job!="{{ namespace }}-{{ target }}"}) or vector(1)"#,
+            },
+        }),
+    )
+    .await?;
+    Ok(Some(Loadtester::start(&ns.name).await?))
+}
+
+/// The bench's canary, with the metric check and the webhook when `loadtester` is there.
+fn bench_canary(name: &str, loadtester: Option<&Loadtester>) -> Value {
+    let Some(lt) = loadtester else {
+        return blue_green_canary(name, INTERVAL, ITERATIONS, json!([]));
+    };
+    let mut canary = blue_green_canary(
+        name,
+        INTERVAL,
+        ITERATIONS,
+        json!([{"name": "approve", "type": "rollout", "url": lt.at("/gate/approve"), "timeout": "10s"}]),
+    );
+    canary["spec"]["analysis"]["metrics"] = json!([{
+        "name": "scrapes", "interval": "1m", "thresholdRange": {"min": 0},
+        "templateRef": {"name": "scrapes"},
+    }]);
+    canary
+}
+
 /// ConfigMaps and Secrets no canary references, 1 KiB of data each.
 async fn create_unrelated(ns: &TestNamespace, n: usize) -> e2e::Result<()> {
     let configmaps: Api<ConfigMap> = ns.api();
@@ -204,16 +255,14 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     let api = canaries(&ns);
     let names: Vec<String> = (0..count).map(|i| format!("c-{i:05}")).collect();
     let planned_ms = planned_seconds()? as f64 * 1000.0;
+    let loadtester = checks(&ns).await?;
     let t = now_ms();
     in_parallel(count, |i| {
         let (ns, deployments, name) = (&ns, deployments.clone(), names[i].clone());
+        let canary = bench_canary(&name, loadtester.as_ref());
         async move {
             apply(&deployments, &App::new(&name, "6.0.0", 1).deployment()?).await?;
-            ctl::create_canary(
-                ns,
-                blue_green_canary(&name, INTERVAL, ITERATIONS, json!([])),
-            )
-            .await?;
+            ctl::create_canary(ns, canary).await?;
             Ok(())
         }
     })
@@ -361,6 +410,7 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     }
     controller.ensure_running()?;
     drop(tracker);
+    drop(loadtester);
     row.reaction = reaction;
     row.succeeded = ratio.len();
     row.ratio = ratio;
@@ -387,6 +437,11 @@ async fn main() -> e2e::Result<()> {
         .filter(|n| (1..=20_000).contains(n))
         .collect();
     let unrelated = env_usize("SCALE_UNRELATED", 0);
+    let with_checks = if env_usize("SCALE_CHECKS", 0) == 0 {
+        "no metrics"
+    } else {
+        "one Prometheus metric check and one loadtester webhook per canary and tick"
+    };
     let planned = planned_seconds()?;
     let load_start = bench::loadavg();
     println!("load average at start: {load_start}");
@@ -410,7 +465,7 @@ async fn main() -> e2e::Result<()> {
     }
     let mut out = format!(
         "\n## flagger-rs at scale\n\
-         settings: blue/green, interval {INTERVAL}, {ITERATIONS} iterations, no metrics, 1-replica Deployment \
+         settings: blue/green, interval {INTERVAL}, {ITERATIONS} iterations, {with_checks}, 1-replica Deployment \
          targets, planned run {planned} s; controller {}; load average at start: {load_start}\n\n\
          | canaries | unrelated ConfigMaps + Secrets | all Initialized (s) | idle API requests/s above baseline | \
          idle CPU (% of a core) | RSS (MiB) | new revision → Progressing p50 / p99 (s), sampled | \
