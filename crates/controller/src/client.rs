@@ -6,6 +6,7 @@ use kube::client::ClientBuilder;
 use kube::{Client, Config};
 
 use crate::flags::Flags;
+use crate::metrics::ApiRequests;
 use crate::ratelimit::{ClientRate, RateLimitLayer};
 use crate::run::RunError;
 
@@ -26,16 +27,21 @@ impl From<ClientError> for RunError {
     }
 }
 
-pub async fn build(flags: &Flags) -> Result<Client, ClientError> {
+/// The client; every request it sends is counted in `requests`.
+pub async fn build(flags: &Flags, requests: ApiRequests) -> Result<Client, ClientError> {
     let rate = ClientRate::from_flags(flags.kubeconfig_qps, flags.kubeconfig_burst)
         .map_err(ClientError::Config)?;
-    with_rate(config(flags).await?, rate)
+    with_rate(config(flags).await?, rate, requests)
 }
 
 /// A client whose requests all go through one token bucket of `rate`.
-pub fn with_rate(config: Config, rate: ClientRate) -> Result<Client, ClientError> {
+pub fn with_rate(
+    config: Config,
+    rate: ClientRate,
+    requests: ApiRequests,
+) -> Result<Client, ClientError> {
     Ok(ClientBuilder::try_from(config)?
-        .with_layer(&RateLimitLayer::new(rate))
+        .with_layer(&RateLimitLayer::new(rate, requests))
         .build())
 }
 
@@ -93,7 +99,7 @@ mod tests {
 
     fn client(url: &str, rate: ClientRate) -> Client {
         let config = Config::new(url.parse().unwrap());
-        with_rate(config, rate).unwrap()
+        with_rate(config, rate, ApiRequests::default()).unwrap()
     }
 
     /// Time is tokio's paused clock: what is asserted is which request the bucket let through

@@ -74,6 +74,15 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+/// An API request by its HTTP method, `WATCH` for a watch (a GET that streams).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+}
+
+/// The API requests the controller sent, counted where they leave its client.
+pub type ApiRequests = Family<RequestLabels, Counter>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CanaryLabels {
     pub name: String,
@@ -119,6 +128,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     /// Canary reconciles a watched object's change asked for, by the object's kind.
     pub watch_triggers: Family<ErrorLabels, Counter>,
+    /// Requests sent to the API server; the client counts into it (see `ratelimit`).
+    pub api_requests: ApiRequests,
     /// The label sets each canary's series were created with. prometheus-client cannot list a
     /// family's series, and a deleted canary's series must go (its `phase="Failed"` would keep
     /// the `CanaryFailed` alert firing), so the labels are remembered as they are created.
@@ -167,6 +178,7 @@ impl Metrics {
             analysis_start: Family::default(),
             reconcile_errors: Family::default(),
             watch_triggers: Family::default(),
+            api_requests: Family::default(),
             owned: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -238,13 +250,19 @@ impl Metrics {
             "Canary reconciles requested by the change of a watched object, by the object's kind",
             metrics.watch_triggers.clone(),
         );
+        // flagger_api_requests_total: what the controller asks of the API server, e.g. that an
+        // idle canary asks nothing and what a rollout costs against `-kubeconfig-qps`.
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API server, by HTTP method (WATCH for a watch)",
+            metrics.api_requests.clone(),
+        );
         Metrics {
             registry,
             ..metrics
         }
     }
 
-    /// Counts one failed reconcile.
     /// Counts the canaries a watched object's change maps to.
     pub fn watch_triggered(&self, kind: &str, canaries: usize) {
         self.watch_triggers
@@ -252,6 +270,7 @@ impl Metrics {
             .inc_by(canaries as u64);
     }
 
+    /// Counts one failed reconcile.
     pub fn reconcile_error(&self, kind: &str) {
         self.reconcile_errors
             .get_or_create(&ErrorLabels { kind: kind.into() })

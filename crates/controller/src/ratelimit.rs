@@ -17,6 +17,8 @@ use std::time::Duration;
 use governor::clock::Clock;
 use governor::{Quota, RateLimiter};
 
+use crate::metrics::{ApiRequests, RequestLabels};
+
 /// client-go's values when the flags are 0: `rest.DefaultQPS` and `rest.DefaultBurst`.
 const DEFAULT_QPS: u32 = 5;
 const DEFAULT_BURST: u32 = 10;
@@ -114,17 +116,19 @@ impl Limiter {
     }
 }
 
-/// Puts every request of the service it wraps through a [`Limiter`] (none: requests pass) and
-/// logs it at debug.
+/// Puts every request of the service it wraps through a [`Limiter`] (none: requests pass),
+/// counts it and logs it at debug.
 #[derive(Clone, Debug)]
 pub struct RateLimitLayer {
     limiter: Option<Limiter>,
+    requests: ApiRequests,
 }
 
 impl RateLimitLayer {
-    pub fn new(rate: ClientRate) -> Self {
+    pub fn new(rate: ClientRate, requests: ApiRequests) -> Self {
         RateLimitLayer {
             limiter: Limiter::new(rate),
+            requests,
         }
     }
 }
@@ -136,6 +140,7 @@ impl<S> tower::Layer<S> for RateLimitLayer {
         RateLimited {
             inner,
             limiter: self.limiter.clone(),
+            requests: self.requests.clone(),
             wait: None,
             admitted: false,
         }
@@ -145,6 +150,7 @@ impl<S> tower::Layer<S> for RateLimitLayer {
 pub struct RateLimited<S> {
     inner: S,
     limiter: Option<Limiter>,
+    requests: ApiRequests,
     wait: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A token is held for the next `call`.
     admitted: bool,
@@ -179,13 +185,52 @@ where
         // One line per request (a watch counts once, when it starts): at debug, how an operator
         // sees what the controller asks of the API server, e.g. that an idle canary asks nothing.
         tracing::debug!(method = %request.method(), uri = %request.uri(), "API request");
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method_of(&request).to_string(),
+            })
+            .inc();
         self.inner.call(request)
+    }
+}
+
+/// The request's HTTP method, or `WATCH` for a GET with `watch=true` (or `watch=1`).
+fn method_of<B>(request: &http::Request<B>) -> &str {
+    let watch = request.uri().query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair == "watch=true" || pair == "watch=1")
+    });
+    if watch && request.method() == http::Method::GET {
+        "WATCH"
+    } else {
+        request.method().as_str()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watches_are_told_apart_from_gets() {
+        let request = |method: http::Method, uri: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(())
+                .unwrap()
+        };
+        let watch = request(
+            http::Method::GET,
+            "/apis/flagger.app/v1beta1/canaries?resourceVersion=1&watch=true",
+        );
+        assert_eq!(method_of(&watch), "WATCH");
+        let list = request(http::Method::GET, "/api/v1/configmaps?watch=false");
+        assert_eq!(method_of(&list), "GET");
+        let patch = request(http::Method::PATCH, "/api/v1/namespaces/a/events/e");
+        assert_eq!(method_of(&patch), "PATCH");
+    }
 
     fn limited(qps: u32, burst: u32) -> ClientRate {
         ClientRate::Limited {

@@ -40,7 +40,8 @@ pub enum RunError {
 }
 
 pub async fn run(flags: Flags) -> Result<(), RunError> {
-    let client = crate::client::build(&flags).await?;
+    let metrics = Arc::new(Metrics::new(flags.dry_run));
+    let client = crate::client::build(&flags, metrics.api_requests.clone()).await?;
 
     // Like Flagger: refuse to start without the CRDs rather than loop on watch errors.
     let canaries: Api<Canary> = namespaced_or_all(&client, &flags.namespace);
@@ -49,7 +50,6 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
         .await
         .map_err(RunError::Crd)?;
 
-    let metrics = Arc::new(Metrics::new(flags.dry_run));
     metrics
         .info
         .get_or_create(&InfoLabels {

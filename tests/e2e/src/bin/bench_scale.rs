@@ -44,6 +44,8 @@ use serde_json::{Value, json};
 
 const INTERVAL: &str = "10s";
 const ITERATIONS: u32 = 3;
+/// The controller's `-kubeconfig-qps` default, which the bench leaves as it is.
+const CLIENT_QPS: f64 = 100.0;
 /// Requests the bench itself keeps in flight when it creates or patches many objects.
 const IN_FLIGHT: usize = 32;
 /// The cluster's own processes, by `comm` (truncated to 15 characters by the kernel).
@@ -113,6 +115,53 @@ fn planned_seconds() -> e2e::Result<u64> {
     flagger_core::plan::plan(&spec, None)
         .promote_after_seconds
         .context("the plan never promotes")
+}
+
+/// The controller's own count of the requests it sent (`flagger_api_requests_total`): all but
+/// watches, and of those the writes (POST, PUT, PATCH, DELETE).
+async fn controller_requests(http: &reqwest::Client, port: u16) -> e2e::Result<(f64, f64)> {
+    let text = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let (mut requests, mut writes) = (0.0, 0.0);
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("flagger_api_requests_total{method=\"") else {
+            continue;
+        };
+        let Some((method, value)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        let value: f64 = value.trim().parse().unwrap_or(0.0);
+        match method {
+            "WATCH" => {}
+            "GET" => requests += value,
+            _ => {
+                requests += value;
+                writes += value;
+            }
+        }
+    }
+    Ok((requests, writes))
+}
+
+/// How far out of order the canaries reacted: taken in the order their targets were patched, the
+/// most any one reacted before one patched earlier (0 when every reaction kept the order).
+fn largest_inversion_ms(patched: &HashMap<String, f64>, reacted: &HashMap<String, f64>) -> f64 {
+    let mut order: Vec<(f64, f64)> = patched
+        .iter()
+        .filter_map(|(name, at)| reacted.get(name).map(|r| (*at, *r)))
+        .collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut latest = f64::MIN;
+    let mut largest: f64 = 0.0;
+    for (_, reacted) in order {
+        largest = largest.max(latest - reacted);
+        latest = latest.max(reacted);
+    }
+    largest
 }
 
 /// CPU seconds of the processes of this network namespace named in [`CLUSTER`], by name.
@@ -243,6 +292,13 @@ struct Row {
     reaction: Vec<f64>,
     ratio: Vec<f64>,
     mass_reaction: Vec<f64>,
+    /// The controller's writes per canary from the first patch until every canary was Progressing.
+    writes_per_reaction: f64,
+    /// What the client budget makes necessary for the last reaction: N × writes ÷ QPS + 1 s.
+    budget_s: f64,
+    inversion_s: f64,
+    /// The controller's requests (watches aside) per canary over the whole mass rollout.
+    requests_per_rollout: f64,
     makespan_s: f64,
     succeeded: usize,
     cpu: BTreeMap<&'static str, f64>,
@@ -287,13 +343,17 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
 
     let tracker = Tracker::start(api.clone(), deployments.clone());
     let kubeconfig = ctl::controller_kubeconfig()?;
+    let port = free_port()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let args = vec![
         "controller".to_string(),
         format!("-kubeconfig={}", kubeconfig.display()),
         format!("-namespace={}", ns.name),
         "-mesh-provider=kubernetes".into(),
         "-min-analysis-interval=1s".into(),
-        format!("-port={}", free_port()?),
+        format!("-port={port}"),
         "-log-level=info".into(),
         "-zap-encoding=console".into(),
     ];
@@ -338,6 +398,10 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         reaction: Vec::new(),
         ratio: Vec::new(),
         mass_reaction: Vec::new(),
+        writes_per_reaction: 0.0,
+        budget_s: 0.0,
+        inversion_s: 0.0,
+        requests_per_rollout: 0.0,
         makespan_s: 0.0,
         succeeded: 0,
         cpu: BTreeMap::new(),
@@ -369,6 +433,7 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
 
     // Every target patched at once.
     let cpu_before = (cpu_seconds(pid), cluster_cpu());
+    let requests_before = controller_requests(&http, port).await?;
     let patched: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
     let first_patch = now_ms();
     in_parallel(count, |i| {
@@ -383,7 +448,15 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     })
     .await?;
     let mass_bound = Duration::from_secs(planned_ms as u64 / 1000 * 10 + 300 + count as u64);
-    let outcome = wait_all(&tracker, &names, "Succeeded", first_patch, mass_bound).await;
+    // The writes of the reactions: counted until the last canary is Progressing (they include
+    // the early canaries' first analysis ticks, so this is an upper bound).
+    let reacted = wait_all(&tracker, &names, "Progressing", first_patch, mass_bound).await;
+    let requests_reacted = controller_requests(&http, port).await?;
+    let outcome = match reacted {
+        Ok(()) => wait_all(&tracker, &names, "Succeeded", first_patch, mass_bound).await,
+        Err(e) => Err(e),
+    };
+    let requests_after = controller_requests(&http, port).await?;
     let progressing = firsts(&tracker, "Progressing", first_patch);
     let succeeded = firsts(&tracker, "Succeeded", first_patch);
     let patched = patched.lock().map(|p| p.clone()).unwrap_or_default();
@@ -402,6 +475,11 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
             last = last.max(done);
         }
     }
+    let writes_per_reaction = (requests_reacted.1 - requests_before.1) / count as f64;
+    row.writes_per_reaction = writes_per_reaction;
+    row.budget_s = count as f64 * writes_per_reaction / CLIENT_QPS + 1.0;
+    row.inversion_s = largest_inversion_ms(&patched, &progressing) / 1000.0;
+    row.requests_per_rollout = (requests_after.0 - requests_before.0) / count as f64;
     let cpu_after = (cpu_seconds(pid), cluster_cpu());
     let mut cpu = cpu_delta(&cpu_before.1, &cpu_after.1);
     cpu.insert("flagger-rs", cpu_after.0 - cpu_before.0);
@@ -469,9 +547,11 @@ async fn main() -> e2e::Result<()> {
          targets, planned run {planned} s; controller {}; load average at start: {load_start}\n\n\
          | canaries | unrelated ConfigMaps + Secrets | all Initialized (s) | idle API requests/s above baseline | \
          idle CPU (% of a core) | RSS (MiB) | new revision → Progressing p50 / p99 (s), sampled | \
-         all patched: → Progressing p50 / p99 (s) | all patched: duration ÷ plan p50 / p99 | makespan (s) | \
-         Succeeded | CPU s during the rollout | load at end |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|",
+         all patched: → Progressing p50 / p99 / max (s) | client budget for the last reaction (s): N × writes ÷ QPS + 1 | \
+         writes per reaction | most any canary reacted ahead of one patched earlier (s) | \
+         all patched: duration ÷ plan p50 / p99 | makespan (s) | Succeeded | requests per canary rollout | \
+         CPU s during the rollout | load at end |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ctl::binary()?.display(),
     );
     let idle_secs = env_usize("SCALE_IDLE_SECONDS", 30) as f64;
@@ -484,7 +564,7 @@ async fn main() -> e2e::Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         out.push_str(&format!(
-            "\n| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} / {} | {} / {} | {} / {} | {:.1} | {} of {} | {cpu} | {} |",
+            "\n| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} / {} | {} / {} / {} | {:.1} | {:.1} | {:.1} | {} / {} | {:.1} | {} of {} | {:.1} | {cpu} | {} |",
             r.count,
             r.unrelated,
             r.init_s,
@@ -495,11 +575,16 @@ async fn main() -> e2e::Result<()> {
             p(&r.reaction, |s| s.p99, 1000.0, 2),
             p(&r.mass_reaction, |s| s.p50, 1000.0, 1),
             p(&r.mass_reaction, |s| s.p99, 1000.0, 1),
+            p(&r.mass_reaction, |s| s.max, 1000.0, 1),
+            r.budget_s,
+            r.writes_per_reaction,
+            r.inversion_s,
             p(&r.ratio, |s| s.p50, 1.0, 2),
             p(&r.ratio, |s| s.p99, 1.0, 2),
             r.makespan_s,
             r.succeeded,
             r.count,
+            r.requests_per_rollout,
             r.load,
         ));
         if !r.idle_breakdown.is_empty() {
