@@ -20,7 +20,8 @@
 //! starts, so every analysis tick of every canary makes one query and one webhook call.
 //!
 //! Environment: `SCALE_COUNTS` ("100"), `SCALE_SAMPLE` (20), `SCALE_IDLE_SECONDS` (30), `SCALE_UNRELATED` (0),
-//! `SCALE_ROLLOUT` (1; 0 stops after the idle window), `SCALE_CHECKS` (0),
+//! `SCALE_ROLLOUT` (1; 0 stops after the idle window), `SCALE_MASS` (1; 0 stops after the sampled reactions, for
+//! counts whose mass rollout the client budget makes longer than the run can wait), `SCALE_CHECKS` (0),
 //! `FLAGGER_RS_BIN`, `BENCH_OUT` (a file the final table is also written to).
 
 use std::collections::{BTreeMap, HashMap};
@@ -430,6 +431,11 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     let done_bound = Duration::from_secs(planned_ms as u64 / 1000 * 3 + 120);
     let sampled: Vec<String> = sampled.into_iter().cloned().collect();
     wait_all(&tracker, &sampled, "Succeeded", first_sample, done_bound).await?;
+    if env_usize("SCALE_MASS", 1) == 0 {
+        row.reaction = reaction;
+        row.load = bench::loadavg();
+        return Ok(row);
+    }
 
     // Every target patched at once.
     let cpu_before = (cpu_seconds(pid), cluster_cpu());
