@@ -17,7 +17,9 @@
 //!
 //! `SCALE_CHECKS` (0; 1): every canary's analysis also has one metric check against the cluster's Prometheus
 //! (a MetricTemplate whose query names the canary's target) and one `rollout` webhook to a loadtester the bench
-//! starts, so every analysis tick of every canary makes one query and one webhook call.
+//! starts (its closed rollback gate), so every analysis tick of every canary makes one query and one webhook
+//! call; the queries Prometheus answered and the gate checks the loadtester logged during the mass rollout are
+//! printed.
 //!
 //! Environment: `SCALE_COUNTS` ("100"), `SCALE_SAMPLE` (20), `SCALE_IDLE_SECONDS` (30), `SCALE_UNRELATED` (0),
 //! `SCALE_ROLLOUT` (1; 0 stops after the idle window), `SCALE_MASS` (1; 0 stops after the sampled reactions, for
@@ -148,6 +150,30 @@ async fn controller_requests(http: &reqwest::Client, port: u16) -> e2e::Result<(
     Ok((requests, writes))
 }
 
+/// Queries Prometheus has answered (`prometheus_http_requests_total` of its query endpoint).
+async fn prometheus_queries(http: &reqwest::Client) -> f64 {
+    let Ok(resp) = http
+        .get(format!("{}/metrics", e2e::PROMETHEUS))
+        .send()
+        .await
+    else {
+        return 0.0;
+    };
+    let text = resp.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains("handler=\"/api/v1/query\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Calls of the loadtester's gate checks so far, from its log.
+fn gate_checks(loadtester: Option<&Loadtester>) -> usize {
+    loadtester.map_or(0, |lt| lt.proc.log().matches("check\"").count())
+}
+
 /// How far out of order the canaries reacted: taken in the order their targets were patched, the
 /// most any one reacted before one patched earlier (0 when every reaction kept the order).
 fn largest_inversion_ms(patched: &HashMap<String, f64>, reacted: &HashMap<String, f64>) -> f64 {
@@ -251,7 +277,9 @@ fn bench_canary(name: &str, loadtester: Option<&Loadtester>) -> Value {
         name,
         INTERVAL,
         ITERATIONS,
-        json!([{"name": "approve", "type": "rollout", "url": lt.at("/gate/approve"), "timeout": "10s"}]),
+        // The loadtester's rollback gate, closed: asked every analysis tick, never rolls back, and
+        // logs each call, so the bench can count them.
+        json!([{"name": "rollback-gate", "type": "rollback", "url": lt.at("/rollback/check"), "timeout": "10s"}]),
     );
     canary["spec"]["analysis"]["metrics"] = json!([{
         "name": "scrapes", "interval": "1m", "thresholdRange": {"min": 0},
@@ -295,6 +323,8 @@ struct Row {
     mass_reaction: Vec<f64>,
     /// The controller's writes per canary from the first patch until every canary was Progressing.
     writes_per_reaction: f64,
+    /// The same with reads: everything that waited for the client's tokens.
+    requests_per_reaction: f64,
     /// What the client budget makes necessary for the last reaction: N × writes ÷ QPS + 1 s.
     budget_s: f64,
     inversion_s: f64,
@@ -400,6 +430,7 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         ratio: Vec::new(),
         mass_reaction: Vec::new(),
         writes_per_reaction: 0.0,
+        requests_per_reaction: 0.0,
         budget_s: 0.0,
         inversion_s: 0.0,
         requests_per_rollout: 0.0,
@@ -440,6 +471,10 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     // Every target patched at once.
     let cpu_before = (cpu_seconds(pid), cluster_cpu());
     let requests_before = controller_requests(&http, port).await?;
+    let checks_before = (
+        prometheus_queries(&http).await,
+        gate_checks(loadtester.as_ref()),
+    );
     let patched: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
     let first_patch = now_ms();
     in_parallel(count, |i| {
@@ -463,6 +498,13 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         Err(e) => Err(e),
     };
     let requests_after = controller_requests(&http, port).await?;
+    if loadtester.is_some() {
+        println!(
+            "during the mass rollout: {:.0} queries answered by Prometheus, {} rollback-gate checks logged by the loadtester",
+            prometheus_queries(&http).await - checks_before.0,
+            gate_checks(loadtester.as_ref()) - checks_before.1
+        );
+    }
     let progressing = firsts(&tracker, "Progressing", first_patch);
     let succeeded = firsts(&tracker, "Succeeded", first_patch);
     let patched = patched.lock().map(|p| p.clone()).unwrap_or_default();
@@ -483,6 +525,7 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     }
     let writes_per_reaction = (requests_reacted.1 - requests_before.1) / count as f64;
     row.writes_per_reaction = writes_per_reaction;
+    row.requests_per_reaction = (requests_reacted.0 - requests_before.0) / count as f64;
     row.budget_s = count as f64 * writes_per_reaction / CLIENT_QPS + 1.0;
     row.inversion_s = largest_inversion_ms(&patched, &progressing) / 1000.0;
     row.requests_per_rollout = (requests_after.0 - requests_before.0) / count as f64;
@@ -554,7 +597,7 @@ async fn main() -> e2e::Result<()> {
          | canaries | unrelated ConfigMaps + Secrets | all Initialized (s) | idle API requests/s above baseline | \
          idle CPU (% of a core) | RSS (MiB) | new revision → Progressing p50 / p99 (s), sampled | \
          all patched: → Progressing p50 / p99 / max (s) | client budget for the last reaction (s): N × writes ÷ QPS + 1 | \
-         writes per reaction | most any canary reacted ahead of one patched earlier (s) | \
+         writes / requests per reaction | most any canary reacted ahead of one patched earlier (s) | \
          all patched: duration ÷ plan p50 / p99 | makespan (s) | Succeeded | requests per canary rollout | \
          CPU s during the rollout | load at end |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -570,7 +613,7 @@ async fn main() -> e2e::Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         out.push_str(&format!(
-            "\n| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} / {} | {} / {} / {} | {:.1} | {:.1} | {:.1} | {} / {} | {:.1} | {} of {} | {:.1} | {cpu} | {} |",
+            "\n| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} / {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {:.1} | {} of {} | {:.1} | {cpu} | {} |",
             r.count,
             r.unrelated,
             r.init_s,
@@ -584,6 +627,7 @@ async fn main() -> e2e::Result<()> {
             p(&r.mass_reaction, |s| s.max, 1000.0, 1),
             r.budget_s,
             r.writes_per_reaction,
+            r.requests_per_reaction,
             r.inversion_s,
             p(&r.ratio, |s| s.p50, 1.0, 2),
             p(&r.ratio, |s| s.p99, 1.0, 2),
