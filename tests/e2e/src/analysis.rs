@@ -11,7 +11,8 @@ use anyhow::{Context as _, ensure};
 use kube::api::DynamicObject;
 use kube::{Api, ResourceExt as _};
 
-use crate::controller::{Recorder, events_for, status};
+use crate::controller::{Proc, Recorder, canaries, events_for, status, wait_phase};
+use crate::objects::App;
 use crate::traffic::Run;
 use crate::{Result, TestNamespace};
 
@@ -285,4 +286,37 @@ pub async fn ensure_event_query(
         "Warning event without the value: {ev:#?}"
     );
     Ok(())
+}
+
+/// Deploys `app` (its canary is the Canary of the same name) and runs it to the end phase `want` under `rps`
+/// requests per second through Traefik's web entry point for `host`, waiting at most `run`; prints what the
+/// recorder saw and the replies by status, and returns the final Canary with its recorder.
+pub async fn run_version(
+    ns: &TestNamespace,
+    controller: &Proc,
+    host: &str,
+    app: App<'_>,
+    want: &str,
+    rps: usize,
+    run: Duration,
+) -> Result<(DynamicObject, Recorder)> {
+    let api = canaries(ns);
+    let recorder = Recorder::start(&api, app.name);
+    let load = Load::start(
+        vec![Target::with_host(crate::TRAEFIK_WEB, host)],
+        rps,
+        run + Duration::from_secs(30),
+    );
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = ns.api();
+    crate::apply(&deployments, &app.deployment()?).await?;
+    let started = tokio::time::Instant::now();
+    let end = wait_phase(&api, app.name, want, run, controller).await;
+    let elapsed = started.elapsed();
+    let replies = load.finish().await?;
+    eprintln!(
+        "{} -> {want}? after {elapsed:?}; observed: {}; load replies by status: {replies:?}",
+        app.version,
+        recorder.render()
+    );
+    Ok((end?, recorder))
 }

@@ -20,7 +20,8 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use e2e::analysis::{
     Load, Target, ensure_promoted_without_failures, ensure_rolled_back_at_threshold,
-    ensure_rolled_back_on_success_rate, metric_records, warnings_containing as kind_of,
+    ensure_rolled_back_on_success_rate, metric_records, run_version,
+    warnings_containing as kind_of,
 };
 use e2e::controller::{
     Proc, Recorder, canaries, condition, events_for, install_crds, phase, start_controller_named,
@@ -107,36 +108,6 @@ async fn setup(ns: &TestNamespace, canary: Value) -> Result<(Proc, String)> {
     Ok((controller, host))
 }
 
-/// Runs `version` (with pod annotations) to the end phase `want` under load; returns the final Canary.
-async fn run_version(
-    ns: &TestNamespace,
-    controller: &Proc,
-    host: &str,
-    app: App<'_>,
-    want: &str,
-    rps: usize,
-) -> Result<(DynamicObject, Recorder)> {
-    let api = canaries(ns);
-    let recorder = Recorder::start(&api, APP);
-    let load = Load::start(
-        vec![Target::with_host(TRAEFIK_WEB, host)],
-        rps,
-        RUN + Duration::from_secs(30),
-    );
-    let deployments: Api<Deployment> = ns.api();
-    apply(&deployments, &app.deployment()?).await?;
-    let started = tokio::time::Instant::now();
-    let end = wait_phase(&api, APP, want, RUN, controller).await;
-    let elapsed = started.elapsed();
-    let replies = load.finish().await?;
-    eprintln!(
-        "{} -> {want}? after {elapsed:?}; observed: {}; load replies by status: {replies:?}",
-        app.version,
-        recorder.render()
-    );
-    Ok((end?, recorder))
-}
-
 // --- tests --------------------------------------------------------------------------------------------------------
 
 /// (1) Builtin metrics: healthy 6.0.1 is promoted; 6.0.2 with 30 % of 500s is rolled back after exactly
@@ -162,6 +133,7 @@ async fn builtin_metrics_promote_healthy_and_roll_back_errors() -> Result<()> {
             App::new(APP, "6.0.1", 1),
             "Succeeded",
             60,
+            RUN,
         )
         .await?;
         ensure_promoted_without_failures(&rec, &[20, 40, 60])?;
@@ -169,7 +141,7 @@ async fn builtin_metrics_promote_healthy_and_roll_back_errors() -> Result<()> {
 
         // 30 % errors: rolled back after exactly THRESHOLD failed checks.
         let bad = App::new(APP, "6.0.2", 1).annotate(ERROR_RATE, "0.3");
-        let (done, rec) = run_version(&ns, &controller, &host, bad, "Failed", 60).await?;
+        let (done, rec) = run_version(&ns, &controller, &host, bad, "Failed", 60, RUN).await?;
         ensure_rolled_back_on_success_rate(
             &ns,
             APP,
@@ -212,7 +184,7 @@ async fn latency_template_rolls_back_slow_version() -> Result<()> {
         }]);
         let (controller, host) = setup(&ns, canary(metrics, 20)).await?;
         let slow = App::new(APP, "6.0.1", 1).annotate(LATENCY_MS, "800");
-        let (done, rec) = run_version(&ns, &controller, &host, slow, "Failed", 40).await?;
+        let (done, rec) = run_version(&ns, &controller, &host, slow, "Failed", 40, RUN).await?;
         ensure_rolled_back_at_threshold(&done, &rec, THRESHOLD)?;
         let records = metric_records(&done);
         eprintln!("records: {records:#?}");
@@ -471,7 +443,7 @@ async fn several_series_use_the_last_and_warn() -> Result<()> {
         let query = r#"label_replace(vector(1), "s", "a", "", "") or label_replace(vector(2), "s", "b", "", "")"#;
         let metrics = json!([{"name": "two-series", "query": query, "thresholdRange": {"max": 5}}]);
         let (controller, host) = setup(&ns, canary(metrics, 20)).await?;
-        let (done, _) = run_version(&ns, &controller, &host, App::new(APP, "6.0.1", 1), "Succeeded", 5).await?;
+        let (done, _) = run_version(&ns, &controller, &host, App::new(APP, "6.0.1", 1), "Succeeded", 5, RUN).await?;
         let records = metric_records(&done);
         ensure!(
             records.iter().any(|r| r.name == "two-series" && !r.failed && r.value.is_some_and(|v| v == 1.0 || v == 2.0)),

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use e2e::analysis::{
-    Load, Target, ensure_promoted_without_failures, ensure_rolled_back_at_threshold,
+    ensure_promoted_without_failures, ensure_rolled_back_at_threshold, run_version,
     warnings_containing,
 };
 use e2e::controller::{
@@ -30,7 +30,7 @@ use e2e::controller::{
 };
 use e2e::gateway::apply_value;
 use e2e::objects::{App, deployment_available, ingress_route};
-use e2e::{PROMETHEUS, Result, TRAEFIK_WEB, TestNamespace, apply, skip_unless_e2e, wait_for};
+use e2e::{PROMETHEUS, Result, TestNamespace, apply, skip_unless_e2e, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
@@ -135,34 +135,6 @@ async fn setup(ns: &TestNamespace, first: App<'_>, canary: Value) -> Result<(Pro
     Ok((controller, host))
 }
 
-/// Runs `app` under load to the end phase `want`.
-async fn run_version(
-    ns: &TestNamespace,
-    controller: &Proc,
-    host: &str,
-    app: App<'_>,
-    want: &str,
-) -> Result<(DynamicObject, Recorder)> {
-    let api = canaries(ns);
-    let recorder = Recorder::start(&api, APP);
-    let load = Load::start(
-        vec![Target::with_host(TRAEFIK_WEB, host)],
-        RPS,
-        RUN + Duration::from_secs(30),
-    );
-    apply(&ns.api::<Deployment>(), &app.deployment()?).await?;
-    let end = wait_phase(&api, APP, want, RUN, controller).await;
-    let replies = load.finish().await?;
-    eprintln!(
-        "{} -> {want}? observed: {}; load replies: {replies:?}",
-        app.version,
-        recorder.render()
-    );
-    let done = end?;
-    eprintln!("status.judge: {:#}", status(&done)["judge"]);
-    Ok((done, recorder))
-}
-
 fn judge_status(obj: &DynamicObject) -> &Value {
     &status(obj)["judge"]
 }
@@ -175,8 +147,17 @@ async fn judge_rolls_back_a_slower_version_promotes_an_equal_one_and_holds_witho
         let (controller, host) = setup(&ns, version("6.0.0", 100), latency_canary()).await?;
 
         // As fast as the primary: promoted, never a failed check.
-        let (done, rec) =
-            run_version(&ns, &controller, &host, version("6.0.1", 100), "Succeeded").await?;
+        let (done, rec) = run_version(
+            &ns,
+            &controller,
+            &host,
+            version("6.0.1", 100),
+            "Succeeded",
+            RPS,
+            RUN,
+        )
+        .await?;
+        eprintln!("status.judge: {:#}", judge_status(&done));
         ensure_promoted_without_failures(&rec, &[20, 40, 60])?;
         let judge = judge_status(&done);
         ensure!(
@@ -190,8 +171,17 @@ async fn judge_rolls_back_a_slower_version_promotes_an_equal_one_and_holds_witho
         );
 
         // 20 % slower, far inside the 500 ms threshold: High, rolled back after THRESHOLD failed looks.
-        let (done, rec) =
-            run_version(&ns, &controller, &host, version("6.0.2", 120), "Failed").await?;
+        let (done, rec) = run_version(
+            &ns,
+            &controller,
+            &host,
+            version("6.0.2", 120),
+            "Failed",
+            RPS,
+            RUN,
+        )
+        .await?;
+        eprintln!("status.judge: {:#}", judge_status(&done));
         ensure_rolled_back_at_threshold(&done, &rec, THRESHOLD)?;
         let judge = judge_status(&done);
         ensure!(judge["decision"] == "Fail", "{judge:#}");
@@ -305,8 +295,17 @@ async fn judge_counts_rolls_back_twice_the_primarys_error_rate() -> Result<()> {
     skip_unless_e2e!();
     e2e::with_namespace("judge-counts", |ns| async move {
         let (controller, host) = setup(&ns, failing("6.0.0", "0.1"), errors_canary()).await?;
-        let (done, rec) =
-            run_version(&ns, &controller, &host, failing("6.0.1", "0.2"), "Failed").await?;
+        let (done, rec) = run_version(
+            &ns,
+            &controller,
+            &host,
+            failing("6.0.1", "0.2"),
+            "Failed",
+            RPS,
+            RUN,
+        )
+        .await?;
+        eprintln!("status.judge: {:#}", judge_status(&done));
         ensure_rolled_back_at_threshold(&done, &rec, THRESHOLD)?;
         let judge = judge_status(&done);
         ensure!(judge["decision"] == "Fail", "{judge:#}");
