@@ -21,6 +21,7 @@ use crate::fulfil;
 use crate::status;
 use crate::target::{TargetError, records_revision};
 use crate::targets::Target;
+use crate::workers::{Turn, Worker};
 use crate::workload::revision;
 
 /// How often `advance` may ask for more results within one tick before the tick is abandoned: a
@@ -61,8 +62,25 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         // The Canary's watch event for our own write is on its way and triggers the next reconcile.
         return Ok(Requeue::requeue(STALE_RETRY));
     }
-    // Deciding and writing take a worker, handed out in the order canaries became due.
-    let mut worker = ctx.workers.acquire().await;
+    // Deciding and writing take a worker, handed out in the order canaries became due. A tick
+    // that will act takes it before reading anything, so it acts on what is true when its turn
+    // comes; one that probably has nothing to do reads first and takes a worker only if it must.
+    let early = turn_before_reading(&ctx, &key, &canary).await;
+    let worker = match early {
+        Some(turn) => Some(ctx.workers.acquire(turn).await),
+        None => None,
+    };
+    // The tick proper is boxed: a reconcile waiting for its worker holds only the few bytes
+    // above, not the whole tick's state (thousands wait at once when thousands react at once).
+    Box::pin(tick(canary, ctx, key, worker)).await
+}
+
+async fn tick(
+    canary: Arc<Canary>,
+    ctx: Arc<Context>,
+    key: ObjectRef<Canary>,
+    mut worker: Option<Worker>,
+) -> Result<Requeue, Error> {
     let tick_start = Instant::now();
     let namespace = canary.namespace().unwrap_or_default();
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -122,7 +140,8 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     if !spec.dry_run && !observation.deleting {
         // The canary and primary Services (and the primary HPA) exist whatever the phase.
         // Before the tick gate, so the watch event of a deleted or edited object repairs it at
-        // once; when nothing changed this costs no request (see `cache`).
+        // once; when nothing changed this costs no request (see `cache`). A tick without a
+        // worker writes here only to repair such an edit: rare, and under the client's budget.
         workloads.ensure_services(&canary).await?;
         workloads.ensure_primary_scaler(&canary).await?;
         if let Some(warning) = workloads
@@ -136,10 +155,22 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
             return Ok(Requeue::requeue(Duration::ZERO));
         }
     }
-    if !tick_is_due(&ctx, &key, &canary, &spec, &observation) {
-        let wait = due_in(&ctx, &key, &canary, &spec);
-        return Ok(Requeue::requeue(wait));
+    let turn = match gate(&ctx, &key, &canary, &spec, &observation) {
+        Gate::NotYet(wait) => return Ok(Requeue::requeue(wait)),
+        Gate::AtRest => None,
+        Gate::Run(turn) => Some(turn),
+    };
+    if worker.is_none()
+        && let Some(turn) = turn
+    {
+        worker = Some(ctx.workers.acquire(turn).await);
+        if target_changed(&ctx, &canary, &observation.revision).await {
+            // Read before the wait: start again from what is there now.
+            return Ok(Requeue::requeue(Duration::ZERO));
+        }
     }
+    // The turn a worker taken again (after outside calls) waits in.
+    let turn = turn.unwrap_or(Turn::Scheduled);
 
     if matches!(
         status.phase.unwrap_or_default(),
@@ -147,9 +178,9 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     ) && !spec.skip_analysis
     {
         // Asking the providers waits on the outside world: not on a worker.
-        drop(worker);
+        drop(worker.take());
         report_availability(&ctx, &canary).await;
-        worker = ctx.workers.acquire().await;
+        worker = Some(ctx.workers.acquire(turn).await);
     }
 
     let started = std::time::Instant::now();
@@ -159,7 +190,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         if let Some(Action::Need(need)) = actions.first() {
             // Hooks and checks wait on the outside world (up to a hook's timeout times its
             // retries): without a worker, so other canaries' ticks go on meanwhile.
-            drop(worker);
+            drop(worker.take());
             match need {
                 Need::Webhooks { kind, phase, hooks } => {
                     fulfil::webhooks(
@@ -180,7 +211,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
                     crate::judge::fulfil(&ctx, &canary, &spec, &status, &mut observation).await;
                 }
             }
-            worker = ctx.workers.acquire().await;
+            worker = Some(ctx.workers.acquire(turn).await);
             if target_changed(&ctx, &canary, &observation.revision).await {
                 // The target changed while the results were on their way: they judge a revision
                 // that is no longer the one to promote. Dropped; the next tick starts from the
@@ -214,7 +245,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         // Alerts, event webhooks and post-rollout hooks leave the cluster: not on a worker. The
         // canary's next tick still waits for them (one reconcile per canary at a time), so each
         // is sent once.
-        drop(worker);
+        drop(worker.take());
         executor.notify(outcome.notices, &next).await;
         ctx.succeeded(&key);
         return Ok(Requeue::requeue(
@@ -374,28 +405,90 @@ async fn invalid(
     Ok(Requeue::requeue(Duration::from_secs(30)))
 }
 
+/// What a tick does after its reads: wait for its scheduled time, run without a worker (a
+/// canary at rest: the core ends such a tick at once and it writes nothing), or run on a worker.
+enum Gate {
+    NotYet(Duration),
+    AtRest,
+    Run(Turn),
+}
+
 /// Watch events only start work that is safe to do at once (initialisation, run start on a
-/// new revision, deletion); weight steps, checks and promotions wait for the scheduled tick.
-fn tick_is_due(
+/// new revision, deletion, a person's request: reactions); weight steps, checks and promotions
+/// wait for the scheduled tick.
+fn gate(
     ctx: &Context,
     key: &ObjectRef<Canary>,
     canary: &Canary,
     spec: &RolloutSpec,
     obs: &Observation,
-) -> bool {
+) -> Gate {
     let default = CanaryStatus::default();
     let status = canary.status.as_ref().unwrap_or(&default);
     let phase = status.phase.unwrap_or_default();
     let changed = !records_revision(status, &obs.revision, &obs.configs);
+    let at_rest = matches!(
+        phase,
+        CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed
+    );
     // A person waits for the answer to a manual request.
     let reactive = obs.deleting
         || crate::target::request_pending(canary)
         || matches!(phase, CanaryPhase::New | CanaryPhase::Initializing)
-        || (matches!(
-            phase,
-            CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed
-        ) && changed);
-    reactive || due_in(ctx, key, canary, spec).is_zero()
+        || (at_rest && changed);
+    if reactive {
+        return Gate::Run(Turn::Reaction);
+    }
+    let wait = due_in(ctx, key, canary, spec);
+    if !wait.is_zero() {
+        Gate::NotYet(wait)
+    } else if at_rest {
+        Gate::AtRest
+    } else {
+        Gate::Run(Turn::Scheduled)
+    }
+}
+
+/// Whether a reconcile takes a worker before it reads (and in which turn), judged from the
+/// Canary and the cached target alone: a tick that will act waits for its worker first, so its
+/// reads are fresh when its turn comes. `None` for a canary at rest whose target has not changed
+/// and for a run between its ticks: such a reconcile must not queue for a worker (a canary at
+/// rest whose target changes while its idle tick waits in line would otherwise react only at that
+/// tick's turn, behind reactions to later changes); `gate` takes a worker after the reads if
+/// they show something to do after all (a changed config).
+async fn turn_before_reading(
+    ctx: &Context,
+    key: &ObjectRef<Canary>,
+    canary: &Canary,
+) -> Option<Turn> {
+    let status = canary.status.as_ref();
+    let phase = status.and_then(|s| s.phase).unwrap_or_default();
+    if canary.metadata.deletion_timestamp.is_some()
+        || crate::target::request_pending(canary)
+        || phase == CanaryPhase::Initializing
+    {
+        return Some(Turn::Reaction);
+    }
+    match phase {
+        // A new canary's first tick waits behind the reactions, which include the next steps of
+        // the canaries already initialising: a flood of new canaries then finishes initialising
+        // about in the order it arrived, instead of every canary advancing one step per round.
+        CanaryPhase::New => Some(Turn::Scheduled),
+        CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => {
+            let applied = status
+                .and_then(|s| s.last_applied_spec.as_deref())
+                .unwrap_or_default();
+            // Boxed: the cache read is most of a waiting reconcile's size otherwise.
+            Box::pin(target_changed(ctx, canary, applied))
+                .await
+                .then_some(Turn::Reaction)
+        }
+        CanaryPhase::Terminating | CanaryPhase::Terminated => None,
+        _ => match ctx.due(key) {
+            Some(due) if due > Instant::now() => None,
+            _ => Some(Turn::Scheduled),
+        },
+    }
 }
 
 fn due_in(ctx: &Context, key: &ObjectRef<Canary>, canary: &Canary, spec: &RolloutSpec) -> Duration {
@@ -458,4 +551,42 @@ fn record_tick_metrics(
             namespace,
         })
         .observe(took.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// A context whose client answers nothing: enough to build a reconcile future.
+    fn context() -> Arc<Context> {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("no API server"))
+        });
+        let client = kube::Client::new(service, "default");
+        let flags = crate::flags::parse(&[]).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(Context::new(
+            client,
+            flags,
+            Arc::new(Metrics::new(false)),
+            crate::webhooks::Caller::new().unwrap_or_else(|e| panic!("{e}")),
+            None,
+            None,
+        ))
+    }
+
+    /// Thousands of reconciles wait for a worker at once when thousands of targets change: each
+    /// holds only what it needs to wait, the tick's state comes when its turn does.
+    #[tokio::test]
+    async fn a_reconcile_waiting_for_a_worker_is_small() {
+        let canary = Arc::new(Canary::new("podinfo", Default::default()));
+        let waiting = reconcile(canary.clone(), context());
+        let whole = tick(canary, context(), ObjectRef::new("podinfo"), None);
+        println!(
+            "reconcile future: {} bytes; the tick it boxes: {} bytes",
+            std::mem::size_of_val(&waiting),
+            std::mem::size_of_val(&whole)
+        );
+        assert!(std::mem::size_of_val(&waiting) <= 512);
+    }
 }

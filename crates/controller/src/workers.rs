@@ -10,41 +10,120 @@
 //!
 //! So the runner runs without a bound and starts each reconcile the moment its canary is due, in
 //! the order its scheduler releases them (due time), and the reconcile first waits for a worker
-//! here: tokio's semaphore hands permits out first come, first served, so canaries get workers
-//! in the order they became due. A reconcile gives its worker back while it waits for webhooks or
-//! metric checks (see `outbound`), so a slow hook holds up only its own canary.
+//! here, first come, first served within its turn. A reconcile gives its worker back while it
+//! waits for webhooks or metric checks (see `outbound`), so a slow hook holds up only its own
+//! canary.
+//!
+//! Two turns, because not every tick is equally late when it waits: a canary reacting to a
+//! change (a new revision, a deletion, a person's request, an initialisation under way) is served
+//! before the scheduled ticks of runs already under way. When a thousand targets change at once,
+//! their reactions then follow one another in the order the revisions changed, at the pace of the
+//! client's write budget, instead of interleaving with the analysis ticks of the canaries that
+//! reacted first (which would stretch the last reaction well past what the budget needs and let
+//! reactions overtake one another). A run's ticks lose nothing they would not lose anyway: the
+//! writes are the same and the budget is shared. Reactions are finite (each change is reacted to
+//! once), so scheduled ticks are never held back for good.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use kube::runtime::controller::Config;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
+
+use crate::context::lock;
+
+/// Which line a reconcile waits in for a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// A reaction to something that changed; served first.
+    Reaction,
+    /// A tick the schedule made due, or the first tick of a new canary.
+    Scheduled,
+}
 
 /// A worker held by one reconcile; dropping it gives the worker to the next canary in line.
-pub type Worker = OwnedSemaphorePermit;
+#[derive(Debug)]
+pub struct Worker {
+    pool: Option<Arc<Mutex<Pool>>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            Pool::release(&pool);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pool {
+    free: usize,
+    reactions: VecDeque<oneshot::Sender<Worker>>,
+    scheduled: VecDeque<oneshot::Sender<Worker>>,
+}
+
+impl Pool {
+    /// Hands a freed worker to the first reconcile still waiting (reactions first); one whose
+    /// wait was given up (its future dropped) is passed over.
+    fn release(pool: &Arc<Mutex<Pool>>) {
+        let mut worker = Worker {
+            pool: Some(pool.clone()),
+        };
+        let mut inner = lock(pool);
+        while let Some(next) = inner
+            .reactions
+            .pop_front()
+            .or_else(|| inner.scheduled.pop_front())
+        {
+            match next.send(worker) {
+                Ok(()) => return,
+                Err(back) => worker = back,
+            }
+        }
+        inner.free += 1;
+        // Counted as free: this handle must not release again.
+        worker.pool = None;
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Workers {
-    permits: Arc<Semaphore>,
+    pool: Arc<Mutex<Pool>>,
 }
 
 impl Workers {
     /// `threadiness` workers; 0 is taken as 1, as the flag always meant at least one.
     pub fn new(threadiness: u16) -> Workers {
         Workers {
-            permits: Arc::new(Semaphore::new(usize::from(threadiness.max(1)))),
+            pool: Arc::new(Mutex::new(Pool {
+                free: usize::from(threadiness.max(1)),
+                reactions: VecDeque::new(),
+                scheduled: VecDeque::new(),
+            })),
         }
     }
 
-    /// Waits for a free worker, behind every reconcile that asked before.
-    pub async fn acquire(&self) -> Worker {
-        match self.permits.clone().acquire_owned().await {
-            Ok(worker) => worker,
-            // The semaphore is never closed; should it be, running unbounded beats stalling.
-            Err(_) => Arc::new(Semaphore::new(1))
-                .acquire_owned()
-                .await
-                .unwrap_or_else(|_| unreachable!("a fresh semaphore is open")),
-        }
+    /// Waits for a free worker, behind every reconcile of the same turn that asked before (and,
+    /// for a scheduled tick, behind every reaction).
+    pub async fn acquire(&self, turn: Turn) -> Worker {
+        let waiting = {
+            let mut pool = lock(&self.pool);
+            if pool.free > 0 {
+                pool.free -= 1;
+                return Worker {
+                    pool: Some(self.pool.clone()),
+                };
+            }
+            let (tx, rx) = oneshot::channel();
+            match turn {
+                Turn::Reaction => pool.reactions.push_back(tx),
+                Turn::Scheduled => pool.scheduled.push_back(tx),
+            }
+            rx
+        };
+        // The pool outlives every waiter (each holds a `Workers`), so the sender is only
+        // dropped after sending; should that ever change, running unbounded beats stalling.
+        waiting.await.unwrap_or(Worker { pool: None })
     }
 
     /// The runner's configuration: no bound of its own (the bound is here, in due order). The
@@ -162,7 +241,7 @@ mod tests {
                 (due_at.clone(), seen.clone(), workers.clone(), work.clone());
             Box::pin(async move {
                 let _worker = match &workers {
-                    Some(w) => Some(w.acquire().await),
+                    Some(w) => Some(w.acquire(Turn::Scheduled).await),
                     None => None,
                 };
                 let name = object.metadata.name.clone().unwrap_or_default();
@@ -255,6 +334,77 @@ mod tests {
                 "canary {c} got {n} ticks, the mean is {per_canary}"
             );
         }
+    }
+
+    /// Polls `waiting` once: its worker, once it has one.
+    fn served(waiting: &mut std::pin::Pin<Box<impl Future<Output = Worker>>>) -> Option<Worker> {
+        let waker = futures::task::noop_waker();
+        match waiting
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker))
+        {
+            std::task::Poll::Ready(worker) => Some(worker),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn reactions_get_a_worker_before_scheduled_ticks_each_line_first_come_first_served() {
+        let workers = Workers::new(1);
+        let busy = workers.acquire(Turn::Scheduled).await;
+        let mut tick_1 = Box::pin(workers.acquire(Turn::Scheduled));
+        let mut reaction_1 = Box::pin(workers.acquire(Turn::Reaction));
+        let mut tick_2 = Box::pin(workers.acquire(Turn::Scheduled));
+        let mut reaction_2 = Box::pin(workers.acquire(Turn::Reaction));
+        for waiting in [&mut tick_1, &mut reaction_1, &mut tick_2, &mut reaction_2] {
+            assert!(served(waiting).is_none(), "the only worker is busy");
+        }
+        drop(busy);
+        let mut order = Vec::new();
+        let mut lines = [
+            ("tick 1", tick_1),
+            ("reaction 1", reaction_1),
+            ("tick 2", tick_2),
+            ("reaction 2", reaction_2),
+        ];
+        for _ in 0..lines.len() {
+            let ready: Vec<_> = lines
+                .iter_mut()
+                .filter_map(|(name, waiting)| {
+                    (!order.contains(name)).then_some(())?;
+                    served(waiting).map(|worker| (*name, worker))
+                })
+                .collect();
+            assert_eq!(ready.len(), 1, "one worker, one served: {order:?}");
+            let (name, worker) = ready.into_iter().next().unwrap();
+            order.push(name);
+            drop(worker);
+        }
+        assert_eq!(order, ["reaction 1", "reaction 2", "tick 1", "tick 2"]);
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_loses_no_worker() {
+        let workers = Workers::new(1);
+        let busy = workers.acquire(Turn::Scheduled).await;
+        // Given up before the worker was handed over, and after (the worker sits unclaimed).
+        let mut gone_early = Box::pin(workers.acquire(Turn::Reaction));
+        let mut gone_late = Box::pin(workers.acquire(Turn::Reaction));
+        let mut tick = Box::pin(workers.acquire(Turn::Scheduled));
+        assert!(served(&mut gone_early).is_none());
+        assert!(served(&mut gone_late).is_none());
+        assert!(served(&mut tick).is_none());
+        drop(gone_early);
+        drop(busy);
+        assert!(
+            served(&mut tick).is_none(),
+            "the waiting reaction comes first"
+        );
+        drop(gone_late);
+        let worker = served(&mut tick).expect("the unclaimed worker went on to the tick");
+        drop(worker);
+        drop(workers.acquire(Turn::Scheduled).await);
+        assert_eq!(lock(&workers.pool).free, 1, "the worker is free again");
     }
 
     /// Why the runner gets no bound of its own: kube-runtime's bounded runner serves the canaries

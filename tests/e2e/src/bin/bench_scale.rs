@@ -24,7 +24,7 @@
 //! Environment: `SCALE_COUNTS` ("100"), `SCALE_SAMPLE` (20), `SCALE_IDLE_SECONDS` (30), `SCALE_UNRELATED` (0),
 //! `SCALE_ROLLOUT` (1; 0 stops after the idle window), `SCALE_MASS` (1; 0 stops after the sampled reactions, for
 //! counts whose mass rollout the client budget makes longer than the run can wait), `SCALE_CHECKS` (0),
-//! `FLAGGER_RS_BIN`, `BENCH_OUT` (a file the final table is also written to).
+//! `SCALE_THREADINESS` (the controller's `-threadiness`; unset: its default), `FLAGGER_RS_BIN`, `BENCH_OUT` (a file the final table is also written to).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -175,18 +175,40 @@ fn gate_checks(loadtester: Option<&Loadtester>) -> usize {
 }
 
 /// How far out of order the canaries reacted: taken in the order their targets were patched, the
-/// most any one reacted before one patched earlier (0 when every reaction kept the order).
-fn largest_inversion_ms(patched: &HashMap<String, f64>, reacted: &HashMap<String, f64>) -> f64 {
-    let mut order: Vec<(f64, f64)> = patched
+/// most any one reacted before one patched earlier (0 when every reaction kept the order), and
+/// which two canaries that was (patch and reaction times in s after the first patch).
+fn largest_inversion(
+    patched: &HashMap<String, f64>,
+    reacted: &HashMap<String, f64>,
+    first_patch: f64,
+) -> (f64, String) {
+    let mut order: Vec<(f64, f64, &str)> = patched
         .iter()
-        .filter_map(|(name, at)| reacted.get(name).map(|r| (*at, *r)))
+        .filter_map(|(name, at)| reacted.get(name).map(|r| (*at, *r, name.as_str())))
         .collect();
     order.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut latest = f64::MIN;
-    let mut largest: f64 = 0.0;
-    for (_, reacted) in order {
-        largest = largest.max(latest - reacted);
-        latest = latest.max(reacted);
+    let mut latest: Option<(f64, f64, &str)> = None;
+    let mut largest: (f64, String) = (0.0, String::new());
+    let s = |ms: f64| (ms - first_patch) / 1000.0;
+    for (at, reacted, name) in order {
+        if let Some((early_at, early_reacted, early)) = latest {
+            if early_reacted - reacted > largest.0 {
+                largest = (
+                    early_reacted - reacted,
+                    format!(
+                        "{early} patched at {:.1} s reacted at {:.1} s; {name} patched at {:.1} s reacted at {:.1} s",
+                        s(early_at),
+                        s(early_reacted),
+                        s(at),
+                        s(reacted)
+                    ),
+                );
+            }
+            if reacted <= early_reacted {
+                continue;
+            }
+        }
+        latest = Some((at, reacted, name));
     }
     largest
 }
@@ -388,6 +410,12 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         "-log-level=info".into(),
         "-zap-encoding=console".into(),
     ];
+    let mut args = args;
+    if let Ok(n) = std::env::var("SCALE_THREADINESS")
+        && !n.trim().is_empty()
+    {
+        args.push(format!("-threadiness={}", n.trim()));
+    }
     let started = now_ms();
     let mut controller = Child::spawn(&format!("controller-{count}"), &ctl::binary()?, &args)?;
     let pid = controller.pid;
@@ -527,7 +555,11 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     row.writes_per_reaction = writes_per_reaction;
     row.requests_per_reaction = (requests_reacted.0 - requests_before.0) / count as f64;
     row.budget_s = count as f64 * writes_per_reaction / CLIENT_QPS + 1.0;
-    row.inversion_s = largest_inversion_ms(&patched, &progressing) / 1000.0;
+    let (inversion_ms, inverted) = largest_inversion(&patched, &progressing, first_patch);
+    row.inversion_s = inversion_ms / 1000.0;
+    if !inverted.is_empty() {
+        println!("largest reaction-order inversion: {inverted}");
+    }
     row.requests_per_rollout = (requests_after.0 - requests_before.0) / count as f64;
     let cpu_after = (cpu_seconds(pid), cluster_cpu());
     let mut cpu = cpu_delta(&cpu_before.1, &cpu_after.1);
@@ -570,6 +602,9 @@ async fn main() -> e2e::Result<()> {
         "one Prometheus metric check and one loadtester webhook per canary and tick"
     };
     let planned = planned_seconds()?;
+    let threadiness = std::env::var("SCALE_THREADINESS")
+        .map(|n| format!(" -threadiness={}", n.trim()))
+        .unwrap_or_default();
     let load_start = bench::loadavg();
     println!("load average at start: {load_start}");
     let mut rows = Vec::new();
@@ -593,7 +628,7 @@ async fn main() -> e2e::Result<()> {
     let mut out = format!(
         "\n## flagger-rs at scale\n\
          settings: blue/green, interval {INTERVAL}, {ITERATIONS} iterations, {with_checks}, 1-replica Deployment \
-         targets, planned run {planned} s; controller {}; load average at start: {load_start}\n\n\
+         targets, planned run {planned} s; controller {}{threadiness}; load average at start: {load_start}\n\n\
          | canaries | unrelated ConfigMaps + Secrets | all Initialized (s) | idle API requests/s above baseline | \
          idle CPU (% of a core) | RSS (MiB) | new revision → Progressing p50 / p99 (s), sampled | \
          all patched: → Progressing p50 / p99 / max (s) | client budget for the last reaction (s): N × writes ÷ QPS + 1 | \
