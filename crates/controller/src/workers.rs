@@ -176,6 +176,10 @@ mod tests {
         spacing: Duration,
         work: W,
         requeue: Option<Duration>,
+        /// The turn of each canary's first tick (its reaction); later ticks are scheduled.
+        first_turn: Turn,
+        /// Virtual time the scenario runs for.
+        until: Duration,
     }
 
     /// Thirty canaries due at once, ticking every `INTERVAL`, each tick holding a worker `WORK`.
@@ -186,6 +190,8 @@ mod tests {
             // Simulated work on the paused clock, not synchronisation.
             work: || tokio::time::sleep(WORK).boxed(),
             requeue: Some(INTERVAL),
+            first_turn: Turn::Scheduled,
+            until: RUN,
         }
     }
 
@@ -193,7 +199,7 @@ mod tests {
     #[error("never")]
     struct Never;
 
-    /// Runs kube-runtime's applier with `config` over the scenario's objects for `RUN` of tokio's
+    /// Runs kube-runtime's applier with `config` over the scenario's objects for `until` of tokio's
     /// paused clock; each reconcile first takes a worker from `workers` when given.
     async fn run<W>(config: Config, workers: Option<Workers>, scenario: Scenario<W>) -> Vec<Tick>
     where
@@ -204,6 +210,8 @@ mod tests {
             spacing,
             work,
             requeue,
+            first_turn,
+            until,
         } = scenario;
         let (store, mut writer) = reflector::store::<ConfigMap>();
         writer.apply_watcher_event(&Event::Init);
@@ -240,11 +248,16 @@ mod tests {
             let (due_at, seen, workers, work) =
                 (due_at.clone(), seen.clone(), workers.clone(), work.clone());
             Box::pin(async move {
+                let name = object.metadata.name.clone().unwrap_or_default();
+                let turn = if due_at.lock().unwrap().contains_key(&name) {
+                    Turn::Scheduled
+                } else {
+                    first_turn
+                };
                 let _worker = match &workers {
-                    Some(w) => Some(w.acquire(Turn::Scheduled).await),
+                    Some(w) => Some(w.acquire(turn).await),
                     None => None,
                 };
-                let name = object.metadata.name.clone().unwrap_or_default();
                 let canary = name.trim_start_matches("canary-").parse().unwrap_or(0);
                 let due = due_at.lock().unwrap().get(&name).copied().unwrap_or(start);
                 let started = Instant::now();
@@ -273,7 +286,7 @@ mod tests {
             queue,
             config,
         );
-        let _ = tokio::time::timeout(RUN, applier.for_each(|_| async {})).await;
+        let _ = tokio::time::timeout(until, applier.for_each(|_| async {})).await;
         let mut ticks = ticks.lock().unwrap().clone();
         ticks.sort_by_key(|t| t.started);
         ticks
@@ -457,6 +470,8 @@ mod tests {
                 .boxed()
             },
             requeue: None,
+            first_turn: Turn::Reaction,
+            until: RUN,
         };
         let ticks = run(Workers::runner_config(), Some(Workers::new(2)), scenario).await;
         assert_eq!(ticks.len(), N);
@@ -471,5 +486,83 @@ mod tests {
             Duration::from_secs(u64::from(WRITES) * N as u64 / 100) + Duration::from_secs(1);
         println!("{N} canaries: the last reacted after {last:?} (budget {budget:?})");
         assert!(last <= budget, "last reaction after {last:?}");
+    }
+
+    /// The same thousand reactions while the canaries that reacted first are already analysing:
+    /// each reacted canary ticks every 10 s with two writes of its own, more than the budget
+    /// leaves. Reactions go first, so each canary still reacts in the order its revision changed
+    /// and the last within the budget; in one line with the analysis ticks (what the workers did
+    /// before reactions had their own turn) the last reaction comes well after it.
+    #[tokio::test(start_paused = true)]
+    async fn reactions_keep_their_order_and_budget_while_earlier_runs_tick() {
+        use crate::ratelimit::{ClientRate, Limiter};
+        const N: usize = 1000;
+        const WRITES: u32 = 2;
+        let budget =
+            Duration::from_secs(u64::from(WRITES) * N as u64 / 100) + Duration::from_secs(1);
+        let mut last_reactions = Vec::new();
+        for first_turn in [Turn::Reaction, Turn::Scheduled] {
+            let limiter = Limiter::new(ClientRate::from_flags(100, 10).unwrap()).unwrap();
+            // Requests take their tokens in the order they were made, as in the client (its
+            // buffer polls the rate limit layer for one request at a time); two ticks retrying
+            // the bucket on their own could leave one waiting for good.
+            let in_order = Arc::new(tokio::sync::Mutex::new(()));
+            let start = Instant::now();
+            let scenario = Scenario {
+                canaries: N,
+                // Patched over 15 s: the first canaries' analysis ticks fall due while later
+                // reactions still wait.
+                spacing: Duration::from_millis(15),
+                work: move || {
+                    let (limiter, in_order) = (limiter.clone(), in_order.clone());
+                    async move {
+                        for _ in 0..WRITES {
+                            let _next = in_order.lock().await;
+                            while let Err(wait) = limiter.try_acquire() {
+                                tokio::time::sleep(wait).await;
+                            }
+                        }
+                    }
+                    .boxed()
+                },
+                requeue: Some(INTERVAL),
+                first_turn,
+                // Long enough for every reaction, in either line.
+                until: Duration::from_secs(60),
+            };
+            let ticks = run(Workers::runner_config(), Some(Workers::new(2)), scenario).await;
+            let mut reactions: Vec<Tick> = (0..N)
+                .filter_map(|c| ticks.iter().find(|t| t.canary == c).copied())
+                .collect();
+            assert_eq!(
+                reactions.len(),
+                N,
+                "{first_turn:?}: every canary reacted; missing {:?}",
+                (0..N).find(|c| !reactions.iter().any(|t| t.canary == *c))
+            );
+            reactions.sort_by_key(|t| t.canary);
+            let in_order = reactions.windows(2).all(|w| w[0].started <= w[1].started);
+            let last = reactions.iter().map(|t| t.finished - start).max().unwrap();
+            println!(
+                "{first_turn:?} turn: the last reaction after {last:?} (budget {budget:?}), in order: {in_order}"
+            );
+            if first_turn == Turn::Reaction {
+                assert!(
+                    in_order,
+                    "a canary reacted before one whose revision changed earlier"
+                );
+            }
+            last_reactions.push(last);
+        }
+        assert!(
+            last_reactions[0] <= budget,
+            "with their own turn: {:?}",
+            last_reactions[0]
+        );
+        assert!(
+            last_reactions[1] > budget,
+            "in one line with the analysis ticks: {:?}",
+            last_reactions[1]
+        );
     }
 }
