@@ -123,7 +123,7 @@ impl Context {
             min_interval: flags.min_analysis_interval,
         };
         let cache = Arc::new(Cache::new(stores, &flags.namespace));
-        let threadiness = flags.threadiness;
+        let workers = crate::workers::Workers::count(&flags);
         Context {
             recorder: Recorder::new(client.clone(), flags.dry_run),
             client,
@@ -141,7 +141,7 @@ impl Context {
             prometheus: PrometheusCache::default(),
             cache,
             failures: Mutex::new(HashMap::new()),
-            workers: crate::workers::Workers::new(threadiness),
+            workers: crate::workers::Workers::new(workers),
             outbound: crate::outbound::Outbound::default(),
             judge_series: crate::judge::Series::default(),
         }

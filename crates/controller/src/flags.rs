@@ -72,9 +72,10 @@ pub struct Flags {
     /// Added as a first `Cluster` field to every alert.
     #[arg(long = "cluster-name", default_value = "")]
     pub cluster_name: String,
-    /// Canaries reconciled concurrently.
-    #[arg(long, default_value_t = 2)]
-    pub threadiness: u16,
+    /// Canaries that decide and write at once. Default: enough to keep the -kubeconfig-qps budget
+    /// busy (QPS ÷ 10, at least 2).
+    #[arg(long)]
+    pub threadiness: Option<u16>,
     /// Accepted, not acted on: flagger-rs has one process-wide logger (`-log-level`, `-zap-encoding`).
     #[arg(long = "zap-replace-globals", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = goflag::bool)]
     pub zap_replace_globals: bool,

@@ -124,7 +124,7 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
         Some(stores),
     ));
     let controller = controller(client, &flags, canaries, ctx.clone(), ready);
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), mesh_provider = %flags.mesh_provider, dry_run = flags.dry_run, "starting flagger-rs controller");
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), mesh_provider = %flags.mesh_provider, dry_run = flags.dry_run, workers = crate::workers::Workers::count(&flags), "starting flagger-rs controller");
 
     match &elector {
         Some(elector) => {

@@ -31,6 +31,7 @@ use kube::runtime::controller::Config;
 use tokio::sync::oneshot;
 
 use crate::context::lock;
+use crate::ratelimit::ClientRate;
 
 /// Which line a reconcile waits in for a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +87,11 @@ impl Pool {
     }
 }
 
+/// The round trip to the API server the default worker count is sized for.
+const ROUND_TRIP_MS: u32 = 100;
+/// Flagger's `-threadiness` default, the fewest workers the default gives.
+const FEWEST: u16 = 2;
+
 #[derive(Clone, Debug)]
 pub struct Workers {
     pool: Arc<Mutex<Pool>>,
@@ -100,6 +106,27 @@ impl Workers {
                 reactions: VecDeque::new(),
                 scheduled: VecDeque::new(),
             })),
+        }
+    }
+
+    /// How many workers: `-threadiness` when given, else as many as keep the client's QPS budget
+    /// busy. A worker holds its tick through the tick's writes, one round trip to the API server
+    /// each, so workers × round trip bounds the write rate whatever the budget: two workers at a
+    /// 70 ms round trip send at most ~30 writes a second, a third of the default 100 QPS, and a
+    /// thousand canaries reacted at ~10 a second instead of ~33 (measured, docs/benchmarks.md).
+    /// Flagger's `-threadiness` (default 2) never bounded its ticks, which run in a goroutine per
+    /// canary; so the default here does not either, below the budget.
+    pub fn count(flags: &crate::flags::Flags) -> u16 {
+        if let Some(n) = flags.threadiness {
+            return n;
+        }
+        match ClientRate::from_flags(flags.kubeconfig_qps, flags.kubeconfig_burst) {
+            Ok(ClientRate::Limited { qps, .. }) => {
+                let busy = qps.get().div_ceil(1000 / ROUND_TRIP_MS);
+                u16::try_from(busy).unwrap_or(u16::MAX).max(FEWEST)
+            }
+            // No budget to keep busy (or none the client would start with).
+            Ok(ClientRate::Unlimited) | Err(_) => FEWEST,
         }
     }
 
@@ -394,6 +421,25 @@ mod tests {
             drop(worker);
         }
         assert_eq!(order, ["reaction 1", "reaction 2", "tick 1", "tick 2"]);
+    }
+
+    #[test]
+    fn the_default_worker_count_keeps_the_client_budget_busy() {
+        let count = |args: &[&str]| Workers::count(&crate::flags::parse(args).unwrap());
+        assert_eq!(
+            count(&[]),
+            10,
+            "Flagger's default 100 QPS at a 100 ms round trip"
+        );
+        assert_eq!(count(&["--kubeconfig-qps=500"]), 50);
+        assert_eq!(
+            count(&["--kubeconfig-qps=5"]),
+            2,
+            "never fewer than Flagger's default"
+        );
+        assert_eq!(count(&["--kubeconfig-qps=-1"]), 2, "no budget to keep busy");
+        assert_eq!(count(&["--threadiness=1"]), 1, "given: exactly that");
+        assert_eq!(count(&["--threadiness=16", "--kubeconfig-qps=500"]), 16);
     }
 
     #[tokio::test]
