@@ -73,7 +73,7 @@ impl<'a> Executor<'a> {
                 }
                 Action::RemoveFinalizer => {
                     if let Err(e) = crate::finalizer::remove(&self.ctx.client, self.canary).await {
-                        outcome.result = Err(e.to_string());
+                        outcome.result = Err(crate::target::TargetError::from(e).to_string());
                         break;
                     }
                     outcome.deleted = self.canary.metadata.deletion_timestamp.is_some();

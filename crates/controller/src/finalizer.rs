@@ -26,7 +26,12 @@ pub async fn remove(client: &Client, canary: &Canary) -> Result<(), kube::Error>
     if finalizers.len() == canary.finalizers().len() {
         return Ok(());
     }
-    set(client, canary, finalizers).await
+    match set(client, canary, finalizers).await {
+        // Gone already: a reconcile of an older copy (one that still had the finalizer) came
+        // after the one that removed it; nothing is left to remove.
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        other => other,
+    }
 }
 
 async fn set(client: &Client, canary: &Canary, finalizers: Vec<String>) -> Result<(), kube::Error> {
@@ -42,4 +47,38 @@ async fn set(client: &Client, canary: &Canary, finalizers: Vec<String>) -> Resul
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client whose API server answers every request with 404 Not Found.
+    fn gone() -> Client {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            let status = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                "message": "canaries.flagger.app \"podinfo\" not found", "code": 404,
+            });
+            http::Response::builder()
+                .status(404)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(status.to_string().into_bytes()))
+        });
+        Client::new(service, "test")
+    }
+
+    fn canary(finalizers: &[&str]) -> Canary {
+        let mut canary = Canary::new("podinfo", Default::default());
+        canary.metadata.namespace = Some("test".into());
+        canary.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
+        canary
+    }
+
+    #[tokio::test]
+    async fn removing_the_finalizer_of_a_canary_already_gone_is_done() {
+        assert!(remove(&gone(), &canary(&[FINALIZER])).await.is_ok());
+        // Adding it to a canary that is gone is still an error: there is nothing to protect.
+        assert!(add(&gone(), &canary(&[])).await.is_err());
+    }
 }

@@ -534,7 +534,8 @@ pub async fn wait_phase(
 }
 
 /// Sets the image of container `podinfod` in a Deployment or DaemonSet, like `kubectl set image`.
-pub async fn set_image<K>(api: &Api<K>, name: &str, version: &str) -> Result<()>
+/// Returns the resourceVersion the patch was written at: the API server's order of writes.
+pub async fn set_image<K>(api: &Api<K>, name: &str, version: &str) -> Result<Option<String>>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -545,10 +546,11 @@ where
             "image": format!("ghcr.io/stefanprodan/podinfo:{version}"),
         }]},
     }}});
-    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+    let patched = api
+        .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
         .with_context(|| format!("setting the image of {name} to {version}"))?;
-    Ok(())
+    Ok(patched.meta().resource_version.clone())
 }
 
 /// The image of the first container of a pod template.

@@ -31,7 +31,8 @@ async fn start_run(ns: &TestNamespace, controller: &ctl::Proc, canary: Value) ->
     create_canary(ns, canary).await?;
     wait_phase(&canaries(ns), APP, "Initialized", INIT, controller).await?;
     let deployments: Api<Deployment> = ns.api();
-    set_image(&deployments, APP, "6.0.1").await
+    set_image(&deployments, APP, "6.0.1").await?;
+    Ok(())
 }
 
 async fn scrape(port: u16) -> e2e::Result<String> {

@@ -32,7 +32,8 @@ async fn start_run(
     deploy(ns, &App::new(APP, "6.0.0", 1), |_| {}).await?;
     create_canary(ns, blue_green_canary(APP, "1s", 2, hooks)).await?;
     wait_phase(&canaries(ns), APP, "Initialized", INIT, controller).await?;
-    set_image(&ns.api::<Deployment>(), APP, "6.0.1").await
+    set_image(&ns.api::<Deployment>(), APP, "6.0.1").await?;
+    Ok(())
 }
 
 /// A loadtester locked to namespace A: A's canary runs its command and is promoted; B's canary, whose

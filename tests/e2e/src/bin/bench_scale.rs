@@ -174,19 +174,25 @@ fn gate_checks(loadtester: Option<&Loadtester>) -> usize {
     loadtester.map_or(0, |lt| lt.proc.log().matches("check\"").count())
 }
 
-/// How far out of order the canaries reacted: taken in the order their targets were patched, the
-/// most any one reacted before one patched earlier (0 when every reaction kept the order), and
-/// which two canaries that was (patch and reaction times in s after the first patch).
+/// How far out of order the canaries reacted: taken in the order the API server wrote their
+/// patches (the resourceVersions it answered with; the answers of parallel patches arrive in
+/// another order), the most any one reacted before one written earlier (0 when every reaction kept
+/// the order), and which two canaries that was (answer and reaction times in s after the first
+/// patch).
 fn largest_inversion(
     patched: &HashMap<String, f64>,
+    written: &HashMap<String, u64>,
     reacted: &HashMap<String, f64>,
     first_patch: f64,
 ) -> (f64, String) {
-    let mut order: Vec<(f64, f64, &str)> = patched
+    let mut order: Vec<(u64, f64, f64, &str)> = patched
         .iter()
-        .filter_map(|(name, at)| reacted.get(name).map(|r| (*at, *r, name.as_str())))
+        .filter_map(|(name, at)| {
+            Some((*written.get(name)?, *at, *reacted.get(name)?, name.as_str()))
+        })
         .collect();
-    order.sort_by(|a, b| a.0.total_cmp(&b.0));
+    order.sort_by_key(|o| o.0);
+    let order: Vec<(f64, f64, &str)> = order.into_iter().map(|(_, at, r, n)| (at, r, n)).collect();
     let mut latest: Option<(f64, f64, &str)> = None;
     let mut largest: (f64, String) = (0.0, String::new());
     let s = |ms: f64| (ms - first_patch) / 1000.0;
@@ -196,7 +202,7 @@ fn largest_inversion(
                 largest = (
                     early_reacted - reacted,
                     format!(
-                        "{early} patched at {:.1} s reacted at {:.1} s; {name} patched at {:.1} s reacted at {:.1} s",
+                        "{early} written first, answered at {:.1} s, reacted at {:.1} s; {name} answered at {:.1} s, reacted at {:.1} s",
                         s(early_at),
                         s(early_reacted),
                         s(at),
@@ -504,13 +510,18 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         gate_checks(loadtester.as_ref()),
     );
     let patched: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+    let written: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let first_patch = now_ms();
     in_parallel(count, |i| {
-        let (deployments, name, patched) = (deployments.clone(), names[i].clone(), patched.clone());
+        let (deployments, name) = (deployments.clone(), names[i].clone());
+        let (patched, written) = (patched.clone(), written.clone());
         async move {
-            ctl::set_image(&deployments, &name, "6.0.2").await?;
+            let version = ctl::set_image(&deployments, &name, "6.0.2").await?;
             if let Ok(mut p) = patched.lock() {
-                p.insert(name, now_ms());
+                p.insert(name.clone(), now_ms());
+            }
+            if let (Ok(mut w), Some(v)) = (written.lock(), version.and_then(|v| v.parse().ok())) {
+                w.insert(name, v);
             }
             Ok(())
         }
@@ -555,7 +566,8 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     row.writes_per_reaction = writes_per_reaction;
     row.requests_per_reaction = (requests_reacted.0 - requests_before.0) / count as f64;
     row.budget_s = count as f64 * writes_per_reaction / CLIENT_QPS + 1.0;
-    let (inversion_ms, inverted) = largest_inversion(&patched, &progressing, first_patch);
+    let written = written.lock().map(|w| w.clone()).unwrap_or_default();
+    let (inversion_ms, inverted) = largest_inversion(&patched, &written, &progressing, first_patch);
     row.inversion_s = inversion_ms / 1000.0;
     if !inverted.is_empty() {
         println!("largest reaction-order inversion: {inverted}");
@@ -632,7 +644,7 @@ async fn main() -> e2e::Result<()> {
          | canaries | unrelated ConfigMaps + Secrets | all Initialized (s) | idle API requests/s above baseline | \
          idle CPU (% of a core) | RSS (MiB) | new revision → Progressing p50 / p99 (s), sampled | \
          all patched: → Progressing p50 / p99 / max (s) | client budget for the last reaction (s): N × writes ÷ QPS + 1 | \
-         writes / requests per reaction | most any canary reacted ahead of one patched earlier (s) | \
+         writes / requests per reaction | most any canary reacted ahead of one written earlier (s) | \
          all patched: duration ÷ plan p50 / p99 | makespan (s) | Succeeded | requests per canary rollout | \
          CPU s during the rollout | load at end |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
