@@ -406,7 +406,8 @@ async fn invalid(
 }
 
 /// What a tick does after its reads: wait for its scheduled time, run without a worker (a
-/// canary at rest: the core ends such a tick at once and it writes nothing), or run on a worker.
+/// canary at rest: the core ends such a tick at once, writing at most what follows an edit of the
+/// Canary itself, its finalizer or a suspend event), or run on a worker.
 enum Gate {
     NotYet(Duration),
     AtRest,
