@@ -17,8 +17,8 @@
 //! Two turns, because not every tick is equally late when it waits: a canary reacting to a
 //! change (a new revision, a deletion, a person's request, an initialisation under way) is served
 //! before the scheduled ticks of runs already under way. When a thousand targets change at once,
-//! their reactions then follow one another in the order the revisions changed, at the pace of the
-//! client's write budget, instead of interleaving with the analysis ticks of the canaries that
+//! their reactions then follow one another in the order the revisions changed, as fast as the
+//! client's write budget and the API server allow, instead of interleaving with the analysis ticks of the canaries that
 //! reacted first (which would stretch the last reaction well past what the budget needs and let
 //! reactions overtake one another). A run's ticks lose nothing they would not lose anyway: the
 //! writes are the same and the budget is shared. Reactions are finite (each change is reacted to
@@ -112,8 +112,8 @@ impl Workers {
     /// How many workers: `-threadiness` when given, else as many as keep the client's QPS budget
     /// busy. A worker holds its tick through the tick's writes, one round trip to the API server
     /// each, so workers × round trip bounds the write rate whatever the budget: two workers at a
-    /// 70 ms round trip send at most ~30 writes a second, a third of the default 100 QPS, and a
-    /// thousand canaries reacted at ~10 a second instead of ~33 (measured, docs/benchmarks.md).
+    /// 70 ms round trip send at most ~30 writes a second, a third of the default 100 QPS: a thousand
+    /// canaries reacted at ~10 a second where the budget allows ~33 (measured, docs/benchmarks.md).
     /// Flagger's `-threadiness` (default 2) never bounded its ticks, which run in a goroutine per
     /// canary; so the default here does not either, below the budget.
     pub fn count(flags: &crate::flags::Flags) -> u16 {
