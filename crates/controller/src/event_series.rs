@@ -39,6 +39,11 @@ pub const LIMIT: Limit = Limit {
 /// new Event instead of a count bump. Memory then follows the number of canaries.
 const MAX_SERIES_PER_CANARY: usize = 32;
 
+/// How long a series is kept without a new occurrence: client-go's aggregation window. Repeats
+/// within a run (ticks come seconds to minutes apart) keep bumping one Event; a canary at rest
+/// keeps none (see [`Correlator::sweep`]).
+pub const SERIES_IDLE: Duration = Duration::from_secs(600);
+
 /// What makes two events the same, as client-go's aggregation key does.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct SeriesKey {
@@ -107,6 +112,13 @@ struct Bucket {
 }
 
 impl Bucket {
+    fn full(limit: Limit, now: Instant) -> Bucket {
+        Bucket {
+            tokens: f64::from(limit.burst),
+            at: now,
+        }
+    }
+
     fn refill(&mut self, limit: Limit, now: Instant) {
         let earned = now.saturating_duration_since(self.at).as_secs_f64()
             / limit.refill.as_secs_f64().max(f64::EPSILON);
@@ -120,40 +132,47 @@ impl Bucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(limit.refill.mul_f64(1.0 - self.tokens))
+            // At least a millisecond: rounded to whole nanoseconds, the wait for a token a rounding
+            // error short of whole would be zero, and a flush would wait for it again and again.
+            Err(limit
+                .refill
+                .mul_f64(1.0 - self.tokens)
+                .max(Duration::from_millis(1)))
         }
     }
 }
 
 pub struct Correlator {
     limit: Limit,
+    /// Per canary (namespace, name): its series and the bucket limiting its writes. Indexed by
+    /// canary so that bounding, expiring and forgetting one canary's series never walks the
+    /// series of thousands of others.
+    canaries: HashMap<(String, String), CanarySeries>,
+}
+
+#[derive(Default)]
+struct CanarySeries {
     series: HashMap<SeriesKey, Series>,
-    /// How many series each canary has in `series`.
-    per_canary: HashMap<(String, String), usize>,
-    buckets: HashMap<(String, String), Bucket>,
+    /// Absent until the first repeat is limited, and again once refilled (see `sweep`).
+    bucket: Option<Bucket>,
 }
 
 impl Correlator {
     pub fn new(limit: Limit) -> Correlator {
         Correlator {
             limit,
-            series: HashMap::new(),
-            per_canary: HashMap::new(),
-            buckets: HashMap::new(),
+            canaries: HashMap::new(),
         }
     }
 
     /// Counts one occurrence of `event` and says whether to write it now.
     pub fn observe(&mut self, key: &SeriesKey, event: Event, now: Instant, at: Timestamp) -> Step {
-        if !self.series.contains_key(key) {
-            let count = self.per_canary.entry(key.object()).or_insert(0);
-            if *count >= MAX_SERIES_PER_CANARY {
-                self.evict_oldest_of(key);
-            } else {
-                *count += 1;
-            }
+        let limit = self.limit;
+        let canary = self.canaries.entry(key.object()).or_default();
+        if !canary.series.contains_key(key) && canary.series.len() >= MAX_SERIES_PER_CANARY {
+            canary.evict_oldest();
         }
-        let series = self.series.entry(key.clone()).or_insert_with(|| Series {
+        let series = canary.series.entry(key.clone()).or_insert_with(|| Series {
             event: Event {
                 count: Some(0),
                 first_timestamp: Some(Time(at)),
@@ -182,11 +201,10 @@ impl Correlator {
         if series.flush_pending {
             return Step::Pending;
         }
-        let bucket = self.buckets.entry(key.object()).or_insert(Bucket {
-            tokens: f64::from(self.limit.burst),
-            at: now,
-        });
-        match bucket.take(self.limit, now) {
+        let bucket = canary
+            .bucket
+            .get_or_insert_with(|| Bucket::full(limit, now));
+        match bucket.take(limit, now) {
             Ok(()) => Step::Write(Write {
                 existing: series.object.clone(),
                 event: Box::new(series.event.clone()),
@@ -201,18 +219,21 @@ impl Correlator {
     /// A deferred series' turn: write its latest count, or wait longer if the object's bucket
     /// is still empty.
     pub fn flush(&mut self, key: &SeriesKey, now: Instant) -> Flush {
-        let Some(series) = self.series.get_mut(key) else {
+        let limit = self.limit;
+        let Some(canary) = self.canaries.get_mut(&key.object()) else {
+            return Flush::Nothing;
+        };
+        let Some(series) = canary.series.get_mut(key) else {
             return Flush::Nothing;
         };
         if series.event.count.unwrap_or(0) <= series.written {
             series.flush_pending = false;
             return Flush::Nothing;
         }
-        let bucket = self.buckets.entry(key.object()).or_insert(Bucket {
-            tokens: f64::from(self.limit.burst),
-            at: now,
-        });
-        match bucket.take(self.limit, now) {
+        let bucket = canary
+            .bucket
+            .get_or_insert_with(|| Bucket::full(limit, now));
+        match bucket.take(limit, now) {
             Ok(()) => {
                 series.flush_pending = false;
                 Flush::Write(Write {
@@ -226,34 +247,64 @@ impl Correlator {
 
     /// Records that the series' Event `object` now holds `count`.
     pub fn wrote(&mut self, key: &SeriesKey, object: String, count: i32) {
-        if let Some(series) = self.series.get_mut(key) {
+        if let Some(series) = self
+            .canaries
+            .get_mut(&key.object())
+            .and_then(|c| c.series.get_mut(key))
+        {
             series.object = Some(object);
             series.written = series.written.max(count);
         }
     }
 
     pub fn forget(&mut self, namespace: &str, name: &str) {
-        self.series
-            .retain(|k, _| !(k.namespace == namespace && k.name == name));
-        let object = (namespace.to_string(), name.to_string());
-        self.per_canary.remove(&object);
-        self.buckets.remove(&object);
+        self.canaries
+            .remove(&(namespace.to_string(), name.to_string()));
     }
 
     pub fn canaries(&self) -> Vec<(String, String)> {
-        let mut out: Vec<_> = self.buckets.keys().cloned().collect();
-        out.extend(self.series.keys().map(SeriesKey::object));
+        let mut out: Vec<_> = self.canaries.keys().cloned().collect();
         out.sort();
-        out.dedup();
         out
     }
 
-    /// Drops the least recently seen series of `key`'s canary (its count stays: `key` takes its place).
-    fn evict_oldest_of(&mut self, key: &SeriesKey) {
+    /// Drops every series not seen for [`SERIES_IDLE`] with nothing left to write, and a
+    /// canary's entry once it has no series and a full bucket again (a fresh one is the same).
+    /// A later occurrence of a dropped message starts a new Event. Without this, each canary
+    /// keeps up to [`MAX_SERIES_PER_CANARY`] series forever (every run adds its messages), and
+    /// the controller's memory grows with the runs of thousands of canaries at rest.
+    pub fn sweep(&mut self, now: Instant) {
+        let limit = self.limit;
+        self.canaries.retain(|_, canary| {
+            canary.series.retain(|_, s| {
+                s.flush_pending || now.saturating_duration_since(s.seen) < SERIES_IDLE
+            });
+            if let Some(bucket) = canary.bucket.as_mut() {
+                bucket.refill(limit, now);
+                if bucket.tokens >= f64::from(limit.burst) {
+                    canary.bucket = None;
+                }
+            }
+            !canary.series.is_empty() || canary.bucket.is_some()
+        });
+    }
+
+    /// How many series are kept, over all canaries.
+    pub fn len(&self) -> usize {
+        self.canaries.values().map(|c| c.series.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl CanarySeries {
+    /// Drops the canary's least recently seen series (its count stays: the new one takes its place).
+    fn evict_oldest(&mut self) {
         if let Some(oldest) = self
             .series
             .iter()
-            .filter(|(k, _)| k.namespace == key.namespace && k.name == key.name)
             .min_by_key(|(_, s)| s.seen)
             .map(|(k, _)| k.clone())
         {
@@ -450,8 +501,61 @@ mod tests {
             let later = now + Duration::from_secs(n as u64 + 1);
             c.observe(&SeriesKey::of(&e), e, later, Timestamp::now());
         }
-        assert_eq!(c.series.len(), MAX_SERIES_PER_CANARY + 1);
-        assert!(c.series.contains_key(&SeriesKey::of(&other)));
-        assert!(!c.series.contains_key(&SeriesKey::of(&event("a", "m0"))));
+        assert_eq!(c.len(), MAX_SERIES_PER_CANARY + 1);
+        let kept = |c: &Correlator, e: &Event| {
+            let key = SeriesKey::of(e);
+            c.canaries
+                .get(&key.object())
+                .is_some_and(|canary| canary.series.contains_key(&key))
+        };
+        assert!(kept(&c, &other));
+        assert!(!kept(&c, &event("a", "m0")));
+    }
+
+    #[test]
+    fn a_series_not_seen_for_the_idle_window_is_dropped_and_its_next_occurrence_is_new() {
+        let mut sim = Sim::new(LIMIT);
+        let t0 = Instant::now();
+        sim.record(event("resting", "Promotion completed"), t0);
+        // A waiting canary repeats its message every 10 s, so its series stays.
+        let mut t = t0;
+        while t < t0 + SERIES_IDLE * 2 {
+            sim.record(event("waiting", "Halt advancement"), t);
+            t += Duration::from_secs(10);
+            sim.c.sweep(t);
+        }
+        assert_eq!(
+            sim.c.canaries(),
+            [("test".to_string(), "waiting".to_string())],
+            "the canary at rest keeps nothing"
+        );
+        assert_eq!(sim.c.len(), 1);
+        sim.record(event("resting", "Promotion completed"), t);
+        assert_eq!(
+            sim.objects.len(),
+            3,
+            "a message after the window starts a new Event: {:?}",
+            sim.objects
+        );
+    }
+
+    #[test]
+    fn a_series_with_a_held_back_count_outlives_the_idle_window_until_written() {
+        let limit = Limit {
+            burst: 1,
+            refill: SERIES_IDLE * 2,
+        };
+        let mut sim = Sim::new(limit);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            sim.record(event("a", "m"), t0);
+        }
+        sim.c.sweep(t0 + SERIES_IDLE + Duration::from_secs(1));
+        assert_eq!(sim.c.len(), 1, "its last count is not written yet");
+        sim.run_flushes(t0 + SERIES_IDLE * 3);
+        assert_eq!(sim.objects.values().copied().collect::<Vec<_>>(), [3]);
+        sim.c.sweep(t0 + SERIES_IDLE * 5);
+        assert!(sim.c.is_empty());
+        assert!(sim.c.canaries().is_empty(), "and its bucket, full again");
     }
 }

@@ -151,6 +151,11 @@ impl Recorder {
         lock(&self.correlator).forget(namespace, name);
     }
 
+    /// Drops the aggregation state no repeat has needed for a while (see [`Correlator::sweep`]).
+    pub fn sweep(&self) {
+        lock(&self.correlator).sweep(Instant::now());
+    }
+
     /// The canaries with aggregation state, as (namespace, name).
     pub fn canaries(&self) -> Vec<(String, String)> {
         lock(&self.correlator).canaries()

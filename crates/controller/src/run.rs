@@ -199,6 +199,9 @@ fn canary_watch(
     watcher(canaries, watcher::Config::default())
         .inspect_err(warn_watch_error::<Canary>)
         .default_backoff()
+        // Nothing reads them (status is written by server-side apply), and with every status
+        // write they grow into a large share of each cached Canary.
+        .modify(|canary| canary.metadata.managed_fields = None)
         .reflect(writer)
         .inspect_ok(move |event| {
             // The reflector has applied the event: the store is what is watched now.
@@ -257,6 +260,7 @@ async fn controller(
             // A reconcile that was running when its canary was deleted may have recorded
             // series after the deletion was handled.
             forget_unwatched(&totals_ctx, &totals_store);
+            totals_ctx.recorder.sweep();
         }
     });
     crate::watches::triggers(controller, &client, &flags.namespace, &ctx, &store)
