@@ -74,10 +74,12 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
-/// An API request by its HTTP method, `WATCH` for a watch (a GET that streams).
+/// An API request by its HTTP method (`WATCH` for a GET that streams) and the resource it names
+/// (`deployments`, `canaries/status`; `discovery` for the API's own descriptions).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: String,
+    pub resource: String,
 }
 
 /// The API requests the controller sent, counted where they leave its client.
@@ -254,7 +256,7 @@ impl Metrics {
         // idle canary asks nothing and what a rollout costs against `-kubeconfig-qps`.
         registry.register(
             "api_requests",
-            "Requests sent to the Kubernetes API server, by HTTP method (WATCH for a watch)",
+            "Requests sent to the Kubernetes API server, by HTTP method (WATCH for a watch) and resource",
             metrics.api_requests.clone(),
         );
         Metrics {

@@ -188,6 +188,7 @@ where
         self.requests
             .get_or_create(&RequestLabels {
                 method: method_of(&request).to_string(),
+                resource: resource_of(request.uri().path()),
             })
             .inc();
         self.inner.call(request)
@@ -205,6 +206,30 @@ fn method_of<B>(request: &http::Request<B>) -> &str {
         "WATCH"
     } else {
         request.method().as_str()
+    }
+}
+
+/// The resource a request path names, with its subresource (`canaries/status`): what an operator
+/// needs to tell a controller's reads and writes apart, never a name (that would be a series per
+/// object). Paths outside `/api` and `/apis` resources (discovery, OpenAPI) are `discovery`.
+fn resource_of(path: &str) -> String {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Past `/api/<version>` or `/apis/<group>/<version>`.
+    let rest = match segments.as_slice() {
+        ["api", _, rest @ ..] => rest,
+        ["apis", _, _, rest @ ..] => rest,
+        _ => return "discovery".to_string(),
+    };
+    // `namespaces/<ns>/<resource>…` names a namespaced resource; `namespaces[/<name>]` the
+    // namespaces themselves.
+    let rest = match rest {
+        ["namespaces", _, resource, rest @ ..] => [&[*resource][..], rest].concat(),
+        rest => rest.to_vec(),
+    };
+    match rest.as_slice() {
+        [] => "discovery".to_string(),
+        [resource] | [resource, _] => (*resource).to_string(),
+        [resource, _, subresource, ..] => format!("{resource}/{subresource}"),
     }
 }
 
@@ -230,6 +255,33 @@ mod tests {
         assert_eq!(method_of(&list), "GET");
         let patch = request(http::Method::PATCH, "/api/v1/namespaces/a/events/e");
         assert_eq!(method_of(&patch), "PATCH");
+    }
+
+    #[test]
+    fn requests_are_counted_by_resource_never_by_name() {
+        let cases = [
+            (
+                "/apis/apps/v1/namespaces/test/deployments/podinfo",
+                "deployments",
+            ),
+            ("/apis/apps/v1/namespaces/test/deployments", "deployments"),
+            ("/apis/apps/v1/deployments", "deployments"),
+            (
+                "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo/status",
+                "canaries/status",
+            ),
+            ("/api/v1/namespaces/test/events/podinfo.1234", "events"),
+            ("/api/v1/namespaces/test", "namespaces"),
+            ("/api/v1/namespaces", "namespaces"),
+            ("/api/v1/nodes/node-1/status", "nodes/status"),
+            ("/apis/apps/v1", "discovery"),
+            ("/apis", "discovery"),
+            ("/openapi/v3", "discovery"),
+            ("/version", "discovery"),
+        ];
+        for (path, resource) in cases {
+            assert_eq!(resource_of(path), resource, "{path}");
+        }
     }
 
     fn limited(qps: u32, burst: u32) -> ClientRate {
