@@ -62,19 +62,7 @@ impl Workloads {
             ),
             Workload::Service(s) => (service_target::revision_of(s), Readiness::Ready),
         };
-        let primary_ready = match &self.primary {
-            Some(Workload::Deployment(d)) => readiness::primary_deployment(d, canary),
-            Some(Workload::DaemonSet(d)) => readiness::primary_daemonset(d, canary),
-            Some(Workload::Service(_)) => Readiness::Ready,
-            None => Readiness::Waiting {
-                message: format!(
-                    "{}.{} not ready: primary not created yet",
-                    canary.spec.primary_workload_name(),
-                    self.namespace
-                ),
-                since: None,
-            },
-        };
+        let primary_ready = primary_readiness(self.primary.as_ref(), canary);
         let annotations = canary.annotations();
         let reset_token = annotations.get(RESET).cloned();
         let configs = self.tracked.checksums();
@@ -96,6 +84,19 @@ impl Workloads {
             (primary_ready, canary_ready),
             routes,
         ))
+    }
+}
+
+fn primary_readiness(primary: Option<&Workload>, canary: &Canary) -> Readiness {
+    match primary {
+        Some(Workload::Deployment(d)) => readiness::primary_deployment(d, canary),
+        Some(Workload::DaemonSet(d)) => readiness::primary_daemonset(d, canary),
+        Some(Workload::Service(_)) => Readiness::Ready,
+        // The core names the primary around this message ("<name>-primary.<ns> not ready: …").
+        None => Readiness::Waiting {
+            message: "primary not created yet".to_string(),
+            since: None,
+        },
     }
 }
 
@@ -178,6 +179,16 @@ mod tests {
             ..Default::default()
         });
         canary
+    }
+
+    #[test]
+    fn a_missing_primary_is_waited_for_without_naming_it_twice() {
+        let canary = fixtures::canary();
+        let Readiness::Waiting { message, .. } = primary_readiness(None, &canary) else {
+            panic!("a missing primary is waited for");
+        };
+        // The core's event puts the primary's name in front: "<name>-primary.<ns> not ready: …".
+        assert_eq!(message, "primary not created yet");
     }
 
     #[test]
