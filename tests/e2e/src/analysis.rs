@@ -300,13 +300,23 @@ pub async fn run_version(
     rps: usize,
     run: Duration,
 ) -> Result<(DynamicObject, Recorder)> {
+    let targets = vec![Target::with_host(crate::TRAEFIK_WEB, host)];
+    run_version_on(ns, controller, targets, app, want, rps, run).await
+}
+
+/// [`run_version`] with the load sent to `targets` (a mesh's Services instead of an ingress).
+pub async fn run_version_on(
+    ns: &TestNamespace,
+    controller: &Proc,
+    targets: Vec<Target>,
+    app: App<'_>,
+    want: &str,
+    rps: usize,
+    run: Duration,
+) -> Result<(DynamicObject, Recorder)> {
     let api = canaries(ns);
     let recorder = Recorder::start(&api, app.name);
-    let load = Load::start(
-        vec![Target::with_host(crate::TRAEFIK_WEB, host)],
-        rps,
-        run + Duration::from_secs(30),
-    );
+    let load = Load::start(targets, rps, run + Duration::from_secs(30));
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = ns.api();
     crate::apply(&deployments, &app.deployment()?).await?;
     let started = tokio::time::Instant::now();

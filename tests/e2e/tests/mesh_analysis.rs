@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use e2e::analysis::{
-    Load, Target, ensure_promoted_without_failures, ensure_rolled_back_on_success_rate,
-    metric_records,
+    Target, ensure_promoted_without_failures, ensure_rolled_back_on_success_rate, metric_records,
+    run_version_on,
 };
 use e2e::controller::{
-    Proc, Recorder, canaries, create_canary, deploy, install_crds, start_controller, wait_phase,
+    canaries, create_canary, deploy, install_crds, start_controller, wait_phase,
 };
 use e2e::objects::{APP_PORT, App};
 use e2e::{PROMETHEUS, Result, TestNamespace, skip_unless_e2e, with_namespace};
@@ -67,30 +67,6 @@ async fn service_url(ns: &TestNamespace, name: &str) -> Result<String> {
         .and_then(|s| s.cluster_ip)
         .with_context(|| format!("Service {name} has no ClusterIP"))?;
     Ok(format!("http://{ip}:{APP_PORT}/"))
-}
-
-/// Rolls out `app` under load on `targets` and awaits the end phase `want`; returns the final Canary.
-async fn run_version(
-    ns: &TestNamespace,
-    controller: &Proc,
-    targets: &[Target],
-    app: App<'_>,
-    want: &str,
-) -> Result<(DynamicObject, Recorder)> {
-    let api = canaries(ns);
-    let recorder = Recorder::start(&api, app.name);
-    let load = Load::start(targets.to_vec(), RPS, RUN + Duration::from_secs(30));
-    deploy(ns, &app, |_| {}).await?;
-    let started = tokio::time::Instant::now();
-    let end = wait_phase(&api, app.name, want, RUN, controller).await;
-    let elapsed = started.elapsed();
-    let replies = load.finish().await?;
-    eprintln!(
-        "{} -> {want}? after {elapsed:?}; observed: {}; load replies by status: {replies:?}",
-        app.version,
-        recorder.render()
-    );
-    Ok((end?, recorder))
 }
 
 /// The last checks of the healthy run read the canary's real series: a 100 % success rate, and a P99 no lower
@@ -148,12 +124,22 @@ async fn healthy_promotes_errors_roll_back_of(
 
             let healthy =
                 App::new(app, "6.0.1", 1).annotate(LATENCY_MS, &HEALTHY_LATENCY_MS.to_string());
-            let (done, rec) = run_version(&ns, &controller, &targets, healthy, "Succeeded").await?;
+            let (done, rec) = run_version_on(
+                &ns,
+                &controller,
+                targets.to_vec(),
+                healthy,
+                "Succeeded",
+                RPS,
+                RUN,
+            )
+            .await?;
             ensure_promoted_without_failures(&rec, &[20, 40, 60])?;
             ensure_healthy_values(&done)?;
 
             let bad = App::new(app, "6.0.2", 1).annotate(ERROR_RATE, "0.3");
-            let (done, rec) = run_version(&ns, &controller, &targets, bad, "Failed").await?;
+            let (done, rec) =
+                run_version_on(&ns, &controller, targets.to_vec(), bad, "Failed", RPS, RUN).await?;
             ensure_rolled_back_on_success_rate(&ns, app, &done, &rec, THRESHOLD, series).await?;
             drop(controller);
             Ok(())
