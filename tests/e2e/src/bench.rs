@@ -73,8 +73,17 @@ pub fn free_port() -> Result<u16> {
 
 /// Resident set size of a process in KiB, from /proc/<pid>/status.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The largest resident set size a process has had so far, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -245,7 +254,8 @@ async fn serve_one(mut sock: tokio::net::TcpStream, sink: Arc<Mutex<Vec<Hit>>>) 
     Ok(())
 }
 
-/// A change the tracker saw: a Canary's phase / failed checks, or a Deployment's `spec.replicas`.
+/// A change the tracker saw: a Canary's phase / failed checks, or a Deployment's `spec.replicas` and whether its
+/// rollout is complete.
 #[derive(Clone, Debug)]
 pub struct Rec {
     pub at_ms: f64,
@@ -256,6 +266,21 @@ pub struct Rec {
     pub transition: String,
     /// `spec.replicas` of a Deployment (-1 for a Canary record).
     pub replicas: i32,
+    /// A Deployment whose rollout is complete (see [`rolled_out`]); true for a Canary record.
+    pub rolled_out: bool,
+}
+
+/// Whether the cluster has finished rolling `d` out, as `kubectl rollout status` decides: its controller has seen
+/// the latest spec, and every replica asked for is updated and available with no old one left.
+pub fn rolled_out(d: &Deployment) -> bool {
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(st) = d.status.as_ref() else {
+        return false;
+    };
+    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && st.updated_replicas.unwrap_or(0) == wanted
+        && st.replicas.unwrap_or(0) == wanted
+        && st.available_replicas.unwrap_or(0) == wanted
 }
 
 /// Watches every Canary and Deployment of a namespace and keeps, per object, each distinct state with the time
@@ -266,8 +291,8 @@ pub struct Tracker {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Bound on the records kept (a bench run makes a few hundred).
-const MAX_RECS: usize = 100_000;
+/// Bound on the records kept (a scale run of 1 000 canaries makes tens of thousands).
+const MAX_RECS: usize = 400_000;
 
 impl Tracker {
     pub fn start(canaries: Api<DynamicObject>, deployments: Api<Deployment>) -> Tracker {
@@ -306,6 +331,7 @@ impl Tracker {
                         failed_checks,
                         transition,
                         replicas: -1,
+                        rolled_out: true,
                     });
                 }
             }
@@ -316,15 +342,16 @@ impl Tracker {
                 .default_backoff()
                 .applied_objects();
             let mut stream = std::pin::pin!(stream);
-            let mut last: HashMap<String, i32> = HashMap::new();
+            let mut last: HashMap<String, (i32, bool)> = HashMap::new();
             while let Ok(Some(obj)) = stream.try_next().await {
                 let at_ms = now_ms();
                 let name = obj.metadata.name.clone().unwrap_or_default();
                 let replicas = obj.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                if last.get(&name) == Some(&replicas) {
+                let rolled_out = rolled_out(&obj);
+                if last.get(&name) == Some(&(replicas, rolled_out)) {
                     continue;
                 }
-                last.insert(name.clone(), replicas);
+                last.insert(name.clone(), (replicas, rolled_out));
                 if let Ok(mut v) = sink.lock()
                     && v.len() < MAX_RECS
                 {
@@ -335,6 +362,7 @@ impl Tracker {
                         failed_checks: 0,
                         transition: String::new(),
                         replicas,
+                        rolled_out,
                     });
                 }
             }

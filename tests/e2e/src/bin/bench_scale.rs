@@ -12,6 +12,9 @@
 //!   CPU seconds of the controller and of the cluster's own processes (API server, etcd, controller-manager,
 //!   scheduler, kwok: those of this network namespace, from /proc) during it, to show where the time went.
 //!
+//! Beside each canary's duration ÷ plan, the time its target or primary Deployment was rolling out during its run
+//! (as `kubectl rollout status` decides, seen by a watch): the cluster's share, and what is left to the controller.
+//!
 //! `SCALE_UNRELATED` (0): that many ConfigMaps and as many Secrets no canary references are created in the
 //! namespace before the controller starts (the memory of the caches must not follow them).
 //!
@@ -32,8 +35,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use e2e::bench::{
-    self, Child, Counts, Tracker, cpu_seconds, delta, free_port, now_ms, request_counts, rss_kib,
-    summarize, total, wait_local,
+    self, Child, Counts, Rec, Tracker, cpu_seconds, delta, free_port, now_ms, peak_rss_kib,
+    request_counts, rss_kib, summarize, total, wait_local,
 };
 use e2e::controller::{self as ctl, Loadtester, blue_green_canary, canaries};
 use e2e::objects::App;
@@ -120,34 +123,48 @@ fn planned_seconds() -> e2e::Result<u64> {
         .context("the plan never promotes")
 }
 
-/// The controller's own count of the requests it sent (`flagger_api_requests_total`): all but
-/// watches, and of those the writes (POST, PUT, PATCH, DELETE).
-async fn controller_requests(http: &reqwest::Client, port: u16) -> e2e::Result<(f64, f64)> {
+/// The controller's own count of the requests it sent (`flagger_api_requests_total`), watches left out: by
+/// method and resource.
+async fn controller_requests(http: &reqwest::Client, port: u16) -> e2e::Result<Counts> {
     let text = http
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await?
         .text()
         .await?;
-    let (mut requests, mut writes) = (0.0, 0.0);
+    let mut counts = Counts::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("flagger_api_requests_total{method=\"") else {
+        let Some(rest) = line.strip_prefix("flagger_api_requests_total{") else {
             continue;
         };
-        let Some((method, value)) = rest.split_once("\"} ") else {
+        let Some((labels, value)) = rest.split_once("} ") else {
             continue;
         };
-        let value: f64 = value.trim().parse().unwrap_or(0.0);
-        match method {
-            "WATCH" => {}
-            "GET" => requests += value,
-            _ => {
-                requests += value;
-                writes += value;
-            }
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let method = label("method");
+        if method == "WATCH" {
+            continue;
         }
+        let value: f64 = value.trim().parse().unwrap_or(0.0);
+        *counts.entry((method, label("resource"))).or_default() += value;
     }
-    Ok((requests, writes))
+    Ok(counts)
+}
+
+/// All requests and, of those, the writes (POST, PUT, PATCH, DELETE).
+fn requests_and_writes(counts: &Counts) -> (f64, f64) {
+    let writes = counts
+        .iter()
+        .filter(|((method, _), _)| method != "GET")
+        .map(|(_, n)| n)
+        .sum();
+    (total(counts), writes)
 }
 
 /// Queries Prometheus has answered (`prometheus_http_requests_total` of its query endpoint).
@@ -217,6 +234,73 @@ fn largest_inversion(
         latest = Some((at, reacted, name));
     }
     largest
+}
+
+/// Per Deployment, the times its rollout started or completed, in the order the tracker saw them.
+fn rollout_timelines(records: &[Rec]) -> HashMap<&str, Vec<(f64, bool)>> {
+    let mut timelines: HashMap<&str, Vec<(f64, bool)>> = HashMap::new();
+    for r in records {
+        let timeline = timelines.entry(r.name.as_str()).or_default();
+        if timeline
+            .last()
+            .is_none_or(|(_, done)| *done != r.rolled_out)
+        {
+            timeline.push((r.at_ms, r.rolled_out));
+        }
+    }
+    timelines
+}
+
+/// How long, within [from, to], any of `deployments` was rolling out (overlaps counted once): the time a canary's
+/// run waited for the cluster rather than for the controller.
+fn rolling_out_ms(
+    timelines: &HashMap<&str, Vec<(f64, bool)>>,
+    deployments: &[&str],
+    from: f64,
+    to: f64,
+) -> f64 {
+    let mut spans: Vec<(f64, f64)> = Vec::new();
+    for name in deployments {
+        let Some(timeline) = timelines.get(name) else {
+            continue;
+        };
+        let mut started: Option<f64> = None;
+        for &(at, done) in timeline {
+            match (started, done) {
+                (None, false) => started = Some(at),
+                (Some(s), true) => {
+                    spans.push((s, at));
+                    started = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = started {
+            spans.push((s, to));
+        }
+    }
+    let mut clipped: Vec<(f64, f64)> = spans
+        .into_iter()
+        .map(|(s, e)| (s.max(from), e.min(to)))
+        .filter(|(s, e)| e > s)
+        .collect();
+    clipped.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut total = 0.0;
+    let mut current: Option<(f64, f64)> = None;
+    for (s, e) in clipped {
+        current = match current {
+            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
+            Some((cs, ce)) => {
+                total += ce - cs;
+                Some((s, e))
+            }
+            None => Some((s, e)),
+        };
+    }
+    if let Some((cs, ce)) = current {
+        total += ce - cs;
+    }
+    total
 }
 
 /// CPU seconds of the processes of this network namespace named in [`CLUSTER`], by name.
@@ -346,8 +430,15 @@ struct Row {
     idle_breakdown: String,
     idle_cpu_pct: f64,
     rss_mib: f64,
+    /// The controller's largest RSS over the whole run (initialisation and rollouts included).
+    peak_rss_mib: f64,
     reaction: Vec<f64>,
     ratio: Vec<f64>,
+    /// Per canary of the mass rollout: the seconds its target or primary Deployment was rolling out (the
+    /// cluster's share of the run: controller-manager, scheduler, kwok).
+    cluster_rollout: Vec<f64>,
+    /// Per canary: (duration − `cluster_rollout`) ÷ plan, the share left to the controller.
+    ratio_less_rollout: Vec<f64>,
     mass_reaction: Vec<f64>,
     /// The controller's writes per canary from the first patch until every canary was Progressing.
     writes_per_reaction: f64,
@@ -362,6 +453,15 @@ struct Row {
     succeeded: usize,
     cpu: BTreeMap<&'static str, f64>,
     load: String,
+}
+
+impl Row {
+    /// What is read when the run ends: the machine's load and the controller's peak RSS.
+    fn ended(mut self, pid: u32) -> Row {
+        self.load = bench::loadavg();
+        self.peak_rss_mib = peak_rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
+        self
+    }
 }
 
 async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<Row> {
@@ -430,7 +530,16 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         .await
         .with_context(|| format!("controller log: {}", controller.log.display()))?;
     let init_s = (now_ms() - started) / 1000.0;
-    println!("{count} canaries Initialized in {init_s:.1} s");
+    let initialized: Vec<f64> = firsts(&tracker, "Initialized", started)
+        .into_values()
+        .map(|at| at - started)
+        .collect();
+    println!(
+        "{count} canaries Initialized in {init_s:.1} s (first / p50 at {} / {} s); controller RSS peak {:.1} MiB",
+        p(&initialized, |s| s.min, 1000.0, 1),
+        p(&initialized, |s| s.p50, 1000.0, 1),
+        peak_rss_kib(pid).unwrap_or(0) as f64 / 1024.0
+    );
 
     // Idle: 10 s to settle, then the window.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -460,8 +569,11 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         idle_breakdown,
         idle_cpu_pct: (cpu_b - cpu_a) / idle_secs as f64 * 100.0,
         rss_mib,
+        peak_rss_mib: 0.0,
         reaction: Vec::new(),
         ratio: Vec::new(),
+        cluster_rollout: Vec::new(),
+        ratio_less_rollout: Vec::new(),
         mass_reaction: Vec::new(),
         writes_per_reaction: 0.0,
         requests_per_reaction: 0.0,
@@ -474,8 +586,7 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         load: String::new(),
     };
     if env_usize("SCALE_ROLLOUT", 1) == 0 {
-        row.load = bench::loadavg();
-        return Ok(row);
+        return Ok(row.ended(pid));
     }
     // Reaction, one sampled canary at a time; each run is left to finish before the mass rollout.
     let sample = env_usize("SCALE_SAMPLE", 20).min(count);
@@ -498,8 +609,7 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     wait_all(&tracker, &sampled, "Succeeded", first_sample, done_bound).await?;
     if env_usize("SCALE_MASS", 1) == 0 {
         row.reaction = reaction;
-        row.load = bench::loadavg();
-        return Ok(row);
+        return Ok(row.ended(pid));
     }
 
     // Every target patched at once.
@@ -550,6 +660,8 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     let mut ratio = Vec::new();
     let mut mass_reaction = Vec::new();
     let mut last = first_patch;
+    let deployment_records = tracker.deployments();
+    let timelines = rollout_timelines(&deployment_records);
     for name in &names {
         let Some(&at) = patched.get(name) else {
             continue;
@@ -560,11 +672,18 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         if let Some(&done) = succeeded.get(name) {
             ratio.push((done - at) / planned_ms);
             last = last.max(done);
+            let primary = format!("{name}-primary");
+            let rolling = rolling_out_ms(&timelines, &[name, &primary], at, done);
+            row.cluster_rollout.push(rolling / 1000.0);
+            row.ratio_less_rollout
+                .push((done - at - rolling) / planned_ms);
         }
     }
-    let writes_per_reaction = (requests_reacted.1 - requests_before.1) / count as f64;
+    let (reacted_requests, reacted_writes) =
+        requests_and_writes(&delta(&requests_before, &requests_reacted));
+    let writes_per_reaction = reacted_writes / count as f64;
     row.writes_per_reaction = writes_per_reaction;
-    row.requests_per_reaction = (requests_reacted.0 - requests_before.0) / count as f64;
+    row.requests_per_reaction = reacted_requests / count as f64;
     row.budget_s = count as f64 * writes_per_reaction / CLIENT_QPS + 1.0;
     let written = written.lock().map(|w| w.clone()).unwrap_or_default();
     let (inversion_ms, inverted) = largest_inversion(&patched, &written, &progressing, first_patch);
@@ -572,7 +691,18 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     if !inverted.is_empty() {
         println!("largest reaction-order inversion: {inverted}");
     }
-    row.requests_per_rollout = (requests_after.0 - requests_before.0) / count as f64;
+    let rollout_requests = delta(&requests_before, &requests_after);
+    row.requests_per_rollout = total(&rollout_requests) / count as f64;
+    let mut by_resource: Vec<_> = rollout_requests.into_iter().collect();
+    by_resource.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "requests per canary rollout, by method and resource: {}",
+        by_resource
+            .iter()
+            .map(|((method, resource), n)| format!("{method} {resource} {:.2}", n / count as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let cpu_after = (cpu_seconds(pid), cluster_cpu());
     let mut cpu = cpu_delta(&cpu_before.1, &cpu_after.1);
     cpu.insert("flagger-rs", cpu_after.0 - cpu_before.0);
@@ -588,8 +718,7 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     row.mass_reaction = mass_reaction;
     row.makespan_s = (last - first_patch) / 1000.0;
     row.cpu = cpu;
-    row.load = bench::loadavg();
-    Ok(row)
+    Ok(row.ended(pid))
 }
 
 fn p(sample: &[f64], f: impl Fn(&bench::Summary) -> f64, scale: f64, digits: usize) -> String {
@@ -642,12 +771,13 @@ async fn main() -> e2e::Result<()> {
          settings: blue/green, interval {INTERVAL}, {ITERATIONS} iterations, {with_checks}, 1-replica Deployment \
          targets, planned run {planned} s; controller {}{threadiness}; load average at start: {load_start}\n\n\
          | canaries | unrelated ConfigMaps + Secrets | all Initialized (s) | idle API requests/s above baseline | \
-         idle CPU (% of a core) | RSS (MiB) | new revision → Progressing p50 / p99 (s), sampled | \
+         idle CPU (% of a core) | RSS idle / peak (MiB) | new revision → Progressing p50 / p99 (s), sampled | \
          all patched: → Progressing p50 / p99 / max (s) | client budget for the last reaction (s): N × writes ÷ QPS + 1 | \
          writes / requests per reaction | most any canary reacted ahead of one written earlier (s) | \
-         all patched: duration ÷ plan p50 / p99 | makespan (s) | Succeeded | requests per canary rollout | \
+         all patched: duration ÷ plan p50 / p99 | the cluster's Deployment rollouts per canary p50 / p99 (s) | \
+         duration less those ÷ plan p50 / p99 | makespan (s) | Succeeded | requests per canary rollout | \
          CPU s during the rollout | load at end |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ctl::binary()?.display(),
     );
     let idle_secs = env_usize("SCALE_IDLE_SECONDS", 30) as f64;
@@ -660,13 +790,14 @@ async fn main() -> e2e::Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         out.push_str(&format!(
-            "\n| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {} / {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {:.1} | {} of {} | {:.1} | {cpu} | {} |",
+            "\n| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} / {:.1} | {} / {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {:.1} | {} of {} | {:.1} | {cpu} | {} |",
             r.count,
             r.unrelated,
             r.init_s,
             r.idle_requests / idle_secs,
             r.idle_cpu_pct,
             r.rss_mib,
+            r.peak_rss_mib,
             p(&r.reaction, |s| s.p50, 1000.0, 2),
             p(&r.reaction, |s| s.p99, 1000.0, 2),
             p(&r.mass_reaction, |s| s.p50, 1000.0, 1),
@@ -678,6 +809,10 @@ async fn main() -> e2e::Result<()> {
             r.inversion_s,
             p(&r.ratio, |s| s.p50, 1.0, 2),
             p(&r.ratio, |s| s.p99, 1.0, 2),
+            p(&r.cluster_rollout, |s| s.p50, 1.0, 1),
+            p(&r.cluster_rollout, |s| s.p99, 1.0, 1),
+            p(&r.ratio_less_rollout, |s| s.p50, 1.0, 2),
+            p(&r.ratio_less_rollout, |s| s.p99, 1.0, 2),
             r.makespan_s,
             r.succeeded,
             r.count,
@@ -700,4 +835,43 @@ async fn main() -> e2e::Result<()> {
         std::fs::write(&path, &out).with_context(|| format!("writing {path}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollout_time_counts_overlaps_once_and_stays_in_the_run() {
+        let rec = |at_ms: f64, name: &str, rolled_out: bool| Rec {
+            at_ms,
+            name: name.into(),
+            phase: String::new(),
+            failed_checks: 0,
+            transition: String::new(),
+            replicas: 1,
+            rolled_out,
+        };
+        let records = [
+            rec(0.0, "a", true),
+            rec(10.0, "a", false),
+            rec(30.0, "a", true),
+            rec(20.0, "a-primary", false),
+            rec(40.0, "a-primary", true),
+            rec(90.0, "a-primary", false),
+            rec(5.0, "other", false),
+        ];
+        let timelines = rollout_timelines(&records);
+        // 10–40 (two overlapping rollouts) and 90 until the run ends at 100.
+        assert_eq!(
+            rolling_out_ms(&timelines, &["a", "a-primary"], 0.0, 100.0),
+            40.0
+        );
+        // Only what falls inside the run counts.
+        assert_eq!(
+            rolling_out_ms(&timelines, &["a", "a-primary"], 25.0, 95.0),
+            20.0
+        );
+        assert_eq!(rolling_out_ms(&timelines, &["missing"], 0.0, 100.0), 0.0);
+    }
 }
