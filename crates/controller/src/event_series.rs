@@ -97,8 +97,9 @@ pub enum Flush {
 }
 
 struct Series {
-    /// The latest occurrence, with the series' count and first timestamp.
-    event: Event,
+    /// The latest occurrence, with the series' count and first timestamp. Boxed: an Event is
+    /// ~1 KB inline, and a canary's table of series reserves room for more than it holds.
+    event: Box<Event>,
     /// The Event object holding the series, once written.
     object: Option<String>,
     written: i32,
@@ -173,11 +174,11 @@ impl Correlator {
             canary.evict_oldest();
         }
         let series = canary.series.entry(key.clone()).or_insert_with(|| Series {
-            event: Event {
+            event: Box::new(Event {
                 count: Some(0),
                 first_timestamp: Some(Time(at)),
                 ..event.clone()
-            },
+            }),
             object: None,
             written: 0,
             flush_pending: false,
@@ -185,7 +186,7 @@ impl Correlator {
         });
         let count = series.event.count.unwrap_or(0).saturating_add(1);
         let first = series.event.first_timestamp.clone();
-        series.event = event;
+        *series.event = event;
         series.event.count = Some(count);
         series.event.first_timestamp = first.or(Some(Time(at)));
         series.event.last_timestamp = Some(Time(at));
@@ -195,7 +196,7 @@ impl Correlator {
             // limit holds back is repeats, which only bump a count nobody waits for.
             return Step::Write(Write {
                 existing: None,
-                event: Box::new(series.event.clone()),
+                event: series.event.clone(),
             });
         }
         if series.flush_pending {
@@ -207,7 +208,7 @@ impl Correlator {
         match bucket.take(limit, now) {
             Ok(()) => Step::Write(Write {
                 existing: series.object.clone(),
-                event: Box::new(series.event.clone()),
+                event: series.event.clone(),
             }),
             Err(wait) => {
                 series.flush_pending = true;
@@ -238,7 +239,7 @@ impl Correlator {
                 series.flush_pending = false;
                 Flush::Write(Write {
                     existing: series.object.clone(),
-                    event: Box::new(series.event.clone()),
+                    event: series.event.clone(),
                 })
             }
             Err(wait) => Flush::Wait(wait),
