@@ -211,6 +211,7 @@ impl Context {
         lock(&self.failures).remove(key);
         self.judge_series.forget(key);
         self.cache.track_configs(key, Default::default());
+        self.cache.targets.set(key, Default::default());
         let namespace = key.namespace.clone().unwrap_or_default();
         for target in self.metrics.forget(&namespace, &key.name) {
             self.cache.forget_target(&namespace, &target);
@@ -227,6 +228,7 @@ impl Context {
         remembered.extend(lock(&self.reported).keys().cloned());
         remembered.extend(lock(&self.simulated).keys().cloned());
         remembered.extend(lock(&self.failures).keys().cloned());
+        remembered.extend(self.cache.targets.referencing());
         remembered.extend(
             self.metrics
                 .canaries()

@@ -203,11 +203,16 @@ fn canary_watch(
         // write they grow into a large share of each cached Canary.
         .modify(|canary| canary.metadata.managed_fields = None)
         .reflect(writer)
-        .inspect_ok(move |event| {
-            // The reflector has applied the event: the store is what is watched now.
-            if matches!(event, watcher::Event::Delete(_) | watcher::Event::InitDone) {
-                forget_unwatched(&ctx, &reader);
+        .inspect_ok(move |event| match event {
+            watcher::Event::Apply(canary) | watcher::Event::InitApply(canary) => {
+                ctx.cache.track_targets(canary)
             }
+            // One canary gone: forgotten by name. Comparing everything remembered with the
+            // store at each delete would cost N² when a namespace of N canaries goes.
+            watcher::Event::Delete(canary) => ctx.forget(&ObjectRef::from_obj(canary)),
+            // The reflector has applied the relist: the store is what is watched now.
+            watcher::Event::InitDone => forget_unwatched(&ctx, &reader),
+            watcher::Event::Init => {}
         })
         .touched_objects()
         .filter(watch_ok)
@@ -263,7 +268,7 @@ async fn controller(
             totals_ctx.recorder.sweep();
         }
     });
-    crate::watches::triggers(controller, &client, &flags.namespace, &ctx, &store)
+    crate::watches::triggers(controller, &client, &flags.namespace, &ctx)
         .reconcile_all_on(crate::resync::every(flags.control_loop_interval))
         // `-threadiness` bounds the workers inside the reconcile (see `workers`), not the runner.
         .with_config(crate::workers::Workers::runner_config())

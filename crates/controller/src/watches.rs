@@ -10,9 +10,9 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::core::{ObjectMeta, PartialObjectMeta};
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 
 use flagger_api::{AlertProvider, Canary, MetricTemplate};
 
@@ -32,7 +32,6 @@ pub fn triggers(
     client: &Client,
     namespace: &str,
     ctx: &Arc<Context>,
-    store: &Store<Canary>,
 ) -> Controller<Canary> {
     let ns = namespace;
     let Some(stores) = ctx.cache.stores() else {
@@ -46,42 +45,21 @@ pub fn triggers(
     let autoscalers = kept_watch::<HorizontalPodAutoscaler>(client, ns, stores.autoscalers.clone());
     let templates = kept_watch::<MetricTemplate>(client, ns, stores.metric_templates.clone());
     let providers = kept_watch::<AlertProvider>(client, ns, stores.alert_providers.clone());
-    let target_store = store.clone();
-    let by_target = move |kind: &str, object: &dyn ResourceMeta| {
-        let mut refs = owner_canaries(object.meta_of());
-        refs.extend(
-            target_store
-                .state()
-                .into_iter()
-                .filter(|c| {
-                    c.metadata.namespace == object.meta_of().namespace
-                        && c.spec.target_ref.kind == kind
-                        && Some(&c.spec.target_ref.name) == object.meta_of().name.as_ref()
-                })
-                .map(|c| ObjectRef::from_obj(c.as_ref())),
-        );
+    // A target, and the target's HPA (`autoscalerRef`), map to the canaries naming them (see
+    // `Cache::track_targets`); a primary or `<hpa>-primary` to its owner.
+    let targets_ctx = ctx.clone();
+    let by_target = move |kind: &str, meta: &ObjectMeta| {
+        let mut refs = owner_canaries(meta);
+        refs.extend(targets_ctx.cache.targets.canaries(
+            kind,
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        ));
         refs
     };
     let deployment_map = by_target.clone();
-    let daemonset_map = by_target;
-    let scaler_store = store.clone();
-    // The target's HPA (`autoscalerRef`) maps to the canaries naming it; `<hpa>-primary` to its owner.
-    let autoscaler_map = move |h: HorizontalPodAutoscaler| {
-        let mut refs = owner_canaries(h.meta());
-        refs.extend(
-            scaler_store
-                .state()
-                .into_iter()
-                .filter(|c| {
-                    c.namespace() == h.namespace()
-                        && c.spec.autoscaler_ref.as_ref().is_some_and(|r| {
-                            r.kind == "HorizontalPodAutoscaler" && r.name == h.name_any()
-                        })
-                })
-                .map(|c| ObjectRef::from_obj(c.as_ref())),
-        );
-        refs
-    };
+    let daemonset_map = by_target.clone();
+    let autoscaler_map = by_target;
     let cm_ctx = ctx.clone();
     let secret_ctx = ctx.clone();
     let metrics = &ctx.metrics;
@@ -91,13 +69,13 @@ pub fn triggers(
         .watches_stream(
             deployments,
             counted(metrics, "Deployment", move |d: Deployment| {
-                deployment_map("Deployment", &d)
+                deployment_map("Deployment", d.meta())
             }),
         )
         .watches_stream(
             daemonsets,
             counted(metrics, "DaemonSet", move |d: DaemonSet| {
-                daemonset_map("DaemonSet", &d)
+                daemonset_map("DaemonSet", d.meta())
             }),
         )
         .watches_stream(
@@ -122,22 +100,17 @@ pub fn triggers(
         )
         .watches_stream(
             autoscalers,
-            counted(metrics, "HorizontalPodAutoscaler", autoscaler_map),
+            counted(
+                metrics,
+                "HorizontalPodAutoscaler",
+                move |h: HorizontalPodAutoscaler| {
+                    autoscaler_map("HorizontalPodAutoscaler", h.meta())
+                },
+            ),
         )
         // Read when a check or an alert needs them; a change waits for that moment.
         .watches_stream(templates, |_| Vec::<ObjectRef<Canary>>::new())
         .watches_stream(providers, |_| Vec::<ObjectRef<Canary>>::new())
-}
-
-/// Object metadata behind a trait object, so one mapping serves Deployments and DaemonSets.
-trait ResourceMeta {
-    fn meta_of(&self) -> &ObjectMeta;
-}
-
-impl<K: Resource> ResourceMeta for K {
-    fn meta_of(&self) -> &ObjectMeta {
-        self.meta()
-    }
 }
 
 /// A mapping that also counts the canaries it asks to reconcile, by the changed object's kind.

@@ -58,6 +58,7 @@ pub trait Cached:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + Clone
     + DeserializeOwned
+    + serde::Serialize
     + Debug
     + Send
     + Sync
@@ -126,6 +127,8 @@ pub struct Cache {
     applied: Mutex<HashMap<Key, u64>>,
     /// The configs each canary's pod template references.
     pub references: References,
+    /// The workload and HPA each watched canary targets (see `track_targets`).
+    pub targets: References,
 }
 
 impl Cache {
@@ -192,12 +195,29 @@ impl Cache {
         let key = key::<K>(namespace, name);
         let mut written = lock(&self.written);
         if let Some(&wrote) = written.get(&key) {
-            if resource_version(object.as_ref()).is_none_or(|rv| rv < wrote) {
+            if resource_version(&object).is_none_or(|rv| rv < wrote) {
                 return None;
             }
             written.remove(&key);
         }
-        Some((*object).clone())
+        Some(object)
+    }
+
+    /// Records the workload and HPA `canary` targets, as the Canary watch delivers it: a change
+    /// of either maps back to the canary by lookup, not by a scan of every canary.
+    pub fn track_targets(&self, canary: &Canary) {
+        let namespace = canary.metadata.namespace.clone().unwrap_or_default();
+        let spec = &canary.spec;
+        let mut keys = BTreeSet::new();
+        if let Some(kind) = references::kind_of(&spec.target_ref.kind) {
+            keys.insert((kind, namespace.clone(), spec.target_ref.name.clone()));
+        }
+        if let Some(scaler) = &spec.autoscaler_ref
+            && scaler.kind == "HorizontalPodAutoscaler"
+        {
+            keys.insert(("HorizontalPodAutoscaler", namespace, scaler.name.clone()));
+        }
+        self.targets.set(&ObjectRef::from_obj(canary), keys);
     }
 
     /// Records which configs `canary` references; the cached copies of configs no canary
@@ -350,6 +370,74 @@ mod tests {
             "spec": {"type": "ClusterIP", "selector": {"app": "podinfo-primary"},
                      "ports": [{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}]},
         })
+    }
+
+    fn canary(target: &str, hpa: Option<&str>) -> Canary {
+        let mut body = json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                "service": {"port": 9898},
+                "analysis": {"interval": "10s", "threshold": 2}
+            }
+        });
+        if let Some(hpa) = hpa {
+            body["spec"]["autoscalerRef"] = json!({
+                "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": hpa
+            });
+        }
+        serde_json::from_value(body).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_target_and_its_hpa_map_back_to_the_canary_by_name_and_only_while_it_names_them() {
+        let cache = Cache::default();
+        let me = ObjectRef::new("podinfo").within("test");
+        cache.track_targets(&canary("podinfo", Some("podinfo-hpa")));
+        assert_eq!(
+            cache.targets.canaries("Deployment", "test", "podinfo"),
+            vec![me.clone()]
+        );
+        assert_eq!(
+            cache
+                .targets
+                .canaries("HorizontalPodAutoscaler", "test", "podinfo-hpa"),
+            vec![me.clone()]
+        );
+        assert!(
+            cache
+                .targets
+                .canaries("DaemonSet", "test", "podinfo")
+                .is_empty()
+        );
+        assert!(
+            cache
+                .targets
+                .canaries("Deployment", "other", "podinfo")
+                .is_empty()
+        );
+
+        cache.track_targets(&canary("podinfo-v2", None));
+        assert!(
+            cache
+                .targets
+                .canaries("Deployment", "test", "podinfo")
+                .is_empty(),
+            "the old target no longer maps to it"
+        );
+        assert!(
+            cache
+                .targets
+                .canaries("HorizontalPodAutoscaler", "test", "podinfo-hpa")
+                .is_empty()
+        );
+        assert_eq!(
+            cache.targets.canaries("Deployment", "test", "podinfo-v2"),
+            vec![me.clone()]
+        );
+        cache.targets.set(&me, BTreeSet::new());
+        assert!(cache.targets.referencing().is_empty());
     }
 
     fn defaulted(body: &Value) -> Value {

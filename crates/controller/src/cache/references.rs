@@ -1,5 +1,8 @@
-//! Which canaries reference which ConfigMaps and Secrets, so a changed config reconciles exactly
-//! the canaries whose pod template uses it, and an unrelated one reconciles none.
+//! Which canaries reference which objects by name, so a changed object reconciles exactly the
+//! canaries that reference it, and an unrelated one reconciles none: the ConfigMaps and Secrets
+//! a canary's pod template uses, and the workload and HPA a canary targets. A lookup is a hash
+//! lookup: a scan of every canary per watch event costs N² over a rollout of N canaries (at
+//! 10 000 canaries it kept one core busy mapping Deployment events back to their canaries).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -9,8 +12,22 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::context::lock;
 
-/// A config as a pod template names it: kind (`ConfigMap`/`Secret`), namespace, name.
+/// An object as a canary names it: kind (one of [`KINDS`]), namespace, name.
 pub type ConfigKey = (&'static str, String, String);
+
+/// The kinds a canary references by name and whose watch maps a change back to it.
+pub const KINDS: [&str; 5] = [
+    "ConfigMap",
+    "Secret",
+    "Deployment",
+    "DaemonSet",
+    "HorizontalPodAutoscaler",
+];
+
+/// `kind` as the static string the index is keyed by; `None` for a kind no watch maps back.
+pub fn kind_of(kind: &str) -> Option<&'static str> {
+    KINDS.into_iter().find(|k| *k == kind)
+}
 
 #[derive(Default)]
 pub struct References {
@@ -52,15 +69,18 @@ impl References {
         released
     }
 
-    /// The canaries whose pod template references this config.
+    /// Every canary with a reference recorded.
+    pub fn referencing(&self) -> Vec<ObjectRef<Canary>> {
+        lock(&self.inner).by_canary.keys().cloned().collect()
+    }
+
+    /// The canaries that reference this object.
     pub fn canaries(&self, kind: &str, namespace: &str, name: &str) -> Vec<ObjectRef<Canary>> {
-        let inner = lock(&self.inner);
         // The map is keyed by a static kind; look it up by value.
-        let kind = match kind {
-            "ConfigMap" => "ConfigMap",
-            "Secret" => "Secret",
-            _ => return Vec::new(),
+        let Some(kind) = kind_of(kind) else {
+            return Vec::new();
         };
+        let inner = lock(&self.inner);
         inner
             .by_config
             .get(&(kind, namespace.to_string(), name.to_string()))
