@@ -17,10 +17,11 @@
 //! A kept object is held as its JSON, decoded on each read. k8s-openapi's structs hold every
 //! optional field of a Deployment or Service inline whether set or not: measured at 1 000 canaries
 //! (heaptrack), the five objects a canary owns or targets took ~24 KB as structs, several times
-//! their JSON, and dominated the controller's memory. A read decodes ~2 KB of JSON, which costs
-//! about what the deep copy each read already made did.
+//! their JSON, and dominated the controller's memory. Each read already made a deep copy of the
+//! object; it now decodes a few KB of JSON instead, which costs more CPU per read.
 
 use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use kube::Resource;
@@ -59,7 +60,8 @@ fn owned_by_a_canary(meta: &kube::core::ObjectMeta) -> bool {
 /// An object as kept: its JSON (without managedFields: nothing reads them and they are most of
 /// an object's size) and the version it is at.
 struct Kept {
-    json: Box<[u8]>,
+    /// Shared, so a read copies a pointer under the lock and decodes after releasing it.
+    json: Arc<[u8]>,
     version: u64,
 }
 
@@ -69,7 +71,7 @@ impl Kept {
     fn of<K: Resource + Clone + Serialize>(object: &K) -> Option<Kept> {
         let mut bare = object.clone();
         bare.meta_mut().managed_fields = None;
-        let json = serde_json::to_vec(&bare).ok()?.into_boxed_slice();
+        let json = serde_json::to_vec(&bare).ok()?.into();
         Some(Kept {
             json,
             version: version(object.meta()),
@@ -84,17 +86,18 @@ struct Entry {
     seen: u64,
 }
 
-struct Inner<K> {
+struct Inner {
     entries: HashMap<Key, Entry>,
-    kind: std::marker::PhantomData<K>,
     /// The keys a relist has delivered so far; a kept key it misses was deleted during the gap.
     relisted: Option<HashSet<Key>>,
 }
 
 /// Objects of one kind kept because a reconcile read them, fed by that kind's watch.
 pub struct KeptStore<K> {
-    inner: Arc<Mutex<Inner<K>>>,
+    inner: Arc<Mutex<Inner>>,
     synced: watch::Sender<bool>,
+    /// Objects are kept encoded; the kind says what a read decodes them into.
+    kind: PhantomData<fn() -> K>,
 }
 
 impl<K> Clone for KeptStore<K> {
@@ -102,6 +105,7 @@ impl<K> Clone for KeptStore<K> {
         KeptStore {
             inner: self.inner.clone(),
             synced: self.synced.clone(),
+            kind: PhantomData,
         }
     }
 }
@@ -111,10 +115,10 @@ impl<K> Default for KeptStore<K> {
         KeptStore {
             inner: Arc::new(Mutex::new(Inner {
                 entries: HashMap::new(),
-                kind: std::marker::PhantomData,
                 relisted: None,
             })),
             synced: watch::Sender::new(false),
+            kind: PhantomData,
         }
     }
 }
@@ -134,13 +138,14 @@ impl<K: Resource + Clone + Serialize + DeserializeOwned> KeptStore<K> {
 
     /// The kept object, `None` when it is not kept (never read, or dropped as stale).
     pub fn get(&self, namespace: &str, name: &str) -> Option<K> {
-        let inner = lock(&self.inner);
-        let entry = inner
-            .entries
-            .get(&(namespace.to_string(), name.to_string()))?;
-        let json = &entry.object.as_ref()?.json;
-        // Decoded outside the lock would need a copy of the bytes; a decode is microseconds.
-        serde_json::from_slice(json).ok()
+        let json = {
+            let inner = lock(&self.inner);
+            let entry = inner
+                .entries
+                .get(&(namespace.to_string(), name.to_string()))?;
+            entry.object.as_ref()?.json.clone()
+        };
+        serde_json::from_slice(&json).ok()
     }
 
     /// Marks an object as read by a canary, before the GET that fetches it: a watch event that

@@ -38,7 +38,7 @@ mod kept;
 mod references;
 
 pub use kept::KeptStore;
-pub use references::{ConfigKey, References};
+pub use references::{NamedRef, References};
 
 /// The controller's watch caches, one per kind a reconcile reads; each keeps only what was read.
 #[derive(Clone, Default)]
@@ -222,7 +222,7 @@ impl Cache {
 
     /// Records which configs `canary` references; the cached copies of configs no canary
     /// references any more (and of their `-primary` copies) go.
-    pub fn track_configs(&self, canary: &ObjectRef<Canary>, configs: BTreeSet<ConfigKey>) {
+    pub fn track_configs(&self, canary: &ObjectRef<Canary>, configs: BTreeSet<NamedRef>) {
         for (kind, namespace, name) in self.references.set(canary, configs) {
             let copy = format!("{name}-primary");
             let ours = |n: &str| n == name || n == copy;

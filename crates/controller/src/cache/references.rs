@@ -13,7 +13,7 @@ use kube::runtime::reflector::ObjectRef;
 use crate::context::lock;
 
 /// An object as a canary names it: kind (one of [`KINDS`]), namespace, name.
-pub type ConfigKey = (&'static str, String, String);
+pub type NamedRef = (&'static str, String, String);
 
 /// The kinds a canary references by name and whose watch maps a change back to it.
 pub const KINDS: [&str; 5] = [
@@ -36,14 +36,14 @@ pub struct References {
 
 #[derive(Default)]
 struct Inner {
-    by_config: HashMap<ConfigKey, HashSet<ObjectRef<Canary>>>,
-    by_canary: HashMap<ObjectRef<Canary>, BTreeSet<ConfigKey>>,
+    by_config: HashMap<NamedRef, HashSet<ObjectRef<Canary>>>,
+    by_canary: HashMap<ObjectRef<Canary>, BTreeSet<NamedRef>>,
 }
 
 impl References {
     /// Records the configs `canary` references now, replacing what it referenced before. Returns
     /// the configs no canary references any more, whose cached copies can go.
-    pub fn set(&self, canary: &ObjectRef<Canary>, configs: BTreeSet<ConfigKey>) -> Vec<ConfigKey> {
+    pub fn set(&self, canary: &ObjectRef<Canary>, configs: BTreeSet<NamedRef>) -> Vec<NamedRef> {
         let mut inner = lock(&self.inner);
         let before = inner.by_canary.remove(canary).unwrap_or_default();
         let mut released = Vec::new();
@@ -93,7 +93,7 @@ impl References {
 mod tests {
     use super::*;
 
-    fn cm(name: &str) -> ConfigKey {
+    fn cm(name: &str) -> NamedRef {
         ("ConfigMap", "test".into(), name.into())
     }
 
@@ -132,7 +132,7 @@ mod tests {
         assert!(refs.canaries("ConfigMap", "test", "only-a").is_empty());
         assert_eq!(
             refs.set(&b, BTreeSet::new()),
-            Vec::<ConfigKey>::new(),
+            Vec::<NamedRef>::new(),
             "a still uses it"
         );
         assert_eq!(refs.set(&a, BTreeSet::new()), vec![cm("shared")]);
