@@ -49,13 +49,7 @@ pub fn triggers(
     // `Cache::track_targets`); a primary or `<hpa>-primary` to its owner.
     let targets_ctx = ctx.clone();
     let by_target = move |kind: &str, meta: &ObjectMeta| {
-        let mut refs = owner_canaries(meta);
-        refs.extend(targets_ctx.cache.targets.canaries(
-            kind,
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default(),
-        ));
-        refs
+        referencing_canaries(&targets_ctx.cache.targets, kind, meta)
     };
     let deployment_map = by_target.clone();
     let daemonset_map = by_target.clone();
@@ -88,14 +82,14 @@ pub fn triggers(
                 metrics,
                 "ConfigMap",
                 move |c: PartialObjectMeta<ConfigMap>| {
-                    config_canaries(&cm_ctx.cache.references, "ConfigMap", c.meta())
+                    referencing_canaries(&cm_ctx.cache.references, "ConfigMap", c.meta())
                 },
             ),
         )
         .watches_stream(
             secrets,
             counted(metrics, "Secret", move |s: PartialObjectMeta<Secret>| {
-                config_canaries(&secret_ctx.cache.references, "Secret", s.meta())
+                referencing_canaries(&secret_ctx.cache.references, "Secret", s.meta())
             }),
         )
         .watches_stream(
@@ -129,9 +123,10 @@ fn counted<K>(
     }
 }
 
-/// The canaries a changed ConfigMap or Secret concerns: those whose pod template references it,
-/// and the one that owns it (a `-primary` copy). Any other config concerns none.
-pub fn config_canaries(
+/// The canaries a changed object concerns: those `references` records as naming it (a pod
+/// template's ConfigMap or Secret, a target, a target's HPA), and the one that owns it (a
+/// `-primary` copy). Any other object concerns none.
+fn referencing_canaries(
     references: &References,
     kind: &str,
     meta: &ObjectMeta,
@@ -300,16 +295,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            config_canaries(&references, "ConfigMap", &meta("podinfo-config")),
+            referencing_canaries(&references, "ConfigMap", &meta("podinfo-config")),
             vec![podinfo.clone()]
         );
         assert_eq!(
-            config_canaries(&references, "Secret", &meta("podinfo-token")),
+            referencing_canaries(&references, "Secret", &meta("podinfo-token")),
             vec![podinfo.clone()]
         );
         for unrelated in ["unrelated", "kube-root-ca.crt", "podinfo-token"] {
             assert!(
-                config_canaries(&references, "ConfigMap", &meta(unrelated)).is_empty(),
+                referencing_canaries(&references, "ConfigMap", &meta(unrelated)).is_empty(),
                 "{unrelated} is referenced by no canary"
             );
         }
@@ -325,7 +320,7 @@ mod tests {
             },
         ]);
         assert_eq!(
-            config_canaries(&references, "ConfigMap", &copy),
+            referencing_canaries(&references, "ConfigMap", &copy),
             vec![podinfo],
             "the -primary copy maps to its owner"
         );
