@@ -291,11 +291,13 @@ impl Correlator {
     }
 
     /// How many series are kept, over all canaries.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.canaries.values().map(|c| c.series.len()).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
