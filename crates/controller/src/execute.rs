@@ -234,6 +234,7 @@ impl<'a> Executor<'a> {
             .map_err(|e| e.to_string())?;
         let namespace = self.canary.namespace().unwrap_or_default();
         self.ctx.metrics.set_weights(
+            &self.canary.name_any(),
             &namespace,
             &self.spec.target_name,
             i64::from(routes.primary),
