@@ -75,6 +75,7 @@ fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
 }
 
 fn main() -> ExitCode {
+    flagger_controller::allocator::cap_arenas();
     let cli = parse(std::env::args_os().collect()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Validate(args) => validate::run(&args),

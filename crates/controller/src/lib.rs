@@ -2,6 +2,7 @@
 //! `flagger_core::advance`, and carries out the actions it returns.
 
 pub mod alerts;
+pub mod allocator;
 pub mod availability;
 pub mod backoff;
 pub mod cache;
