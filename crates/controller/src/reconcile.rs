@@ -13,6 +13,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::cadence;
 use crate::context::Context;
@@ -38,6 +39,9 @@ pub enum Error {
     Target(#[from] TargetError),
     #[error("the core kept asking for results; tick abandoned")]
     Runaway,
+    /// A bug: the tick panicked. Only this canary's tick is lost; it is retried with backoff.
+    #[error("tick panicked: {0}")]
+    Panicked(String),
 }
 
 /// The `kind` of `flagger_reconcile_errors_total` for an effect of the tick that failed (a route,
@@ -50,6 +54,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Target(_) => "target",
             Error::Runaway => "runaway",
+            Error::Panicked(_) => "panic",
         }
     }
 }
@@ -70,9 +75,16 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         Some(turn) => Some(ctx.workers.acquire(turn).await),
         None => None,
     };
-    // The tick proper is boxed: a reconcile waiting for its worker holds only the few bytes
-    // above, not the whole tick's state (thousands wait at once when thousands react at once).
-    Box::pin(tick(canary, ctx, key, worker)).await
+    // The tick proper runs as its own task. kube-runtime's runner polls the reconciles it starts
+    // itself, inside the controller's stream, which one thread drives together with every watch:
+    // unspawned, one canary's CPU-heavy tick (decoding, a large status) holds up every other
+    // canary's and every watch's progress, and a panic in one tick unwinds the whole controller.
+    // Spawned, ticks run on all the runtime's threads, and a panic costs only that tick. A
+    // reconcile waiting for its worker also holds only the few bytes above, not the whole tick's
+    // state (thousands wait at once when thousands react at once).
+    tokio::spawn(tick(canary, ctx, key, worker).in_current_span())
+        .await
+        .unwrap_or_else(|failed| Err(Error::Panicked(failed.to_string())))
 }
 
 async fn tick(
@@ -545,13 +557,12 @@ fn record_tick_metrics(
         phase,
         Timestamp::now(),
     );
-    ctx.metrics
-        .duration
-        .get_or_create(&crate::metrics::TargetLabels {
-            name: spec.target_name.clone(),
-            namespace,
-        })
-        .observe(took.as_secs_f64());
+    ctx.metrics.observe_tick(
+        &canary.name_any(),
+        &namespace,
+        &spec.target_name,
+        took.as_secs_f64(),
+    );
 }
 
 #[cfg(test)]
