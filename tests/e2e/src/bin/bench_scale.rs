@@ -27,7 +27,8 @@
 //! Environment: `SCALE_COUNTS` ("100"), `SCALE_SAMPLE` (20), `SCALE_IDLE_SECONDS` (30), `SCALE_UNRELATED` (0),
 //! `SCALE_ROLLOUT` (1; 0 stops after the idle window), `SCALE_MASS` (1; 0 stops after the sampled reactions, for
 //! counts whose mass rollout the client budget makes longer than the run can wait), `SCALE_CHECKS` (0),
-//! `SCALE_THREADINESS` (the controller's `-threadiness`; unset: its default), `FLAGGER_RS_BIN`, `BENCH_OUT` (a file the final table is also written to).
+//! `SCALE_THREADINESS` (the controller's `-threadiness`; unset: its default), `SCALE_QPS` (its `-kubeconfig-qps`,
+//! with a burst of 2.5 × that; unset: 100 and 250, its defaults), `FLAGGER_RS_BIN`, `BENCH_OUT` (a file the final table is also written to).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -50,8 +51,13 @@ use serde_json::{Value, json};
 
 const INTERVAL: &str = "10s";
 const ITERATIONS: u32 = 3;
-/// The controller's `-kubeconfig-qps` default, which the bench leaves as it is.
-const CLIENT_QPS: f64 = 100.0;
+/// The controller's `-kubeconfig-qps` default, which the bench keeps unless `SCALE_QPS` is set.
+const CLIENT_QPS: usize = 100;
+
+/// The controller's client budget for this run (`SCALE_QPS`, else its default).
+fn client_qps() -> usize {
+    env_usize("SCALE_QPS", CLIENT_QPS)
+}
 /// Requests the bench itself keeps in flight when it creates or patches many objects.
 const IN_FLIGHT: usize = 32;
 /// The cluster's own processes, by `comm` (truncated to 15 characters by the kernel).
@@ -517,6 +523,11 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         "-zap-encoding=console".into(),
     ];
     let mut args = args;
+    if client_qps() != CLIENT_QPS {
+        // Flagger's burst default (250) is 2.5 × its QPS; the same ratio for another budget.
+        args.push(format!("-kubeconfig-qps={}", client_qps()));
+        args.push(format!("-kubeconfig-burst={}", client_qps() * 5 / 2));
+    }
     if let Ok(n) = std::env::var("SCALE_THREADINESS")
         && !n.trim().is_empty()
     {
@@ -684,7 +695,7 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     let writes_per_reaction = reacted_writes / count as f64;
     row.writes_per_reaction = writes_per_reaction;
     row.requests_per_reaction = reacted_requests / count as f64;
-    row.budget_s = count as f64 * writes_per_reaction / CLIENT_QPS + 1.0;
+    row.budget_s = count as f64 * writes_per_reaction / client_qps() as f64 + 1.0;
     let written = written.lock().map(|w| w.clone()).unwrap_or_default();
     let (inversion_ms, inverted) = largest_inversion(&patched, &written, &progressing, first_patch);
     row.inversion_s = inversion_ms / 1000.0;
@@ -746,14 +757,16 @@ async fn main() -> e2e::Result<()> {
     let threadiness = std::env::var("SCALE_THREADINESS")
         .map(|n| format!(" -threadiness={}", n.trim()))
         .unwrap_or_default();
+    let threadiness = format!("{threadiness} -kubeconfig-qps={}", client_qps());
     let load_start = bench::loadavg();
     println!("load average at start: {load_start}");
     let mut rows = Vec::new();
     for &count in &counts {
         let cell = Arc::new(Mutex::new(None));
         let sink = cell.clone();
+        // A bound for a run that hangs, not a measure: 10 000 canaries take over an hour here.
         tokio::time::timeout(
-            Duration::from_secs(3600),
+            Duration::from_secs(3600 + 2 * count as u64),
             with_namespace("bench-scale", |ns| async move {
                 let row = one(ns, count, unrelated).await?;
                 *sink.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(row);
