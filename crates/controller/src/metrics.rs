@@ -375,7 +375,7 @@ impl Metrics {
     pub fn set_phase(&self, canary: &str, namespace: &str, target: &str, phase: CanaryPhase) {
         self.own(namespace, canary, |o| {
             let target = o.target(target);
-            if o.phase.as_ref() == Some(&(target.clone(), phase)) {
+            if matches!(&o.phase, Some((t, p)) if *t == target && *p == phase) {
                 return;
             }
             let status = match phase {
