@@ -371,37 +371,57 @@ impl Metrics {
     }
 
     /// Records a canary's phase in `flagger_canary_status` (Flagger's code values) and the one-hot
-    /// `flagger_canary_phase`. Called every tick; writes only when the phase or target changed.
+    /// `flagger_canary_phase`; writes only when the phase or target changed. Ticks record it
+    /// through [`Metrics::record_tick`]; tests set it alone.
+    #[cfg(test)]
     pub fn set_phase(&self, canary: &str, namespace: &str, target: &str, phase: CanaryPhase) {
         self.own(namespace, canary, |o| {
             let target = o.target(target);
-            if matches!(&o.phase, Some((t, p)) if *t == target && *p == phase) {
-                return;
-            }
-            let status = match phase {
-                CanaryPhase::Progressing => 0,
-                CanaryPhase::Failed => 2,
-                _ => 1,
-            };
-            self.status
-                .get_or_create(&o.target_labels(&target))
-                .set(status);
-            for candidate in PHASES {
-                self.phase
-                    .get_or_create(&o.phase_labels(&target, candidate))
-                    .set(i64::from(candidate == phase));
-            }
-            o.phase = Some((target, phase));
+            self.write_phase(o, target, phase);
         });
+    }
+
+    fn write_phase(&self, o: &mut Owned, target: Shared, phase: CanaryPhase) {
+        if matches!(&o.phase, Some((t, p)) if *t == target && *p == phase) {
+            return;
+        }
+        let status = match phase {
+            CanaryPhase::Progressing => 0,
+            CanaryPhase::Failed => 2,
+            _ => 1,
+        };
+        self.status
+            .get_or_create(&o.target_labels(&target))
+            .set(status);
+        for candidate in PHASES {
+            self.phase
+                .get_or_create(&o.phase_labels(&target, candidate))
+                .set(i64::from(candidate == phase));
+        }
+        o.phase = Some((target, phase));
     }
 
     /// `flagger_canary_analysis_start_timestamp_seconds`: set when a run becomes active, kept
     /// while it is, 0 when the canary is idle (so `CanaryStuck` can measure a run's age).
+    #[cfg(test)]
     pub fn set_run_start(
         &self,
         canary: &str,
         namespace: &str,
         target: &str,
+        phase: CanaryPhase,
+        now: jiff::Timestamp,
+    ) {
+        self.own(namespace, canary, |o| {
+            let target = o.target(target);
+            self.write_run_start(o, &target, phase, now);
+        });
+    }
+
+    fn write_run_start(
+        &self,
+        o: &Owned,
+        target: &Shared,
         phase: CanaryPhase,
         now: jiff::Timestamp,
     ) {
@@ -412,24 +432,33 @@ impl Metrics {
                 | CanaryPhase::Promoting
                 | CanaryPhase::Finalising
         );
-        self.own(namespace, canary, |o| {
-            let target = o.target(target);
-            let gauge = self.analysis_start.get_or_create(&o.canary_labels(&target));
-            if !active {
-                gauge.set(0.0);
-            } else if gauge.get() == 0.0 {
-                gauge.set(now.as_millisecond() as f64 / 1000.0);
-            }
-        });
+        let gauge = self.analysis_start.get_or_create(&o.canary_labels(target));
+        if !active {
+            gauge.set(0.0);
+        } else if gauge.get() == 0.0 {
+            gauge.set(now.as_millisecond() as f64 / 1000.0);
+        }
     }
 
-    /// `flagger_canary_duration_seconds`: how long one tick of the canary took.
-    pub fn observe_tick(&self, canary: &str, namespace: &str, target: &str, took: f64) {
+    /// What every tick records, under one lookup of the canary's entry: its phase (see
+    /// [`Metrics::set_phase`]), its run's start (see [`Metrics::set_run_start`]) and how long the
+    /// tick took (`flagger_canary_duration_seconds`).
+    pub fn record_tick(
+        &self,
+        canary: &str,
+        namespace: &str,
+        target: &str,
+        phase: CanaryPhase,
+        now: jiff::Timestamp,
+        took: f64,
+    ) {
         self.own(namespace, canary, |o| {
             let target = o.target(target);
+            self.write_run_start(o, &target, phase, now);
             self.duration
                 .get_or_create(&o.target_labels(&target))
                 .observe(took);
+            self.write_phase(o, target, phase);
         });
     }
 
@@ -565,7 +594,6 @@ mod tests {
                 namespace: "test".into(),
             })
             .set(1);
-        metrics.set_phase("podinfo", "test", "podinfo", CanaryPhase::Progressing);
         metrics.set_weights("podinfo", "test", "podinfo", 90, 10);
         let outcome = OutcomeLabels {
             name: "podinfo".into(),
@@ -575,7 +603,14 @@ mod tests {
         };
         metrics.successes.get_or_create(&outcome).inc();
         metrics.failures.get_or_create(&outcome).inc();
-        metrics.observe_tick("podinfo", "test", "podinfo", 0.2);
+        metrics.record_tick(
+            "podinfo",
+            "test",
+            "podinfo",
+            CanaryPhase::Progressing,
+            jiff::Timestamp::now(),
+            0.2,
+        );
         let text = exposition(&metrics);
         for expected in [
             "# TYPE flagger_info gauge",
@@ -690,7 +725,14 @@ mod tests {
                     reason: "failed_checks".into(),
                 },
             );
-            metrics.observe_tick("c", ns, "t", 0.1);
+            metrics.record_tick(
+                "c",
+                ns,
+                "t",
+                CanaryPhase::Failed,
+                jiff::Timestamp::now(),
+                0.1,
+            );
         }
         assert_eq!(metrics.canaries().len(), 2);
         metrics.forget("ns", "c");

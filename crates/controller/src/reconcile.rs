@@ -548,19 +548,12 @@ fn record_tick_metrics(
 ) {
     let namespace = canary.namespace().unwrap_or_default();
     let phase = status.phase.unwrap_or_default();
-    ctx.metrics
-        .set_phase(&canary.name_any(), &namespace, &spec.target_name, phase);
-    ctx.metrics.set_run_start(
+    ctx.metrics.record_tick(
         &canary.name_any(),
         &namespace,
         &spec.target_name,
         phase,
         Timestamp::now(),
-    );
-    ctx.metrics.observe_tick(
-        &canary.name_any(),
-        &namespace,
-        &spec.target_name,
         took.as_secs_f64(),
     );
 }
