@@ -28,6 +28,7 @@ pub mod reconcile;
 pub mod redact;
 pub mod resync;
 pub mod run;
+pub mod runner;
 pub mod server;
 pub mod status;
 pub mod target;

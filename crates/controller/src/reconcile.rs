@@ -9,7 +9,6 @@ use flagger_core::{Action, EventType, Need, Observation, RolloutSpec};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tokio::time::Instant;
@@ -19,6 +18,7 @@ use crate::cadence;
 use crate::context::Context;
 use crate::execute::Executor;
 use crate::fulfil;
+use crate::runner::Requeue;
 use crate::status;
 use crate::target::{TargetError, records_revision};
 use crate::targets::Target;
@@ -65,7 +65,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     // a long wait the staleness window may have passed while the copy still predates our write.
     if ctx.is_stale(&key, canary.metadata.resource_version.as_deref()) {
         // The Canary's watch event for our own write is on its way and triggers the next reconcile.
-        return Ok(Requeue::requeue(STALE_RETRY));
+        return Ok(Requeue::after(STALE_RETRY));
     }
     // Deciding and writing take a worker, handed out in the order canaries became due. A tick
     // that will act takes it before reading anything, so it acts on what is true when its turn
@@ -75,13 +75,10 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         Some(turn) => Some(ctx.workers.acquire(turn).await),
         None => None,
     };
-    // The tick proper runs as its own task. kube-runtime's runner polls the reconciles it starts
-    // itself, inside the controller's stream, which one thread drives together with every watch:
-    // unspawned, one canary's CPU-heavy tick (decoding, a large status) holds up every other
-    // canary's and every watch's progress, and a panic in one tick unwinds the whole controller.
-    // Spawned, ticks run on all the runtime's threads, and a panic costs only that tick. A
-    // reconcile waiting for its worker also holds only the few bytes above, not the whole tick's
-    // state (thousands wait at once when thousands react at once).
+    // The tick proper runs as its own task: a panic in it becomes this canary's error, counted and
+    // retried with backoff like any other. A reconcile waiting for its worker also holds only the
+    // few bytes above, not the whole tick's state (thousands wait at once when thousands react
+    // at once).
     tokio::spawn(tick(canary, ctx, key, worker).in_current_span())
         .await
         .unwrap_or_else(|failed| Err(Error::Panicked(failed.to_string())))
@@ -147,7 +144,7 @@ async fn tick(
         } else if status::write(&api, &canary, &adopted).await? {
             ctx.wrote_status(&key, canary.metadata.resource_version.clone());
         }
-        return Ok(Requeue::requeue(Duration::ZERO));
+        return Ok(Requeue::after(Duration::ZERO));
     }
     if !spec.dry_run && !observation.deleting {
         // The canary and primary Services (and the primary HPA) exist whatever the phase.
@@ -164,11 +161,11 @@ async fn tick(
                 .record(&canary, EventType::Warning, &warning)
                 .await;
             // This tick saw no primary; the next one (its watch event) sees the new one.
-            return Ok(Requeue::requeue(Duration::ZERO));
+            return Ok(Requeue::after(Duration::ZERO));
         }
     }
     let turn = match gate(&ctx, &key, &canary, &spec, &observation) {
-        Gate::NotYet(wait) => return Ok(Requeue::requeue(wait)),
+        Gate::NotYet(wait) => return Ok(Requeue::after(wait)),
         Gate::AtRest => None,
         Gate::Run(turn) => Some(turn),
     };
@@ -178,7 +175,7 @@ async fn tick(
         worker = Some(ctx.workers.acquire(turn).await);
         if target_changed(&ctx, &canary, &observation.revision).await {
             // Read before the wait: start again from what is there now.
-            return Ok(Requeue::requeue(Duration::ZERO));
+            return Ok(Requeue::after(Duration::ZERO));
         }
     }
     // The turn a worker taken again (after outside calls) waits in.
@@ -229,7 +226,7 @@ async fn tick(
                 // that is no longer the one to promote. Dropped; the next tick starts from the
                 // new revision (nothing of this tick was announced, so nothing is repeated).
                 tracing::info!(canary = %canary.name_any(), namespace, "target changed while its checks ran; results discarded");
-                return Ok(Requeue::requeue(Duration::ZERO));
+                return Ok(Requeue::after(Duration::ZERO));
             }
             continue;
         }
@@ -247,7 +244,7 @@ async fn tick(
                 .record(&canary, EventType::Warning, &failure)
                 .await;
             ctx.metrics.reconcile_error(EFFECT);
-            return Ok(Requeue::requeue(ctx.failed(&key)));
+            return Ok(Requeue::after(ctx.failed(&key)));
         }
         if spec.dry_run {
             ctx.simulated_status(&key, Some(next.clone()));
@@ -260,7 +257,7 @@ async fn tick(
         drop(worker.take());
         executor.notify(outcome.notices, &next).await;
         ctx.succeeded(&key);
-        return Ok(Requeue::requeue(
+        return Ok(Requeue::after(
             due.saturating_duration_since(Instant::now()),
         ));
     }
@@ -337,7 +334,7 @@ pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Re
     let retry = ctx.failed(&ObjectRef::from_obj(canary.as_ref()));
     tracing::warn!(canary = %canary.name_any(), namespace = ?canary.namespace(), kind = error.metric_label(), retry_in = ?retry, "{error}");
     ctx.metrics.reconcile_error(error.metric_label());
-    Requeue::requeue(retry)
+    Requeue::after(retry)
 }
 
 type Invalid = (&'static str, String);
@@ -414,7 +411,7 @@ async fn invalid(
     }
     ctx.succeeded(key);
     // Fixing the spec is a watch event; the periodic retry covers a target that appears later.
-    Ok(Requeue::requeue(Duration::from_secs(30)))
+    Ok(Requeue::after(Duration::from_secs(30)))
 }
 
 /// What a tick does after its reads: wait for its scheduled time, run without a worker (a

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use futures::{StreamExt, TryStreamExt};
-use kube::runtime::controller::Controller;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -18,8 +17,12 @@ use crate::leader::{Elector, LEASE_NAME, Timings};
 use crate::metrics::{InfoLabels, Metrics};
 use crate::reconcile::{error_policy, reconcile};
 use crate::server::{Health, router};
-use crate::watches::{warn_watch_error, watch_ok};
+use crate::watches::warn_watch_error;
 use crate::webhooks::Caller;
+
+/// Triggers the watches may queue for the runner before they wait: enough to absorb a relist's
+/// burst while the runner is busy, few enough to hold no real memory.
+const TRIGGERS_IN_FLIGHT: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -215,7 +218,6 @@ fn canary_watch(
             watcher::Event::Init => {}
         })
         .touched_objects()
-        .filter(watch_ok)
 }
 
 fn forget_unwatched(ctx: &Context, store: &kube::runtime::reflector::Store<Canary>) {
@@ -245,7 +247,6 @@ async fn controller(
             ready,
         ));
     }
-    let controller = Controller::for_stream(canary_events, store.clone());
     let totals_store = store.clone();
     let totals_metrics = ctx.metrics.clone();
     let totals_ctx = ctx.clone();
@@ -268,22 +269,36 @@ async fn controller(
             totals_ctx.recorder.sweep();
         }
     });
-    crate::watches::triggers(controller, &client, &flags.namespace, &ctx)
-        .reconcile_all_on(crate::resync::every(flags.control_loop_interval))
-        // `-threadiness` bounds the workers inside the reconcile (see `workers`), not the runner.
-        .with_config(crate::workers::Workers::runner_config())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                // error_policy has logged it, with the canary.
-                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-                // Logged at warn where the watch failed, naming the resource.
-                Err(e @ kube::runtime::controller::Error::QueueError(_)) => {
-                    tracing::debug!(error = %e, "controller trigger")
+    // Each watch is driven by a task of its own, so decoding what the API server sends runs on
+    // every thread of the runtime while the runner only schedules; dropping `watches` (on
+    // shutdown or a lost lease) stops them all.
+    let (sender, triggered) = futures::channel::mpsc::channel(TRIGGERS_IN_FLIGHT);
+    let canary_triggers = crate::watches::mapped(canary_events, |canary: Canary| {
+        vec![ObjectRef::from_obj(&canary)]
+    });
+    let mut watches = tokio::task::JoinSet::new();
+    for triggers in crate::watches::triggers(&client, &flags.namespace, &ctx)
+        .into_iter()
+        .chain([canary_triggers])
+    {
+        watches.spawn(triggers.map(Ok).forward(sender.clone()));
+    }
+    drop(sender);
+    let reconcile_ctx = ctx.clone();
+    crate::runner::run(
+        store,
+        triggered,
+        crate::resync::every(flags.control_loop_interval),
+        move |canary| {
+            let ctx = reconcile_ctx.clone();
+            async move {
+                match reconcile(canary.clone(), ctx.clone()).await {
+                    Ok(requeue) => requeue,
+                    Err(e) => error_policy(canary, &e, ctx),
                 }
-                Err(e) => tracing::warn!(error = %e, "controller"),
-                Ok(_) => {}
             }
-        })
-        .await;
+            .boxed()
+        },
+    )
+    .await;
 }

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::core::{ObjectMeta, PartialObjectMeta};
-use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -21,21 +21,18 @@ use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::run::namespaced_or_all;
 
-/// Adds to `controller` a watch per kind a canary reads: its change reconciles the canaries it
-/// concerns, and only those (counted in `flagger_watch_triggers_total{kind}`).
+/// A watch per kind a canary reads, each as a stream of the canaries its changes concern: a
+/// change reconciles those canaries, and only those (counted in
+/// `flagger_watch_triggers_total{kind}`). Every stream must be driven, even those that name no
+/// canary: driving them keeps the caches fresh.
 ///
 /// Objects a canary owns map back through their owner reference; its target and its target's
 /// HPA by the name the canary gives; ConfigMaps and Secrets through the references of the
 /// target's pod template the last reconcile recorded. Any other object maps to no canary.
-pub fn triggers(
-    controller: Controller<Canary>,
-    client: &Client,
-    namespace: &str,
-    ctx: &Arc<Context>,
-) -> Controller<Canary> {
+pub fn triggers(client: &Client, namespace: &str, ctx: &Arc<Context>) -> Vec<Triggers> {
     let ns = namespace;
     let Some(stores) = ctx.cache.stores() else {
-        return controller;
+        return Vec::new();
     };
     let deployments = kept_watch::<Deployment>(client, ns, stores.deployments.clone());
     let daemonsets = kept_watch::<DaemonSet>(client, ns, stores.daemonsets.clone());
@@ -59,24 +56,24 @@ pub fn triggers(
     let metrics = &ctx.metrics;
     // A primary workload or Service edited or deleted by someone else maps back to its Canary
     // through the owner reference; the reconcile repairs it.
-    controller
-        .watches_stream(
+    vec![
+        mapped(
             deployments,
             counted(metrics, "Deployment", move |d: Deployment| {
                 deployment_map("Deployment", d.meta())
             }),
-        )
-        .watches_stream(
+        ),
+        mapped(
             daemonsets,
             counted(metrics, "DaemonSet", move |d: DaemonSet| {
                 daemonset_map("DaemonSet", d.meta())
             }),
-        )
-        .watches_stream(
+        ),
+        mapped(
             services,
             counted(metrics, "Service", |s: Service| owner_canaries(s.meta())),
-        )
-        .watches_stream(
+        ),
+        mapped(
             configmaps,
             counted(
                 metrics,
@@ -85,14 +82,14 @@ pub fn triggers(
                     referencing_canaries(&cm_ctx.cache.references, "ConfigMap", c.meta())
                 },
             ),
-        )
-        .watches_stream(
+        ),
+        mapped(
             secrets,
             counted(metrics, "Secret", move |s: PartialObjectMeta<Secret>| {
                 referencing_canaries(&secret_ctx.cache.references, "Secret", s.meta())
             }),
-        )
-        .watches_stream(
+        ),
+        mapped(
             autoscalers,
             counted(
                 metrics,
@@ -101,10 +98,26 @@ pub fn triggers(
                     autoscaler_map("HorizontalPodAutoscaler", h.meta())
                 },
             ),
-        )
+        ),
         // Read when a check or an alert needs them; a change waits for that moment.
-        .watches_stream(templates, |_| Vec::<ObjectRef<Canary>>::new())
-        .watches_stream(providers, |_| Vec::<ObjectRef<Canary>>::new())
+        mapped(templates, |_| Vec::new()),
+        mapped(providers, |_| Vec::new()),
+    ]
+}
+
+/// The canaries one watch's changes concern, in the order the changes came.
+pub type Triggers = BoxStream<'static, ObjectRef<Canary>>;
+
+/// A watch's changed objects as the canaries `map` says they concern. Its errors were logged where
+/// the watch failed (see `warn_watch_error`), and the watch backs off on its own.
+pub(crate) fn mapped<K: Send + 'static>(
+    watch: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    map: impl Fn(K) -> Vec<ObjectRef<Canary>> + Send + Sync + 'static,
+) -> Triggers {
+    watch
+        .filter_map(|changed| futures::future::ready(changed.ok()))
+        .flat_map(move |changed| futures::stream::iter(map(changed)))
+        .boxed()
 }
 
 /// A mapping that also counts the canaries it asks to reconcile, by the changed object's kind.
@@ -173,7 +186,6 @@ where
         .default_backoff()
         .inspect_ok(move |event| store.apply(event))
         .touched_objects()
-        .filter(watch_ok)
 }
 
 /// A metadata-only watch: names and versions, never data or Secret values. A newer version of a
@@ -193,14 +205,6 @@ where
         .default_backoff()
         .inspect_ok(move |event| store.apply_meta(event))
         .touched_objects()
-        .filter(watch_ok)
-}
-
-/// Each watch backs off on its own errors (logged at warn by `warn_watch_error`); passed on, an
-/// error would also pause the controller's merged trigger stream under its own backoff (up to 30 s
-/// per error), leaving every other watch, the relists and the resync unread meanwhile.
-pub(crate) fn watch_ok<T>(item: &Result<T, watcher::Error>) -> futures::future::Ready<bool> {
-    futures::future::ready(item.is_ok())
 }
 
 /// A failing watch (RBAC refusing a list, a CRD missing) leaves the controller blind to a kind:

@@ -8,9 +8,9 @@
 //! minutes for a tick at a thousand canaries while others ticked on time (the
 //! `a_bounded_kube_runner_serves_due_canaries_out_of_order` test shows it).
 //!
-//! So the runner runs without a bound and starts each reconcile the moment its canary is due, in
-//! the order its scheduler releases them (due time), and the reconcile first waits for a worker
-//! here, first come, first served within its turn. A reconcile gives its worker back while it
+//! So the controller's runner (see `runner`) has no bound and starts each reconcile the moment
+//! its canary is due, and the reconcile first waits for a worker here, first come, first served
+//! within its turn. A reconcile gives its worker back while it
 //! waits for webhooks or metric checks (see `outbound`), so a slow hook holds up only its own
 //! canary.
 //!
@@ -27,7 +27,6 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use kube::runtime::controller::Config;
 use tokio::sync::oneshot;
 
 use crate::context::lock;
@@ -152,12 +151,6 @@ impl Workers {
         // dropped after sending; should that ever change, running unbounded beats stalling.
         waiting.await.unwrap_or(Worker { pool: None })
     }
-
-    /// The runner's configuration: no bound of its own (the bound is here, in due order). The
-    /// runner still never runs two reconciles of one canary at once.
-    pub fn runner_config() -> Config {
-        Config::default().concurrency(0)
-    }
 }
 
 #[cfg(test)]
@@ -169,12 +162,13 @@ mod tests {
     use futures::{FutureExt, StreamExt};
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::ObjectMeta;
-    use kube::runtime::controller::{Action, applier};
+    use kube::runtime::controller::{Action, Config, applier};
     use kube::runtime::reflector::{self, ObjectRef};
     use kube::runtime::watcher::Event;
     use tokio::time::Instant;
 
     use super::*;
+    use crate::runner::Requeue;
 
     /// Canaries, all due at once (a thousand patched together, scaled down).
     const CANARIES: usize = 30;
@@ -226,9 +220,17 @@ mod tests {
     #[error("never")]
     struct Never;
 
-    /// Runs kube-runtime's applier with `config` over the scenario's objects for `until` of tokio's
-    /// paused clock; each reconcile first takes a worker from `workers` when given.
-    async fn run<W>(config: Config, workers: Option<Workers>, scenario: Scenario<W>) -> Vec<Tick>
+    /// Which loop starts the reconciles.
+    enum Runner {
+        /// The controller's (see `runner`): no bound of its own.
+        Ours,
+        /// kube-runtime's applier, bounded to that many reconciles at once.
+        KubeBounded(u16),
+    }
+
+    /// Runs `runner` over the scenario's objects for `until` of tokio's paused clock; each
+    /// reconcile first takes a worker from `workers` when given.
+    async fn run<W>(runner: Runner, workers: Option<Workers>, scenario: Scenario<W>) -> Vec<Tick>
     where
         W: Fn() -> futures::future::BoxFuture<'static, ()> + Clone + Send + 'static,
     {
@@ -257,11 +259,7 @@ mod tests {
         let due: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let ticks: Arc<Mutex<Vec<Tick>>> = Arc::default();
         let refs: Vec<_> = (0..canaries)
-            .map(|n| {
-                Ok::<_, Never>(
-                    ObjectRef::<ConfigMap>::new(&format!("canary-{n:04}")).within("test"),
-                )
-            })
+            .map(|n| ObjectRef::<ConfigMap>::new(&format!("canary-{n:04}")).within("test"))
             .collect();
         // Canaries whose revision changed `spacing` apart (pacing the simulated watch events).
         let queue = futures::stream::iter(refs)
@@ -271,10 +269,11 @@ mod tests {
             })
             .chain(futures::stream::pending());
         let (due_at, seen) = (due.clone(), ticks.clone());
-        let reconciler = move |object: Arc<ConfigMap>, _: Arc<()>| {
+        // One tick; what it asks for next.
+        let tick = move |object: Arc<ConfigMap>| {
             let (due_at, seen, workers, work) =
                 (due_at.clone(), seen.clone(), workers.clone(), work.clone());
-            Box::pin(async move {
+            async move {
                 let name = object.metadata.name.clone().unwrap_or_default();
                 let turn = if due_at.lock().unwrap().contains_key(&name) {
                     Turn::Scheduled
@@ -295,25 +294,44 @@ mod tests {
                     started,
                     finished: Instant::now(),
                 });
-                let Some(requeue) = requeue else {
-                    return Ok::<_, Never>(Action::await_change());
-                };
+                let requeue = requeue?;
                 due_at
                     .lock()
                     .unwrap()
                     .insert(name, Instant::now() + requeue);
-                Ok(Action::requeue(requeue))
-            })
+                Some(requeue)
+            }
         };
-        let applier = applier(
-            reconciler,
-            |_, _: &Never, _| Action::await_change(),
-            Arc::new(()),
-            store,
-            queue,
-            config,
-        );
-        let _ = tokio::time::timeout(until, applier.for_each(|_| async {})).await;
+        match runner {
+            Runner::Ours => {
+                let reconcile = move |object| {
+                    tick(object)
+                        .map(|next| next.map_or_else(Requeue::await_change, Requeue::after))
+                        .boxed()
+                };
+                let never = futures::stream::pending();
+                let ours = crate::runner::run(store, queue, never, reconcile);
+                let _ = tokio::time::timeout(until, ours).await;
+            }
+            Runner::KubeBounded(bound) => {
+                let reconciler = move |object, _: Arc<()>| {
+                    tick(object)
+                        .map(|next| {
+                            Ok::<_, Never>(next.map_or_else(Action::await_change, Action::requeue))
+                        })
+                        .boxed()
+                };
+                let applier = applier(
+                    reconciler,
+                    |_, _: &Never, _| Action::await_change(),
+                    Arc::new(()),
+                    store,
+                    queue.map(Ok::<_, Never>),
+                    Config::default().concurrency(bound),
+                );
+                let _ = tokio::time::timeout(until, applier.for_each(|_| async {})).await;
+            }
+        }
         let mut ticks = ticks.lock().unwrap().clone();
         ticks.sort_by_key(|t| t.started);
         ticks
@@ -344,12 +362,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_due_canary_gets_a_worker_in_the_order_it_became_due() {
-        let ticks = run(
-            Workers::runner_config(),
-            Some(Workers::new(WORKERS)),
-            overloaded(),
-        )
-        .await;
+        let ticks = run(Runner::Ours, Some(Workers::new(WORKERS)), overloaded()).await;
         let (longest_wait, overtaken) = judge(&ticks);
         assert_eq!(overtaken, 0, "ticks started out of due order: {ticks:?}");
         // Round robin at the workers' pace: a canary waits for everyone else's tick once.
@@ -471,7 +484,7 @@ mod tests {
     /// fail after an upgrade, the runner has become fair and `Workers` may give way to it.
     #[tokio::test(start_paused = true)]
     async fn a_bounded_kube_runner_serves_due_canaries_out_of_order() {
-        let ticks = run(Config::default().concurrency(WORKERS), None, overloaded()).await;
+        let ticks = run(Runner::KubeBounded(WORKERS), None, overloaded()).await;
         let (longest_wait, _) = judge(&ticks);
         let fewest = (0..CANARIES)
             .map(|c| ticks.iter().filter(|t| t.canary == c).count())
@@ -519,7 +532,7 @@ mod tests {
             first_turn: Turn::Reaction,
             until: RUN,
         };
-        let ticks = run(Workers::runner_config(), Some(Workers::new(2)), scenario).await;
+        let ticks = run(Runner::Ours, Some(Workers::new(2)), scenario).await;
         assert_eq!(ticks.len(), N);
         let mut by_canary = ticks.clone();
         by_canary.sort_by_key(|t| t.canary);
@@ -576,7 +589,7 @@ mod tests {
                 // Long enough for every reaction, in either line.
                 until: Duration::from_secs(60),
             };
-            let ticks = run(Workers::runner_config(), Some(Workers::new(2)), scenario).await;
+            let ticks = run(Runner::Ours, Some(Workers::new(2)), scenario).await;
             let mut reactions: Vec<Tick> = (0..N)
                 .filter_map(|c| ticks.iter().find(|t| t.canary == c).copied())
                 .collect();
