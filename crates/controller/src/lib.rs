@@ -29,6 +29,7 @@ pub mod redact;
 pub mod resync;
 pub mod run;
 pub mod runner;
+pub mod scrape;
 pub mod server;
 pub mod status;
 pub mod target;

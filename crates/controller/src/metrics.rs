@@ -366,8 +366,13 @@ impl Metrics {
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        self.encode_into(&mut out)?;
         Ok(out)
+    }
+
+    /// The exposition, written to `out` as it is encoded (see `scrape`).
+    pub fn encode_into(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        prometheus_client::encoding::text::encode(out, &self.registry)
     }
 
     /// Records a canary's phase in `flagger_canary_status` (Flagger's code values) and the one-hot

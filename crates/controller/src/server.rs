@@ -27,18 +27,13 @@ pub fn router(health: Health) -> Router {
 }
 
 async fn metrics(State(health): State<Health>) -> impl IntoResponse {
-    match health.metrics.encode() {
-        Ok(text) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::scrape::body(health.metrics),
+    )
 }
 
 async fn readyz(State(health): State<Health>) -> impl IntoResponse {
