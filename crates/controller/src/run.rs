@@ -285,7 +285,7 @@ async fn controller(
     }
     drop(sender);
     let reconcile_ctx = ctx.clone();
-    crate::runner::run(
+    let runner = crate::runner::run(
         store,
         triggered,
         crate::resync::every(flags.control_loop_interval),
@@ -299,6 +299,13 @@ async fn controller(
             }
             .boxed()
         },
-    )
-    .await;
+    );
+    tokio::select! {
+        () = runner => {}
+        // A watch runs as long as the controller (it retries its own errors); one that ends
+        // panicked, and the controller would be blind to its kind: it stops, to be restarted.
+        Some(ended) = watches.join_next() => {
+            tracing::error!(error = ?ended.err(), "a watch stopped; stopping the controller");
+        }
+    }
 }
