@@ -10,12 +10,12 @@
 //!
 //! Pure bookkeeping (no I/O, time passed in), so the schedule is tested without an API server.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use tokio::time::Instant;
 
 /// Writes allowed per object: a burst, then one per `refill`.
@@ -96,15 +96,32 @@ pub enum Flush {
     Nothing,
 }
 
+/// One series, kept compact: what it needs to write its Event again, not the Event itself. With a
+/// mass rollout every canary has a handful of series within the window at once; holding each
+/// latest Event (over a kilobyte with its strings) made them the largest part of the
+/// controller's memory at ten thousand canaries. The canary's own fields (the object the Events
+/// are about, their source) are kept once per canary in [`CanarySeries`].
 struct Series {
-    /// The latest occurrence, with the series' count and first timestamp. Boxed: an Event is
-    /// ~1 KB inline, and a canary's table of series reserves room for more than it holds.
-    event: Box<Event>,
-    /// The Event object holding the series, once written.
-    object: Option<String>,
+    // With the canary's uid, what makes two events the same.
+    type_: String,
+    reason: String,
+    message: String,
+    /// The Event object's name: the latest occurrence's until one is written, then the object's.
+    name: String,
+    annotations: Option<BTreeMap<String, String>>,
+    count: i32,
+    first: Timestamp,
+    last: Timestamp,
+    /// The count the Event object holds; 0 until it is created.
     written: i32,
     flush_pending: bool,
     seen: Instant,
+}
+
+impl Series {
+    fn is(&self, key: &SeriesKey) -> bool {
+        self.message == key.message && self.reason == key.reason && self.type_ == key.type_
+    }
 }
 
 struct Bucket {
@@ -153,7 +170,13 @@ pub struct Correlator {
 
 #[derive(Default)]
 struct CanarySeries {
-    series: HashMap<SeriesKey, Series>,
+    /// The canary as its latest event referred to it (uid, resourceVersion), and that event's
+    /// source: the same for every series of the canary, so kept once.
+    involved: ObjectReference,
+    source: Option<EventSource>,
+    /// A list, not a map: a canary has at most [`MAX_SERIES_PER_CANARY`], usually a handful,
+    /// and a scan of a few entries costs less than a table's spare room and a key per lookup.
+    series: Vec<Series>,
     /// Absent until the first repeat is limited, and again once refilled (see `sweep`).
     bucket: Option<Bucket>,
 }
@@ -170,34 +193,47 @@ impl Correlator {
     pub fn observe(&mut self, key: &SeriesKey, event: Event, now: Instant, at: Timestamp) -> Step {
         let limit = self.limit;
         let canary = self.canaries.entry(key.object()).or_default();
-        if !canary.series.contains_key(key) && canary.series.len() >= MAX_SERIES_PER_CANARY {
-            canary.evict_oldest();
+        if canary.involved.uid.as_deref().unwrap_or_default() != key.uid {
+            // A canary deleted and created again under its name is another object; the Events
+            // of the old one are not this one's.
+            canary.series.clear();
         }
-        let series = canary.series.entry(key.clone()).or_insert_with(|| Series {
-            event: Box::new(Event {
-                count: Some(0),
-                first_timestamp: Some(Time(at)),
-                ..event.clone()
-            }),
-            object: None,
-            written: 0,
-            flush_pending: false,
-            seen: now,
-        });
-        let count = series.event.count.unwrap_or(0).saturating_add(1);
-        let first = series.event.first_timestamp.clone();
-        *series.event = event;
-        series.event.count = Some(count);
-        series.event.first_timestamp = first.or(Some(Time(at)));
-        series.event.last_timestamp = Some(Time(at));
+        canary.involved = event.involved_object;
+        canary.source = event.source;
+        let index = match canary.series.iter().position(|s| s.is(key)) {
+            Some(index) => index,
+            None => {
+                if canary.series.len() >= MAX_SERIES_PER_CANARY {
+                    canary.evict_oldest();
+                }
+                canary.series.push(Series {
+                    type_: event.type_.unwrap_or_default(),
+                    reason: event.reason.unwrap_or_default(),
+                    message: event.message.unwrap_or_default(),
+                    name: String::new(),
+                    annotations: None,
+                    count: 0,
+                    first: at,
+                    last: at,
+                    written: 0,
+                    flush_pending: false,
+                    seen: now,
+                });
+                canary.series.len() - 1
+            }
+        };
+        let series = &mut canary.series[index];
+        series.count = series.count.saturating_add(1);
+        series.last = at;
         series.seen = now;
-        if series.object.is_none() && series.written == 0 && !series.flush_pending {
+        series.annotations = event.metadata.annotations;
+        if series.written == 0 {
+            series.name = event.metadata.name.unwrap_or_default();
+        }
+        if series.written == 0 && !series.flush_pending {
             // A new message is news: written at once, whatever the rate of repeats. What the
             // limit holds back is repeats, which only bump a count nobody waits for.
-            return Step::Write(Write {
-                existing: None,
-                event: series.event.clone(),
-            });
+            return Step::Write(canary.write(index));
         }
         if series.flush_pending {
             return Step::Pending;
@@ -206,12 +242,9 @@ impl Correlator {
             .bucket
             .get_or_insert_with(|| Bucket::full(limit, now));
         match bucket.take(limit, now) {
-            Ok(()) => Step::Write(Write {
-                existing: series.object.clone(),
-                event: series.event.clone(),
-            }),
+            Ok(()) => Step::Write(canary.write(index)),
             Err(wait) => {
-                series.flush_pending = true;
+                canary.series[index].flush_pending = true;
                 Step::Defer(wait)
             }
         }
@@ -221,13 +254,11 @@ impl Correlator {
     /// is still empty.
     pub fn flush(&mut self, key: &SeriesKey, now: Instant) -> Flush {
         let limit = self.limit;
-        let Some(canary) = self.canaries.get_mut(&key.object()) else {
+        let Some((canary, index)) = self.find(key) else {
             return Flush::Nothing;
         };
-        let Some(series) = canary.series.get_mut(key) else {
-            return Flush::Nothing;
-        };
-        if series.event.count.unwrap_or(0) <= series.written {
+        let series = &mut canary.series[index];
+        if series.count <= series.written {
             series.flush_pending = false;
             return Flush::Nothing;
         }
@@ -236,11 +267,8 @@ impl Correlator {
             .get_or_insert_with(|| Bucket::full(limit, now));
         match bucket.take(limit, now) {
             Ok(()) => {
-                series.flush_pending = false;
-                Flush::Write(Write {
-                    existing: series.object.clone(),
-                    event: series.event.clone(),
-                })
+                canary.series[index].flush_pending = false;
+                Flush::Write(canary.write(index))
             }
             Err(wait) => Flush::Wait(wait),
         }
@@ -248,14 +276,20 @@ impl Correlator {
 
     /// Records that the series' Event `object` now holds `count`.
     pub fn wrote(&mut self, key: &SeriesKey, object: String, count: i32) {
-        if let Some(series) = self
-            .canaries
-            .get_mut(&key.object())
-            .and_then(|c| c.series.get_mut(key))
-        {
-            series.object = Some(object);
+        if let Some((canary, index)) = self.find(key) {
+            let series = &mut canary.series[index];
+            series.name = object;
             series.written = series.written.max(count);
         }
+    }
+
+    fn find(&mut self, key: &SeriesKey) -> Option<(&mut CanarySeries, usize)> {
+        let canary = self.canaries.get_mut(&key.object())?;
+        if canary.involved.uid.as_deref().unwrap_or_default() != key.uid {
+            return None;
+        }
+        let index = canary.series.iter().position(|s| s.is(key))?;
+        Some((canary, index))
     }
 
     pub fn forget(&mut self, namespace: &str, name: &str) {
@@ -277,9 +311,9 @@ impl Correlator {
     pub fn sweep(&mut self, now: Instant) {
         let limit = self.limit;
         self.canaries.retain(|_, canary| {
-            canary.series.retain(|_, s| {
-                s.flush_pending || now.saturating_duration_since(s.seen) < SERIES_IDLE
-            });
+            canary
+                .series
+                .retain(|s| s.flush_pending || now.saturating_duration_since(s.seen) < SERIES_IDLE);
             if let Some(bucket) = canary.bucket.as_mut() {
                 bucket.refill(limit, now);
                 if bucket.tokens >= f64::from(limit.burst) {
@@ -305,13 +339,35 @@ impl Correlator {
 impl CanarySeries {
     /// Drops the canary's least recently seen series (its count stays: the new one takes its place).
     fn evict_oldest(&mut self) {
-        if let Some(oldest) = self
-            .series
-            .iter()
-            .min_by_key(|(_, s)| s.seen)
-            .map(|(k, _)| k.clone())
-        {
-            self.series.remove(&oldest);
+        if let Some(oldest) = (0..self.series.len()).min_by_key(|&i| self.series[i].seen) {
+            self.series.swap_remove(oldest);
+        }
+    }
+
+    /// The write of series `index`: its Event, rebuilt with the series' count and times, to
+    /// create, or to patch if its object exists.
+    fn write(&self, index: usize) -> Write {
+        let series = &self.series[index];
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(series.name.clone()),
+                namespace: self.involved.namespace.clone(),
+                annotations: series.annotations.clone(),
+                ..Default::default()
+            },
+            involved_object: self.involved.clone(),
+            type_: Some(series.type_.clone()),
+            reason: Some(series.reason.clone()),
+            message: Some(series.message.clone()),
+            source: self.source.clone(),
+            count: Some(series.count),
+            first_timestamp: Some(Time(series.first)),
+            last_timestamp: Some(Time(series.last)),
+            ..Default::default()
+        };
+        Write {
+            existing: (series.written > 0).then(|| series.name.clone()),
+            event: Box::new(event),
         }
     }
 }
@@ -505,14 +561,9 @@ mod tests {
             c.observe(&SeriesKey::of(&e), e, later, Timestamp::now());
         }
         assert_eq!(c.len(), MAX_SERIES_PER_CANARY + 1);
-        let kept = |c: &Correlator, e: &Event| {
-            let key = SeriesKey::of(e);
-            c.canaries
-                .get(&key.object())
-                .is_some_and(|canary| canary.series.contains_key(&key))
-        };
-        assert!(kept(&c, &other));
-        assert!(!kept(&c, &event("a", "m0")));
+        let kept = |c: &mut Correlator, e: &Event| c.find(&SeriesKey::of(e)).is_some();
+        assert!(kept(&mut c, &other));
+        assert!(!kept(&mut c, &event("a", "m0")));
     }
 
     #[test]
@@ -560,5 +611,68 @@ mod tests {
         sim.c.sweep(t0 + SERIES_IDLE * 5);
         assert!(sim.c.is_empty());
         assert!(sim.c.canaries().is_empty(), "and its bucket, full again");
+    }
+
+    #[test]
+    fn the_event_written_is_the_one_recorded_with_the_series_count_and_times() {
+        use flagger_api::Canary;
+        use flagger_core::EventType;
+        let mut canary = Canary::new("podinfo", Default::default());
+        canary.metadata.namespace = Some("test".into());
+        canary.metadata.uid = Some("u1".into());
+        canary.metadata.resource_version = Some("7".into());
+        let first = Timestamp::from_second(1_700_000_000).unwrap();
+        let mut recorded = crate::events::build(&canary, EventType::Warning, "halt", false, first);
+        recorded.metadata.annotations = Some([("k".to_string(), "v".to_string())].into());
+        let key = SeriesKey::of(&recorded);
+        let mut c = Correlator::new(LIMIT);
+        let now = Instant::now();
+        let Step::Write(created) = c.observe(&key, recorded.clone(), now, first) else {
+            panic!("a new message is written at once");
+        };
+        assert_eq!(created.existing, None);
+        assert_eq!(*created.event, recorded, "nothing of the event is lost");
+        let name = recorded.metadata.name.clone().unwrap_or_default();
+        c.wrote(&key, name.clone(), 1);
+
+        canary.metadata.resource_version = Some("8".into());
+        let later = Timestamp::from_second(1_700_000_010).unwrap();
+        let again = crate::events::build(&canary, EventType::Warning, "halt", false, later);
+        let Step::Write(bumped) = c.observe(&key, again.clone(), now, later) else {
+            panic!("a repeat within the burst is written");
+        };
+        assert_eq!(bumped.existing.as_deref(), Some(name.as_str()));
+        let want = Event {
+            metadata: ObjectMeta {
+                name: Some(name),
+                ..again.metadata.clone()
+            },
+            count: Some(2),
+            first_timestamp: Some(Time(first)),
+            ..again
+        };
+        assert_eq!(
+            *bumped.event, want,
+            "the object's name, the first time, the count"
+        );
+    }
+
+    #[test]
+    fn a_canary_created_again_under_its_name_starts_new_series() {
+        let mut sim = Sim::new(LIMIT);
+        let t0 = Instant::now();
+        sim.record(event("a", "m"), t0);
+        sim.record(event("a", "m"), t0);
+        let mut recreated = event("a", "m");
+        recreated.involved_object.uid = Some("u2".into());
+        sim.record(recreated.clone(), t0);
+        let mut counts: Vec<i32> = sim.objects.values().copied().collect();
+        counts.sort();
+        assert_eq!(counts, [1, 2], "the new object's event is its own");
+        assert!(
+            sim.c.find(&SeriesKey::of(&event("a", "m"))).is_none(),
+            "the old object's series are gone"
+        );
+        assert!(sim.c.find(&SeriesKey::of(&recreated)).is_some());
     }
 }
