@@ -7,6 +7,7 @@ pub mod availability;
 pub mod backoff;
 pub mod cache;
 pub mod cadence;
+pub mod canary_series;
 pub mod checks;
 pub mod client;
 pub mod context;

@@ -1,17 +1,19 @@
 //! The controller's own Prometheus metrics, with Flagger's names, types and labels so dashboards
 //! and rules written for Flagger keep working, plus the phase and rollback series flagger-rs adds.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use flagger_api::CanaryPhase;
+
+use crate::canary_series::{self, Row, TargetSeries};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InfoLabels {
@@ -97,50 +99,27 @@ pub struct CanaryLabels {
     pub canary: Shared,
 }
 
-/// Prometheus' Go client defaults, which Flagger's histogram uses.
-const DURATION_BUCKETS: [f64; 11] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// The phases `flagger_canary_phase` has one series for.
-const PHASES: [CanaryPhase; 11] = [
-    CanaryPhase::Initializing,
-    CanaryPhase::Initialized,
-    CanaryPhase::Waiting,
-    CanaryPhase::Progressing,
-    CanaryPhase::WaitingPromotion,
-    CanaryPhase::Promoting,
-    CanaryPhase::Finalising,
-    CanaryPhase::Succeeded,
-    CanaryPhase::Failed,
-    CanaryPhase::Terminating,
-    CanaryPhase::Terminated,
-];
-
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 pub struct Metrics {
     registry: Registry,
     pub info: Family<InfoLabels, Gauge>,
     pub canary_total: Family<NamespaceLabels, Gauge>,
-    pub status: Family<TargetLabels, Gauge>,
-    pub weight: Family<WeightLabels, Gauge>,
     pub metric_analysis: Family<MetricLabels, FloatGauge>,
-    pub duration: Family<TargetLabels, Histogram>,
     pub successes: Family<OutcomeLabels, Counter>,
     pub failures: Family<OutcomeLabels, Counter>,
-    pub phase: Family<PhaseLabels, Gauge>,
     pub rollbacks: Family<RollbackLabels, Counter>,
-    pub analysis_start: Family<CanaryLabels, FloatGauge>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     /// Canary reconciles a watched object's change asked for, by the object's kind.
     pub watch_triggers: Family<ErrorLabels, Counter>,
     /// Requests sent to the API server; the client counts into it (see `ratelimit`).
     pub api_requests: ApiRequests,
-    /// The label sets each canary's series were created with. prometheus-client cannot list a
-    /// family's series, and a deleted canary's series must go (its `phase="Failed"` would keep
-    /// the `CanaryFailed` alert firing), so the labels are remembered as they are created.
-    owned: Mutex<HashMap<CanaryId, Owned>>,
+    /// Each canary's own series (see `canary_series`), and the label sets of its series in the
+    /// families above. prometheus-client cannot list a family's series, and a deleted canary's
+    /// series must go (its `phase="Failed"` would keep the `CanaryFailed` alert firing), so the
+    /// labels are remembered as they are created. Shared with the collector that writes the
+    /// canaries' own series at scrape time.
+    owned: Arc<Mutex<HashMap<CanaryId, Owned>>>,
 }
 
 /// A canary by namespace and name.
@@ -150,16 +129,13 @@ pub struct CanaryId {
     pub name: String,
 }
 
-/// One canary's label values, and what [`Metrics::forget`] removes for it besides the series
-/// derived from its targets.
+/// One canary's label values, its own series, and what [`Metrics::forget`] removes for it from
+/// the families.
 struct Owned {
     namespace: Shared,
     canary: Shared,
-    /// Every target the canary has had series for (a canary may change its `targetRef`).
-    targets: HashSet<Shared>,
-    /// The target and phase the one-hot series were last set for: a tick that changes neither
-    /// rewrites none of them.
-    phase: Option<(Shared, CanaryPhase)>,
+    /// Per target the canary has had series for (a canary may change its `targetRef`).
+    targets: Vec<TargetSeries>,
     metrics: HashSet<MetricLabels>,
     outcomes: HashSet<OutcomeLabels>,
     rollbacks: HashSet<RollbackLabels>,
@@ -170,53 +146,55 @@ impl Owned {
         Owned {
             namespace: namespace.into(),
             canary: canary.into(),
-            targets: HashSet::new(),
-            phase: None,
+            targets: Vec::new(),
             metrics: HashSet::new(),
             outcomes: HashSet::new(),
             rollbacks: HashSet::new(),
         }
     }
 
-    /// The target's name as the canary's series hold it.
-    fn target(&mut self, target: &str) -> Shared {
-        if let Some(known) = self.targets.get(target) {
-            return known.clone();
-        }
-        let target: Shared = target.into();
-        self.targets.insert(target.clone());
-        target
+    /// The canary's series for `target`.
+    fn target(&mut self, target: &str) -> &mut TargetSeries {
+        let index = match self.targets.iter().position(|t| &*t.target == target) {
+            Some(index) => index,
+            None => {
+                // Room for this one only: nearly every canary has one target all its life.
+                self.targets.reserve_exact(1);
+                self.targets.push(TargetSeries::new(target.into()));
+                self.targets.len() - 1
+            }
+        };
+        &mut self.targets[index]
     }
+}
 
-    fn target_labels(&self, target: &Shared) -> TargetLabels {
-        TargetLabels {
-            name: target.clone(),
-            namespace: self.namespace.clone(),
-        }
+/// Writes every canary's [`TargetSeries`] when `/metrics` is scraped.
+struct CanaryCollector(Arc<Mutex<HashMap<CanaryId, Owned>>>);
+
+impl std::fmt::Debug for CanaryCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CanaryCollector")
     }
+}
 
-    fn canary_labels(&self, target: &Shared) -> CanaryLabels {
-        CanaryLabels {
-            name: target.clone(),
-            namespace: self.namespace.clone(),
-            canary: self.canary.clone(),
-        }
-    }
-
-    fn phase_labels(&self, target: &Shared, phase: CanaryPhase) -> PhaseLabels {
-        PhaseLabels {
-            name: target.clone(),
-            namespace: self.namespace.clone(),
-            canary: self.canary.clone(),
-            phase: phase.as_str(),
-        }
-    }
-
-    fn weight_labels(&self, workload: Shared) -> WeightLabels {
-        WeightLabels {
-            workload,
-            namespace: self.namespace.clone(),
-        }
+impl Collector for CanaryCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        // Copied out under the lock and written without it: ticks record into this map, and
+        // writing ten thousand canaries' series takes far longer than copying their values.
+        let mut rows: Vec<Row> = {
+            let owned = crate::context::lock(&self.0);
+            owned
+                .values()
+                .flat_map(|o| {
+                    o.targets.iter().map(|series| Row {
+                        namespace: o.namespace.clone(),
+                        canary: o.canary.clone(),
+                        series: series.clone(),
+                    })
+                })
+                .collect()
+        };
+        canary_series::encode(&mut rows, encoder)
     }
 }
 
@@ -235,19 +213,14 @@ impl Metrics {
         let metrics = Metrics {
             info: Family::default(),
             canary_total: Family::default(),
-            status: Family::default(),
-            weight: Family::default(),
             metric_analysis: Family::default(),
-            duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
             successes: Family::default(),
             failures: Family::default(),
-            phase: Family::default(),
             rollbacks: Family::default(),
-            analysis_start: Family::default(),
             reconcile_errors: Family::default(),
             watch_triggers: Family::default(),
             api_requests: Family::default(),
-            owned: Mutex::new(HashMap::new()),
+            owned: Arc::new(Mutex::new(HashMap::new())),
             registry: Registry::default(),
         };
         registry.register(
@@ -261,24 +234,9 @@ impl Metrics {
             metrics.canary_total.clone(),
         );
         registry.register(
-            "canary_status",
-            "Last canary analysis result (0 = Progressing, 1 = other phases, 2 = Failed)",
-            metrics.status.clone(),
-        );
-        registry.register(
-            "canary_weight",
-            "The virtual service destination weight current value",
-            metrics.weight.clone(),
-        );
-        registry.register(
             "canary_metric_analysis",
             "Last canary analysis result per metric",
             metrics.metric_analysis.clone(),
-        );
-        registry.register(
-            "canary_duration_seconds",
-            "Seconds spent performing canary analysis.",
-            metrics.duration.clone(),
         );
         // prometheus-client appends `_total` to counters: these become Flagger's
         // flagger_canary_successes_total and flagger_canary_failures_total.
@@ -293,19 +251,9 @@ impl Metrics {
             metrics.failures.clone(),
         );
         registry.register(
-            "canary_phase",
-            "Current phase of each canary, one series per phase (1 = current)",
-            metrics.phase.clone(),
-        );
-        registry.register(
             "canary_rollbacks",
             "Rollbacks performed, by reason",
             metrics.rollbacks.clone(),
-        );
-        registry.register(
-            "canary_analysis_start_timestamp_seconds",
-            "Unix time the current canary run started; 0 when idle",
-            metrics.analysis_start.clone(),
         );
         // prometheus-client appends `_total`: flagger_reconcile_errors_total.
         registry.register(
@@ -325,6 +273,9 @@ impl Metrics {
             "Requests sent to the Kubernetes API server, by HTTP method (WATCH for a watch) and resource",
             metrics.api_requests.clone(),
         );
+        // flagger_canary_status, _phase, _weight, _duration_seconds and
+        // _analysis_start_timestamp_seconds.
+        registry.register_collector(Box::new(CanaryCollector(metrics.owned.clone())));
         Metrics {
             registry,
             ..metrics
@@ -380,30 +331,7 @@ impl Metrics {
     /// through [`Metrics::record_tick`]; tests set it alone.
     #[cfg(test)]
     pub fn set_phase(&self, canary: &str, namespace: &str, target: &str, phase: CanaryPhase) {
-        self.own(namespace, canary, |o| {
-            let target = o.target(target);
-            self.write_phase(o, target, phase);
-        });
-    }
-
-    fn write_phase(&self, o: &mut Owned, target: Shared, phase: CanaryPhase) {
-        if matches!(&o.phase, Some((t, p)) if *t == target && *p == phase) {
-            return;
-        }
-        let status = match phase {
-            CanaryPhase::Progressing => 0,
-            CanaryPhase::Failed => 2,
-            _ => 1,
-        };
-        self.status
-            .get_or_create(&o.target_labels(&target))
-            .set(status);
-        for candidate in PHASES {
-            self.phase
-                .get_or_create(&o.phase_labels(&target, candidate))
-                .set(i64::from(candidate == phase));
-        }
-        o.phase = Some((target, phase));
+        self.own(namespace, canary, |o| o.target(target).set_phase(phase));
     }
 
     /// `flagger_canary_analysis_start_timestamp_seconds`: set when a run becomes active, kept
@@ -418,31 +346,8 @@ impl Metrics {
         now: jiff::Timestamp,
     ) {
         self.own(namespace, canary, |o| {
-            let target = o.target(target);
-            self.write_run_start(o, &target, phase, now);
+            o.target(target).set_run_start(phase, now)
         });
-    }
-
-    fn write_run_start(
-        &self,
-        o: &Owned,
-        target: &Shared,
-        phase: CanaryPhase,
-        now: jiff::Timestamp,
-    ) {
-        let active = matches!(
-            phase,
-            CanaryPhase::Progressing
-                | CanaryPhase::WaitingPromotion
-                | CanaryPhase::Promoting
-                | CanaryPhase::Finalising
-        );
-        let gauge = self.analysis_start.get_or_create(&o.canary_labels(target));
-        if !active {
-            gauge.set(0.0);
-        } else if gauge.get() == 0.0 {
-            gauge.set(now.as_millisecond() as f64 / 1000.0);
-        }
     }
 
     /// What every tick records, under one lookup of the canary's entry: its phase (see
@@ -458,12 +363,10 @@ impl Metrics {
         took: f64,
     ) {
         self.own(namespace, canary, |o| {
-            let target = o.target(target);
-            self.write_run_start(o, &target, phase, now);
-            self.duration
-                .get_or_create(&o.target_labels(&target))
-                .observe(took);
-            self.write_phase(o, target, phase);
+            let series = o.target(target);
+            series.set_run_start(phase, now);
+            series.observe_duration(took);
+            series.set_phase(phase);
         });
     }
 
@@ -529,13 +432,7 @@ impl Metrics {
         canary_weight: i64,
     ) {
         self.own(namespace, canary, |o| {
-            let target = o.target(target);
-            self.weight
-                .get_or_create(&o.weight_labels(format!("{target}-primary").into()))
-                .set(primary);
-            self.weight
-                .get_or_create(&o.weight_labels(target))
-                .set(canary_weight);
+            o.target(target).set_weights(primary, canary_weight)
         });
     }
 
@@ -550,17 +447,6 @@ impl Metrics {
         }) else {
             return Vec::new();
         };
-        for target in &owned.targets {
-            self.status.remove(&owned.target_labels(target));
-            self.duration.remove(&owned.target_labels(target));
-            for candidate in PHASES {
-                self.phase.remove(&owned.phase_labels(target, candidate));
-            }
-            for workload in [format!("{target}-primary").into(), target.clone()] {
-                self.weight.remove(&owned.weight_labels(workload));
-            }
-            self.analysis_start.remove(&owned.canary_labels(target));
-        }
         for labels in &owned.metrics {
             self.metric_analysis.remove(labels);
         }
@@ -571,7 +457,7 @@ impl Metrics {
         for labels in &owned.rollbacks {
             self.rollbacks.remove(labels);
         }
-        owned.targets.iter().map(|t| t.to_string()).collect()
+        owned.targets.iter().map(|t| t.target.to_string()).collect()
     }
 }
 
@@ -757,6 +643,51 @@ mod tests {
             }]
         );
         metrics.forget("ns", "c");
+    }
+
+    #[test]
+    fn two_canaries_of_one_target_write_its_target_series_once() {
+        let metrics = Metrics::new(false);
+        for canary in ["a", "b"] {
+            metrics.set_phase(canary, "ns", "shared", CanaryPhase::Succeeded);
+            metrics.set_weights(canary, "ns", "shared", 100, 0);
+        }
+        let text = exposition(&metrics);
+        let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(count("flagger_canary_status{"), 1, "{text}");
+        assert_eq!(count("flagger_canary_weight{"), 2, "{text}");
+        assert_eq!(
+            count("flagger_canary_phase{"),
+            2 * 11,
+            "one-hot per canary: {text}"
+        );
+    }
+
+    #[test]
+    fn a_histogram_counts_each_tick_in_its_bucket() {
+        let metrics = Metrics::new(false);
+        for took in [0.003, 0.2, 0.2, 30.0] {
+            metrics.record_tick(
+                "c",
+                "ns",
+                "t",
+                CanaryPhase::Succeeded,
+                jiff::Timestamp::now(),
+                took,
+            );
+        }
+        let text = exposition(&metrics);
+        for expected in [
+            r#"flagger_canary_duration_seconds_bucket{le="0.005",name="t",namespace="ns"} 1"#,
+            r#"flagger_canary_duration_seconds_bucket{le="0.1",name="t",namespace="ns"} 1"#,
+            r#"flagger_canary_duration_seconds_bucket{le="0.25",name="t",namespace="ns"} 3"#,
+            r#"flagger_canary_duration_seconds_bucket{le="10.0",name="t",namespace="ns"} 3"#,
+            r#"flagger_canary_duration_seconds_bucket{le="+Inf",name="t",namespace="ns"} 4"#,
+            r#"flagger_canary_duration_seconds_count{name="t",namespace="ns"} 4"#,
+            r#"flagger_canary_duration_seconds_sum{name="t",namespace="ns"} 30.403"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
     }
 
     #[test]
