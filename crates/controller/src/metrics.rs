@@ -102,7 +102,10 @@ pub struct CanaryLabels {
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 pub struct Metrics {
+    /// The families: each holds its lock while a scrape writes it.
     registry: Registry,
+    /// Every canary's own series (see `canary_series`), written from a copy with no lock held.
+    canary_registry: Registry,
     pub info: Family<InfoLabels, Gauge>,
     pub canary_total: Family<NamespaceLabels, Gauge>,
     pub metric_analysis: Family<MetricLabels, FloatGauge>,
@@ -202,14 +205,18 @@ impl Metrics {
     /// In dry-run every series carries `dry_run="true"`, so a shadow controller's numbers never mix
     /// with the real one's.
     pub fn new(dry_run: bool) -> Metrics {
-        let mut registry = if dry_run {
-            Registry::with_prefix_and_labels(
-                "flagger",
-                [("dry_run".into(), "true".into())].into_iter(),
-            )
-        } else {
-            Registry::with_prefix("flagger")
+        let new_registry = || {
+            if dry_run {
+                Registry::with_prefix_and_labels(
+                    "flagger",
+                    [("dry_run".into(), "true".into())].into_iter(),
+                )
+            } else {
+                Registry::with_prefix("flagger")
+            }
         };
+        let mut registry = new_registry();
+        let mut canary_registry = new_registry();
         let metrics = Metrics {
             info: Family::default(),
             canary_total: Family::default(),
@@ -222,6 +229,7 @@ impl Metrics {
             api_requests: Family::default(),
             owned: Arc::new(Mutex::new(HashMap::new())),
             registry: Registry::default(),
+            canary_registry: Registry::default(),
         };
         registry.register(
             "info",
@@ -275,9 +283,10 @@ impl Metrics {
         );
         // flagger_canary_status, _phase, _weight, _duration_seconds and
         // _analysis_start_timestamp_seconds.
-        registry.register_collector(Box::new(CanaryCollector(metrics.owned.clone())));
+        canary_registry.register_collector(Box::new(CanaryCollector(metrics.owned.clone())));
         Metrics {
             registry,
+            canary_registry,
             ..metrics
         }
     }
@@ -321,9 +330,28 @@ impl Metrics {
         Ok(out)
     }
 
-    /// The exposition, written to `out` as it is encoded (see `scrape`).
+    /// The exposition, written to `out` as it is encoded.
     pub fn encode_into(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
-        prometheus_client::encoding::text::encode(out, &self.registry)
+        self.encode_families(out)?;
+        self.encode_canaries(out)?;
+        self.encode_end(out)
+    }
+
+    /// The exposition's first part: the families, each holding its lock while it is written (a
+    /// writer must not wait on anything a tick could hold up; see `scrape`).
+    pub fn encode_families(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        prometheus_client::encoding::text::encode_registry(out, &self.registry)
+    }
+
+    /// The exposition's second part, most of it at scale: every canary's own series, written
+    /// from a copy with no lock held, so its writer may wait.
+    pub fn encode_canaries(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        prometheus_client::encoding::text::encode_registry(out, &self.canary_registry)
+    }
+
+    /// The exposition's end marker.
+    pub fn encode_end(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        prometheus_client::encoding::text::encode_eof(out)
     }
 
     /// Records a canary's phase in `flagger_canary_status` (Flagger's code values) and the one-hot
