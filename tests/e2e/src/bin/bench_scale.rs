@@ -571,6 +571,12 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         .join(", ");
     let rss_mib = rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
     controller.ensure_running()?;
+    // Printed as soon as known: at 10 000 canaries the rollouts after it can outlast the session.
+    println!(
+        "{count} canaries idle: {:.2} API requests/s above baseline ({idle_breakdown}), {:.1} % of a core, RSS {rss_mib:.1} MiB",
+        total(&above) / idle_secs as f64,
+        (cpu_b - cpu_a) / idle_secs as f64 * 100.0,
+    );
 
     let mut row = Row {
         count,
@@ -615,6 +621,13 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
         .await?;
         reaction.push(seen.at_ms - t);
     }
+    println!(
+        "{count} canaries: new revision → Progressing p50 / p99 / max {} / {} / {} s, {} sampled one at a time",
+        p(&reaction, |s| s.p50, 1000.0, 2),
+        p(&reaction, |s| s.p99, 1000.0, 2),
+        p(&reaction, |s| s.max, 1000.0, 2),
+        reaction.len(),
+    );
     let done_bound = Duration::from_secs(planned_ms as u64 / 1000 * 3 + 120);
     let sampled: Vec<String> = sampled.into_iter().cloned().collect();
     wait_all(&tracker, &sampled, "Succeeded", first_sample, done_bound).await?;
