@@ -38,7 +38,7 @@ const PHASES: [CanaryPhase; 11] = [
 ];
 
 /// One canary's series for one target. A canary that changes its `targetRef` gets a record for
-/// the new target; the old one keeps its last values, as the families did, until the canary goes.
+/// the new target; the old one keeps its last values until the canary goes.
 #[derive(Clone, Debug)]
 pub struct TargetSeries {
     pub target: Shared,

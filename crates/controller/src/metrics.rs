@@ -354,9 +354,9 @@ impl Metrics {
         prometheus_client::encoding::text::encode_eof(out)
     }
 
-    /// Records a canary's phase in `flagger_canary_status` (Flagger's code values) and the one-hot
-    /// `flagger_canary_phase`; writes only when the phase or target changed. Ticks record it
-    /// through [`Metrics::record_tick`]; tests set it alone.
+    /// Records a canary's phase, which `flagger_canary_status` (Flagger's code values) and the
+    /// one-hot `flagger_canary_phase` report. Ticks record it through [`Metrics::record_tick`];
+    /// tests set it alone.
     #[cfg(test)]
     pub fn set_phase(&self, canary: &str, namespace: &str, target: &str, phase: CanaryPhase) {
         self.own(namespace, canary, |o| o.target(target).set_phase(phase));
