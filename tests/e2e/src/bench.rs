@@ -532,7 +532,8 @@ pub fn delta(a: &Counts, b: &Counts) -> Counts {
 }
 
 pub fn total(c: &Counts) -> f64 {
-    c.values().sum()
+    // From 0.0: an empty f64 sum is -0.0, which a table prints as "-0.00".
+    c.values().fold(0.0, |sum, n| sum + n)
 }
 
 /// utime + stime of a process in seconds.
