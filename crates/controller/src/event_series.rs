@@ -193,7 +193,7 @@ impl Correlator {
     pub fn observe(&mut self, key: &SeriesKey, event: Event, now: Instant, at: Timestamp) -> Step {
         let limit = self.limit;
         let canary = self.canaries.entry(key.object()).or_default();
-        if canary.involved.uid.as_deref().unwrap_or_default() != key.uid {
+        if !canary.is_object_of(key) {
             // A canary deleted and created again under its name is another object; the Events
             // of the old one are not this one's.
             canary.series.clear();
@@ -285,7 +285,7 @@ impl Correlator {
 
     fn find(&mut self, key: &SeriesKey) -> Option<(&mut CanarySeries, usize)> {
         let canary = self.canaries.get_mut(&key.object())?;
-        if canary.involved.uid.as_deref().unwrap_or_default() != key.uid {
+        if !canary.is_object_of(key) {
             return None;
         }
         let index = canary.series.iter().position(|s| s.is(key))?;
@@ -337,6 +337,11 @@ impl Correlator {
 }
 
 impl CanarySeries {
+    /// Whether `key` is about the object these series are: the same uid, not only the same name.
+    fn is_object_of(&self, key: &SeriesKey) -> bool {
+        self.involved.uid.as_deref().unwrap_or_default() == key.uid
+    }
+
     /// Drops the canary's least recently seen series (its count stays: the new one takes its place).
     fn evict_oldest(&mut self) {
         if let Some(oldest) = (0..self.series.len()).min_by_key(|&i| self.series[i].seen) {
