@@ -28,9 +28,10 @@ pub struct Context {
     pub core: flagger_core::Settings,
     pub workloads: workload::Settings,
     pub validation: flagger_api::validate::Options,
-    /// When each canary's next scheduled tick is due. In memory only: after a restart the status'
-    /// `lastTransitionTime` seeds it.
-    pub schedule: Mutex<HashMap<ObjectRef<Canary>, Instant>>,
+    /// When each canary's next scheduled tick is due, and for a canary at rest what its last tick
+    /// saw (see `at_rest`). In memory only: after a restart the status' `lastTransitionTime` seeds
+    /// it.
+    schedule: Mutex<HashMap<ObjectRef<Canary>, Due>>,
     /// Validity messages already reported per canary, so a Warning event is emitted once per change.
     pub reported: Mutex<HashMap<ObjectRef<Canary>, String>>,
     /// Dry-run: the status each canary would have, seeded from the live one.
@@ -54,6 +55,12 @@ pub struct Context {
     pub outbound: crate::outbound::Outbound,
     /// The statistical judge's samples of each canary's current run.
     pub judge_series: crate::judge::Series,
+}
+
+struct Due {
+    at: Instant,
+    /// Set by a tick at rest that found nothing to do; every new due time clears it.
+    at_rest: Option<crate::at_rest::Memo>,
 }
 
 #[derive(Default)]
@@ -163,11 +170,26 @@ impl Context {
     }
 
     pub fn due(&self, key: &ObjectRef<Canary>) -> Option<Instant> {
-        lock(&self.schedule).get(key).copied()
+        lock(&self.schedule).get(key).map(|due| due.at)
     }
 
+    /// Sets the next tick's due time; what a tick at rest saw before it no longer counts.
     pub fn set_due(&self, key: &ObjectRef<Canary>, at: Instant) {
-        lock(&self.schedule).insert(key.clone(), at);
+        lock(&self.schedule).insert(key.clone(), Due { at, at_rest: None });
+    }
+
+    /// The next due time of a canary whose last tick at rest found nothing to do, and what it saw.
+    pub fn at_rest(&self, key: &ObjectRef<Canary>) -> Option<(Instant, crate::at_rest::Memo)> {
+        let schedule = lock(&self.schedule);
+        let due = schedule.get(key)?;
+        Some((due.at, due.at_rest?))
+    }
+
+    /// Records what a tick at rest that found nothing to do saw, until the next due time is set.
+    pub fn rest(&self, key: &ObjectRef<Canary>, memo: crate::at_rest::Memo) {
+        if let Some(due) = lock(&self.schedule).get_mut(key) {
+            due.at_rest = Some(memo);
+        }
     }
 
     pub fn simulated(&self, key: &ObjectRef<Canary>) -> Option<CanaryStatus> {

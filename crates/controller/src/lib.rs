@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod allocator;
+pub mod at_rest;
 pub mod availability;
 pub mod backoff;
 pub mod cache;

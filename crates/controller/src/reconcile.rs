@@ -67,6 +67,10 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         // The Canary's watch event for our own write is on its way and triggers the next reconcile.
         return Ok(Requeue::after(STALE_RETRY));
     }
+    // A canary at rest whose Canary and reads are as its last tick found them: nothing to do.
+    if let Some(requeue) = crate::at_rest::skip(&ctx, &key, &canary) {
+        return Ok(requeue);
+    }
     // Deciding and writing take a worker, handed out in the order canaries became due. A tick
     // that will act takes it before reading anything, so it acts on what is true when its turn
     // comes; one that probably has nothing to do reads first and takes a worker only if it must.
@@ -91,6 +95,8 @@ async fn tick(
     mut worker: Option<Worker>,
 ) -> Result<Requeue, Error> {
     let tick_start = Instant::now();
+    // Before the first read: a change during the tick makes what it saw count for nothing.
+    let changes = ctx.cache.changes();
     let namespace = canary.namespace().unwrap_or_default();
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Timestamp::now();
@@ -169,6 +175,7 @@ async fn tick(
         Gate::AtRest => None,
         Gate::Run(turn) => Some(turn),
     };
+    let at_rest = turn.is_none();
     if worker.is_none()
         && let Some(turn) = turn
     {
@@ -230,14 +237,13 @@ async fn tick(
             }
             continue;
         }
+        let nothing_decided = actions
+            .iter()
+            .all(|action| matches!(action, Action::RequeueAfter(_)));
         let outcome = executor.run(actions, &mut next).await;
         record_tick_metrics(&ctx, &canary, &spec, &next, started.elapsed());
-        let due = schedule(
-            &ctx,
-            &key,
-            tick_start,
-            outcome.requeue.unwrap_or(spec.interval),
-        );
+        let interval = outcome.requeue.unwrap_or(spec.interval);
+        let due = schedule(&ctx, &key, tick_start, interval);
         if let Err(failure) = outcome.result {
             // The status stays as it was before the failed effect; the next tick retries it.
             ctx.recorder
@@ -246,10 +252,22 @@ async fn tick(
             ctx.metrics.reconcile_error(EFFECT);
             return Ok(Requeue::after(ctx.failed(&key)));
         }
+        let mut wrote = false;
         if spec.dry_run {
             ctx.simulated_status(&key, Some(next.clone()));
         } else if !outcome.deleted && status::write(&api, &canary, &next).await? {
             ctx.wrote_status(&key, canary.metadata.resource_version.clone());
+            wrote = true;
+        }
+        // Dry-run ticks decide from a simulated status the Canary's version does not follow.
+        if at_rest
+            && nothing_decided
+            && !wrote
+            && !spec.dry_run
+            && outcome.notices.is_empty()
+            && let Some(memo) = crate::at_rest::Memo::of(&canary, changes, interval)
+        {
+            ctx.rest(&key, memo);
         }
         // Alerts, event webhooks and post-rollout hooks leave the cluster: not on a worker. The
         // canary's next tick still waits for them (one reconcile per canary at a time), so each

@@ -41,6 +41,11 @@ impl Requeue {
     pub fn await_change() -> Requeue {
         Requeue { after: None }
     }
+
+    /// How long until the object is reconciled again, `None` when only a change brings it.
+    pub fn delay(&self) -> Option<Duration> {
+        self.after
+    }
 }
 
 /// Where one object stands. An object neither running nor due has no entry.

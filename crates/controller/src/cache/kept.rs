@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kube::Resource;
@@ -96,6 +97,8 @@ struct Inner {
 pub struct KeptStore<K> {
     inner: Arc<Mutex<Inner>>,
     synced: watch::Sender<bool>,
+    /// Counts every change to what a read of this store could answer (see [`KeptStore::changes`]).
+    changes: Arc<AtomicU64>,
     /// Objects are kept encoded; the kind says what a read decodes them into.
     kind: PhantomData<fn() -> K>,
 }
@@ -105,6 +108,7 @@ impl<K> Clone for KeptStore<K> {
         KeptStore {
             inner: self.inner.clone(),
             synced: self.synced.clone(),
+            changes: self.changes.clone(),
             kind: PhantomData,
         }
     }
@@ -118,6 +122,7 @@ impl<K> Default for KeptStore<K> {
                 relisted: None,
             })),
             synced: watch::Sender::new(false),
+            changes: Arc::default(),
             kind: PhantomData,
         }
     }
@@ -127,6 +132,18 @@ impl<K: Resource + Clone + Serialize + DeserializeOwned> KeptStore<K> {
     /// Whether the watch has delivered its initial list: before that, nothing kept is trusted.
     pub fn is_synced(&self) -> bool {
         *self.synced.borrow()
+    }
+
+    /// How many times what this store answers for a wanted object has changed: an object kept,
+    /// replaced by another version or dropped, a wanted object created or deleted. Objects no
+    /// canary reads do not count, nor a relist that delivers the versions already kept. Two equal
+    /// counts mean every read in between answered the same.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Resolves once the watch has delivered its initial list.
@@ -168,15 +185,24 @@ impl<K: Resource + Clone + Serialize + DeserializeOwned> KeptStore<K> {
         };
         let newer = entry.object.as_ref().is_none_or(|kept| kept.version <= rv);
         if rv >= entry.seen && newer {
+            let before = entry.object.as_ref().map(|kept| kept.version);
             entry.object = Kept::of(object);
+            if before != Some(rv) {
+                self.changed();
+            }
         }
     }
 
     /// Stops keeping the objects of `namespace` that `drop` selects (a canary that is gone).
     pub fn forget(&self, namespace: &str, drop: impl Fn(&str) -> bool) {
-        lock(&self.inner)
+        let mut inner = lock(&self.inner);
+        let before = inner.entries.len();
+        inner
             .entries
             .retain(|(ns, name), _| ns != namespace || !drop(name));
+        if inner.entries.len() != before {
+            self.changed();
+        }
     }
 
     /// How many objects are kept (wanted keys, with or without an object).
@@ -229,16 +255,29 @@ impl<K: Resource + Clone + Serialize + DeserializeOwned> KeptStore<K> {
                 }
                 if let Some(entry) = inner.entries.get_mut(&key) {
                     entry.seen = entry.seen.max(version(o.meta()));
+                    let before = entry.object.as_ref().map(|kept| kept.version);
                     update(entry, o);
+                    // A wanted object not kept (never found, or dropped as stale) that the watch
+                    // announces may read differently now, whatever the update did.
+                    if before.is_none() || entry.object.as_ref().map(|kept| kept.version) != before
+                    {
+                        self.changed();
+                    }
                 }
             }
             Event::Delete(o) => {
                 // Gone: nothing is kept of it; a canary that still reads it asks again.
-                inner.entries.remove(&key_of(o.meta()));
+                if inner.entries.remove(&key_of(o.meta())).is_some() {
+                    self.changed();
+                }
             }
             Event::InitDone => {
                 if let Some(relisted) = inner.relisted.take() {
+                    let before = inner.entries.len();
                     inner.entries.retain(|key, _| relisted.contains(key));
+                    if inner.entries.len() != before {
+                        self.changed();
+                    }
                 }
                 drop(inner);
                 self.synced.send_replace(true);
@@ -360,6 +399,35 @@ mod tests {
         );
         store.fill(&secret("db", "11", "two"));
         assert_eq!(value(&store, "db").as_deref(), Some("two"));
+    }
+
+    #[test]
+    fn changes_count_what_reads_would_answer_differently() {
+        let store = KeptStore::<Secret>::default();
+        store.want("test", "db");
+        store.fill(&secret("db", "10", "one"));
+        let kept = store.changes();
+        assert_eq!(kept, 1, "a wanted object kept");
+        store.fill(&secret("db", "10", "one"));
+        store.apply_meta(&Event::Apply(meta("db", "10")));
+        store.apply_meta(&Event::Apply(meta("unrelated", "12")));
+        assert_eq!(
+            store.changes(),
+            kept,
+            "the same version again, an object not read"
+        );
+        store.apply_meta(&Event::Apply(meta("db", "11")));
+        assert_eq!(store.changes(), kept + 1, "dropped as stale");
+        store.apply_meta(&Event::Apply(meta("db", "12")));
+        assert_eq!(
+            store.changes(),
+            kept + 2,
+            "announced while not kept: the next read fetches it"
+        );
+        store.apply_meta(&Event::Delete(meta("db", "13")));
+        assert_eq!(store.changes(), kept + 3, "deleted");
+        store.apply_meta(&Event::Delete(meta("db", "13")));
+        assert_eq!(store.changes(), kept + 3, "no longer wanted");
     }
 
     #[test]

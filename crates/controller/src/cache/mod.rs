@@ -21,6 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use flagger_api::{AlertProvider, Canary, MetricTemplate};
 use k8s_openapi::NamespaceResourceScope;
@@ -51,6 +52,24 @@ pub struct Stores {
     pub autoscalers: KeptStore<HorizontalPodAutoscaler>,
     pub metric_templates: KeptStore<MetricTemplate>,
     pub alert_providers: KeptStore<AlertProvider>,
+}
+
+impl Stores {
+    /// The sum of every store's count of changes (see [`KeptStore::changes`]).
+    fn changes(&self) -> u64 {
+        [
+            self.deployments.changes(),
+            self.daemonsets.changes(),
+            self.services.changes(),
+            self.configmaps.changes(),
+            self.secrets.changes(),
+            self.autoscalers.changes(),
+            self.metric_templates.changes(),
+            self.alert_providers.changes(),
+        ]
+        .iter()
+        .fold(0u64, |sum, n| sum.wrapping_add(*n))
+    }
 }
 
 /// A namespaced kind the controller keeps a watch cache of.
@@ -125,6 +144,8 @@ pub struct Cache {
     written: Mutex<HashMap<Key, u64>>,
     /// A hash of the last desired object applied, per object.
     applied: Mutex<HashMap<Key, u64>>,
+    /// Reads the stores could not answer, each a GET (see [`Cache::changes`]).
+    gets: AtomicU64,
     /// The configs each canary's pod template references.
     pub references: References,
     /// The workload and HPA each watched canary targets (see `track_targets`).
@@ -160,6 +181,7 @@ impl Cache {
         if let Some(store) = store {
             store.want(namespace, name);
         }
+        self.gets.fetch_add(1, Ordering::AcqRel);
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
         let live = api.get_opt(name).await?;
         match &live {
@@ -174,6 +196,16 @@ impl Cache {
             }
         }
         Ok(live)
+    }
+
+    /// A count that moves whenever a read of the cache may answer differently than before: a
+    /// kept object changed, appeared or went (its store's count), or a read was not answered
+    /// from a store and went to the API server. Every count only grows, so equal sums at two
+    /// moments mean no read in between answered anything new: what a tick at rest read then, it
+    /// would read again now (see `at_rest`).
+    pub fn changes(&self) -> u64 {
+        let stores = self.stores.as_ref().map_or(0, Stores::changes);
+        stores.wrapping_add(self.gets.load(Ordering::Acquire))
     }
 
     /// The store of `K` when a watch covers `namespace`.
