@@ -60,6 +60,8 @@ impl Error {
 }
 
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    // At start-up, before any read: a read of a store still listing is a GET (see `cache`).
+    Box::pin(ctx.cache.wait_for_lists()).await;
     let key = ObjectRef::from_obj(canary.as_ref());
     // Judged when the runner took this copy of the canary, before the wait for a worker: after
     // a long wait the staleness window may have passed while the copy still predates our write.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::stream::BoxStream;
-use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -220,17 +220,7 @@ pub async fn ready_when_synced(
     canaries: kube::runtime::reflector::Store<Canary>,
     ready: Arc<AtomicBool>,
 ) {
-    futures::future::join_all([
-        stores.deployments.wait_until_synced().boxed(),
-        stores.daemonsets.wait_until_synced().boxed(),
-        stores.services.wait_until_synced().boxed(),
-        stores.configmaps.wait_until_synced().boxed(),
-        stores.secrets.wait_until_synced().boxed(),
-        stores.autoscalers.wait_until_synced().boxed(),
-        stores.metric_templates.wait_until_synced().boxed(),
-        stores.alert_providers.wait_until_synced().boxed(),
-    ])
-    .await;
+    stores.wait_until_synced().await;
     if canaries.wait_until_ready().await.is_ok() {
         ready.store(true, Ordering::Relaxed);
         tracing::info!("watch caches synced; ready");

@@ -55,6 +55,20 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// Resolves once every store's watch has delivered its initial list.
+    pub async fn wait_until_synced(&self) {
+        futures::join!(
+            self.deployments.wait_until_synced(),
+            self.daemonsets.wait_until_synced(),
+            self.services.wait_until_synced(),
+            self.configmaps.wait_until_synced(),
+            self.secrets.wait_until_synced(),
+            self.autoscalers.wait_until_synced(),
+            self.metric_templates.wait_until_synced(),
+            self.alert_providers.wait_until_synced(),
+        );
+    }
+
     /// The sum of every store's count of changes (see [`KeptStore::changes`]).
     fn changes(&self) -> u64 {
         [
@@ -129,6 +143,16 @@ fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> Key {
     )
 }
 
+/// How long after the controller starts its reads wait for the watches' initial lists before
+/// asking the API server instead. Until a store has listed, a read of it is a GET; when thousands of
+/// canaries are reconciled at start-up those GETs queue in the client's budget ahead of the
+/// lists' own pages, so the lists, and with them the GETs, never end: measured restarting at
+/// 10 000 canaries, 65 000 GETs of Deployments in 7 minutes, the lists a third done, and the
+/// controller's memory at 1.1 GiB holding the waiting ticks. A watch that cannot list (a kind the
+/// API server does not serve, a permission missing) still leaves the canaries running, on GETs,
+/// once this has passed.
+const LIST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Remembered desired objects kept at most; past it the memory starts over, which costs one
 /// apply per object, nothing else.
 const APPLIED_MAX: usize = 65_536;
@@ -144,6 +168,9 @@ pub struct Cache {
     written: Mutex<HashMap<Key, u64>>,
     /// A hash of the last desired object applied, per object.
     applied: Mutex<HashMap<Key, u64>>,
+    /// Until when reads wait for the stores' initial lists (see [`LIST_PATIENCE`]); `None` for a
+    /// cache without watches.
+    lists_due: Option<tokio::time::Instant>,
     /// Reads the stores could not answer, each a GET (see [`Cache::changes`]).
     gets: AtomicU64,
     /// The configs each canary's pod template references.
@@ -155,10 +182,23 @@ pub struct Cache {
 impl Cache {
     pub fn new(stores: Option<Stores>, scope: &str) -> Cache {
         Cache {
+            lists_due: stores
+                .is_some()
+                .then(|| tokio::time::Instant::now() + LIST_PATIENCE),
             stores,
             scope: scope.to_string(),
             ..Cache::default()
         }
+    }
+
+    /// Resolves once every store has its initial list, or once [`LIST_PATIENCE`] has passed since
+    /// the controller started: a reconcile waits here before its first read.
+    pub async fn wait_for_lists(&self) {
+        let (Some(stores), Some(due)) = (&self.stores, self.lists_due) else {
+            return;
+        };
+        // Elapsed: the reads go on as GETs, as they would without the wait.
+        let _ = tokio::time::timeout_at(due, stores.wait_until_synced()).await;
     }
 
     /// The watch caches' readers, when the controller runs watches.
@@ -402,6 +442,42 @@ mod tests {
             "spec": {"type": "ClusterIP", "selector": {"app": "podinfo-primary"},
                      "ports": [{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}]},
         })
+    }
+
+    fn synced<K: Cached>(store: &KeptStore<K>) {
+        store.apply(&kube::runtime::watcher::Event::Init);
+        store.apply(&kube::runtime::watcher::Event::InitDone);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_wait_for_every_initial_list_then_go_on() {
+        let stores = Stores::default();
+        let cache = Cache::new(Some(stores.clone()), "");
+        let mut waiting = Box::pin(cache.wait_for_lists());
+        synced(&stores.deployments);
+        synced(&stores.daemonsets);
+        synced(&stores.services);
+        synced(&stores.configmaps);
+        synced(&stores.secrets);
+        synced(&stores.autoscalers);
+        synced(&stores.metric_templates);
+        assert!(
+            futures::poll!(&mut waiting).is_pending(),
+            "one store still listing"
+        );
+        synced(&stores.alert_providers);
+        assert!(futures::poll!(&mut waiting).is_ready());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_list_that_never_ends_holds_reads_up_for_a_while_only() {
+        let stores = Stores::default();
+        let cache = Cache::new(Some(stores.clone()), "");
+        let started = tokio::time::Instant::now();
+        cache.wait_for_lists().await;
+        assert_eq!(started.elapsed(), LIST_PATIENCE, "on tokio's paused clock");
+        Cache::default().wait_for_lists().await;
+        assert_eq!(started.elapsed(), LIST_PATIENCE, "without watches, no wait");
     }
 
     fn canary(target: &str, hpa: Option<&str>) -> Canary {
