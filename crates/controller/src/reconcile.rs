@@ -482,7 +482,7 @@ fn gate(
 /// Whether a reconcile takes a worker before it reads (and in which turn), judged from the
 /// Canary and the cached target alone: a tick that will act waits for its worker first, so its
 /// reads are fresh when its turn comes. `None` for a canary at rest whose target has not changed
-/// and for a run between its ticks: such a reconcile must not queue for a worker (a canary at
+/// (after its first tick since the start) and for a run between its ticks: such a reconcile must not queue for a worker (a canary at
 /// rest whose target changes while its idle tick waits in line would otherwise react only at that
 /// tick's turn, behind reactions to later changes); `gate` takes a worker after the reads if
 /// they show something to do after all (a changed config).
@@ -509,9 +509,18 @@ async fn turn_before_reading(
                 .and_then(|s| s.last_applied_spec.as_deref())
                 .unwrap_or_default();
             // Boxed: the cache read is most of a waiting reconcile's size otherwise.
-            Box::pin(target_changed(ctx, canary, applied))
-                .await
-                .then_some(Turn::Reaction)
+            if Box::pin(target_changed(ctx, canary, applied)).await {
+                Some(Turn::Reaction)
+            } else if ctx.due(key).is_none() {
+                // Its first tick since the controller started: it applies the canary's Services
+                // once (what was applied last is not remembered across a restart). Thousands of
+                // canaries at rest start at once then; on a worker, only as many hold their
+                // reads and wait on the client's budget as there are workers (restarting at
+                // 10 000 without it, the waiting ticks held over a GiB).
+                Some(Turn::Scheduled)
+            } else {
+                None
+            }
         }
         CanaryPhase::Terminating | CanaryPhase::Terminated => None,
         _ => match ctx.due(key) {
