@@ -147,6 +147,29 @@ where
 /// Runs until `triggers` ends: reconciles each object `triggers` names, each one at the time its
 /// last reconcile asked for, and every object in `store` on each item of `resync`. Nothing runs
 /// before `store` has its initial list; what was triggered meanwhile runs then, in trigger order.
+/// How often a wait for a store's initial list asks again (see [`wait_listed`]).
+const LISTED_POLL: Duration = Duration::from_secs(1);
+
+/// Resolves once `store` has its initial list; an error when its writer is gone before that.
+///
+/// kube-runtime's `Store::wait_until_ready` is a oneshot channel that wakes only the task that
+/// polled it last: with two waiters (this runner, the readiness of `/readyz`), the one that polled
+/// first is never woken, and a runner never woken holds every trigger until something else wakes
+/// it (at 10 000 canaries, the readiness task waited forever). Asked again every second, a wait
+/// finds the store ready whoever was woken.
+pub async fn wait_listed<K>(
+    store: &Store<K>,
+) -> Result<(), kube::runtime::reflector::store::WriterDropped>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    loop {
+        if let Ok(listed) = tokio::time::timeout(LISTED_POLL, store.wait_until_ready()).await {
+            return listed;
+        }
+    }
+}
+
 pub async fn run<K, F>(
     store: Store<K>,
     triggers: impl Stream<Item = ObjectRef<K>>,
@@ -165,7 +188,7 @@ pub async fn run<K, F>(
     };
     let mut triggers = std::pin::pin!(triggers.fuse());
     let mut resync = std::pin::pin!(resync.fuse());
-    let ready = store.wait_until_ready();
+    let ready = wait_listed(&store);
     tokio::pin!(ready);
     // Triggered before the store was ready, in order, each once.
     let mut held: Vec<ObjectRef<K>> = Vec::new();
@@ -398,6 +421,27 @@ mod tests {
         writer.apply_watcher_event(&Event::InitDone);
         settle().await;
         assert_eq!(names(&log), ["c", "a", "b"]);
+        runner.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_triggers_run_when_another_task_waited_for_the_store_after_the_runner() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let log = Arc::new(Mutex::new(Log::default()));
+        let reconcile = recording(log.clone(), None, Requeue::await_change());
+        let (trigger, runner) = started(store.clone(), reconcile);
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitApply(object("a")));
+        trigger.send(named("a")).unwrap();
+        settle().await;
+        // Polled after the runner's wait: kube-runtime wakes this one only.
+        let other = tokio::spawn(async move { store.wait_until_ready().await.is_ok() });
+        settle().await;
+        writer.apply_watcher_event(&Event::InitDone);
+        assert!(other.await.unwrap());
+        tokio::time::advance(LISTED_POLL).await;
+        settle().await;
+        assert_eq!(names(&log), ["a"], "the runner asked again");
         runner.abort();
     }
 

@@ -221,7 +221,8 @@ pub async fn ready_when_synced(
     ready: Arc<AtomicBool>,
 ) {
     stores.wait_until_synced().await;
-    if canaries.wait_until_ready().await.is_ok() {
+    // The runner waits for the Canary store's list too (see `runner::wait_listed`).
+    if crate::runner::wait_listed(&canaries).await.is_ok() {
         ready.store(true, Ordering::Relaxed);
         tracing::info!("watch caches synced; ready");
     }
@@ -263,6 +264,43 @@ mod tests {
         );
         sync!(stores.alert_providers);
         task.await.unwrap();
+        assert!(ready.load(Ordering::Relaxed));
+    }
+
+    /// The runner waits for the Canary store's list too, and kube-runtime wakes only the waiter
+    /// that polled last.
+    #[tokio::test(start_paused = true)]
+    async fn ready_when_the_canaries_list_last_while_another_task_waits_for_it() {
+        let stores = cache::Stores::default();
+        macro_rules! sync {
+            ($($w:expr),*) => {$(
+                $w.apply(&Event::Init);
+                $w.apply(&Event::InitDone);
+            )*};
+        }
+        sync!(
+            stores.deployments,
+            stores.services,
+            stores.daemonsets,
+            stores.configmaps,
+            stores.secrets,
+            stores.autoscalers,
+            stores.metric_templates,
+            stores.alert_providers
+        );
+        let (canaries, mut canary_writer) = kube::runtime::reflector::store::<Canary>();
+        let ready = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(ready_when_synced(stores, canaries.clone(), ready.clone()));
+        tokio::task::yield_now().await;
+        let runner = tokio::spawn(async move { canaries.wait_until_ready().await.is_ok() });
+        tokio::task::yield_now().await;
+        canary_writer.apply_watcher_event(&Event::Init);
+        canary_writer.apply_watcher_event(&Event::InitDone);
+        assert!(runner.await.unwrap(), "the waiter that polled last");
+        tokio::time::timeout(std::time::Duration::from_secs(3), task)
+            .await
+            .expect("the readiness task ends too")
+            .unwrap();
         assert!(ready.load(Ordering::Relaxed));
     }
 
