@@ -234,18 +234,20 @@ mod tests {
     use crate::cache;
     use kube::runtime::watcher::Event;
 
+    /// Each store's watch delivers its (empty) initial list.
+    macro_rules! sync {
+        ($($w:expr),*) => {$(
+            $w.apply(&Event::Init);
+            $w.apply(&Event::InitDone);
+        )*};
+    }
+
     #[tokio::test]
     async fn ready_only_once_every_cache_has_its_initial_list() {
         let stores = cache::Stores::default();
         let (canaries, mut canary_writer) = kube::runtime::reflector::store::<Canary>();
         let ready = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(ready_when_synced(stores.clone(), canaries, ready.clone()));
-        macro_rules! sync {
-            ($($w:expr),*) => {$(
-                $w.apply(&Event::Init);
-                $w.apply(&Event::InitDone);
-            )*};
-        }
         sync!(
             stores.deployments,
             stores.daemonsets,
@@ -272,12 +274,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ready_when_the_canaries_list_last_while_another_task_waits_for_it() {
         let stores = cache::Stores::default();
-        macro_rules! sync {
-            ($($w:expr),*) => {$(
-                $w.apply(&Event::Init);
-                $w.apply(&Event::InitDone);
-            )*};
-        }
         sync!(
             stores.deployments,
             stores.services,
