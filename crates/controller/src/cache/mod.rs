@@ -171,6 +171,8 @@ pub struct Cache {
     /// Until when reads wait for the stores' initial lists (see [`LIST_PATIENCE`]); `None` for a
     /// cache without watches.
     lists_due: Option<tokio::time::Instant>,
+    /// The wait for the initial lists is over: every store listed, or the patience ran out.
+    listed: std::sync::atomic::AtomicBool,
     /// Reads the stores could not answer, each a GET (see [`Cache::changes`]).
     gets: AtomicU64,
     /// The configs each canary's pod template references.
@@ -197,8 +199,14 @@ impl Cache {
         let (Some(stores), Some(due)) = (&self.stores, self.lists_due) else {
             return;
         };
+        // Every reconcile passes here: once listed (or given up on), without subscribing to
+        // eight channels each time.
+        if self.listed.load(Ordering::Acquire) {
+            return;
+        }
         // Elapsed: the reads go on as GETs, as they would without the wait.
         let _ = tokio::time::timeout_at(due, stores.wait_until_synced()).await;
+        self.listed.store(true, Ordering::Release);
     }
 
     /// The watch caches' readers, when the controller runs watches.
