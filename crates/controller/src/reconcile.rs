@@ -515,8 +515,9 @@ async fn turn_before_reading(
                 // Its first tick since the controller started: it applies the canary's Services
                 // once (what was applied last is not remembered across a restart). Thousands of
                 // canaries at rest start at once then; on a worker, only as many hold their
-                // reads and wait on the client's budget as there are workers (restarting at
-                // 10 000 without it, the waiting ticks held over a GiB).
+                // reads and wait on the client's budget as there are workers (the ticks waiting
+                // with their reads were, with the GETs of `cache::LIST_PATIENCE`, the GiB measured
+                // restarting at 10 000 without either).
                 Some(Turn::Scheduled)
             } else {
                 None
