@@ -2,7 +2,8 @@
 //! targets, interval 10 s, 3 iterations, no metrics) on one controller. Prints numbers, asserts nothing. Run it
 //! inside the cluster's netns, normally through `hack/bench scale`.
 //!
-//! Per N (`SCALE_COUNTS`), in a fresh namespace with a fresh `flagger-rs controller` restricted to it:
+//! Per N (`SCALE_COUNTS`), in a fresh namespace with a fresh `flagger-rs controller` restricted to it (or, with
+//! `SCALE_NAMESPACES` > 1, spread over that many fresh namespaces with the controller watching them all):
 //! * init: N Deployments and Canaries created, then the controller started; time until all are `Initialized`;
 //! * idle: a `SCALE_IDLE_SECONDS` window: the controller's RSS and CPU (from /proc) and the API server's
 //!   non-WATCH requests (`apiserver_request_total`) above an equally long window before the controller started;
@@ -24,6 +25,12 @@
 //! call; the queries Prometheus answered and the gate checks the loadtester logged during the mass rollout are
 //! printed.
 //!
+//! `SCALE_NAMESPACES` (1): canary i and its target go to namespace i mod that count. The cluster's own
+//! controllers do work per object event that grows with the objects of the same namespace (the Endpoints and
+//! EndpointSlice controllers match every Service of a pod's namespace, the Deployment and ReplicaSet controllers
+//! list the ReplicaSets and pods of theirs), so at thousands of canaries one namespace measures the cluster more
+//! than the controller; spread, each namespace holds what a team's would.
+//!
 //! Environment: `SCALE_COUNTS` ("100"), `SCALE_SAMPLE` (20), `SCALE_IDLE_SECONDS` (30), `SCALE_UNRELATED` (0),
 //! `SCALE_ROLLOUT` (1; 0 stops after the idle window), `SCALE_MASS` (1; 0 stops after the sampled reactions, for
 //! counts whose mass rollout the client budget makes longer than the run can wait), `SCALE_CHECKS` (0),
@@ -44,9 +51,9 @@ use e2e::objects::App;
 use e2e::{TestNamespace, apply, with_namespace};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::Api;
-use kube::api::{ApiResource, GroupVersionKind, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
 const INTERVAL: &str = "10s";
@@ -357,6 +364,76 @@ where
     Ok(())
 }
 
+/// The namespaces of one run: the bench's own (created and deleted by `with_namespace`) and, with
+/// `SCALE_NAMESPACES` > 1, more created beside it for the canaries to spread over.
+struct Spaces {
+    main: TestNamespace,
+    extra: Vec<String>,
+}
+
+impl Spaces {
+    async fn create(main: TestNamespace, count: usize) -> e2e::Result<Spaces> {
+        let api: Api<Namespace> = Api::all(main.client.clone());
+        let mut extra = Vec::new();
+        for j in 1..count.max(1) {
+            let name = format!("{}-{j}", main.name);
+            let ns: Namespace = serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": {"flagger-rs.dev/e2e": "true"}},
+            }))?;
+            api.create(&PostParams::default(), &ns).await?;
+            extra.push(name);
+        }
+        Ok(Spaces { main, extra })
+    }
+
+    fn spread(&self) -> bool {
+        !self.extra.is_empty()
+    }
+
+    /// The namespace of canary `i`.
+    fn of(&self, i: usize) -> &str {
+        match i % (self.extra.len() + 1) {
+            0 => &self.main.name,
+            j => &self.extra[j - 1],
+        }
+    }
+
+    fn deployments(&self, i: usize) -> Api<Deployment> {
+        Api::namespaced(self.main.client.clone(), self.of(i))
+    }
+
+    fn canaries(&self, i: usize) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.main.client.clone(),
+            self.of(i),
+            &ctl::canary_resource(),
+        )
+    }
+
+    /// What the tracker watches: the bench's namespace, or every namespace when spread.
+    fn watched(&self) -> (Api<DynamicObject>, Api<Deployment>) {
+        if self.spread() {
+            (
+                Api::all_with(self.main.client.clone(), &ctl::canary_resource()),
+                Api::all(self.main.client.clone()),
+            )
+        } else {
+            (canaries(&self.main), self.main.api())
+        }
+    }
+
+    /// Deletes the namespaces created beside the bench's own without waiting: the bench's own is
+    /// deleted (and waited for) by `with_namespace`, and `hack/cluster/down` removes what is left.
+    async fn delete_extra(&self) {
+        let api: Api<Namespace> = Api::all(self.main.client.clone());
+        for name in &self.extra {
+            if let Err(e) = api.delete(name, &DeleteParams::background()).await {
+                eprintln!("warning: deleting namespace {name}: {e}");
+            }
+        }
+    }
+}
+
 /// What every canary checks when `SCALE_CHECKS=1`: the MetricTemplate is created in `ns`, the loadtester
 /// started; the returned loadtester must outlive the run. Without checks, the canary as the rest of the bench
 /// describes it.
@@ -387,9 +464,16 @@ async fn checks(ns: &TestNamespace) -> e2e::Result<Option<Loadtester>> {
 }
 
 /// The bench's canary, with the metric check and the webhook when `loadtester` is there.
-fn bench_canary(name: &str, loadtester: Option<&Loadtester>) -> Value {
+fn bench_canary(
+    name: &str,
+    namespace: &str,
+    template_namespace: &str,
+    loadtester: Option<&Loadtester>,
+) -> Value {
     let Some(lt) = loadtester else {
-        return blue_green_canary(name, INTERVAL, ITERATIONS, json!([]));
+        let mut canary = blue_green_canary(name, INTERVAL, ITERATIONS, json!([]));
+        canary["metadata"]["namespace"] = json!(namespace);
+        return canary;
     };
     let mut canary = blue_green_canary(
         name,
@@ -401,8 +485,9 @@ fn bench_canary(name: &str, loadtester: Option<&Loadtester>) -> Value {
     );
     canary["spec"]["analysis"]["metrics"] = json!([{
         "name": "scrapes", "interval": "1m", "thresholdRange": {"min": 0},
-        "templateRef": {"name": "scrapes"},
+        "templateRef": {"name": "scrapes", "namespace": template_namespace},
     }]);
+    canary["metadata"]["namespace"] = json!(namespace);
     canary
 }
 
@@ -472,29 +557,45 @@ impl Row {
 
 async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<Row> {
     ctl::install_crds(&ns.client).await?;
-    let deployments: Api<Deployment> = ns.api();
-    let api = canaries(&ns);
+    let spaces = Spaces::create(ns, env_usize("SCALE_NAMESPACES", 1)).await?;
+    let row = run(&spaces, count, unrelated).await;
+    spaces.delete_extra().await;
+    row
+}
+
+async fn run(spaces: &Spaces, count: usize, unrelated: usize) -> e2e::Result<Row> {
+    let ns = &spaces.main;
     let names: Vec<String> = (0..count).map(|i| format!("c-{i:05}")).collect();
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let deployments_of = |name: &str| spaces.deployments(index.get(name).copied().unwrap_or(0));
     let planned_ms = planned_seconds()? as f64 * 1000.0;
-    let loadtester = checks(&ns).await?;
+    let loadtester = checks(ns).await?;
     let t = now_ms();
     in_parallel(count, |i| {
-        let (ns, deployments, name) = (&ns, deployments.clone(), names[i].clone());
-        let canary = bench_canary(&name, loadtester.as_ref());
+        let (deployments, api, name) = (spaces.deployments(i), spaces.canaries(i), &names[i]);
+        let canary = bench_canary(name, spaces.of(i), &ns.name, loadtester.as_ref());
         async move {
-            apply(&deployments, &App::new(&name, "6.0.0", 1).deployment()?).await?;
-            ctl::create_canary(ns, canary).await?;
+            apply(&deployments, &App::new(name, "6.0.0", 1).deployment()?).await?;
+            let canary: DynamicObject = serde_json::from_value(canary)?;
+            api.create(&PostParams::default(), &canary)
+                .await
+                .context("creating the Canary")?;
             Ok(())
         }
     })
     .await?;
     println!(
-        "{count} targets and canaries created in {} s",
-        bench::secs(now_ms() - t)
+        "{count} targets and canaries created in {} s, in {} namespace(s)",
+        bench::secs(now_ms() - t),
+        spaces.extra.len() + 1
     );
     if unrelated > 0 {
         let t = now_ms();
-        create_unrelated(&ns, unrelated).await?;
+        create_unrelated(ns, unrelated).await?;
         println!(
             "{unrelated} ConfigMaps and {unrelated} Secrets created in {} s",
             bench::secs(now_ms() - t)
@@ -506,23 +607,25 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let baseline = delta(&a, &request_counts(&ns.client).await?);
 
-    let tracker = Tracker::start(api.clone(), deployments.clone());
+    let (watched_canaries, watched_deployments) = spaces.watched();
+    let tracker = Tracker::start(watched_canaries, watched_deployments);
     let kubeconfig = ctl::controller_kubeconfig()?;
     let port = free_port()?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let args = vec![
+    let mut args = vec![
         "controller".to_string(),
         format!("-kubeconfig={}", kubeconfig.display()),
-        format!("-namespace={}", ns.name),
         "-mesh-provider=kubernetes".into(),
         "-min-analysis-interval=1s".into(),
         format!("-port={port}"),
         "-log-level=info".into(),
         "-zap-encoding=console".into(),
     ];
-    let mut args = args;
+    if !spaces.spread() {
+        args.push(format!("-namespace={}", ns.name));
+    }
     if client_qps() != CLIENT_QPS {
         // Flagger's burst default (250) is 2.5 × its QPS; the same ratio for another budget.
         args.push(format!("-kubeconfig-qps={}", client_qps()));
@@ -617,7 +720,7 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     let react_bound = Duration::from_secs(120);
     for name in &sampled {
         let t = now_ms();
-        ctl::set_image(&deployments, name, "6.0.1").await?;
+        ctl::set_image(&deployments_of(name), name, "6.0.1").await?;
         let seen = wait_local(&format!("{name} Progressing"), react_bound, || {
             tracker.canary_after(name, t, |r| r.phase == "Progressing")
         })
@@ -650,7 +753,7 @@ async fn one(ns: TestNamespace, count: usize, unrelated: usize) -> e2e::Result<R
     let written: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let first_patch = now_ms();
     in_parallel(count, |i| {
-        let (deployments, name) = (deployments.clone(), names[i].clone());
+        let (deployments, name) = (spaces.deployments(i), names[i].clone());
         let (patched, written) = (patched.clone(), written.clone());
         async move {
             let version = ctl::set_image(&deployments, &name, "6.0.2").await?;
@@ -776,6 +879,10 @@ async fn main() -> e2e::Result<()> {
     let threadiness = format!("{threadiness} -kubeconfig-qps={}", client_qps());
     let load_start = bench::loadavg();
     println!("load average at start: {load_start}");
+    let namespaces = match env_usize("SCALE_NAMESPACES", 1) {
+        0 | 1 => "one namespace".to_string(),
+        n => format!("spread over {n} namespaces"),
+    };
     let mut rows = Vec::new();
     for &count in &counts {
         let cell = Arc::new(Mutex::new(None));
@@ -798,7 +905,7 @@ async fn main() -> e2e::Result<()> {
     let mut out = format!(
         "\n## flagger-rs at scale\n\
          settings: blue/green, interval {INTERVAL}, {ITERATIONS} iterations, {with_checks}, 1-replica Deployment \
-         targets, planned run {planned} s; controller {}{threadiness}; load average at start: {load_start}\n\n\
+         targets {namespaces}, planned run {planned} s; controller {}{threadiness}; load average at start: {load_start}\n\n\
          | canaries | unrelated ConfigMaps + Secrets | all Initialized (s) | idle API requests/s above baseline | \
          idle CPU (% of a core) | RSS idle / peak (MiB) | new revision → Progressing p50 / p99 (s), sampled | \
          all patched: → Progressing p50 / p99 / max (s) | client budget for the last reaction (s): N × writes ÷ QPS + 1 | \
