@@ -297,7 +297,28 @@ impl Cache {
         {
             keys.insert(("HorizontalPodAutoscaler", namespace, scaler.name.clone()));
         }
+        for (kind, namespace, name) in &keys {
+            self.want_target(kind, namespace, name);
+        }
         self.targets.set(&ObjectRef::from_obj(canary), keys);
+    }
+
+    /// Keeps a target from the next event its watch delivers, the initial list's included: when the
+    /// Canary is listed before its target (a restart lists both at once), the canary's first read
+    /// of its target costs no GET. A target listed first is fetched by that read, as before.
+    fn want_target(&self, kind: &str, namespace: &str, name: &str) {
+        match kind {
+            "Deployment" => self.want::<Deployment>(namespace, name),
+            "DaemonSet" => self.want::<DaemonSet>(namespace, name),
+            "HorizontalPodAutoscaler" => self.want::<HorizontalPodAutoscaler>(namespace, name),
+            _ => {}
+        }
+    }
+
+    fn want<K: Cached>(&self, namespace: &str, name: &str) {
+        if let Some(store) = self.store::<K>(namespace) {
+            store.want(namespace, name);
+        }
     }
 
     /// Records which configs `canary` references; the cached copies of configs no canary
@@ -554,6 +575,42 @@ mod tests {
         );
         cache.targets.set(&me, BTreeSet::new());
         assert!(cache.targets.referencing().is_empty());
+    }
+
+    fn deployment(name: &str, rv: &str) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("test".into()),
+                resource_version: Some(rv.into()),
+                ..ObjectMeta::default()
+            },
+            ..Deployment::default()
+        }
+    }
+
+    #[test]
+    fn a_target_listed_after_its_canary_is_kept_from_the_list() {
+        use kube::runtime::watcher::Event;
+        let stores = Stores::default();
+        let cache = Cache::new(Some(stores.clone()), "");
+        cache.track_targets(&canary("podinfo", None));
+        stores.deployments.apply(&Event::Init);
+        stores
+            .deployments
+            .apply(&Event::InitApply(deployment("podinfo", "7")));
+        stores
+            .deployments
+            .apply(&Event::InitApply(deployment("unrelated", "8")));
+        stores.deployments.apply(&Event::InitDone);
+        let kept: Option<Deployment> = cache.cached("test", "podinfo");
+        assert_eq!(
+            kept.and_then(|d| d.metadata.resource_version).as_deref(),
+            Some("7"),
+            "read without a GET"
+        );
+        assert!(cache.cached::<Deployment>("test", "unrelated").is_none());
+        assert_eq!(stores.deployments.len(), 1, "only the target is kept");
     }
 
     fn defaulted(body: &Value) -> Value {
