@@ -19,11 +19,12 @@
 //! `SCALE_UNRELATED` (0): that many ConfigMaps and as many Secrets no canary references are created in the
 //! namespace before the controller starts (the memory of the caches must not follow them).
 //!
-//! `SCALE_CHECKS` (0; 1): every canary's analysis also has one metric check against the cluster's Prometheus
-//! (a MetricTemplate whose query names the canary's target) and one `rollout` webhook to a loadtester the bench
+//! `SCALE_CHECKS` (0; 1; 2): every canary's analysis also has one metric check against the cluster's Prometheus
+//! (a MetricTemplate whose query names the canary's target) and one `rollback` webhook to a loadtester the bench
 //! starts (its closed rollback gate), so every analysis tick of every canary makes one query and one webhook
 //! call; the queries Prometheus answered and the gate checks the loadtester logged during the mass rollout are
-//! printed.
+//! printed. With 2, the canaries start without them; after the first mass rollout every canary is given them
+//! and all roll out once more: both measured on one initialisation (at 10 000 canaries, over an hour here).
 //!
 //! `SCALE_NAMESPACES` (1): canary i and its target go to namespace i mod that count. The cluster's own
 //! controllers do work per object event that grows with the objects of the same namespace (the Endpoints and
@@ -53,7 +54,9 @@ use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::Api;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use serde_json::{Value, json};
 
 const INTERVAL: &str = "10s";
@@ -434,13 +437,30 @@ impl Spaces {
     }
 }
 
-/// What every canary checks when `SCALE_CHECKS=1`: the MetricTemplate is created in `ns`, the loadtester
-/// started; the returned loadtester must outlive the run. Without checks, the canary as the rest of the bench
-/// describes it.
-async fn checks(ns: &TestNamespace) -> e2e::Result<Option<Loadtester>> {
-    if env_usize("SCALE_CHECKS", 0) == 0 {
-        return Ok(None);
+/// When the canaries check a metric and call a webhook (`SCALE_CHECKS`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    /// Never.
+    Without,
+    /// From their creation.
+    Always,
+    /// Not in the first mass rollout; every canary is then given them and all roll out again.
+    Second,
+}
+
+impl Checks {
+    fn from_env() -> Checks {
+        match env_usize("SCALE_CHECKS", 0) {
+            0 => Checks::Without,
+            1 => Checks::Always,
+            _ => Checks::Second,
+        }
     }
+}
+
+/// What the canaries' checks need: the MetricTemplate is created in `ns`, the loadtester started; the
+/// returned loadtester must outlive the runs that call it.
+async fn start_checks(ns: &TestNamespace) -> e2e::Result<Loadtester> {
     let template = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("flagger.app", "v1beta1", "MetricTemplate"),
         "metrictemplates",
@@ -460,7 +480,7 @@ async fn checks(ns: &TestNamespace) -> e2e::Result<Option<Loadtester>> {
         }),
     )
     .await?;
-    Ok(Some(Loadtester::start(&ns.name).await?))
+    Loadtester::start(&ns.name).await
 }
 
 /// The bench's canary, with the metric check and the webhook when `loadtester` is there.
@@ -470,25 +490,28 @@ fn bench_canary(
     template_namespace: &str,
     loadtester: Option<&Loadtester>,
 ) -> Value {
-    let Some(lt) = loadtester else {
-        let mut canary = blue_green_canary(name, INTERVAL, ITERATIONS, json!([]));
-        canary["metadata"]["namespace"] = json!(namespace);
-        return canary;
-    };
-    let mut canary = blue_green_canary(
-        name,
-        INTERVAL,
-        ITERATIONS,
-        // The loadtester's rollback gate, closed: asked every analysis tick, never rolls back, and
-        // logs each call, so the bench can count them.
-        json!([{"name": "rollback-gate", "type": "rollback", "url": lt.at("/rollback/check"), "timeout": "10s"}]),
-    );
-    canary["spec"]["analysis"]["metrics"] = json!([{
+    let mut canary = blue_green_canary(name, INTERVAL, ITERATIONS, json!([]));
+    canary["metadata"]["namespace"] = json!(namespace);
+    if let Some(lt) = loadtester {
+        canary["spec"]["analysis"] =
+            checked_analysis(&canary["spec"]["analysis"], template_namespace, lt);
+    }
+    canary
+}
+
+/// `analysis` with one metric check and one webhook more.
+fn checked_analysis(analysis: &Value, template_namespace: &str, lt: &Loadtester) -> Value {
+    let mut analysis = analysis.clone();
+    // The loadtester's rollback gate, closed: asked every analysis tick, never rolls back, and
+    // logs each call, so the bench can count them.
+    analysis["webhooks"] = json!([{
+        "name": "rollback-gate", "type": "rollback", "url": lt.at("/rollback/check"), "timeout": "10s",
+    }]);
+    analysis["metrics"] = json!([{
         "name": "scrapes", "interval": "1m", "thresholdRange": {"min": 0},
         "templateRef": {"name": "scrapes", "namespace": template_namespace},
     }]);
-    canary["metadata"]["namespace"] = json!(namespace);
-    canary
+    analysis
 }
 
 /// ConfigMaps and Secrets no canary references, 1 KiB of data each.
@@ -524,13 +547,23 @@ struct Row {
     /// The controller's largest RSS over the whole run (initialisation and rollouts included).
     peak_rss_mib: f64,
     reaction: Vec<f64>,
+    /// Every target patched at once: one, or two with `SCALE_CHECKS=2` (without the checks, then with).
+    masses: Vec<Mass>,
+    load: String,
+}
+
+/// What one mass rollout (every target patched at once) measured.
+#[derive(Default)]
+struct Mass {
+    /// Whether every canary checked a metric and called a webhook during it.
+    checked: bool,
     ratio: Vec<f64>,
-    /// Per canary of the mass rollout: the seconds its target or primary Deployment was rolling out (the
-    /// cluster's share of the run: controller-manager, scheduler, kwok).
+    /// Per canary: the seconds its target or primary Deployment was rolling out (the cluster's share
+    /// of the run: controller-manager, scheduler, kwok).
     cluster_rollout: Vec<f64>,
     /// Per canary: (duration − `cluster_rollout`) ÷ plan, the share left to the controller.
     ratio_less_rollout: Vec<f64>,
-    mass_reaction: Vec<f64>,
+    reaction: Vec<f64>,
     /// The controller's writes per canary from the first patch until every canary was Progressing.
     writes_per_reaction: f64,
     /// The same with reads: everything that waited for the client's tokens.
@@ -538,12 +571,11 @@ struct Row {
     /// What the client budget makes necessary for the last reaction: N × writes ÷ QPS + 1 s.
     budget_s: f64,
     inversion_s: f64,
-    /// The controller's requests (watches aside) per canary over the whole mass rollout.
+    /// The controller's requests (watches aside) per canary over the whole rollout.
     requests_per_rollout: f64,
     makespan_s: f64,
     succeeded: usize,
     cpu: BTreeMap<&'static str, f64>,
-    load: String,
 }
 
 impl Row {
@@ -573,7 +605,11 @@ async fn run(spaces: &Spaces, count: usize, unrelated: usize) -> e2e::Result<Row
         .collect();
     let deployments_of = |name: &str| spaces.deployments(index.get(name).copied().unwrap_or(0));
     let planned_ms = planned_seconds()? as f64 * 1000.0;
-    let loadtester = checks(ns).await?;
+    let checks = Checks::from_env();
+    let mut loadtester = match checks {
+        Checks::Always => Some(start_checks(ns).await?),
+        Checks::Without | Checks::Second => None,
+    };
     let t = now_ms();
     in_parallel(count, |i| {
         let (deployments, api, name) = (spaces.deployments(i), spaces.canaries(i), &names[i]);
@@ -694,18 +730,7 @@ async fn run(spaces: &Spaces, count: usize, unrelated: usize) -> e2e::Result<Row
         rss_mib,
         peak_rss_mib: 0.0,
         reaction: Vec::new(),
-        ratio: Vec::new(),
-        cluster_rollout: Vec::new(),
-        ratio_less_rollout: Vec::new(),
-        mass_reaction: Vec::new(),
-        writes_per_reaction: 0.0,
-        requests_per_reaction: 0.0,
-        budget_s: 0.0,
-        inversion_s: 0.0,
-        requests_per_rollout: 0.0,
-        makespan_s: 0.0,
-        succeeded: 0,
-        cpu: BTreeMap::new(),
+        masses: Vec::new(),
         load: String::new(),
     };
     if env_usize("SCALE_ROLLOUT", 1) == 0 {
@@ -737,118 +762,176 @@ async fn run(spaces: &Spaces, count: usize, unrelated: usize) -> e2e::Result<Row
     let done_bound = Duration::from_secs(planned_ms as u64 / 1000 * 3 + 120);
     let sampled: Vec<String> = sampled.into_iter().cloned().collect();
     wait_all(&tracker, &sampled, "Succeeded", first_sample, done_bound).await?;
+    row.reaction = reaction;
     if env_usize("SCALE_MASS", 1) == 0 {
-        row.reaction = reaction;
         return Ok(row.ended(pid));
     }
-
-    // Every target patched at once.
-    let cpu_before = (cpu_seconds(pid), cluster_cpu());
-    let requests_before = controller_requests(&http, port).await?;
-    let checks_before = (
-        prometheus_queries(&http).await,
-        gate_checks(loadtester.as_ref()),
-    );
-    let patched: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
-    let written: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let first_patch = now_ms();
-    in_parallel(count, |i| {
-        let (deployments, name) = (spaces.deployments(i), names[i].clone());
-        let (patched, written) = (patched.clone(), written.clone());
-        async move {
-            let version = ctl::set_image(&deployments, &name, "6.0.2").await?;
-            if let Ok(mut p) = patched.lock() {
-                p.insert(name.clone(), now_ms());
-            }
-            if let (Ok(mut w), Some(v)) = (written.lock(), version.and_then(|v| v.parse().ok())) {
-                w.insert(name, v);
-            }
-            Ok(())
-        }
-    })
-    .await?;
-    let mass_bound = Duration::from_secs(planned_ms as u64 / 1000 * 10 + 300 + count as u64);
-    // The writes of the reactions: counted until the last canary is Progressing (they include
-    // the early canaries' first analysis ticks, so this is an upper bound).
-    let reacted = wait_all(&tracker, &names, "Progressing", first_patch, mass_bound).await;
-    let requests_reacted = controller_requests(&http, port).await?;
-    let outcome = match reacted {
-        Ok(()) => wait_all(&tracker, &names, "Succeeded", first_patch, mass_bound).await,
-        Err(e) => Err(e),
+    let mass = Rollout {
+        spaces,
+        names: &names,
+        tracker: &tracker,
+        http: &http,
+        port,
+        pid,
+        planned_ms,
     };
-    let requests_after = controller_requests(&http, port).await?;
-    if loadtester.is_some() {
+    row.masses
+        .push(mass.all_at_once("6.0.2", loadtester.as_ref()).await?);
+    if checks == Checks::Second {
+        let lt = start_checks(ns).await?;
+        let t = now_ms();
+        in_parallel(count, |i| {
+            let api = spaces.canaries(i);
+            let analysis = checked_analysis(
+                &blue_green_canary(&names[i], INTERVAL, ITERATIONS, json!([]))["spec"]["analysis"],
+                &ns.name,
+                &lt,
+            );
+            let name = names[i].clone();
+            async move {
+                let patch = json!({"spec": {"analysis": analysis}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .context("giving a Canary its checks")?;
+                Ok(())
+            }
+        })
+        .await?;
         println!(
-            "during the mass rollout: {:.0} queries answered by Prometheus, {} rollback-gate checks logged by the loadtester",
-            prometheus_queries(&http).await - checks_before.0,
-            gate_checks(loadtester.as_ref()) - checks_before.1
+            "{count} canaries given a metric check and a webhook in {} s",
+            bench::secs(now_ms() - t)
         );
-    }
-    let progressing = firsts(&tracker, "Progressing", first_patch);
-    let succeeded = firsts(&tracker, "Succeeded", first_patch);
-    let patched = patched.lock().map(|p| p.clone()).unwrap_or_default();
-    let mut ratio = Vec::new();
-    let mut mass_reaction = Vec::new();
-    let mut last = first_patch;
-    let deployment_records = tracker.deployments();
-    let timelines = rollout_timelines(&deployment_records);
-    for name in &names {
-        let Some(&at) = patched.get(name) else {
-            continue;
-        };
-        if let Some(p) = progressing.get(name) {
-            mass_reaction.push(p - at);
-        }
-        if let Some(&done) = succeeded.get(name) {
-            ratio.push((done - at) / planned_ms);
-            last = last.max(done);
-            let primary = format!("{name}-primary");
-            let rolling = rolling_out_ms(&timelines, &[name, &primary], at, done);
-            row.cluster_rollout.push(rolling / 1000.0);
-            row.ratio_less_rollout
-                .push((done - at - rolling) / planned_ms);
-        }
-    }
-    let (reacted_requests, reacted_writes) =
-        requests_and_writes(&delta(&requests_before, &requests_reacted));
-    let writes_per_reaction = reacted_writes / count as f64;
-    row.writes_per_reaction = writes_per_reaction;
-    row.requests_per_reaction = reacted_requests / count as f64;
-    row.budget_s = count as f64 * writes_per_reaction / client_qps() as f64 + 1.0;
-    let written = written.lock().map(|w| w.clone()).unwrap_or_default();
-    let (inversion_ms, inverted) = largest_inversion(&patched, &written, &progressing, first_patch);
-    row.inversion_s = inversion_ms / 1000.0;
-    if !inverted.is_empty() {
-        println!("largest reaction-order inversion: {inverted}");
-    }
-    let rollout_requests = delta(&requests_before, &requests_after);
-    row.requests_per_rollout = total(&rollout_requests) / count as f64;
-    let mut by_resource: Vec<_> = rollout_requests.into_iter().collect();
-    by_resource.sort_by(|a, b| b.1.total_cmp(&a.1));
-    println!(
-        "requests per canary rollout, by method and resource: {}",
-        by_resource
-            .iter()
-            .map(|((method, resource), n)| format!("{method} {resource} {:.2}", n / count as f64))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let cpu_after = (cpu_seconds(pid), cluster_cpu());
-    let mut cpu = cpu_delta(&cpu_before.1, &cpu_after.1);
-    cpu.insert("flagger-rs", cpu_after.0 - cpu_before.0);
-    if let Err(e) = outcome {
-        println!("not every canary Succeeded: {e:#}");
+        loadtester = Some(lt);
+        row.masses
+            .push(mass.all_at_once("6.0.3", loadtester.as_ref()).await?);
     }
     controller.ensure_running()?;
     drop(tracker);
     drop(loadtester);
-    row.reaction = reaction;
-    row.succeeded = ratio.len();
-    row.ratio = ratio;
-    row.mass_reaction = mass_reaction;
-    row.makespan_s = (last - first_patch) / 1000.0;
-    row.cpu = cpu;
     Ok(row.ended(pid))
+}
+
+/// What a mass rollout needs of the run: its canaries, the tracker watching them, the controller.
+struct Rollout<'a> {
+    spaces: &'a Spaces,
+    names: &'a [String],
+    tracker: &'a Tracker,
+    http: &'a reqwest::Client,
+    /// The controller's metrics port and process.
+    port: u16,
+    pid: u32,
+    planned_ms: f64,
+}
+
+impl Rollout<'_> {
+    /// Every target given `image` at once; measured until every canary Succeeded (or the bound).
+    async fn all_at_once(&self, image: &str, loadtester: Option<&Loadtester>) -> e2e::Result<Mass> {
+        let (names, tracker, http, port) = (self.names, self.tracker, self.http, self.port);
+        let count = names.len();
+        let planned_ms = self.planned_ms;
+        let cpu_before = (cpu_seconds(self.pid), cluster_cpu());
+        let requests_before = controller_requests(http, port).await?;
+        let checks_before = (prometheus_queries(http).await, gate_checks(loadtester));
+        let patched: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+        let written: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let first_patch = now_ms();
+        in_parallel(count, |i| {
+            let (deployments, name) = (self.spaces.deployments(i), names[i].clone());
+            let (patched, written) = (patched.clone(), written.clone());
+            async move {
+                let version = ctl::set_image(&deployments, &name, image).await?;
+                if let Ok(mut p) = patched.lock() {
+                    p.insert(name.clone(), now_ms());
+                }
+                if let (Ok(mut w), Some(v)) = (written.lock(), version.and_then(|v| v.parse().ok()))
+                {
+                    w.insert(name, v);
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let mass_bound = Duration::from_secs(planned_ms as u64 / 1000 * 10 + 300 + count as u64);
+        // The writes of the reactions: counted until the last canary is Progressing (they include
+        // the early canaries' first analysis ticks, so this is an upper bound).
+        let reacted = wait_all(tracker, names, "Progressing", first_patch, mass_bound).await;
+        let requests_reacted = controller_requests(http, port).await?;
+        let outcome = match reacted {
+            Ok(()) => wait_all(tracker, names, "Succeeded", first_patch, mass_bound).await,
+            Err(e) => Err(e),
+        };
+        let requests_after = controller_requests(http, port).await?;
+        let mut mass = Mass {
+            checked: loadtester.is_some(),
+            ..Mass::default()
+        };
+        if loadtester.is_some() {
+            println!(
+                "during the mass rollout: {:.0} queries answered by Prometheus, {} rollback-gate checks logged by the loadtester",
+                prometheus_queries(http).await - checks_before.0,
+                gate_checks(loadtester) - checks_before.1
+            );
+        }
+        let progressing = firsts(tracker, "Progressing", first_patch);
+        let succeeded = firsts(tracker, "Succeeded", first_patch);
+        let patched = patched.lock().map(|p| p.clone()).unwrap_or_default();
+        let mut last = first_patch;
+        let deployment_records = tracker.deployments();
+        let timelines = rollout_timelines(&deployment_records);
+        for name in names {
+            let Some(&at) = patched.get(name) else {
+                continue;
+            };
+            if let Some(p) = progressing.get(name) {
+                mass.reaction.push(p - at);
+            }
+            if let Some(&done) = succeeded.get(name) {
+                mass.ratio.push((done - at) / planned_ms);
+                last = last.max(done);
+                let primary = format!("{name}-primary");
+                let rolling = rolling_out_ms(&timelines, &[name, &primary], at, done);
+                mass.cluster_rollout.push(rolling / 1000.0);
+                mass.ratio_less_rollout
+                    .push((done - at - rolling) / planned_ms);
+            }
+        }
+        let (reacted_requests, reacted_writes) =
+            requests_and_writes(&delta(&requests_before, &requests_reacted));
+        mass.writes_per_reaction = reacted_writes / count as f64;
+        mass.requests_per_reaction = reacted_requests / count as f64;
+        mass.budget_s = count as f64 * mass.writes_per_reaction / client_qps() as f64 + 1.0;
+        let written = written.lock().map(|w| w.clone()).unwrap_or_default();
+        let (inversion_ms, inverted) =
+            largest_inversion(&patched, &written, &progressing, first_patch);
+        mass.inversion_s = inversion_ms / 1000.0;
+        if !inverted.is_empty() {
+            println!("largest reaction-order inversion: {inverted}");
+        }
+        let rollout_requests = delta(&requests_before, &requests_after);
+        mass.requests_per_rollout = total(&rollout_requests) / count as f64;
+        let mut by_resource: Vec<_> = rollout_requests.into_iter().collect();
+        by_resource.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!(
+            "requests per canary rollout, by method and resource: {}",
+            by_resource
+                .iter()
+                .map(|((method, resource), n)| format!(
+                    "{method} {resource} {:.2}",
+                    n / count as f64
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let cpu_after = (cpu_seconds(self.pid), cluster_cpu());
+        mass.cpu = cpu_delta(&cpu_before.1, &cpu_after.1);
+        mass.cpu.insert("flagger-rs", cpu_after.0 - cpu_before.0);
+        if let Err(e) = outcome {
+            println!("not every canary Succeeded: {e:#}");
+        }
+        mass.succeeded = mass.ratio.len();
+        mass.makespan_s = (last - first_patch) / 1000.0;
+        Ok(mass)
+    }
 }
 
 fn p(sample: &[f64], f: impl Fn(&bench::Summary) -> f64, scale: f64, digits: usize) -> String {
@@ -867,10 +950,14 @@ async fn main() -> e2e::Result<()> {
         .filter(|n| (1..=20_000).contains(n))
         .collect();
     let unrelated = env_usize("SCALE_UNRELATED", 0);
-    let with_checks = if env_usize("SCALE_CHECKS", 0) == 0 {
-        "no metrics"
-    } else {
-        "one Prometheus metric check and one loadtester webhook per canary and tick"
+    let with_checks = match Checks::from_env() {
+        Checks::Without => "no metrics",
+        Checks::Always => {
+            "one Prometheus metric check and one loadtester webhook per canary and tick"
+        }
+        Checks::Second => {
+            "no metrics in the first mass rollout; one Prometheus metric check and one loadtester webhook per canary and tick in the second"
+        }
     };
     let planned = planned_seconds()?;
     let threadiness = std::env::var("SCALE_THREADINESS")
@@ -908,25 +995,20 @@ async fn main() -> e2e::Result<()> {
          targets {namespaces}, planned run {planned} s; controller {}{threadiness}; load average at start: {load_start}\n\n\
          | canaries | unrelated ConfigMaps + Secrets | all Initialized (s) | idle API requests/s above baseline | \
          idle CPU (% of a core) | RSS idle / peak (MiB) | new revision → Progressing p50 / p99 (s), sampled | \
+         mass rollout checks | \
          all patched: → Progressing p50 / p99 / max (s) | client budget for the last reaction (s): N × writes ÷ QPS + 1 | \
          writes / requests per reaction | most any canary reacted ahead of one written earlier (s) | \
          all patched: duration ÷ plan p50 / p99 | the cluster's Deployment rollouts per canary p50 / p99 (s) | \
          duration less those ÷ plan p50 / p99 | makespan (s) | Succeeded | requests per canary rollout | \
          CPU s during the rollout | load at end |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ctl::binary()?.display(),
     );
     let idle_secs = env_usize("SCALE_IDLE_SECONDS", 30) as f64;
     let mut notes = String::new();
     for r in &rows {
-        let cpu = r
-            .cpu
-            .iter()
-            .map(|(k, v)| format!("{k} {v:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        out.push_str(&format!(
-            "\n| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} / {:.1} | {} / {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {:.1} | {} of {} | {:.1} | {cpu} | {} |",
+        let run = format!(
+            "| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} / {:.1} | {} / {} |",
             r.count,
             r.unrelated,
             r.init_s,
@@ -936,25 +1018,43 @@ async fn main() -> e2e::Result<()> {
             r.peak_rss_mib,
             p(&r.reaction, |s| s.p50, 1000.0, 2),
             p(&r.reaction, |s| s.p99, 1000.0, 2),
-            p(&r.mass_reaction, |s| s.p50, 1000.0, 1),
-            p(&r.mass_reaction, |s| s.p99, 1000.0, 1),
-            p(&r.mass_reaction, |s| s.max, 1000.0, 1),
-            r.budget_s,
-            r.writes_per_reaction,
-            r.requests_per_reaction,
-            r.inversion_s,
-            p(&r.ratio, |s| s.p50, 1.0, 2),
-            p(&r.ratio, |s| s.p99, 1.0, 2),
-            p(&r.cluster_rollout, |s| s.p50, 1.0, 1),
-            p(&r.cluster_rollout, |s| s.p99, 1.0, 1),
-            p(&r.ratio_less_rollout, |s| s.p50, 1.0, 2),
-            p(&r.ratio_less_rollout, |s| s.p99, 1.0, 2),
-            r.makespan_s,
-            r.succeeded,
-            r.count,
-            r.requests_per_rollout,
-            r.load,
-        ));
+        );
+        if r.masses.is_empty() {
+            out.push_str(&format!(
+                "\n{run} not run | – | – | – | – | – | – | – | – | – | – | – | – | {} |",
+                r.load
+            ));
+        }
+        for m in &r.masses {
+            let cpu = m
+                .cpu
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&format!(
+                "\n{run} {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {:.1} | {} of {} | {:.1} | {cpu} | {} |",
+                if m.checked { "metric + webhook" } else { "none" },
+                p(&m.reaction, |s| s.p50, 1000.0, 1),
+                p(&m.reaction, |s| s.p99, 1000.0, 1),
+                p(&m.reaction, |s| s.max, 1000.0, 1),
+                m.budget_s,
+                m.writes_per_reaction,
+                m.requests_per_reaction,
+                m.inversion_s,
+                p(&m.ratio, |s| s.p50, 1.0, 2),
+                p(&m.ratio, |s| s.p99, 1.0, 2),
+                p(&m.cluster_rollout, |s| s.p50, 1.0, 1),
+                p(&m.cluster_rollout, |s| s.p99, 1.0, 1),
+                p(&m.ratio_less_rollout, |s| s.p50, 1.0, 2),
+                p(&m.ratio_less_rollout, |s| s.p99, 1.0, 2),
+                m.makespan_s,
+                m.succeeded,
+                r.count,
+                m.requests_per_rollout,
+                r.load,
+            ));
+        }
         if !r.idle_breakdown.is_empty() {
             notes.push_str(&format!(
                 "idle requests above baseline ({} canaries): {}\n",
