@@ -14,13 +14,17 @@
 //! metrics as the tick would have.
 //!
 //! "The same" is judged without reading anything: the Canary's resourceVersion is the one that
-//! tick saw, and the cache's count of changes (`Cache::changes`: any kept object replaced, created,
-//! deleted or dropped, any read that had to ask the API server) is the one it started with. The
-//! count covers every canary at once: a change anywhere makes every canary at rest read again
-//! once. That keeps the rule simple and safe; when canaries are at rest, nothing changes. Reads
-//! that do not go through the cache (a Knative Service's latest Revision, a KEDA ScaledObject, both
-//! read with a request at every tick) are not counted, so canaries with such targets are never
-//! skipped.
+//! tick saw, and every object it read from the caches is stamped as it was then (`cache::reads`:
+//! the version kept and the newest version its watch announced, a hash lookup each). Each canary
+//! is judged by its own reads: while some canaries run, the thousands at rest beside them are not
+//! read again (a first version judged every canary by one count of changes to any kept object; at
+//! 10 000 canaries, every write of one running canary made all the others read and decode again).
+//! A tick with a read the caches cannot stamp (a kind or namespace no watch covers, a store still
+//! listing) is never skipped, nor are canaries whose ticks read with a request the caches do not
+//! see (a Knative Service's latest Revision, a KEDA ScaledObject).
+//!
+//! The reads are those of the tick's own task: everything a tick at rest decides from is read
+//! there, none of it by a task it spawns.
 
 use std::time::Duration;
 
@@ -30,37 +34,40 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tokio::time::Instant;
 
+use crate::cache::Stores;
+use crate::cache::reads::Reads;
 use crate::cadence;
 use crate::context::Context;
 use crate::runner::Requeue;
 
 /// What a tick at rest that found nothing to do saw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Memo {
     /// The Canary's resourceVersion (an etcd revision).
     canary: u64,
-    /// `Cache::changes` when the tick started, before its first read.
-    changes: u64,
+    /// What it read from the caches, stamped.
+    reads: Reads,
     /// The interval its successor was scheduled after.
     interval: Duration,
 }
 
 impl Memo {
-    /// `None` for a canary whose ticks read what the cache does not count, or whose version is
-    /// not a number (it can then never be told unchanged).
-    pub fn of(canary: &Canary, changes: u64, interval: Duration) -> Option<Memo> {
+    /// `None` for a canary whose ticks read what the caches do not see, or whose version is not
+    /// a number (it can then never be told unchanged).
+    pub fn of(canary: &Canary, reads: Reads, interval: Duration) -> Option<Memo> {
         if !reads_only_the_cache(canary) {
             return None;
         }
         Some(Memo {
             canary: version(canary)?,
-            changes,
+            reads,
             interval,
         })
     }
 
-    fn holds_for(&self, canary: &Canary, changes: u64) -> bool {
-        version(canary) == Some(self.canary) && changes == self.changes
+    /// The interval of the tick it stands for, when a tick of `canary` now would read what it read.
+    pub fn holds_for(&self, canary: &Canary, stores: &Stores) -> Option<Duration> {
+        (version(canary) == Some(self.canary) && self.reads.hold(stores)).then_some(self.interval)
     }
 }
 
@@ -83,17 +90,14 @@ fn reads_only_the_cache(canary: &Canary) -> bool {
 /// cadence taken and its tick counted as the tick would have). `None`: the tick must run.
 pub fn skip(ctx: &Context, key: &ObjectRef<Canary>, canary: &Canary) -> Option<Requeue> {
     let started = std::time::Instant::now();
-    let (due, memo) = ctx.at_rest(key)?;
-    if !memo.holds_for(canary, ctx.cache.changes()) {
-        return None;
-    }
+    let stores = ctx.cache.stores()?;
+    let (due, interval) = ctx.at_rest(key, |memo| memo.holds_for(canary, stores))?;
     let now = Instant::now();
     if due > now {
         return Some(Requeue::after(due - now));
     }
-    let next = cadence::next_due(Some(due), now, now, memo.interval);
-    ctx.set_due(key, next);
-    ctx.rest(key, memo);
+    let next = cadence::next_due(Some(due), now, now, interval);
+    ctx.keep_resting(key, next);
     ctx.metrics.record_tick(
         &canary.name_any(),
         &canary.namespace().unwrap_or_default(),
@@ -163,17 +167,28 @@ mod tests {
         }
     }
 
-    /// A context whose last tick of `canary` found nothing to do, its next tick due at `due`.
-    fn rested(stores: &Stores, canary: &Canary, due: Instant) -> Context {
+    /// A context whose last tick of `canary` read `podinfo-primary` and found nothing to do, its
+    /// next tick due at `due`.
+    async fn rested(stores: &Stores, canary: &Canary, due: Instant) -> Context {
         stores.services.apply(&Event::Init);
         stores.services.apply(&Event::InitDone);
-        stores.services.want("test", "podinfo-primary");
-        stores.services.fill(&service("podinfo-primary", "5"));
+        for name in ["podinfo-primary", "other-primary"] {
+            stores.services.want("test", name);
+            stores.services.fill(&service(name, "5"));
+        }
         let ctx = context(stores);
+        let reads = crate::cache::reads::recording(async {
+            ctx.cache
+                .get::<Service>(&ctx.client, "test", "podinfo-primary")
+                .await
+                .unwrap();
+            crate::cache::reads::taken()
+        })
+        .await
+        .unwrap();
         let key = ObjectRef::from_obj(canary);
         ctx.set_due(&key, due);
-        let memo = Memo::of(canary, ctx.cache.changes(), INTERVAL).unwrap();
-        ctx.rest(&key, memo);
+        ctx.rest(&key, Memo::of(canary, reads, INTERVAL).unwrap());
         ctx
     }
 
@@ -185,7 +200,7 @@ mod tests {
     async fn a_tick_before_its_time_waits_for_it_without_reading() {
         let stores = Stores::default();
         let canary = canary("40");
-        let ctx = rested(&stores, &canary, Instant::now() + Duration::from_secs(4));
+        let ctx = rested(&stores, &canary, Instant::now() + Duration::from_secs(4)).await;
         let key = ObjectRef::from_obj(&canary);
         assert_eq!(
             wait(skip(&ctx, &key, &canary)),
@@ -198,7 +213,7 @@ mod tests {
         let stores = Stores::default();
         let canary = canary("40");
         let due = Instant::now();
-        let ctx = rested(&stores, &canary, due);
+        let ctx = rested(&stores, &canary, due).await;
         let key = ObjectRef::from_obj(&canary);
         tokio::time::advance(Duration::from_millis(300)).await;
         assert_eq!(
@@ -224,15 +239,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_edited_canary_runs_its_tick() {
         let stores = Stores::default();
-        let ctx = rested(&stores, &canary("40"), Instant::now());
+        let ctx = rested(&stores, &canary("40"), Instant::now()).await;
         let edited = canary("41");
         assert!(skip(&ctx, &ObjectRef::from_obj(&edited), &edited).is_none());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn any_change_to_what_ticks_read_runs_the_tick() {
+    async fn any_change_to_what_its_last_tick_read_runs_the_tick() {
         type Change = fn(&Stores);
-        let changes: [(&str, Change); 4] = [
+        let changes: [(&str, Change); 3] = [
             ("a kept object replaced", |s| {
                 s.services
                     .apply(&Event::Apply(service("podinfo-primary", "6")))
@@ -241,11 +256,6 @@ mod tests {
                 s.services
                     .apply(&Event::Delete(service("podinfo-primary", "6")))
             }),
-            ("a wanted object created", |s| {
-                s.services.want("test", "podinfo-canary");
-                s.services
-                    .apply(&Event::Apply(service("podinfo-canary", "6")))
-            }),
             ("a kept object dropped", |s| {
                 s.services.forget("test", |name| name == "podinfo-primary")
             }),
@@ -253,7 +263,7 @@ mod tests {
         for (what, change) in changes {
             let stores = Stores::default();
             let canary = canary("40");
-            let ctx = rested(&stores, &canary, Instant::now());
+            let ctx = rested(&stores, &canary, Instant::now()).await;
             change(&stores);
             assert!(
                 skip(&ctx, &ObjectRef::from_obj(&canary), &canary).is_none(),
@@ -263,33 +273,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn what_no_tick_reads_changes_nothing() {
+    async fn what_its_last_tick_did_not_read_changes_nothing() {
         let stores = Stores::default();
         let canary = canary("40");
-        let ctx = rested(&stores, &canary, Instant::now());
+        let ctx = rested(&stores, &canary, Instant::now()).await;
         stores
             .services
             .apply(&Event::Apply(service("unrelated", "7")));
         stores
             .services
             .apply(&Event::InitApply(service("podinfo-primary", "5")));
+        // Kept for another canary, which is running.
+        stores
+            .services
+            .apply(&Event::Apply(service("other-primary", "8")));
+        stores.services.want("test", "other-canary");
+        stores
+            .services
+            .apply(&Event::Apply(service("other-canary", "9")));
         assert!(
             skip(&ctx, &ObjectRef::from_obj(&canary), &canary).is_some(),
-            "an unrelated object, and a relist of the version kept"
+            "an unrelated object, a relist of the version kept, another canary's objects"
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_read_the_stores_could_not_answer_runs_every_tick() {
-        let stores = Stores::default();
-        let canary = canary("40");
-        let ctx = rested(&stores, &canary, Instant::now());
-        // Nothing listens on the client's address: the GET fails, but it was asked.
-        let _ = ctx
-            .cache
-            .get::<Service>(&ctx.client, "test", "podinfo-missing")
-            .await;
-        assert!(skip(&ctx, &ObjectRef::from_obj(&canary), &canary).is_none());
     }
 
     #[test]
@@ -297,15 +302,15 @@ mod tests {
         let mut knative = canary("40");
         knative.spec.target_ref.api_version = "serving.knative.dev/v1".into();
         knative.spec.target_ref.kind = "Service".into();
-        assert_eq!(Memo::of(&knative, 0, INTERVAL), None);
+        assert!(Memo::of(&knative, Reads::default(), INTERVAL).is_none());
         let mut keda = canary("40");
         keda.spec.autoscaler_ref = Some(flagger_api::canary::AutoscalerRef {
             kind: "ScaledObject".into(),
             name: "podinfo".into(),
             ..Default::default()
         });
-        assert_eq!(Memo::of(&keda, 0, INTERVAL), None);
-        assert!(Memo::of(&canary("40"), 0, INTERVAL).is_some());
-        assert_eq!(Memo::of(&canary("not a number"), 0, INTERVAL), None);
+        assert!(Memo::of(&keda, Reads::default(), INTERVAL).is_none());
+        assert!(Memo::of(&canary("40"), Reads::default(), INTERVAL).is_some());
+        assert!(Memo::of(&canary("not a number"), Reads::default(), INTERVAL).is_none());
     }
 }

@@ -178,11 +178,24 @@ impl Context {
         lock(&self.schedule).insert(key.clone(), Due { at, at_rest: None });
     }
 
-    /// The next due time of a canary whose last tick at rest found nothing to do, and what it saw.
-    pub fn at_rest(&self, key: &ObjectRef<Canary>) -> Option<(Instant, crate::at_rest::Memo)> {
+    /// The next due time of a canary whose last tick at rest found nothing to do, with what
+    /// `holds` makes of what that tick saw (`None` from it: the next tick must run).
+    pub fn at_rest<T>(
+        &self,
+        key: &ObjectRef<Canary>,
+        holds: impl FnOnce(&crate::at_rest::Memo) -> Option<T>,
+    ) -> Option<(Instant, T)> {
         let schedule = lock(&self.schedule);
         let due = schedule.get(key)?;
-        Some((due.at, due.at_rest?))
+        Some((due.at, holds(due.at_rest.as_ref()?)?))
+    }
+
+    /// Moves the next due time of a canary at rest whose tick was skipped, keeping what its last
+    /// tick saw.
+    pub fn keep_resting(&self, key: &ObjectRef<Canary>, at: Instant) {
+        if let Some(due) = lock(&self.schedule).get_mut(key) {
+            due.at = at;
+        }
     }
 
     /// Records what a tick at rest that found nothing to do saw, until the next due time is set.

@@ -85,7 +85,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     // retried with backoff like any other. A reconcile waiting for its worker also holds only the
     // few bytes above, not the whole tick's state (thousands wait at once when thousands react
     // at once).
-    tokio::spawn(tick(canary, ctx, key, worker).in_current_span())
+    tokio::spawn(crate::cache::reads::recording(tick(canary, ctx, key, worker)).in_current_span())
         .await
         .unwrap_or_else(|failed| Err(Error::Panicked(failed.to_string())))
 }
@@ -97,8 +97,6 @@ async fn tick(
     mut worker: Option<Worker>,
 ) -> Result<Requeue, Error> {
     let tick_start = Instant::now();
-    // Before the first read: a change during the tick makes what it saw count for nothing.
-    let changes = ctx.cache.changes();
     let namespace = canary.namespace().unwrap_or_default();
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Timestamp::now();
@@ -267,7 +265,8 @@ async fn tick(
             && !wrote
             && !spec.dry_run
             && outcome.notices.is_empty()
-            && let Some(memo) = crate::at_rest::Memo::of(&canary, changes, interval)
+            && let Some(reads) = crate::cache::reads::taken()
+            && let Some(memo) = crate::at_rest::Memo::of(&canary, reads, interval)
         {
             ctx.rest(&key, memo);
         }

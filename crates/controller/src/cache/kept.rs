@@ -22,7 +22,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kube::Resource;
@@ -80,6 +79,37 @@ impl Kept {
     }
 }
 
+/// What a read of a wanted key answered, told again without decoding: the version of the object
+/// kept, or (nothing kept: 0) the newest version the watch announced for the key. Equal stamps at
+/// two moments mean a read then and a read now answer the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    kept: u64,
+    seen: u64,
+}
+
+impl Stamp {
+    /// The version of the object kept, 0 when none.
+    pub fn kept(&self) -> u64 {
+        self.kept
+    }
+
+    fn of(entry: &Entry) -> Stamp {
+        match &entry.object {
+            // A kept object is never older than what the watch announced (a newer version replaces
+            // or drops it): its version says it all, and a relist of it changes nothing.
+            Some(kept) => Stamp {
+                kept: kept.version,
+                seen: 0,
+            },
+            None => Stamp {
+                kept: 0,
+                seen: entry.seen,
+            },
+        }
+    }
+}
+
 #[derive(Default)]
 struct Entry {
     object: Option<Kept>,
@@ -97,8 +127,6 @@ struct Inner {
 pub struct KeptStore<K> {
     inner: Arc<Mutex<Inner>>,
     synced: watch::Sender<bool>,
-    /// Counts every change to what a read of this store could answer (see [`KeptStore::changes`]).
-    changes: Arc<AtomicU64>,
     /// Objects are kept encoded; the kind says what a read decodes them into.
     kind: PhantomData<fn() -> K>,
 }
@@ -108,7 +136,6 @@ impl<K> Clone for KeptStore<K> {
         KeptStore {
             inner: self.inner.clone(),
             synced: self.synced.clone(),
-            changes: self.changes.clone(),
             kind: PhantomData,
         }
     }
@@ -122,7 +149,6 @@ impl<K> Default for KeptStore<K> {
                 relisted: None,
             })),
             synced: watch::Sender::new(false),
-            changes: Arc::default(),
             kind: PhantomData,
         }
     }
@@ -134,19 +160,6 @@ impl<K: Resource + Clone + Serialize + DeserializeOwned> KeptStore<K> {
         *self.synced.borrow()
     }
 
-    /// How many times what this store answers for a wanted object has changed: an object kept,
-    /// replaced by another version or dropped, a wanted object created or deleted. Objects no
-    /// canary reads do not count, nor a relist that delivers the versions already kept. Two equal
-    /// counts mean every read in between answered the same.
-    pub fn changes(&self) -> u64 {
-        self.changes.load(Ordering::Acquire)
-    }
-
-    fn changed(&self) {
-        self.changes.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Resolves once the watch has delivered its initial list.
     pub async fn wait_until_synced(&self) {
         let mut rx = self.synced.subscribe();
         // The sender lives as long as the store, so this only ends when synced.
@@ -163,6 +176,35 @@ impl<K: Resource + Clone + Serialize + DeserializeOwned> KeptStore<K> {
             entry.object.as_ref()?.json.clone()
         };
         serde_json::from_slice(&json).ok()
+    }
+
+    /// The kept object and what the read answered (see [`Stamp`]), taken together under the lock;
+    /// no stamp when the key is not wanted.
+    pub fn get_stamped(&self, namespace: &str, name: &str) -> (Option<K>, Option<Stamp>) {
+        let (json, stamp) = {
+            let inner = lock(&self.inner);
+            let Some(entry) = inner
+                .entries
+                .get(&(namespace.to_string(), name.to_string()))
+            else {
+                return (None, None);
+            };
+            (
+                entry.object.as_ref().map(|kept| kept.json.clone()),
+                Stamp::of(entry),
+            )
+        };
+        let object = json.and_then(|json| serde_json::from_slice(&json).ok());
+        (object, Some(stamp))
+    }
+
+    /// What a read of the key would answer now, as a [`Stamp`]; `None` when it is not wanted.
+    pub fn stamp(&self, namespace: &str, name: &str) -> Option<Stamp> {
+        let inner = lock(&self.inner);
+        let entry = inner
+            .entries
+            .get(&(namespace.to_string(), name.to_string()))?;
+        Some(Stamp::of(entry))
     }
 
     /// Marks an object as read by a canary, before the GET that fetches it: a watch event that
@@ -185,24 +227,15 @@ impl<K: Resource + Clone + Serialize + DeserializeOwned> KeptStore<K> {
         };
         let newer = entry.object.as_ref().is_none_or(|kept| kept.version <= rv);
         if rv >= entry.seen && newer {
-            let before = entry.object.as_ref().map(|kept| kept.version);
             entry.object = Kept::of(object);
-            if before != Some(rv) {
-                self.changed();
-            }
         }
     }
 
     /// Stops keeping the objects of `namespace` that `drop` selects (a canary that is gone).
     pub fn forget(&self, namespace: &str, drop: impl Fn(&str) -> bool) {
-        let mut inner = lock(&self.inner);
-        let before = inner.entries.len();
-        inner
+        lock(&self.inner)
             .entries
             .retain(|(ns, name), _| ns != namespace || !drop(name));
-        if inner.entries.len() != before {
-            self.changed();
-        }
     }
 
     /// How many objects are kept (wanted keys, with or without an object).
@@ -255,29 +288,16 @@ impl<K: Resource + Clone + Serialize + DeserializeOwned> KeptStore<K> {
                 }
                 if let Some(entry) = inner.entries.get_mut(&key) {
                     entry.seen = entry.seen.max(version(o.meta()));
-                    let before = entry.object.as_ref().map(|kept| kept.version);
                     update(entry, o);
-                    // A wanted object not kept (never found, or dropped as stale) that the watch
-                    // announces may read differently now, whatever the update did.
-                    if before.is_none() || entry.object.as_ref().map(|kept| kept.version) != before
-                    {
-                        self.changed();
-                    }
                 }
             }
             Event::Delete(o) => {
                 // Gone: nothing is kept of it; a canary that still reads it asks again.
-                if inner.entries.remove(&key_of(o.meta())).is_some() {
-                    self.changed();
-                }
+                inner.entries.remove(&key_of(o.meta()));
             }
             Event::InitDone => {
                 if let Some(relisted) = inner.relisted.take() {
-                    let before = inner.entries.len();
                     inner.entries.retain(|key, _| relisted.contains(key));
-                    if inner.entries.len() != before {
-                        self.changed();
-                    }
                 }
                 drop(inner);
                 self.synced.send_replace(true);
@@ -402,32 +422,36 @@ mod tests {
     }
 
     #[test]
-    fn changes_count_what_reads_would_answer_differently() {
+    fn stamps_change_when_a_read_would_answer_differently() {
         let store = KeptStore::<Secret>::default();
+        assert_eq!(store.stamp("test", "db"), None, "not wanted");
         store.want("test", "db");
         store.fill(&secret("db", "10", "one"));
-        let kept = store.changes();
-        assert_eq!(kept, 1, "a wanted object kept");
+        let kept = store.stamp("test", "db");
+        assert_eq!(kept.map(|s| s.kept()), Some(10));
+        let (object, stamp) = store.get_stamped("test", "db");
+        assert!(object.is_some());
+        assert_eq!(stamp, kept, "the stamp of the object read");
         store.fill(&secret("db", "10", "one"));
         store.apply_meta(&Event::Apply(meta("db", "10")));
         store.apply_meta(&Event::Apply(meta("unrelated", "12")));
         assert_eq!(
-            store.changes(),
+            store.stamp("test", "db"),
             kept,
             "the same version again, an object not read"
         );
         store.apply_meta(&Event::Apply(meta("db", "11")));
-        assert_eq!(store.changes(), kept + 1, "dropped as stale");
+        let dropped = store.stamp("test", "db");
+        assert_ne!(dropped, kept, "dropped as stale");
+        assert_eq!(dropped.map(|s| s.kept()), Some(0));
         store.apply_meta(&Event::Apply(meta("db", "12")));
-        assert_eq!(
-            store.changes(),
-            kept + 2,
+        assert_ne!(
+            store.stamp("test", "db"),
+            dropped,
             "announced while not kept: the next read fetches it"
         );
         store.apply_meta(&Event::Delete(meta("db", "13")));
-        assert_eq!(store.changes(), kept + 3, "deleted");
-        store.apply_meta(&Event::Delete(meta("db", "13")));
-        assert_eq!(store.changes(), kept + 3, "no longer wanted");
+        assert_eq!(store.stamp("test", "db"), None, "deleted");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flagger_api::{AlertProvider, Canary, MetricTemplate};
 use k8s_openapi::NamespaceResourceScope;
@@ -36,9 +36,11 @@ use serde_json::Value;
 use crate::context::lock;
 
 mod kept;
+pub mod reads;
 mod references;
 
 pub use kept::KeptStore;
+use kept::Stamp;
 pub use references::{NamedRef, References};
 
 /// The controller's watch caches, one per kind a reconcile reads; each keeps only what was read.
@@ -67,22 +69,6 @@ impl Stores {
             self.metric_templates.wait_until_synced(),
             self.alert_providers.wait_until_synced(),
         );
-    }
-
-    /// The sum of every store's count of changes (see [`KeptStore::changes`]).
-    fn changes(&self) -> u64 {
-        [
-            self.deployments.changes(),
-            self.daemonsets.changes(),
-            self.services.changes(),
-            self.configmaps.changes(),
-            self.secrets.changes(),
-            self.autoscalers.changes(),
-            self.metric_templates.changes(),
-            self.alert_providers.changes(),
-        ]
-        .iter()
-        .fold(0u64, |sum, n| sum.wrapping_add(*n))
     }
 }
 
@@ -131,16 +117,16 @@ const CACHED_KINDS: [&str; 8] = [
     "AlertProvider",
 ];
 
+fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
+    // Kinds are static strings of k8s-openapi; the Cow is never owned for them.
+    match K::kind(&()) {
+        std::borrow::Cow::Borrowed(k) => k,
+        std::borrow::Cow::Owned(_) => "",
+    }
+}
+
 fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> Key {
-    (
-        // Kinds are static strings of k8s-openapi; the Cow is never owned for them.
-        match K::kind(&()) {
-            std::borrow::Cow::Borrowed(k) => k,
-            std::borrow::Cow::Owned(_) => "",
-        },
-        namespace.to_string(),
-        name.to_string(),
-    )
+    (kind_of::<K>(), namespace.to_string(), name.to_string())
 }
 
 /// How long after the controller starts its reads wait for the watches' initial lists before
@@ -173,8 +159,6 @@ pub struct Cache {
     lists_due: Option<tokio::time::Instant>,
     /// The wait for the initial lists is over: every store listed, or the patience ran out.
     listed: AtomicBool,
-    /// Reads the stores could not answer, each a GET (see [`Cache::changes`]).
-    gets: AtomicU64,
     /// The configs each canary's pod template references.
     pub references: References,
     /// The workload and HPA each watched canary targets (see `track_targets`).
@@ -222,14 +206,14 @@ impl Cache {
         namespace: &str,
         name: &str,
     ) -> Result<Option<K>, kube::Error> {
-        if let Some(cached) = self.cached::<K>(namespace, name) {
+        if let Some((cached, stamp)) = self.cached::<K>(namespace, name) {
+            reads::note::<K>(namespace, name, Some(stamp));
             return Ok(Some(cached));
         }
         let store = self.store::<K>(namespace);
         if let Some(store) = store {
             store.want(namespace, name);
         }
-        self.gets.fetch_add(1, Ordering::AcqRel);
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
         let live = api.get_opt(name).await?;
         match &live {
@@ -243,17 +227,9 @@ impl Cache {
                 lock(&self.written).remove(&key::<K>(namespace, name));
             }
         }
+        let stamp = Self::stamp_after_get(store, namespace, name, live.as_ref());
+        reads::note::<K>(namespace, name, stamp);
         Ok(live)
-    }
-
-    /// A count that moves whenever a read of the cache may answer differently than before: a
-    /// kept object changed, appeared or went (its store's count), or a read was not answered
-    /// from a store and went to the API server. Every count only grows, so equal sums at two
-    /// moments mean no read in between answered anything new: what a tick at rest read then, it
-    /// would read again now (see `at_rest`).
-    pub fn changes(&self) -> u64 {
-        let stores = self.stores.as_ref().map_or(0, Stores::changes);
-        stores.wrapping_add(self.gets.load(Ordering::Acquire))
     }
 
     /// The store of `K` when a watch covers `namespace`.
@@ -266,12 +242,13 @@ impl Cache {
 
     /// The kept object when the cache can answer: its watch has listed, it holds the object, and
     /// at least our last write of it. An object not kept is not known to be absent: `None`.
-    fn cached<K: Cached>(&self, namespace: &str, name: &str) -> Option<K> {
+    fn cached<K: Cached>(&self, namespace: &str, name: &str) -> Option<(K, Stamp)> {
         let store = self.store::<K>(namespace)?;
         if !store.is_synced() {
             return None;
         }
-        let object = store.get(namespace, name)?;
+        let (object, stamp) = store.get_stamped(namespace, name);
+        let (object, stamp) = (object?, stamp?);
         let key = key::<K>(namespace, name);
         let mut written = lock(&self.written);
         if let Some(&wrote) = written.get(&key) {
@@ -280,7 +257,22 @@ impl Cache {
             }
             written.remove(&key);
         }
-        Some(object)
+        Some((object, stamp))
+    }
+
+    /// What the store of `K` answers for the key after a GET found `live`, when that is what the
+    /// GET found (the object kept, or nothing kept for a name that does not exist): a later read
+    /// with the same stamp reads the same. `None` otherwise (not kept, or changed since).
+    fn stamp_after_get<K: Cached>(
+        store: Option<&KeptStore<K>>,
+        namespace: &str,
+        name: &str,
+        live: Option<&K>,
+    ) -> Option<Stamp> {
+        let store = store.filter(|s| s.is_synced())?;
+        let stamp = store.stamp(namespace, name)?;
+        let version = live.map_or(Some(0), resource_version)?;
+        (stamp.kept() == version).then_some(stamp)
     }
 
     /// Records the workload and HPA `canary` targets, as the Canary watch delivers it: a change
@@ -603,7 +595,9 @@ mod tests {
             .deployments
             .apply(&Event::InitApply(deployment("unrelated", "8")));
         stores.deployments.apply(&Event::InitDone);
-        let kept: Option<Deployment> = cache.cached("test", "podinfo");
+        let kept = cache
+            .cached::<Deployment>("test", "podinfo")
+            .map(|(d, _)| d);
         assert_eq!(
             kept.and_then(|d| d.metadata.resource_version).as_deref(),
             Some("7"),
@@ -721,7 +715,7 @@ mod tests {
         services.apply(&Event::InitDone);
         let seen = cache.cached::<Service>("test", "podinfo-primary");
         assert_eq!(
-            seen.and_then(|s| s.metadata.resource_version),
+            seen.and_then(|(s, _)| s.metadata.resource_version),
             Some("10".into())
         );
         assert!(
@@ -733,7 +727,7 @@ mod tests {
         assert_eq!(
             cache
                 .cached::<Service>("test", "podinfo-primary")
-                .and_then(|s| s.metadata.resource_version),
+                .and_then(|(s, _)| s.metadata.resource_version),
             Some("12".into()),
             "our own write is kept"
         );
@@ -741,7 +735,7 @@ mod tests {
         assert_eq!(
             cache
                 .cached::<Service>("test", "podinfo-primary")
-                .and_then(|s| s.metadata.resource_version),
+                .and_then(|(s, _)| s.metadata.resource_version),
             Some("13".into()),
             "a later version than our write"
         );
