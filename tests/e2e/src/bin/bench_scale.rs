@@ -26,6 +26,11 @@
 //! printed. With 2, the canaries start without them; after the first mass rollout every canary is given them
 //! and all roll out once more: both measured on one initialisation (at 10 000 canaries, over an hour here).
 //!
+//! `SCALE_PROGRESS_DEADLINE` (unset: Flagger's 600 s): each canary's `progressDeadlineSeconds`. A canary
+//! whose Deployment the cluster does not roll out within it fails (rolled back); with thousands patched
+//! at once a slow cluster needs more (measured at 10 000 here: 16 pods created a second, so the last
+//! canaries' pods came after 10 minutes).
+//!
 //! `SCALE_NAMESPACES` (1): canary i and its target go to namespace i mod that count. The cluster's own
 //! controllers do work per object event that grows with the objects of the same namespace (the Endpoints and
 //! EndpointSlice controllers match every Service of a pod's namespace, the Deployment and ReplicaSet controllers
@@ -97,26 +102,33 @@ fn firsts(tracker: &Tracker, phase: &str, after_ms: f64) -> HashMap<String, f64>
     out
 }
 
-/// Waits until every one of `names` was seen in `phase` at or after `after_ms`. The times come from the
-/// tracker's watch, so checking twice a second loses no precision.
+/// Waits until every one of `names` was seen in one of `phases` at or after `after_ms`. The times come
+/// from the tracker's watch, so checking twice a second loses no precision.
 async fn wait_all(
     tracker: &Tracker,
     names: &[String],
-    phase: &str,
+    phases: &[&str],
     after_ms: f64,
     timeout: Duration,
 ) -> e2e::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let seen = firsts(tracker, phase, after_ms);
-        let missing = names.iter().filter(|n| !seen.contains_key(*n)).count();
+        let seen: Vec<_> = phases
+            .iter()
+            .map(|phase| firsts(tracker, phase, after_ms))
+            .collect();
+        let missing = names
+            .iter()
+            .filter(|n| !seen.iter().any(|s| s.contains_key(*n)))
+            .count();
         if missing == 0 {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             bail!(
-                "{missing} of {} canaries not {phase} after {timeout:?}",
-                names.len()
+                "{missing} of {} canaries not {} after {timeout:?}",
+                names.len(),
+                phases.join(" or ")
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -492,6 +504,12 @@ fn bench_canary(
 ) -> Value {
     let mut canary = blue_green_canary(name, INTERVAL, ITERATIONS, json!([]));
     canary["metadata"]["namespace"] = json!(namespace);
+    if let Some(deadline) = std::env::var("SCALE_PROGRESS_DEADLINE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        canary["spec"]["progressDeadlineSeconds"] = json!(deadline);
+    }
     if let Some(lt) = loadtester {
         canary["spec"]["analysis"] =
             checked_analysis(&canary["spec"]["analysis"], template_namespace, lt);
@@ -575,6 +593,8 @@ struct Mass {
     requests_per_rollout: f64,
     makespan_s: f64,
     succeeded: usize,
+    /// Rolled back instead (the cluster did not roll a canary out within its progress deadline).
+    failed: usize,
     cpu: BTreeMap<&'static str, f64>,
 }
 
@@ -679,7 +699,7 @@ async fn run(spaces: &Spaces, count: usize, unrelated: usize) -> e2e::Result<Row
     // creates ~12 canaries' objects a second at first and ~1 a second at the end, so the bound allows
     // one second per canary.
     let init_bound = Duration::from_secs(300 + count as u64);
-    wait_all(&tracker, &names, "Initialized", 0.0, init_bound)
+    wait_all(&tracker, &names, &["Initialized"], 0.0, init_bound)
         .await
         .with_context(|| format!("controller log: {}", controller.log.display()))?;
     let init_s = (now_ms() - started) / 1000.0;
@@ -761,7 +781,7 @@ async fn run(spaces: &Spaces, count: usize, unrelated: usize) -> e2e::Result<Row
     );
     let done_bound = Duration::from_secs(planned_ms as u64 / 1000 * 3 + 120);
     let sampled: Vec<String> = sampled.into_iter().cloned().collect();
-    wait_all(&tracker, &sampled, "Succeeded", first_sample, done_bound).await?;
+    wait_all(&tracker, &sampled, &["Succeeded"], first_sample, done_bound).await?;
     row.reaction = reaction;
     if env_usize("SCALE_MASS", 1) == 0 {
         return Ok(row.ended(pid));
@@ -854,10 +874,21 @@ impl Rollout<'_> {
         let mass_bound = Duration::from_secs(planned_ms as u64 / 1000 * 10 + 300 + count as u64);
         // The writes of the reactions: counted until the last canary is Progressing (they include
         // the early canaries' first analysis ticks, so this is an upper bound).
-        let reacted = wait_all(tracker, names, "Progressing", first_patch, mass_bound).await;
+        let reacted = wait_all(tracker, names, &["Progressing"], first_patch, mass_bound).await;
         let requests_reacted = controller_requests(http, port).await?;
         let outcome = match reacted {
-            Ok(()) => wait_all(tracker, names, "Succeeded", first_patch, mass_bound).await,
+            // A canary the cluster does not roll out within its progress deadline fails, as it
+            // should: the run ends when every canary has ended, either way.
+            Ok(()) => {
+                wait_all(
+                    tracker,
+                    names,
+                    &["Succeeded", "Failed"],
+                    first_patch,
+                    mass_bound,
+                )
+                .await
+            }
             Err(e) => Err(e),
         };
         let requests_after = controller_requests(http, port).await?;
@@ -874,6 +905,11 @@ impl Rollout<'_> {
         }
         let progressing = firsts(tracker, "Progressing", first_patch);
         let succeeded = firsts(tracker, "Succeeded", first_patch);
+        let failed = firsts(tracker, "Failed", first_patch);
+        mass.failed = names
+            .iter()
+            .filter(|n| failed.contains_key(*n) && !succeeded.contains_key(*n))
+            .count();
         let patched = patched.lock().map(|p| p.clone()).unwrap_or_default();
         let mut last = first_patch;
         let deployment_records = tracker.deployments();
@@ -926,7 +962,7 @@ impl Rollout<'_> {
         mass.cpu = cpu_delta(&cpu_before.1, &cpu_after.1);
         mass.cpu.insert("flagger-rs", cpu_after.0 - cpu_before.0);
         if let Err(e) = outcome {
-            println!("not every canary Succeeded: {e:#}");
+            println!("not every canary ended: {e:#}");
         }
         mass.succeeded = mass.ratio.len();
         mass.makespan_s = (last - first_patch) / 1000.0;
@@ -999,7 +1035,7 @@ async fn main() -> e2e::Result<()> {
          all patched: → Progressing p50 / p99 / max (s) | client budget for the last reaction (s): N × writes ÷ QPS + 1 | \
          writes / requests per reaction | most any canary reacted ahead of one written earlier (s) | \
          all patched: duration ÷ plan p50 / p99 | the cluster's Deployment rollouts per canary p50 / p99 (s) | \
-         duration less those ÷ plan p50 / p99 | makespan (s) | Succeeded | requests per canary rollout | \
+         duration less those ÷ plan p50 / p99 | makespan (s) | Succeeded (Failed) | requests per canary rollout | \
          CPU s during the rollout | load at end |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ctl::binary()?.display(),
@@ -1033,7 +1069,7 @@ async fn main() -> e2e::Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ");
             out.push_str(&format!(
-                "\n{run} {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {:.1} | {} of {} | {:.1} | {cpu} | {} |",
+                "\n{run} {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {:.1} | {} of {} ({}) | {:.1} | {cpu} | {} |",
                 if m.checked { "metric + webhook" } else { "none" },
                 p(&m.reaction, |s| s.p50, 1000.0, 1),
                 p(&m.reaction, |s| s.p99, 1000.0, 1),
@@ -1051,6 +1087,7 @@ async fn main() -> e2e::Result<()> {
                 m.makespan_s,
                 m.succeeded,
                 r.count,
+                m.failed,
                 m.requests_per_rollout,
                 r.load,
             ));
