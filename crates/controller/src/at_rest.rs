@@ -119,7 +119,6 @@ mod tests {
 
     use flagger_api::{CanaryPhase, CanaryStatus};
     use k8s_openapi::api::core::v1::Service;
-    use kube::api::ObjectMeta;
     use kube::runtime::watcher::Event;
 
     use super::*;
@@ -156,15 +155,7 @@ mod tests {
     }
 
     fn service(name: &str, rv: &str) -> Service {
-        Service {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("test".into()),
-                resource_version: Some(rv.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
+        crate::cache::test_object(name, rv)
     }
 
     /// A context whose last tick of `canary` read `podinfo-primary` and found nothing to do, its

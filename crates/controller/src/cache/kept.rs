@@ -167,15 +167,9 @@ impl<K: Resource + Clone + Serialize + DeserializeOwned> KeptStore<K> {
     }
 
     /// The kept object, `None` when it is not kept (never read, or dropped as stale).
+    #[cfg(test)]
     pub fn get(&self, namespace: &str, name: &str) -> Option<K> {
-        let json = {
-            let inner = lock(&self.inner);
-            let entry = inner
-                .entries
-                .get(&(namespace.to_string(), name.to_string()))?;
-            entry.object.as_ref()?.json.clone()
-        };
-        serde_json::from_slice(&json).ok()
+        self.get_stamped(namespace, name).0
     }
 
     /// The kept object and what the read answered (see [`Stamp`]), taken together under the lock;

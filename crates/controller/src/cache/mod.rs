@@ -72,6 +72,18 @@ impl Stores {
     }
 }
 
+/// An object of kind `K` named `name` in namespace `test` at resourceVersion `rv`: what the caches'
+/// tests (and those of what reads them) feed the stores.
+#[cfg(test)]
+pub(crate) fn test_object<K: Resource<DynamicType = ()> + Default>(name: &str, rv: &str) -> K {
+    let mut object = K::default();
+    let meta = object.meta_mut();
+    meta.name = Some(name.into());
+    meta.namespace = Some("test".into());
+    meta.resource_version = Some(rv.into());
+    object
+}
+
 /// A namespaced kind the controller keeps a watch cache of.
 pub trait Cached:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -569,18 +581,6 @@ mod tests {
         assert!(cache.targets.referencing().is_empty());
     }
 
-    fn deployment(name: &str, rv: &str) -> Deployment {
-        Deployment {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("test".into()),
-                resource_version: Some(rv.into()),
-                ..ObjectMeta::default()
-            },
-            ..Deployment::default()
-        }
-    }
-
     #[test]
     fn a_target_listed_after_its_canary_is_kept_from_the_list() {
         use kube::runtime::watcher::Event;
@@ -590,10 +590,10 @@ mod tests {
         stores.deployments.apply(&Event::Init);
         stores
             .deployments
-            .apply(&Event::InitApply(deployment("podinfo", "7")));
+            .apply(&Event::InitApply(test_object("podinfo", "7")));
         stores
             .deployments
-            .apply(&Event::InitApply(deployment("unrelated", "8")));
+            .apply(&Event::InitApply(test_object("unrelated", "8")));
         stores.deployments.apply(&Event::InitDone);
         let kept = cache
             .cached::<Deployment>("test", "podinfo")

@@ -98,21 +98,13 @@ pub fn taken() -> Option<Reads> {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::Service;
-    use kube::api::ObjectMeta;
     use kube::runtime::watcher::Event;
 
     use super::*;
+    use crate::cache::test_object;
 
     fn service(name: &str, rv: &str) -> Service {
-        Service {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("test".into()),
-                resource_version: Some(rv.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
+        test_object(name, rv)
     }
 
     fn read(stores: &Stores, name: &str) {
