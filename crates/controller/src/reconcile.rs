@@ -481,10 +481,10 @@ fn gate(
 /// Whether a reconcile takes a worker before it reads (and in which turn), judged from the
 /// Canary and the cached target alone: a tick that will act waits for its worker first, so its
 /// reads are fresh when its turn comes. `None` for a canary at rest whose target has not changed
-/// (after its first tick since the start) and for a run between its ticks: such a reconcile must not queue for a worker (a canary at
-/// rest whose target changes while its idle tick waits in line would otherwise react only at that
-/// tick's turn, behind reactions to later changes); `gate` takes a worker after the reads if
-/// they show something to do after all (a changed config).
+/// (after its first tick since the start) and for a run between its ticks: such a reconcile must
+/// not queue for a worker (a canary at rest whose target changes while its idle tick waits in line
+/// would otherwise react only at that tick's turn, behind reactions to later changes); `gate`
+/// takes a worker after the reads if they show something to do after all (a changed config).
 async fn turn_before_reading(
     ctx: &Context,
     key: &ObjectRef<Canary>,

@@ -83,13 +83,13 @@ pub(super) fn note<K: Cached>(namespace: &str, name: &str, stamp: Option<Stamp>)
     });
 }
 
-/// The reads recorded so far by this task's [`recording`]; `None` outside one, or when a read could
-/// not be stamped.
+/// The reads recorded so far by this task's [`recording`], taken out of it (a tick takes them once,
+/// as it ends); `None` outside one, or when a read could not be stamped.
 pub fn taken() -> Option<Reads> {
     READS
         .try_with(|reads| {
-            let reads = reads.borrow();
-            (!reads.unstamped).then(|| reads.clone())
+            let reads = std::mem::take(&mut *reads.borrow_mut());
+            (!reads.unstamped).then_some(reads)
         })
         .ok()
         .flatten()
