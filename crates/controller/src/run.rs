@@ -277,10 +277,17 @@ async fn controller(
         vec![ObjectRef::from_obj(&canary)]
     });
     let mut watches = tokio::task::JoinSet::new();
-    for triggers in crate::watches::triggers(&client, &flags.namespace, &ctx)
-        .into_iter()
-        .chain([canary_triggers])
-    {
+    watches.spawn(canary_triggers.map(Ok).forward(sender.clone()));
+    let listed_store = store.clone();
+    // One wait shared by every watch: kube-runtime wakes only the last of a store's waiters.
+    let canaries_listed = async move {
+        // A writer gone before its list means the controller is stopping: the watches need not wait.
+        let _ = crate::runner::wait_listed(&listed_store).await;
+    }
+    .boxed()
+    .shared();
+    for triggers in crate::watches::triggers(&client, &flags.namespace, &ctx) {
+        let triggers = crate::watches::after_canaries_listed(canaries_listed.clone(), triggers);
         watches.spawn(triggers.map(Ok).forward(sender.clone()));
     }
     drop(sender);

@@ -307,9 +307,10 @@ impl Cache {
         self.targets.set(&ObjectRef::from_obj(canary), keys);
     }
 
-    /// Keeps a target from the next event its watch delivers, the initial list's included: when the
-    /// Canary is listed before its target (a restart lists both at once), the canary's first read
-    /// of its target costs no GET. A target listed first is fetched by that read, as before.
+    /// Keeps a target from the next event its watch delivers, the initial list's included: the
+    /// other kinds list only after the Canaries (`watches::after_canaries_listed`), so after a
+    /// restart a canary's first read of its target costs no GET. A Canary created later finds its
+    /// target already listed and dropped, and fetches it with that first read.
     fn want_target(&self, kind: &str, namespace: &str, name: &str) {
         match kind {
             "Deployment" => self.want::<Deployment>(namespace, name),
