@@ -117,29 +117,37 @@ impl Recorder {
 
     async fn write(&self, key: &SeriesKey, write: Write) {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &key.namespace);
-        let count = write.event.count.unwrap_or(1);
-        let written = match &write.existing {
-            Some(name) => {
-                let patch = serde_json::json!({
-                    "count": count,
-                    "lastTimestamp": write.event.last_timestamp,
-                });
+        let Write {
+            existing,
+            count,
+            last,
+            event,
+        } = write;
+        let written = match (existing, event) {
+            (Some(name), event) => {
+                let patch = serde_json::json!({"count": count, "lastTimestamp": Time(last)});
                 match api
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                 {
                     Ok(event) => Ok(event),
                     // Expired (the API server keeps events for an hour) or deleted: start anew.
-                    Err(kube::Error::Api(s)) if s.code == 404 => {
-                        api.create(&PostParams::default(), &write.event).await
-                    }
+                    Err(kube::Error::Api(s)) if s.code == 404 => match event {
+                        Some(event) => api.create(&PostParams::default(), &event).await,
+                        None => {
+                            lock(&self.correlator).lost(key);
+                            return;
+                        }
+                    },
                     Err(e) => Err(e),
                 }
             }
-            None => api.create(&PostParams::default(), &write.event).await,
+            (None, Some(event)) => api.create(&PostParams::default(), &event).await,
+            // Never asked for: a series with no object is written only with an occurrence.
+            (None, None) => return,
         };
         match written {
-            Ok(event) => lock(&self.correlator).wrote(key, event.name_any(), count),
+            Ok(event) => lock(&self.correlator).wrote(key, &event.name_any(), count),
             Err(e) => {
                 tracing::warn!(canary = %key.name, namespace = %key.namespace, error = %e, "recording event failed")
             }
