@@ -6,7 +6,8 @@
 //!
 //! Unlike client-go, an occurrence that the rate limit holds back is not lost: the series keeps
 //! counting and its latest count is written once the bucket has a token again, so `count` stays
-//! the number of occurrences.
+//! the number of occurrences. (If the Event was deleted meanwhile, that count has no Event to go
+//! to: a series keeps no copy of it, and the next occurrence starts a new one.)
 //!
 //! Pure bookkeeping (no I/O, time passed in), so the schedule is tested without an API server.
 
@@ -210,11 +211,12 @@ impl Correlator {
     pub fn observe(&mut self, key: &SeriesKey, event: Event, now: Instant, at: Timestamp) -> Step {
         let limit = self.limit;
         let canary = self.canaries.entry(key.object()).or_default();
-        if !canary.is_object_of(key) {
+        let object = key.object_digest();
+        if canary.object != object {
             // A canary deleted and created again under its name is another object; the Events
             // of the old one are not this one's.
             canary.series.clear();
-            canary.object = key.object_digest();
+            canary.object = object;
         }
         let same = key.series_digest();
         let index = match canary.series.iter().position(|s| s.same == same) {
