@@ -52,6 +52,22 @@ pub struct Recorder {
     correlator: Arc<Mutex<Correlator>>,
 }
 
+/// An event write on its way; [`Recorded::written`] waits for the API server's answer. Dropped,
+/// the write still goes on.
+#[must_use = "a tick waits for its events before writing its status"]
+pub struct Recorded(Option<tokio::task::JoinHandle<()>>);
+
+impl Recorded {
+    /// Waits until the write is answered (a failure was logged by the write itself).
+    pub async fn written(self) {
+        if let Some(write) = self.0
+            && let Err(e) = write.await
+        {
+            tracing::error!(error = %e, "recording event failed");
+        }
+    }
+}
+
 impl Recorder {
     pub fn new(client: Client, dry_run: bool) -> Recorder {
         Recorder {
@@ -67,9 +83,8 @@ impl Recorder {
             .await
     }
 
-    /// Records one event with annotations (e.g. the query and value of a failed metric check).
-    /// A repeat of an event already recorded for the canary bumps the count of that Event, and
-    /// the Event writes of one canary are rate-limited (see [`Correlator`]).
+    /// Records one event with annotations (e.g. the query and value of a failed metric check)
+    /// and waits until it is written.
     pub async fn record_annotated(
         &self,
         canary: &Canary,
@@ -77,6 +92,27 @@ impl Recorder {
         message: &str,
         annotations: BTreeMap<String, String>,
     ) {
+        self.start(canary, type_, message, annotations)
+            .written()
+            .await
+    }
+
+    /// Records one event and sends its write without waiting for the answer, so that a tick's
+    /// Event and its other writes are on their way to the API server together instead of one
+    /// round trip after another (a reaction to a new revision is an Event, a Deployment patch
+    /// and a status write: three round trips in a row before, two now). The tick waits for
+    /// what it started before writing its status, so an Event is never seen after the status
+    /// that followed it.
+    ///
+    /// A repeat of an event already recorded for the canary bumps the count of that Event, and
+    /// the Event writes of one canary are rate-limited (see [`Correlator`]).
+    pub fn start(
+        &self,
+        canary: &Canary,
+        type_: EventType,
+        message: &str,
+        annotations: BTreeMap<String, String>,
+    ) -> Recorded {
         let namespace = canary.namespace().unwrap_or_default();
         match type_ {
             EventType::Normal => {
@@ -93,12 +129,18 @@ impl Recorder {
         let key = SeriesKey::of(&event);
         let step = lock(&self.correlator).observe(&key, event, Instant::now(), Timestamp::now());
         match step {
-            Step::Write(write) => self.write(&key, write).await,
+            Step::Write(write) => {
+                let recorder = self.clone();
+                Recorded(Some(tokio::spawn(async move {
+                    recorder.write(&key, write).await
+                })))
+            }
             Step::Defer(wait) => {
                 let recorder = self.clone();
                 tokio::spawn(async move { recorder.flush_after(key, wait).await });
+                Recorded(None)
             }
-            Step::Pending => {}
+            Step::Pending => Recorded(None),
         }
     }
 
@@ -307,5 +349,91 @@ mod tests {
             dry.message.as_deref(),
             Some("[dry-run] Advance podinfo.test canary weight 10")
         );
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use std::sync::Arc;
+
+    use tokio::sync::{Semaphore, mpsc};
+
+    use super::*;
+
+    /// A request the fake API server received: method, path and the Event's name and count.
+    type Seen = (String, String, String, i64);
+
+    /// An API server that reports each request as it arrives and answers it only once `answers`
+    /// has a permit for it, echoing the Event written.
+    fn held_api_server() -> (Client, mpsc::UnboundedReceiver<Seen>, Arc<Semaphore>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let answers = Arc::new(Semaphore::new(0));
+        let permits = answers.clone();
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let (tx, permits) = (tx.clone(), permits.clone());
+            async move {
+                let method = req.method().to_string();
+                let path = req.uri().path().to_string();
+                let bytes = req.into_body().collect_bytes().await?;
+                let mut body: serde_json::Value = serde_json::from_slice(&bytes)?;
+                let name = path.rsplit('/').next().unwrap_or_default().to_string();
+                let name = if method == "POST" {
+                    body["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                } else {
+                    name
+                };
+                let count = body["count"].as_i64().unwrap_or_default();
+                tx.send((method, path, name.clone(), count))?;
+                permits.acquire().await?.forget();
+                body["metadata"]["name"] = serde_json::Value::String(name);
+                let answer = http::Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body.to_string().into_bytes()))?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(answer)
+            }
+        });
+        (Client::new(service, "test"), rx, answers)
+    }
+
+    fn canary() -> Canary {
+        let mut canary = Canary::new("podinfo", Default::default());
+        canary.metadata.namespace = Some("test".into());
+        canary.metadata.uid = Some("u1".into());
+        canary
+    }
+
+    #[tokio::test]
+    async fn an_event_is_sent_at_once_and_written_when_answered() {
+        let (client, mut seen, answers) = held_api_server();
+        let recorder = Recorder::new(client, false);
+        let canary = canary();
+        let message = "New revision detected! Scaling up podinfo.test";
+
+        // Started, not awaited: the API server has the create while the caller goes on.
+        let recorded = recorder.start(&canary, EventType::Normal, message, BTreeMap::new());
+        let (method, path, name, count) = seen.recv().await.expect("the create arrives");
+        assert_eq!((method.as_str(), count), ("POST", 1));
+        assert_eq!(path, "/api/v1/namespaces/test/events");
+        let waiting = tokio::spawn(recorded.written());
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "written before the API server answered"
+        );
+
+        answers.add_permits(1);
+        waiting.await.expect("the wait ends");
+        // Once written, the series knows its object: the next tick's repeat bumps it.
+        let again = recorder.start(&canary, EventType::Normal, message, BTreeMap::new());
+        let (method, path, bumped, count) = seen.recv().await.expect("the bump arrives");
+        assert_eq!((method.as_str(), count), ("PATCH", 2));
+        assert_eq!(path, format!("/api/v1/namespaces/test/events/{name}"));
+        assert_eq!(bumped, name);
+        answers.add_permits(1);
+        again.written().await;
     }
 }

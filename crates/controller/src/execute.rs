@@ -17,6 +17,7 @@ use flagger_providers::wording::kube_error;
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
+use crate::events::Recorded;
 use crate::fulfil;
 use crate::metrics::{OutcomeLabels, RollbackLabels};
 use crate::targets::Target;
@@ -61,11 +62,14 @@ impl<'a> Executor<'a> {
             deleted: false,
             notices: Vec::new(),
         };
+        // The tick's Events go out beside its other writes; all are answered before it returns,
+        // and so before its status is written.
+        let mut recorded = Vec::new();
         for action in actions {
             match action {
                 Action::RequeueAfter(d) => outcome.requeue = Some(d),
                 Action::Event(event) => {
-                    self.record(&event).await;
+                    recorded.push(self.start_recording(&event));
                     outcome.notices.push(Action::Event(event));
                 }
                 notice @ (Action::Alert(_) | Action::Report(_) | Action::CallWebhooks { .. }) => {
@@ -86,6 +90,7 @@ impl<'a> Executor<'a> {
                 }
             }
         }
+        futures::future::join_all(recorded.into_iter().map(Recorded::written)).await;
         outcome
     }
 
@@ -96,12 +101,11 @@ impl<'a> Executor<'a> {
         }
     }
 
-    async fn record(&self, event: &flagger_core::Event) {
+    fn start_recording(&self, event: &flagger_core::Event) -> Recorded {
         let annotations = crate::events::check_annotations(event.reason.as_ref());
         self.ctx
             .recorder
-            .record_annotated(self.canary, event.type_, &event.message, annotations)
-            .await;
+            .start(self.canary, event.type_, &event.message, annotations)
     }
 
     /// The outside-world part of an action; an `Event` here is its event-webhook copy.
@@ -170,7 +174,7 @@ impl<'a> Executor<'a> {
                     .map_err(|e| e.to_string())
             }
             Action::Event(event) => {
-                self.record(&event).await;
+                self.start_recording(&event).written().await;
                 self.notice(Action::Event(event), status).await;
                 Ok(())
             }
