@@ -86,8 +86,12 @@ impl Pool {
     }
 }
 
-/// The round trip to the API server the default worker count is sized for.
-const ROUND_TRIP_MS: u32 = 100;
+/// The round trip to the API server the default worker count is sized for: the API server's while
+/// thousands of writes arrive at once, not its idle one. On the local cluster with a thousand
+/// targets changed together (docs/benchmarks.md) a reaction's writes took ~300 ms each, against
+/// 6 ms at rest: sized for 100 ms, 30 workers reacted ~30 canaries a second where a 300 QPS
+/// budget allows ~90, and the last reaction came 6–8 s after what the budget makes necessary.
+const ROUND_TRIP_MS: u32 = 300;
 /// Flagger's `-threadiness` default, the fewest workers the default gives.
 const FEWEST: u16 = 2;
 
@@ -114,14 +118,15 @@ impl Workers {
     /// 70 ms round trip send at most ~30 writes a second, a third of the default 100 QPS: a thousand
     /// canaries reacted at ~10 a second where the budget allows ~33 (measured, docs/benchmarks.md).
     /// Flagger's `-threadiness` (default 2) never bounded its ticks, which run in a goroutine per
-    /// canary; so the default here does not either, below the budget.
+    /// canary; so the default here does not either, below the budget. More workers than the budget
+    /// needs cost little: a tick holding a worker while it waits for a token keeps a few KB.
     pub fn count(flags: &crate::flags::Flags) -> u16 {
         if let Some(n) = flags.threadiness {
             return n;
         }
         match ClientRate::from_flags(flags.kubeconfig_qps, flags.kubeconfig_burst) {
             Ok(ClientRate::Limited { qps, .. }) => {
-                let busy = qps.get().div_ceil(1000 / ROUND_TRIP_MS);
+                let busy = (u64::from(qps.get()) * u64::from(ROUND_TRIP_MS)).div_ceil(1000);
                 u16::try_from(busy).unwrap_or(u16::MAX).max(FEWEST)
             }
             // No budget to keep busy (or none the client would start with).
@@ -441,10 +446,10 @@ mod tests {
         let count = |args: &[&str]| Workers::count(&crate::flags::parse(args).unwrap());
         assert_eq!(
             count(&[]),
-            10,
-            "Flagger's default 100 QPS at a 100 ms round trip"
+            30,
+            "Flagger's default 100 QPS at a 300 ms round trip"
         );
-        assert_eq!(count(&["--kubeconfig-qps=500"]), 50);
+        assert_eq!(count(&["--kubeconfig-qps=500"]), 150);
         assert_eq!(
             count(&["--kubeconfig-qps=5"]),
             2,
