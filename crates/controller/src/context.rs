@@ -14,6 +14,7 @@ use crate::cache::{Cache, Stores};
 use crate::events::Recorder;
 use crate::flags::Flags;
 use crate::metrics::Metrics;
+use crate::own_writes::OwnWrites;
 use crate::webhooks::Caller;
 use crate::workload;
 
@@ -36,11 +37,11 @@ pub struct Context {
     pub reported: Mutex<HashMap<ObjectRef<Canary>, String>>,
     /// Dry-run: the status each canary would have, seeded from the live one.
     pub simulated: Mutex<HashMap<ObjectRef<Canary>, CanaryStatus>>,
-    /// The `resourceVersion` each canary had when this controller last wrote its status, and when. A
-    /// reconcile that still sees that version runs on a cache that has not caught up with the write
-    /// (a watch event of a workload can queue one before the Canary's own event arrives); acting on
-    /// it would repeat the last transition (its events, alerts and hooks).
-    pub written: Mutex<HashMap<ObjectRef<Canary>, (String, Instant)>>,
+    /// The Canary versions this controller's status writes replaced: a reconcile that still sees one
+    /// runs on a cache that has not caught up with the write (a watch event of a workload can queue
+    /// one before the Canary's own event arrives); acting on it would repeat the last transition
+    /// (its events, alerts and hooks).
+    pub own_writes: OwnWrites,
     /// Prometheus providers (each owns an HTTP client and its connection pool) by server address, for builtin
     /// and inline metrics: building a client per check costs tens of milliseconds and a new connection
     /// (bench_checks: ~25 checks/s per-check vs ~400-600 shared).
@@ -95,8 +96,9 @@ impl PrometheusCache {
 /// Distinct Prometheus addresses kept; past it the cache starts over (addresses come from canary specs).
 const PROMETHEUS_CACHE_MAX: usize = 64;
 
-/// How long a pre-write `resourceVersion` counts as stale: the Canary's watch event normally arrives
-/// within milliseconds; after this the object is acted on whatever it says (no stall on a lost event).
+/// How long a tick waits for the watch to bring the Canary its own write produced: the event normally
+/// arrives within milliseconds; past this the Canary is read from the API server (no stall on a lost
+/// or lagging event, and no tick on a copy the write replaced).
 pub const STALE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A poisoned lock only means another reconcile panicked mid-update of a cache; the data is
@@ -144,7 +146,7 @@ impl Context {
             schedule: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashMap::new()),
             simulated: Mutex::new(HashMap::new()),
-            written: Mutex::new(HashMap::new()),
+            own_writes: OwnWrites::default(),
             prometheus: PrometheusCache::default(),
             cache,
             failures: Mutex::new(HashMap::new()),
@@ -217,30 +219,21 @@ impl Context {
         };
     }
 
-    /// Records that the status was written on top of the object at `resource_version`.
-    pub fn wrote_status(&self, key: &ObjectRef<Canary>, resource_version: Option<String>) {
-        let mut written = lock(&self.written);
-        match resource_version {
-            Some(rv) => written.insert(key.clone(), (rv, Instant::now())),
-            None => written.remove(key),
-        };
-    }
-
-    /// True when `resource_version` is the one the last status write was based on, less than
-    /// [`STALE_FOR`] ago: the cached object predates that write.
-    pub fn is_stale(&self, key: &ObjectRef<Canary>, resource_version: Option<&str>) -> bool {
-        let written = lock(&self.written);
-        match (written.get(key), resource_version) {
-            (Some((rv, at)), Some(current)) => rv == current && at.elapsed() < STALE_FOR,
-            _ => false,
-        }
+    /// Records a status write of `canary` (the copy it was decided on) that the API server answered
+    /// with the object at `written`.
+    pub fn wrote_status(&self, canary: &Canary, written: Option<String>) {
+        self.own_writes.wrote(
+            &ObjectRef::from_obj(canary),
+            canary.metadata.resource_version.as_deref(),
+            written,
+        );
     }
 
     /// Drops everything kept about a canary that is gone: its series (a deleted Failed canary
     /// would keep `CanaryFailed` firing), schedule, reports, event aggregation and backoff.
     pub fn forget(&self, key: &ObjectRef<Canary>) {
         lock(&self.schedule).remove(key);
-        lock(&self.written).remove(key);
+        self.own_writes.forget(key);
         lock(&self.reported).remove(key);
         lock(&self.simulated).remove(key);
         lock(&self.failures).remove(key);
@@ -259,7 +252,7 @@ impl Context {
     pub fn forget_absent(&self, present: &HashSet<ObjectRef<Canary>>) -> usize {
         let mut remembered: HashSet<ObjectRef<Canary>> = HashSet::new();
         remembered.extend(lock(&self.schedule).keys().cloned());
-        remembered.extend(lock(&self.written).keys().cloned());
+        remembered.extend(self.own_writes.canaries());
         remembered.extend(lock(&self.reported).keys().cloned());
         remembered.extend(lock(&self.simulated).keys().cloned());
         remembered.extend(lock(&self.failures).keys().cloned());

@@ -205,9 +205,15 @@ impl<'a> Executor<'a> {
                 self.ctx.client.clone(),
                 &self.canary.namespace().unwrap_or_default(),
             );
-            crate::status::write(&api, self.canary, &saved)
-                .await
-                .map_err(|e| kube_error(&e))?;
+            // Recorded like the tick's own status write: the version it produces is replaced by
+            // that write, and a tick on it would repeat this one.
+            if let crate::status::Written::Wrote(version) =
+                crate::status::write(&api, self.canary, &saved)
+                    .await
+                    .map_err(|e| kube_error(&e))?
+            {
+                self.ctx.wrote_status(self.canary, version);
+            }
         }
         self.workloads
             .patch_target(&write)

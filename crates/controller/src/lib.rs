@@ -25,6 +25,7 @@ pub mod knative_target;
 pub mod leader;
 pub mod metrics;
 pub mod outbound;
+pub mod own_writes;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod redact;

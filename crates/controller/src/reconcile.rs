@@ -15,11 +15,12 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cadence;
-use crate::context::Context;
+use crate::context::{Context, STALE_FOR};
 use crate::execute::Executor;
 use crate::fulfil;
+use crate::own_writes::CachedCopy;
 use crate::runner::Requeue;
-use crate::status;
+use crate::status::{self, Written};
 use crate::target::{TargetError, records_revision};
 use crate::targets::Target;
 use crate::workers::{Turn, Worker};
@@ -65,10 +66,23 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     let key = ObjectRef::from_obj(canary.as_ref());
     // Judged when the runner took this copy of the canary, before the wait for a worker: after
     // a long wait the staleness window may have passed while the copy still predates our write.
-    if ctx.is_stale(&key, canary.metadata.resource_version.as_deref()) {
+    let canary = match ctx
+        .own_writes
+        .copy(&key, canary.metadata.resource_version.as_deref())
+    {
+        CachedCopy::Current => canary,
         // The Canary's watch event for our own write is on its way and triggers the next reconcile.
-        return Ok(Requeue::after(STALE_RETRY));
-    }
+        CachedCopy::Replaced { since } if since < STALE_FOR => {
+            return Ok(Requeue::after(STALE_RETRY));
+        }
+        // The watch lags (or lost the event): the API server has the Canary our write produced.
+        // Boxed: a reconcile waiting for a worker keeps no room for this rare read.
+        CachedCopy::Replaced { .. } => match Box::pin(read_canary(&ctx, &canary)).await? {
+            Some(fresh) => Arc::new(fresh),
+            // Deleted since: its watch event forgets it.
+            None => return Ok(Requeue::after(STALE_RETRY)),
+        },
+    };
     // A canary at rest whose Canary and reads are as its last tick found them: nothing to do.
     if let Some(requeue) = crate::at_rest::skip(&ctx, &key, &canary) {
         return Ok(requeue);
@@ -88,6 +102,13 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
     tokio::spawn(crate::cache::reads::recording(tick(canary, ctx, key, worker)).in_current_span())
         .await
         .unwrap_or_else(|failed| Err(Error::Panicked(failed.to_string())))
+}
+
+/// The Canary as the API server has it now.
+async fn read_canary(ctx: &Context, canary: &Canary) -> Result<Option<Canary>, kube::Error> {
+    let api: Api<Canary> =
+        Api::namespaced(ctx.client.clone(), &canary.namespace().unwrap_or_default());
+    api.get_opt(&canary.name_any()).await
 }
 
 async fn tick(
@@ -147,8 +168,8 @@ async fn tick(
         tracing::info!(canary = %canary.name_any(), namespace, applied = adopted.last_applied_spec.as_deref().unwrap_or_default(), "revision hashes written by Flagger adopted");
         if spec.dry_run {
             ctx.simulated_status(&key, Some(adopted));
-        } else if status::write(&api, &canary, &adopted).await? {
-            ctx.wrote_status(&key, canary.metadata.resource_version.clone());
+        } else if let Written::Wrote(version) = status::write(&api, &canary, &adopted).await? {
+            ctx.wrote_status(&canary, version);
         }
         return Ok(Requeue::after(Duration::ZERO));
     }
@@ -255,8 +276,10 @@ async fn tick(
         let mut wrote = false;
         if spec.dry_run {
             ctx.simulated_status(&key, Some(next.clone()));
-        } else if !outcome.deleted && status::write(&api, &canary, &next).await? {
-            ctx.wrote_status(&key, canary.metadata.resource_version.clone());
+        } else if !outcome.deleted
+            && let Written::Wrote(version) = status::write(&api, &canary, &next).await?
+        {
+            ctx.wrote_status(&canary, version);
             wrote = true;
         }
         // Dry-run ticks decide from a simulated status the Canary's version does not follow.
@@ -425,8 +448,10 @@ async fn invalid(
             .record(canary, EventType::Warning, message)
             .await;
     }
-    if !ctx.flags.dry_run {
-        status::write(api, canary, &status).await?;
+    if !ctx.flags.dry_run
+        && let Written::Wrote(version) = status::write(api, canary, &status).await?
+    {
+        ctx.wrote_status(canary, version);
     }
     ctx.succeeded(key);
     // Fixing the spec is a watch event; the periodic retry covers a target that appears later.

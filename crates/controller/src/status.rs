@@ -10,26 +10,36 @@ use kube::{Api, ResourceExt};
 /// Flagger's field manager name, so ownership stays put when flagger-rs replaces Flagger.
 pub const FIELD_MANAGER: &str = "flagger";
 
+/// What a status write did.
+#[derive(Debug)]
+pub enum Written {
+    /// The status was already what the tick decided: nothing sent.
+    Unchanged,
+    /// Written; the API server answered with the object at this `resourceVersion`.
+    Wrote(Option<String>),
+}
+
 pub async fn write(
     api: &Api<Canary>,
     canary: &Canary,
     status: &CanaryStatus,
-) -> Result<bool, kube::Error> {
+) -> Result<Written, kube::Error> {
     if canary.status.as_ref() == Some(status) {
-        return Ok(false);
+        return Ok(Written::Unchanged);
     }
     let body = serde_json::json!({
         "apiVersion": flagger_api::API_VERSION,
         "kind": "Canary",
         "status": status,
     });
-    api.patch_status(
-        &canary.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
-    Ok(true)
+    let written = api
+        .patch_status(
+            &canary.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+    Ok(Written::Wrote(written.metadata.resource_version))
 }
 
 /// Sets (or replaces) a condition of `type_`, keeping `lastTransitionTime` when the status value
