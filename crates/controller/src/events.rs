@@ -77,22 +77,10 @@ impl Recorder {
         }
     }
 
-    /// Records one event; a failure is logged, never allowed to fail the tick.
+    /// Records one event and waits until it is written; a failure is logged, never allowed to
+    /// fail the tick.
     pub async fn record(&self, canary: &Canary, type_: EventType, message: &str) {
-        self.record_annotated(canary, type_, message, BTreeMap::new())
-            .await
-    }
-
-    /// Records one event with annotations (e.g. the query and value of a failed metric check)
-    /// and waits until it is written.
-    pub async fn record_annotated(
-        &self,
-        canary: &Canary,
-        type_: EventType,
-        message: &str,
-        annotations: BTreeMap<String, String>,
-    ) {
-        self.start(canary, type_, message, annotations)
+        self.start(canary, type_, message, BTreeMap::new())
             .written()
             .await
     }
