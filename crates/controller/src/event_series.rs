@@ -7,7 +7,9 @@
 //! Unlike client-go, an occurrence that the rate limit holds back is not lost: the series keeps
 //! counting and its latest count is written once the bucket has a token again, so `count` stays
 //! the number of occurrences. (If the Event was deleted meanwhile, that count has no Event to go
-//! to: a series keeps no copy of it, and the next occurrence starts a new one.)
+//! to: a series keeps no copy of it, and the next occurrence starts a new one.) A repeat that
+//! comes while its series' first Event is still being created waits for that create and bumps
+//! the Event it made, so writes sent without waiting never make two Events of one series.
 //!
 //! Pure bookkeeping (no I/O, time passed in), so the schedule is tested without an API server.
 
@@ -45,6 +47,10 @@ const MAX_SERIES_PER_CANARY: usize = 32;
 /// within a run (ticks come seconds to minutes apart) keep bumping one Event; a canary at rest
 /// keeps none (see [`Correlator::sweep`]).
 pub const SERIES_IDLE: Duration = Duration::from_secs(600);
+
+/// How often a repeat that came while its series' first Event was still being created looks
+/// again whether the create was answered. Creates under load take a few hundred milliseconds.
+const CREATE_POLL: Duration = Duration::from_millis(50);
 
 /// What makes two events the same, as client-go's aggregation key does.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -140,6 +146,9 @@ struct Series {
     last: Timestamp,
     /// The count the Event object holds; 0 until it is created.
     written: i32,
+    /// The first Event's create is on its way: a repeat meanwhile waits for it and bumps what
+    /// it created, instead of creating a second Event of the same series.
+    creating: bool,
     flush_pending: bool,
     seen: Instant,
 }
@@ -232,6 +241,7 @@ impl Correlator {
                     first: at,
                     last: at,
                     written: 0,
+                    creating: false,
                     flush_pending: false,
                     seen: now,
                 });
@@ -245,13 +255,18 @@ impl Correlator {
         if series.written == 0 {
             series.name = event.metadata.name.as_deref().unwrap_or_default().into();
         }
-        if series.written == 0 && !series.flush_pending {
-            // A new message is news: written at once, whatever the rate of repeats. What the
-            // limit holds back is repeats, which only bump a count nobody waits for.
-            return Step::Write(canary.write(index, Some(event)));
-        }
         if series.flush_pending {
             return Step::Pending;
+        }
+        if series.creating {
+            series.flush_pending = true;
+            return Step::Defer(CREATE_POLL);
+        }
+        if series.written == 0 {
+            // A new message is news: written at once, whatever the rate of repeats. What the
+            // limit holds back is repeats, which only bump a count nobody waits for.
+            series.creating = true;
+            return Step::Write(canary.write(index, Some(event)));
         }
         let bucket = canary
             .bucket
@@ -273,6 +288,9 @@ impl Correlator {
             return Flush::Nothing;
         };
         let series = &mut canary.series[index];
+        if series.creating {
+            return Flush::Wait(CREATE_POLL);
+        }
         if series.count <= series.written || series.written == 0 {
             // Nothing held back, or no object to bump (a flush has no Event to create).
             series.flush_pending = false;
@@ -298,6 +316,16 @@ impl Correlator {
                 series.name = object.into();
             }
             series.written = series.written.max(count);
+            series.creating = false;
+        }
+    }
+
+    /// A write of the series failed. A failed create leaves the series without an object: its
+    /// next occurrence creates one with the whole count, the repeats held back for the create
+    /// included.
+    pub fn failed(&mut self, key: &SeriesKey) {
+        if let Some((canary, index)) = self.find(key) {
+            canary.series[index].creating = false;
         }
     }
 
@@ -725,6 +753,60 @@ mod tests {
         };
         assert_eq!(anew.existing, None);
         assert_eq!(anew.event.and_then(|e| e.count), Some(1));
+    }
+
+    #[test]
+    fn a_repeat_while_the_first_create_is_on_its_way_bumps_what_it_creates() {
+        let mut c = Correlator::new(LIMIT);
+        let now = Instant::now();
+        let e = event("a", "m");
+        let key = SeriesKey::of(&e);
+        let Step::Write(first) = c.observe(&key, e.clone(), now, Timestamp::now()) else {
+            panic!("a new message is written at once");
+        };
+        assert_eq!(first.existing, None);
+        let Step::Defer(wait) = c.observe(&key, e.clone(), now, Timestamp::now()) else {
+            panic!("a second create of the same series would be a second Event");
+        };
+        assert!(matches!(
+            c.observe(&key, e.clone(), now, Timestamp::now()),
+            Step::Pending
+        ));
+        assert!(
+            matches!(c.flush(&key, now + wait), Flush::Wait(_)),
+            "the create is not answered yet"
+        );
+        c.wrote(&key, "a.1", 1);
+        let Flush::Write(bump) = c.flush(&key, now + wait * 2) else {
+            panic!("the create was answered");
+        };
+        assert_eq!(bump.existing.as_deref(), Some("a.1"));
+        assert_eq!(bump.count, 3);
+    }
+
+    #[test]
+    fn a_failed_create_leaves_the_next_occurrence_to_create_with_the_whole_count() {
+        let mut c = Correlator::new(LIMIT);
+        let now = Instant::now();
+        let e = event("a", "m");
+        let key = SeriesKey::of(&e);
+        assert!(matches!(
+            c.observe(&key, e.clone(), now, Timestamp::now()),
+            Step::Write(_)
+        ));
+        let Step::Defer(wait) = c.observe(&key, e.clone(), now, Timestamp::now()) else {
+            panic!("waits for the create");
+        };
+        c.failed(&key);
+        assert!(
+            matches!(c.flush(&key, now + wait), Flush::Nothing),
+            "no object to bump"
+        );
+        let Step::Write(again) = c.observe(&key, e, now + wait, Timestamp::now()) else {
+            panic!("the series has no object: the next occurrence creates one");
+        };
+        assert_eq!(again.existing, None);
+        assert_eq!(again.event.and_then(|e| e.count), Some(3));
     }
 
     #[test]

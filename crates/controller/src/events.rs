@@ -179,6 +179,7 @@ impl Recorder {
         match written {
             Ok(event) => lock(&self.correlator).wrote(key, &event.name_any(), count),
             Err(e) => {
+                lock(&self.correlator).failed(key);
                 tracing::warn!(canary = %key.name, namespace = %key.namespace, error = %e, "recording event failed")
             }
         }

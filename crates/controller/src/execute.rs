@@ -173,20 +173,18 @@ impl<'a> Executor<'a> {
                     .await
                     .map_err(|e| e.to_string())
             }
-            Action::Event(event) => {
-                self.start_recording(&event).written().await;
-                self.notice(Action::Event(event), status).await;
-                Ok(())
-            }
-            notice @ (Action::CallWebhooks { .. } | Action::Alert(_) | Action::Report(_)) => {
-                self.notice(notice, status).await;
-                Ok(())
-            }
             Action::DryRun(inner) => {
                 tracing::info!(canary = %canary.name_any(), namespace = ?canary.namespace(), effect = ?inner, "[dry-run] would apply");
                 Ok(())
             }
-            Action::Need(_) | Action::RequeueAfter(_) | Action::RemoveFinalizer => Ok(()),
+            // What `run` takes itself, before any of it reaches here.
+            Action::Event(_)
+            | Action::CallWebhooks { .. }
+            | Action::Alert(_)
+            | Action::Report(_)
+            | Action::RequeueAfter(_)
+            | Action::RemoveFinalizer => Ok(()),
+            Action::Need(_) => Ok(()),
         }
     }
 
