@@ -39,7 +39,10 @@
 //!
 //! Environment: `SCALE_COUNTS` ("100"), `SCALE_SAMPLE` (20), `SCALE_IDLE_SECONDS` (30), `SCALE_UNRELATED` (0),
 //! `SCALE_ROLLOUT` (1; 0 stops after the idle window), `SCALE_MASS` (1; 0 stops after the sampled reactions, for
-//! counts whose mass rollout the client budget makes longer than the run can wait), `SCALE_CHECKS` (0),
+//! counts whose mass rollout the client budget makes longer than the run can wait; `reactions`: each mass
+//! rollout is measured until every canary is Progressing and one plan's time after that, for a cluster that
+//! cannot roll them all out: reactions, their order and budget, and the controller's memory with every canary
+//! running, but no durations), `SCALE_CHECKS` (0),
 //! `SCALE_THREADINESS` (the controller's `-threadiness`; unset: its default), `SCALE_QPS` (its `-kubeconfig-qps`,
 //! with a burst of 2.5 × that; unset: 100 and 250, its defaults), `FLAGGER_RS_BIN`, `BENCH_OUT` (a file the final table is also written to).
 
@@ -83,6 +86,11 @@ const CLUSTER: [&str; 5] = [
     "kube-scheduler",
     "kwok",
 ];
+
+/// `SCALE_MASS=reactions`: a mass rollout ends once every canary reacted (see the module doc).
+fn reactions_only() -> bool {
+    std::env::var("SCALE_MASS").is_ok_and(|v| v.trim() == "reactions")
+}
 
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key)
@@ -595,6 +603,8 @@ struct Mass {
     succeeded: usize,
     /// Rolled back instead (the cluster did not roll a canary out within its progress deadline).
     failed: usize,
+    /// Ended once every canary reacted (`SCALE_MASS=reactions`): no outcome awaited.
+    reactions_only: bool,
     cpu: BTreeMap<&'static str, f64>,
 }
 
@@ -877,6 +887,11 @@ impl Rollout<'_> {
         let reacted = wait_all(tracker, names, &["Progressing"], first_patch, mass_bound).await;
         let requests_reacted = controller_requests(http, port).await?;
         let outcome = match reacted {
+            Ok(()) if reactions_only() => {
+                // Every canary running at once: what the controller holds then is the point.
+                tokio::time::sleep(Duration::from_millis(planned_ms as u64)).await;
+                Ok(())
+            }
             // A canary the cluster does not roll out within its progress deadline fails, as it
             // should: the run ends when every canary has ended, either way.
             Ok(()) => {
@@ -894,6 +909,7 @@ impl Rollout<'_> {
         let requests_after = controller_requests(http, port).await?;
         let mut mass = Mass {
             checked: loadtester.is_some(),
+            reactions_only: reactions_only(),
             ..Mass::default()
         };
         if loadtester.is_some() {
@@ -964,6 +980,16 @@ impl Rollout<'_> {
         if let Err(e) = outcome {
             println!("not every canary ended: {e:#}");
         }
+        println!(
+            "{count} patched at once: → Progressing p50 / p99 / max {} / {} / {} s, the client budget's line {:.1} s, largest inversion {:.1} s, controller RSS {:.1} MiB (peak {:.1} MiB)",
+            p(&mass.reaction, |s| s.p50, 1000.0, 1),
+            p(&mass.reaction, |s| s.p99, 1000.0, 1),
+            p(&mass.reaction, |s| s.max, 1000.0, 1),
+            mass.budget_s,
+            mass.inversion_s,
+            bench::rss_kib(self.pid).unwrap_or(0) as f64 / 1024.0,
+            peak_rss_kib(self.pid).unwrap_or(0) as f64 / 1024.0,
+        );
         mass.succeeded = mass.ratio.len();
         mass.makespan_s = (last - first_patch) / 1000.0;
         Ok(mass)
@@ -1069,7 +1095,7 @@ async fn main() -> e2e::Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ");
             out.push_str(&format!(
-                "\n{run} {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {:.1} | {} of {} ({}) | {:.1} | {cpu} | {} |",
+                "\n{run} {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {:.1} | {}{} of {} ({}) | {:.1} | {cpu} | {} |",
                 if m.checked { "metric + webhook" } else { "none" },
                 p(&m.reaction, |s| s.p50, 1000.0, 1),
                 p(&m.reaction, |s| s.p99, 1000.0, 1),
@@ -1085,6 +1111,7 @@ async fn main() -> e2e::Result<()> {
                 p(&m.ratio_less_rollout, |s| s.p50, 1.0, 2),
                 p(&m.ratio_less_rollout, |s| s.p99, 1.0, 2),
                 m.makespan_s,
+                if m.reactions_only { "not awaited: ".to_string() } else { String::new() },
                 m.succeeded,
                 r.count,
                 m.failed,
