@@ -292,10 +292,12 @@ async fn controller(
     }
     drop(sender);
     let reconcile_ctx = ctx.clone();
+    let skip_ctx = ctx.clone();
     let runner = crate::runner::run(
         store,
         triggered,
         crate::resync::every(flags.control_loop_interval),
+        move |canary: &Arc<Canary>| crate::reconcile::skipped(&skip_ctx, canary),
         move |canary| {
             let ctx = reconcile_ctx.clone();
             async move {

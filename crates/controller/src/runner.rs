@@ -57,45 +57,51 @@ enum State {
 }
 
 /// The runner's bookkeeping, apart from the loop that feeds it.
-struct Schedule<K: Resource<DynamicType = ()> + 'static> {
+struct Schedule<K: Resource<DynamicType = ()> + 'static, S, F> {
     store: Store<K>,
     states: HashMap<ObjectRef<K>, State>,
     timers: DelayQueue<ObjectRef<K>>,
     running: JoinSet<(ObjectRef<K>, Option<Requeue>)>,
+    skip: S,
+    reconcile: F,
 }
 
-impl<K> Schedule<K>
+impl<K, S, F> Schedule<K, S, F>
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    S: FnMut(&Arc<K>) -> Option<Requeue>,
+    F: FnMut(Arc<K>) -> BoxFuture<'static, Requeue>,
 {
     /// Something changed for `object`: reconcile it now, or once its running reconcile is done.
-    fn trigger<F>(&mut self, object: ObjectRef<K>, reconcile: &mut F)
-    where
-        F: FnMut(Arc<K>) -> BoxFuture<'static, Requeue>,
-    {
+    fn trigger(&mut self, object: ObjectRef<K>) {
         match self.states.get_mut(&object) {
             Some(State::Running { again }) => *again = true,
             Some(State::Due(key)) => {
                 let key = *key;
                 self.timers.remove(&key);
-                self.start(object, reconcile);
+                self.start(object);
             }
-            None => self.start(object, reconcile),
+            None => self.start(object),
         }
     }
 
     /// Starts `object`'s reconcile on a task of its own, with the latest copy the watch cache
-    /// holds. An object gone from the cache was deleted: it is forgotten, not reconciled.
-    fn start<F>(&mut self, object: ObjectRef<K>, reconcile: &mut F)
-    where
-        F: FnMut(Arc<K>) -> BoxFuture<'static, Requeue>,
-    {
+    /// holds, unless `skip` answers for it at once. An object gone from the cache was deleted:
+    /// it is forgotten, not reconciled.
+    fn start(&mut self, object: ObjectRef<K>) {
         let Some(latest) = self.store.get(&object) else {
             self.states.remove(&object);
             return;
         };
+        // Most turns of thousands of objects at rest end here: no task, no span, no other
+        // thread woken to run it and then this one woken to hear it finished.
+        if let Some(requeue) = (self.skip)(&latest) {
+            self.states.remove(&object);
+            self.requeue(object, Some(requeue));
+            return;
+        }
         let span = tracing::info_span!("reconciling object", object.ref = %object);
-        let reconciled = reconcile(latest);
+        let reconciled = (self.reconcile)(latest);
         self.states
             .insert(object.clone(), State::Running { again: false });
         self.running.spawn(
@@ -116,37 +122,35 @@ where
 
     /// `object`'s reconcile is done: it runs again at once if something changed meanwhile, else
     /// when it asked to.
-    fn finished<F>(&mut self, object: ObjectRef<K>, requeue: Option<Requeue>, reconcile: &mut F)
-    where
-        F: FnMut(Arc<K>) -> BoxFuture<'static, Requeue>,
-    {
+    fn finished(&mut self, object: ObjectRef<K>, requeue: Option<Requeue>) {
         let again = matches!(
             self.states.remove(&object),
             Some(State::Running { again: true })
         );
         if again {
-            self.start(object, reconcile);
-        } else if let Some(after) = requeue.and_then(|r| r.after) {
+            self.start(object);
+        } else {
+            self.requeue(object, requeue);
+        }
+    }
+
+    /// `object`, neither running nor due, waits for the time it asked for (if any).
+    fn requeue(&mut self, object: ObjectRef<K>, requeue: Option<Requeue>) {
+        if let Some(after) = requeue.and_then(|r| r.after) {
             let key = self.timers.insert(object.clone(), after);
             self.states.insert(object, State::Due(key));
         }
     }
 
     /// A due time came.
-    fn due<F>(&mut self, object: ObjectRef<K>, reconcile: &mut F)
-    where
-        F: FnMut(Arc<K>) -> BoxFuture<'static, Requeue>,
-    {
+    fn due(&mut self, object: ObjectRef<K>) {
         // Only a due object has a timer: starting removes the timer, and a running one gets its
         // timer when it finishes.
         self.states.remove(&object);
-        self.start(object, reconcile);
+        self.start(object);
     }
 }
 
-/// Runs until `triggers` ends: reconciles each object `triggers` names, each one at the time its
-/// last reconcile asked for, and every object in `store` on each item of `resync`. Nothing runs
-/// before `store` has its initial list; what was triggered meanwhile runs then, in trigger order.
 /// How often a wait for a store's initial list asks again (see [`wait_listed`]).
 const LISTED_POLL: Duration = Duration::from_secs(1);
 
@@ -170,14 +174,22 @@ where
     }
 }
 
-pub async fn run<K, F>(
+/// Runs until `triggers` ends: reconciles each object `triggers` names, each one at the time its
+/// last reconcile asked for, and every object in `store` on each item of `resync`. Nothing runs
+/// before `store` has its initial list; what was triggered meanwhile runs then, in trigger order.
+/// `skip` is asked first, on the runner's own task: what it answers for an object is taken as
+/// that reconcile's result without running it (a canary at rest with nothing to do); `None`
+/// starts the reconcile.
+pub async fn run<K, S, F>(
     store: Store<K>,
     triggers: impl Stream<Item = ObjectRef<K>>,
     resync: impl Stream<Item = ()>,
-    mut reconcile: F,
+    skip: S,
+    reconcile: F,
 ) where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     ObjectRef<K>: Hash + Eq,
+    S: FnMut(&Arc<K>) -> Option<Requeue>,
     F: FnMut(Arc<K>) -> BoxFuture<'static, Requeue>,
 {
     let mut schedule = Schedule {
@@ -185,6 +197,8 @@ pub async fn run<K, F>(
         states: HashMap::new(),
         timers: DelayQueue::new(),
         running: JoinSet::new(),
+        skip,
+        reconcile,
     };
     let mut triggers = std::pin::pin!(triggers.fuse());
     let mut resync = std::pin::pin!(resync.fuse());
@@ -203,12 +217,12 @@ pub async fn run<K, F>(
                 }
                 is_ready = true;
                 for object in held.drain(..) {
-                    schedule.trigger(object, &mut reconcile);
+                    schedule.trigger(object);
                 }
                 held_set = HashSet::new();
             }
             next = triggers.next() => match next {
-                Some(object) if is_ready => schedule.trigger(object, &mut reconcile),
+                Some(object) if is_ready => schedule.trigger(object),
                 Some(object) => {
                     if held_set.insert(object.clone()) {
                         held.push(object);
@@ -218,16 +232,16 @@ pub async fn run<K, F>(
             },
             Some(()) = resync.next(), if is_ready => {
                 for object in store.state() {
-                    schedule.trigger(ObjectRef::from_obj(object.as_ref()), &mut reconcile);
+                    schedule.trigger(ObjectRef::from_obj(object.as_ref()));
                 }
             }
             Some(expired) = schedule.timers.next(), if !schedule.timers.is_empty() => {
-                schedule.due(expired.into_inner(), &mut reconcile);
+                schedule.due(expired.into_inner());
             }
             Some(done) = schedule.running.join_next(), if !schedule.running.is_empty() => {
                 // Only an abort fails a join, and nothing aborts these tasks while the runner runs.
                 if let Ok((object, requeue)) = done {
-                    schedule.finished(object, requeue, &mut reconcile);
+                    schedule.finished(object, requeue);
                 }
             }
         }
@@ -324,6 +338,10 @@ mod tests {
         }
     }
 
+    fn never_skip(_: &Arc<ConfigMap>) -> Option<Requeue> {
+        None
+    }
+
     /// A sender, and the stream of what is sent on it.
     fn channel<T: Send + 'static>() -> (mpsc::UnboundedSender<T>, impl Stream<Item = T>) {
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -342,7 +360,13 @@ mod tests {
         tokio::task::JoinHandle<()>,
     ) {
         let (trigger, triggers) = channel();
-        let runner = tokio::spawn(run(store, triggers, futures::stream::pending(), reconcile));
+        let runner = tokio::spawn(run(
+            store,
+            triggers,
+            futures::stream::pending(),
+            never_skip,
+            reconcile,
+        ));
         (trigger, runner)
     }
 
@@ -371,6 +395,50 @@ mod tests {
         settle().await;
         assert_eq!(names(&log), ["a", "a"]);
         assert_eq!(log.lock().unwrap().most_at_once, 1);
+        runner.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_skip_answers_for_keeps_its_cadence_without_a_reconcile() {
+        let (store, _writer) = listed(&["rests", "runs"]);
+        let log = Arc::new(Mutex::new(Log::default()));
+        let interval = Duration::from_secs(10);
+        let reconcile = recording(log.clone(), None, Requeue::after(interval));
+        let skipped = Arc::new(Mutex::new(Vec::new()));
+        let asked = skipped.clone();
+        let start = Instant::now();
+        let skip = move |object: &Arc<ConfigMap>| {
+            let name = object.metadata.name.clone().unwrap_or_default();
+            asked
+                .lock()
+                .unwrap()
+                .push((name.clone(), start.elapsed().as_secs()));
+            (name == "rests").then_some(Requeue::after(interval))
+        };
+        let (trigger, triggers) = channel();
+        let runner = tokio::spawn(run(
+            store,
+            triggers,
+            futures::stream::pending(),
+            skip,
+            reconcile,
+        ));
+        trigger.send(named("rests")).unwrap();
+        trigger.send(named("runs")).unwrap();
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        assert_eq!(
+            names(&log),
+            ["runs", "runs", "runs"],
+            "only what skip declines is reconciled"
+        );
+        let asked: Vec<_> = skipped
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| name == "rests")
+            .map(|(_, at)| *at)
+            .collect();
+        assert_eq!(asked, [0, 10, 20], "the skipped turns keep their cadence");
         runner.abort();
     }
 
@@ -452,7 +520,7 @@ mod tests {
         let (trigger, triggers) = channel();
         let (resync, resyncs) = channel();
         let reconcile = recording(log.clone(), None, Requeue::await_change());
-        let runner = tokio::spawn(run(store, triggers, resyncs, reconcile));
+        let runner = tokio::spawn(run(store, triggers, resyncs, never_skip, reconcile));
         writer.apply_watcher_event(&Event::Delete(object("b")));
         trigger.send(named("b")).unwrap();
         settle().await;
@@ -506,7 +574,7 @@ mod tests {
             })
             .chain(futures::stream::pending());
         let started = std::time::Instant::now();
-        let runner = tokio::spawn(run(store, triggers, resyncs, reconcile));
+        let runner = tokio::spawn(run(store, triggers, resyncs, never_skip, reconcile));
         while taken.load(Ordering::Relaxed) < TRIGGERS * N + TRIGGERS
             || log.lock().unwrap().runs.len() < N
         {

@@ -315,7 +315,7 @@ mod tests {
                         .boxed()
                 };
                 let never = futures::stream::pending();
-                let ours = crate::runner::run(store, queue, never, reconcile);
+                let ours = crate::runner::run(store, queue, never, |_: &Arc<_>| None, reconcile);
                 let _ = tokio::time::timeout(until, ours).await;
             }
             Runner::KubeBounded(bound) => {
