@@ -239,10 +239,14 @@ pub fn strings(v: &serde_json::Value) -> Vec<String> {
 }
 
 /// Path of a file in the repository (tests run with cwd = this crate).
+///
+/// The crate's directory as cargo gives it when it runs the tests, before the one compiled in: a
+/// build cache shared between checkouts (CI clones into another path) can hand this checkout a
+/// test binary built in another, and its compiled-in directory may be gone.
 pub fn repo_path(rel: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
+    let crate_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    std::path::Path::new(&crate_dir).join("../..").join(rel)
 }
 
 /// Waits (watch) until the EndpointSlices of Service `service` list exactly `ready` ready endpoints: the point
