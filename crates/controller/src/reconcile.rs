@@ -60,6 +60,9 @@ impl Error {
     }
 }
 
+/// Reconciles `canary`, the copy the runner took, once the runner's [`skipped`] declined it: the
+/// skip of a canary at rest is judged there on this same copy and not again here, except for a
+/// copy read afresh below.
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // At start-up, before any read: a read of a store still listing is a GET (see `cache`).
     Box::pin(ctx.cache.wait_for_lists()).await;
@@ -77,16 +80,20 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         }
         // The watch lags (or lost the event): the API server has the Canary our write produced.
         // Boxed: a reconcile waiting for a worker keeps no room for this rare read.
-        CachedCopy::Replaced { .. } => match Box::pin(read_canary(&ctx, &canary)).await? {
-            Some(fresh) => Arc::new(fresh),
+        CachedCopy::Replaced { since } => match Box::pin(read_canary(&ctx, &canary)).await? {
+            Some(fresh) => {
+                tracing::debug!(?since, cached = ?canary.metadata.resource_version, fresh = ?fresh.metadata.resource_version, "the Canary watch lags behind our own write; read the Canary");
+                // The runner judged the cached copy; a canary at rest whose fresh copy and reads
+                // are as its last tick found them has nothing to do either.
+                if let Some(requeue) = crate::at_rest::skip(&ctx, &key, &fresh) {
+                    return Ok(requeue);
+                }
+                Arc::new(fresh)
+            }
             // Deleted since: its watch event forgets it.
             None => return Ok(Requeue::after(STALE_RETRY)),
         },
     };
-    // A canary at rest whose Canary and reads are as its last tick found them: nothing to do.
-    if let Some(requeue) = crate::at_rest::skip(&ctx, &key, &canary) {
-        return Ok(requeue);
-    }
     // Deciding and writing take a worker, handed out in the order canaries became due. A tick
     // that will act takes it before reading anything, so it acts on what is true when its turn
     // comes; one that probably has nothing to do reads first and takes a worker only if it must.
@@ -106,7 +113,8 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
 
 /// What [`reconcile`] would answer at once for `canary`, without reading or writing anything: a
 /// canary at rest whose copy is current and whose last tick's reads still hold (see `at_rest`).
-/// The runner asks before starting a reconcile, so such a turn costs no task. `None`: reconcile.
+/// The runner asks before starting a reconcile, so such a turn costs no task, and the reconcile
+/// does not ask again. `None`: reconcile.
 pub fn skipped(ctx: &Context, canary: &Canary) -> Option<Requeue> {
     let key = ObjectRef::from_obj(canary);
     let version = canary.metadata.resource_version.as_deref();
