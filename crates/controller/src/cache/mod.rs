@@ -345,7 +345,7 @@ impl Cache {
     pub fn wrote<K: Cached>(&self, object: &K) {
         let meta = object.meta();
         if let Some(store) = self.store::<K>(meta.namespace.as_deref().unwrap_or_default()) {
-            store.fill(object);
+            store.wrote(object);
         }
         let key = key::<K>(
             meta.namespace.as_deref().unwrap_or_default(),
