@@ -161,6 +161,20 @@ fn planned_seconds() -> e2e::Result<u64> {
 
 /// The controller's own count of the requests it sent (`flagger_api_requests_total`), watches left out: by
 /// method and resource.
+/// Prints `requests` (counted by method and resource) per canary, the most frequent first.
+fn print_per_canary(what: &str, requests: Counts, count: usize) {
+    let mut by_resource: Vec<_> = requests.into_iter().collect();
+    by_resource.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "requests per canary {what}, by method and resource: {}",
+        by_resource
+            .iter()
+            .map(|((method, resource), n)| format!("{method} {resource} {:.2}", n / count as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
 async fn controller_requests(http: &reqwest::Client, port: u16) -> e2e::Result<Counts> {
     let text = http
         .get(format!("http://127.0.0.1:{port}/metrics"))
@@ -723,6 +737,12 @@ async fn run(spaces: &Spaces, count: usize, unrelated: usize) -> e2e::Result<Row
         p(&initialized, |s| s.p50, 1000.0, 1),
         peak_rss_kib(pid).unwrap_or(0) as f64 / 1024.0
     );
+    // Everything the controller asked since it started was its initialisation.
+    print_per_canary(
+        "initialisation",
+        controller_requests(&http, port).await?,
+        count,
+    );
 
     // Idle: 10 s to settle, then the window.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -961,19 +981,7 @@ impl Rollout<'_> {
         }
         let rollout_requests = delta(&requests_before, &requests_after);
         mass.requests_per_rollout = total(&rollout_requests) / count as f64;
-        let mut by_resource: Vec<_> = rollout_requests.into_iter().collect();
-        by_resource.sort_by(|a, b| b.1.total_cmp(&a.1));
-        println!(
-            "requests per canary rollout, by method and resource: {}",
-            by_resource
-                .iter()
-                .map(|((method, resource), n)| format!(
-                    "{method} {resource} {:.2}",
-                    n / count as f64
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        print_per_canary("rollout", rollout_requests, count);
         let cpu_after = (cpu_seconds(self.pid), cluster_cpu());
         mass.cpu = cpu_delta(&cpu_before.1, &cpu_after.1);
         mass.cpu.insert("flagger-rs", cpu_after.0 - cpu_before.0);
