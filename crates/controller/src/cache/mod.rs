@@ -345,7 +345,7 @@ impl Cache {
     pub fn wrote<K: Cached>(&self, object: &K) {
         let meta = object.meta();
         if let Some(store) = self.store::<K>(meta.namespace.as_deref().unwrap_or_default()) {
-            store.wrote(object);
+            store.fill(object);
         }
         let key = key::<K>(
             meta.namespace.as_deref().unwrap_or_default(),
