@@ -41,6 +41,13 @@ DNS_IP=127.0.0.53
 hc_log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 hc_die() { hc_log "ERROR: $*"; exit 1; }
 
+# True while PID has not exited (a zombie has; init reaps it only every couple of seconds).
+hc_alive() {
+	local st
+	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $st && $st != Z ]]
+}
+
 # Exact name match: `ip netns list` prints "name (id: N)".
 hc_netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "${1:-$HC_NETNS}"; }
 

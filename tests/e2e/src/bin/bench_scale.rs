@@ -159,8 +159,6 @@ fn planned_seconds() -> e2e::Result<u64> {
         .context("the plan never promotes")
 }
 
-/// The controller's own count of the requests it sent (`flagger_api_requests_total`), watches left out: by
-/// method and resource.
 /// Prints `requests` (counted by method and resource) per canary, the most frequent first.
 fn print_per_canary(what: &str, requests: Counts, count: usize) {
     let mut by_resource: Vec<_> = requests.into_iter().collect();
@@ -175,6 +173,8 @@ fn print_per_canary(what: &str, requests: Counts, count: usize) {
     );
 }
 
+/// The controller's own count of the requests it sent (`flagger_api_requests_total`), watches left out: by
+/// method and resource.
 async fn controller_requests(http: &reqwest::Client, port: u16) -> e2e::Result<Counts> {
     let text = http
         .get(format!("http://127.0.0.1:{port}/metrics"))
