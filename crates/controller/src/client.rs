@@ -6,7 +6,7 @@ use kube::client::ClientBuilder;
 use kube::{Client, Config};
 
 use crate::flags::Flags;
-use crate::metrics::ApiRequests;
+use crate::metrics::Metrics;
 use crate::ratelimit::{ClientRate, RateLimitLayer};
 use crate::run::RunError;
 
@@ -27,22 +27,21 @@ impl From<ClientError> for RunError {
     }
 }
 
-/// The client; every request it sends is counted in `requests`.
-pub async fn build(flags: &Flags, requests: ApiRequests) -> Result<Client, ClientError> {
+/// The client; every request it sends is counted and timed in `metrics`.
+pub async fn build(flags: &Flags, metrics: &Metrics) -> Result<Client, ClientError> {
     let rate = ClientRate::from_flags(flags.kubeconfig_qps, flags.kubeconfig_burst)
         .map_err(ClientError::Config)?;
-    with_rate(config(flags).await?, rate, requests)
+    with_rate(config(flags).await?, rate, metrics)
 }
 
 /// A client whose requests all go through one token bucket of `rate`.
 pub fn with_rate(
     config: Config,
     rate: ClientRate,
-    requests: ApiRequests,
+    metrics: &Metrics,
 ) -> Result<Client, ClientError> {
-    Ok(ClientBuilder::try_from(config)?
-        .with_layer(&RateLimitLayer::new(rate, requests))
-        .build())
+    let layer = RateLimitLayer::new(rate, metrics.api_requests.clone(), metrics.timings.clone());
+    Ok(ClientBuilder::try_from(config)?.with_layer(&layer).build())
 }
 
 async fn config(flags: &Flags) -> Result<Config, ClientError> {
@@ -97,9 +96,9 @@ mod tests {
         (url, arrivals)
     }
 
-    fn client(url: &str, rate: ClientRate) -> Client {
+    fn client(url: &str, rate: ClientRate, metrics: &Metrics) -> Client {
         let config = Config::new(url.parse().unwrap());
-        with_rate(config, rate, ApiRequests::default()).unwrap()
+        with_rate(config, rate, metrics).unwrap()
     }
 
     /// Time is tokio's paused clock: what is asserted is which request the bucket let through
@@ -112,7 +111,8 @@ mod tests {
             qps: NonZeroU32::new(qps).unwrap(),
             burst: NonZeroU32::new(burst).unwrap(),
         };
-        let api: Api<ConfigMap> = Api::namespaced(client(&url, rate), "default");
+        let metrics = Metrics::new(false);
+        let api: Api<ConfigMap> = Api::namespaced(client(&url, rate, &metrics), "default");
         let start = Instant::now();
         let requests = 11u32;
         let lists = (0..requests).map(|_| {
@@ -147,12 +147,27 @@ mod tests {
             arrivals[arrivals.len() - 1] < last + token_period,
             "{arrivals:?}"
         );
+        // The queue stood still for a token from the first refusal to the last admission, and
+        // every answer was timed.
+        let waited = metrics.timings.api_budget_wait.get();
+        assert!(
+            waited >= (last - token_period).as_secs_f64() && waited <= last.as_secs_f64(),
+            "waited {waited} s for tokens, the last token came at {last:?}"
+        );
+        let exposition = metrics.encode().unwrap();
+        let timed = format!(
+            "flagger_api_request_duration_seconds_count{{method=\"GET\",resource=\"configmaps\"}} {requests}"
+        );
+        assert!(exposition.contains(&timed), "{exposition}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_unlimited_client_sends_everything_at_once() {
         let (url, arrivals) = api_server().await;
-        let api: Api<ConfigMap> = Api::namespaced(client(&url, ClientRate::Unlimited), "default");
+        let api: Api<ConfigMap> = Api::namespaced(
+            client(&url, ClientRate::Unlimited, &Metrics::new(false)),
+            "default",
+        );
         let start = Instant::now();
         let lists = (0..20).map(|_| {
             let api = api.clone();

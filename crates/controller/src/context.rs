@@ -133,6 +133,7 @@ impl Context {
         };
         let cache = Arc::new(Cache::new(stores, &flags.namespace));
         let workers = crate::workers::Workers::count(&flags);
+        let timings = metrics.timings.clone();
         Context {
             recorder: Recorder::new(client.clone(), flags.dry_run),
             client,
@@ -150,8 +151,8 @@ impl Context {
             prometheus: PrometheusCache::default(),
             cache,
             failures: Mutex::new(HashMap::new()),
-            workers: crate::workers::Workers::new(workers),
-            outbound: crate::outbound::Outbound::default(),
+            workers: crate::workers::Workers::new(workers).timed(timings.clone()),
+            outbound: crate::outbound::Outbound::default().timed(timings),
             judge_series: crate::judge::Series::default(),
         }
     }

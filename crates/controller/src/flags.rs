@@ -73,7 +73,7 @@ pub struct Flags {
     #[arg(long = "cluster-name", default_value = "")]
     pub cluster_name: String,
     /// Canaries that decide and write at once. Default: enough to keep the -kubeconfig-qps budget
-    /// busy under load (QPS × 0.3 s, at least 2).
+    /// busy under load (QPS × 0.6 s, at least 2).
     #[arg(long)]
     pub threadiness: Option<u16>,
     /// Accepted, not acted on: flagger-rs has one process-wide logger (`-log-level`, `-zap-encoding`).

@@ -37,6 +37,7 @@ pub mod server;
 pub mod status;
 pub mod target;
 pub mod targets;
+pub mod timings;
 pub mod watches;
 pub mod webhooks;
 pub mod workers;

@@ -116,6 +116,8 @@ pub struct Metrics {
     pub watch_triggers: Family<ErrorLabels, Counter>,
     /// Requests sent to the API server; the client counts into it (see `ratelimit`).
     pub api_requests: ApiRequests,
+    /// Where a late tick's time went (see `timings`).
+    pub timings: crate::timings::Timings,
     /// Each canary's own series (see `canary_series`), and the label sets of its series in the
     /// families above. prometheus-client cannot list a family's series, and a deleted canary's
     /// series must go (its `phase="Failed"` would keep the `CanaryFailed` alert firing), so the
@@ -226,6 +228,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             watch_triggers: Family::default(),
             api_requests: Family::default(),
+            timings: crate::timings::Timings::default(),
             owned: Arc::new(Mutex::new(HashMap::new())),
             registry: Registry::default(),
             canary_registry: Registry::default(),
@@ -280,6 +283,7 @@ impl Metrics {
             "Requests sent to the Kubernetes API server, by HTTP method (WATCH for a watch) and resource",
             metrics.api_requests.clone(),
         );
+        metrics.timings.register(&mut registry);
         // flagger_canary_status, _phase, _weight, _duration_seconds and
         // _analysis_start_timestamp_seconds.
         canary_registry.register_collector(Box::new(CanaryCollector(metrics.owned.clone())));

@@ -23,6 +23,8 @@ pub const GLOBAL: usize = 256;
 pub const PER_BACKEND: usize = 20;
 
 pub struct Outbound {
+    /// Where each call's wait for its place and its own time are recorded, when anywhere.
+    timings: Option<crate::timings::Timings>,
     global: Arc<Semaphore>,
     per_backend: usize,
     /// Weak, so a backend no call is waiting for costs nothing; a backend whose calls are all
@@ -39,21 +41,36 @@ impl Default for Outbound {
 impl Outbound {
     pub fn new(global: usize, per_backend: usize) -> Outbound {
         Outbound {
+            timings: None,
             global: Arc::new(Semaphore::new(global.max(1))),
             per_backend: per_backend.max(1),
             backends: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Records each call's wait for its place and its own time in `timings`.
+    pub fn timed(self, timings: crate::timings::Timings) -> Outbound {
+        Outbound {
+            timings: Some(timings),
+            ..self
+        }
+    }
+
     /// Runs `call` once `backend` and the controller as a whole have room for it.
     pub async fn run<F: Future>(&self, backend: &str, call: F) -> F::Output {
+        let asked = tokio::time::Instant::now();
         let place = self.backend(backend);
         // Backend first: calls queued for a saturated backend hold no global place meanwhile.
         // The semaphores are never closed, so a failed acquire cannot happen; running unbounded
         // would be the harmless outcome if it did.
         let _at_backend = place.acquire().await.ok();
         let _global = self.global.acquire().await.ok();
-        call.await
+        let placed = tokio::time::Instant::now();
+        let output = call.await;
+        if let Some(timings) = &self.timings {
+            timings.outbound(backend, placed - asked, placed.elapsed());
+        }
+        output
     }
 
     fn backend(&self, backend: &str) -> Arc<Semaphore> {
@@ -174,5 +191,28 @@ mod tests {
             backend_of("http://prom:9090")
         );
         assert_eq!(backend_of("not a url"), "not a url");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_queued_behind_a_full_backend_is_timed_apart_from_its_own_run() {
+        let metrics = crate::metrics::Metrics::new(false);
+        let outbound = Arc::new(Outbound::new(8, 1).timed(metrics.timings.clone()));
+        let call = |outbound: Arc<Outbound>| async move {
+            outbound
+                .run("http://prom:9090", async {
+                    tokio::time::sleep(Duration::from_secs(1)).await
+                })
+                .await
+        };
+        // Two calls, one place: the second waits the first's whole second, then runs its own.
+        futures::future::join(call(outbound.clone()), call(outbound)).await;
+        let exposition = metrics.encode().unwrap();
+        for line in [
+            r#"flagger_outbound_wait_seconds_sum{backend="http://prom:9090"} 1.0"#,
+            r#"flagger_outbound_wait_seconds_count{backend="http://prom:9090"} 2"#,
+            r#"flagger_outbound_call_seconds_sum{backend="http://prom:9090"} 2.0"#,
+        ] {
+            assert!(exposition.contains(line), "{line} in\n{exposition}");
+        }
     }
 }

@@ -18,6 +18,7 @@ use governor::clock::Clock;
 use governor::{Quota, RateLimiter};
 
 use crate::metrics::{ApiRequests, RequestLabels};
+use crate::timings::Timings;
 
 /// client-go's values when the flags are 0: `rest.DefaultQPS` and `rest.DefaultBurst`.
 const DEFAULT_QPS: u32 = 5;
@@ -117,18 +118,20 @@ impl Limiter {
 }
 
 /// Puts every request of the service it wraps through a [`Limiter`] (none: requests pass),
-/// counts it and logs it at debug.
+/// counts it, times its wait for a token and its answer, and logs it at debug.
 #[derive(Clone, Debug)]
 pub struct RateLimitLayer {
     limiter: Option<Limiter>,
     requests: ApiRequests,
+    timings: Timings,
 }
 
 impl RateLimitLayer {
-    pub fn new(rate: ClientRate, requests: ApiRequests) -> Self {
+    pub fn new(rate: ClientRate, requests: ApiRequests, timings: Timings) -> Self {
         RateLimitLayer {
             limiter: Limiter::new(rate),
             requests,
+            timings,
         }
     }
 }
@@ -141,7 +144,9 @@ impl<S> tower::Layer<S> for RateLimitLayer {
             inner,
             limiter: self.limiter.clone(),
             requests: self.requests.clone(),
+            timings: self.timings.clone(),
             wait: None,
+            refused_at: None,
             admitted: false,
         }
     }
@@ -151,7 +156,10 @@ pub struct RateLimited<S> {
     inner: S,
     limiter: Option<Limiter>,
     requests: ApiRequests,
+    timings: Timings,
     wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the request at the head of the queue was first refused a token.
+    refused_at: Option<tokio::time::Instant>,
     /// A token is held for the next `call`.
     admitted: bool,
 }
@@ -159,10 +167,11 @@ pub struct RateLimited<S> {
 impl<S, B> tower::Service<http::Request<B>> for RateLimited<S>
 where
     S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if let Some(limiter) = &self.limiter {
@@ -172,8 +181,19 @@ where
                     self.wait = None;
                 }
                 match limiter.try_acquire() {
-                    Ok(()) => self.admitted = true,
-                    Err(wait) => self.wait = Some(Box::pin(tokio::time::sleep(wait))),
+                    Ok(()) => {
+                        self.admitted = true;
+                        if let Some(refused_at) = self.refused_at.take() {
+                            self.timings
+                                .api_budget_wait
+                                .inc_by(refused_at.elapsed().as_secs_f64());
+                        }
+                    }
+                    Err(wait) => {
+                        self.refused_at
+                            .get_or_insert_with(tokio::time::Instant::now);
+                        self.wait = Some(Box::pin(tokio::time::sleep(wait)));
+                    }
                 }
             }
         }
@@ -185,13 +205,23 @@ where
         // One line per request (a watch counts once, when it starts): at debug, how an operator
         // sees what the controller asks of the API server, e.g. that an idle canary asks nothing.
         tracing::debug!(method = %request.method(), uri = %request.uri(), "API request");
-        self.requests
-            .get_or_create(&RequestLabels {
-                method: method_of(&request).to_string(),
-                resource: resource_of(request.uri().path()),
-            })
-            .inc();
-        self.inner.call(request)
+        let labels = RequestLabels {
+            method: method_of(&request).to_string(),
+            resource: resource_of(request.uri().path()),
+        };
+        self.requests.get_or_create(&labels).inc();
+        let answer = self.inner.call(request);
+        let timings = self.timings.clone();
+        Box::pin(async move {
+            let sent = tokio::time::Instant::now();
+            let answer = answer.await;
+            // A watch's answer is its first response, not the stream it then sends.
+            timings
+                .api_request
+                .get_or_create(&labels)
+                .observe(sent.elapsed().as_secs_f64());
+            answer
+        })
     }
 }
 

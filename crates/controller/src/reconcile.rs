@@ -226,9 +226,6 @@ async fn tick(
             return Ok(Requeue::after(Duration::ZERO));
         }
     }
-    // The turn a worker taken again (after outside calls) waits in.
-    let turn = turn.unwrap_or(Turn::Scheduled);
-
     if matches!(
         status.phase.unwrap_or_default(),
         CanaryPhase::New | CanaryPhase::Initializing
@@ -237,7 +234,7 @@ async fn tick(
         // Asking the providers waits on the outside world: not on a worker.
         drop(worker.take());
         report_availability(&ctx, &canary).await;
-        worker = Some(ctx.workers.acquire(turn).await);
+        worker = Some(ctx.workers.acquire(Turn::Resume).await);
     }
 
     let started = std::time::Instant::now();
@@ -268,7 +265,7 @@ async fn tick(
                     crate::judge::fulfil(&ctx, &canary, &spec, &status, &mut observation).await;
                 }
             }
-            worker = Some(ctx.workers.acquire(turn).await);
+            worker = Some(ctx.workers.acquire(Turn::Resume).await);
             if target_changed(&ctx, &canary, &observation.revision).await {
                 // The target changed while the results were on their way: they judge a revision
                 // that is no longer the one to promote. Dropped; the next tick starts from the

@@ -44,7 +44,7 @@ pub enum RunError {
 
 pub async fn run(flags: Flags) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new(flags.dry_run));
-    let client = crate::client::build(&flags, metrics.api_requests.clone()).await?;
+    let client = crate::client::build(&flags, &metrics).await?;
 
     // Like Flagger: refuse to start without the CRDs rather than loop on watch errors.
     let canaries: Api<Canary> = namespaced_or_all(&client, &flags.namespace);
@@ -67,6 +67,9 @@ pub async fn run(flags: Flags) -> Result<(), RunError> {
             port: flags.port,
             error,
         })?;
+    tokio::spawn(crate::allocator::release_free_memory_every(
+        crate::allocator::RELEASE_PERIOD,
+    ));
     let app = router(Health {
         metrics: metrics.clone(),
         ready: ready.clone(),

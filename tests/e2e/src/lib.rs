@@ -23,6 +23,7 @@ pub mod nginx;
 pub mod objects;
 pub mod shapes;
 pub mod skipper;
+pub mod tick_timings;
 pub mod traffic;
 
 use std::fmt::Debug;
