@@ -57,6 +57,7 @@ use e2e::bench::{
 };
 use e2e::controller::{self as ctl, Loadtester, blue_green_canary, canaries};
 use e2e::objects::App;
+use e2e::tick_timings::TickTimings;
 use e2e::{TestNamespace, apply, with_namespace};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -144,6 +145,12 @@ async fn wait_all(
 }
 
 /// The planned duration of one run of the bench's canary, in seconds.
+/// The canaries' analysis interval.
+fn interval_ms() -> e2e::Result<f64> {
+    let interval = flagger_api::duration::parse(INTERVAL).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(interval.as_secs_f64() * 1000.0)
+}
+
 fn planned_seconds() -> e2e::Result<u64> {
     let mut value = blue_green_canary("plan", INTERVAL, ITERATIONS, json!([]));
     value["metadata"]["namespace"] = json!("plan");
@@ -176,12 +183,11 @@ fn print_per_canary(what: &str, requests: Counts, count: usize) {
 /// The controller's own count of the requests it sent (`flagger_api_requests_total`), watches left out: by
 /// method and resource.
 async fn controller_requests(http: &reqwest::Client, port: u16) -> e2e::Result<Counts> {
-    let text = http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    Ok(requests_in(&controller_exposition(http, port).await?))
+}
+
+/// The requests counted in one scrape of the controller's `/metrics` (see [`controller_requests`]).
+fn requests_in(text: &str) -> Counts {
     let mut counts = Counts::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("flagger_api_requests_total{") else {
@@ -204,7 +210,17 @@ async fn controller_requests(http: &reqwest::Client, port: u16) -> e2e::Result<C
         let value: f64 = value.trim().parse().unwrap_or(0.0);
         *counts.entry((method, label("resource"))).or_default() += value;
     }
-    Ok(counts)
+    counts
+}
+
+/// The controller's `/metrics`.
+async fn controller_exposition(http: &reqwest::Client, port: u16) -> e2e::Result<String> {
+    Ok(http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?)
 }
 
 /// All requests and, of those, the writes (POST, PUT, PATCH, DELETE).
@@ -301,14 +317,13 @@ fn rollout_timelines(records: &[Rec]) -> HashMap<&str, Vec<(f64, bool)>> {
     timelines
 }
 
-/// How long, within [from, to], any of `deployments` was rolling out (overlaps counted once): the time a canary's
-/// run waited for the cluster rather than for the controller.
-fn rolling_out_ms(
+/// The spans, within [from, to], in which any of `deployments` was rolling out, overlaps merged, in order.
+fn rollout_spans(
     timelines: &HashMap<&str, Vec<(f64, bool)>>,
     deployments: &[&str],
     from: f64,
     to: f64,
-) -> f64 {
+) -> Vec<(f64, f64)> {
     let mut spans: Vec<(f64, f64)> = Vec::new();
     for name in deployments {
         let Some(timeline) = timelines.get(name) else {
@@ -335,22 +350,33 @@ fn rolling_out_ms(
         .filter(|(s, e)| e > s)
         .collect();
     clipped.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut total = 0.0;
-    let mut current: Option<(f64, f64)> = None;
+    let mut merged: Vec<(f64, f64)> = Vec::new();
     for (s, e) in clipped {
-        current = match current {
-            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
-            Some((cs, ce)) => {
-                total += ce - cs;
-                Some((s, e))
-            }
-            None => Some((s, e)),
-        };
+        match merged.last_mut() {
+            Some((_, end)) if s <= *end => *end = end.max(e),
+            _ => merged.push((s, e)),
+        }
     }
-    if let Some((cs, ce)) = current {
-        total += ce - cs;
-    }
-    total
+    merged
+}
+
+/// How long any of the spans of [`rollout_spans`] lasted: the time a canary's run waited for the cluster
+/// rather than for the controller.
+fn rolling_out_ms(spans: &[(f64, f64)]) -> f64 {
+    spans.iter().map(|(s, e)| e - s).sum()
+}
+
+/// The whole intervals a canary's run waited for the cluster beyond its plan. The plan gives a Deployment the
+/// controller changed one interval (its readiness is asked at the next tick); one that takes longer is seen
+/// ready only at the first tick after it is, so each of its spans costs `ceil(span ÷ interval) − 1` more
+/// intervals. A span is counted from the rollout's start, which comes after the tick that wrote the change: a
+/// tick late by itself, or slow to write, is left to the controller's share.
+fn waits_beyond_plan_ms(spans: &[(f64, f64)], interval_ms: f64) -> f64 {
+    spans
+        .iter()
+        .map(|(s, e)| ((e - s) / interval_ms).ceil().max(1.0) - 1.0)
+        .sum::<f64>()
+        * interval_ms
 }
 
 /// CPU seconds of the processes of this network namespace named in [`CLUSTER`], by name.
@@ -603,6 +629,9 @@ struct Mass {
     cluster_rollout: Vec<f64>,
     /// Per canary: (duration − `cluster_rollout`) ÷ plan, the share left to the controller.
     ratio_less_rollout: Vec<f64>,
+    /// Per canary: (duration − the whole intervals it waited for the cluster beyond its plan) ÷ plan: the
+    /// controller's lateness against the plan given the cluster's pace (see [`waits_beyond_plan_ms`]).
+    ratio_less_waits: Vec<f64>,
     reaction: Vec<f64>,
     /// The controller's writes per canary from the first patch until every canary was Progressing.
     writes_per_reaction: f64,
@@ -880,7 +909,11 @@ impl Rollout<'_> {
         let count = names.len();
         let planned_ms = self.planned_ms;
         let cpu_before = (cpu_seconds(self.pid), cluster_cpu());
-        let requests_before = controller_requests(http, port).await?;
+        // One scrape for both counts: at 10 000 canaries a scrape is tens of MB the controller builds.
+        let scrape_before = controller_exposition(http, port).await?;
+        let requests_before = requests_in(&scrape_before);
+        let timings_before = TickTimings::parse(&scrape_before);
+        drop(scrape_before);
         let checks_before = (prometheus_queries(http).await, gate_checks(loadtester));
         let patched: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
         let written: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
@@ -926,7 +959,15 @@ impl Rollout<'_> {
             }
             Err(e) => Err(e),
         };
-        let requests_after = controller_requests(http, port).await?;
+        let scrape_after = controller_exposition(http, port).await?;
+        let requests_after = requests_in(&scrape_after);
+        println!("where the controller's time went during the mass rollout:");
+        for line in TickTimings::parse(&scrape_after)
+            .since(&timings_before)
+            .lines()
+        {
+            println!("  {line}");
+        }
         let mut mass = Mass {
             checked: loadtester.is_some(),
             reactions_only: reactions_only(),
@@ -950,6 +991,7 @@ impl Rollout<'_> {
         let mut last = first_patch;
         let deployment_records = tracker.deployments();
         let timelines = rollout_timelines(&deployment_records);
+        let interval_ms = interval_ms()?;
         for name in names {
             let Some(&at) = patched.get(name) else {
                 continue;
@@ -961,10 +1003,13 @@ impl Rollout<'_> {
                 mass.ratio.push((done - at) / planned_ms);
                 last = last.max(done);
                 let primary = format!("{name}-primary");
-                let rolling = rolling_out_ms(&timelines, &[name, &primary], at, done);
+                let spans = rollout_spans(&timelines, &[name, &primary], at, done);
+                let rolling = rolling_out_ms(&spans);
                 mass.cluster_rollout.push(rolling / 1000.0);
                 mass.ratio_less_rollout
                     .push((done - at - rolling) / planned_ms);
+                let waits = waits_beyond_plan_ms(&spans, interval_ms);
+                mass.ratio_less_waits.push((done - at - waits) / planned_ms);
             }
         }
         let (reacted_requests, reacted_writes) =
@@ -1069,9 +1114,9 @@ async fn main() -> e2e::Result<()> {
          all patched: → Progressing p50 / p99 / max (s) | client budget for the last reaction (s): N × writes ÷ QPS + 1 | \
          writes / requests per reaction | most any canary reacted ahead of one written earlier (s) | \
          all patched: duration ÷ plan p50 / p99 | the cluster's Deployment rollouts per canary p50 / p99 (s) | \
-         duration less those ÷ plan p50 / p99 | makespan (s) | Succeeded (Failed) | requests per canary rollout | \
+         duration less those ÷ plan p50 / p99 | duration less the intervals those added to the plan ÷ plan p50 / p99 | makespan (s) | Succeeded (Failed) | requests per canary rollout | \
          CPU s during the rollout | load at end |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ctl::binary()?.display(),
     );
     let idle_secs = env_usize("SCALE_IDLE_SECONDS", 30) as f64;
@@ -1091,7 +1136,7 @@ async fn main() -> e2e::Result<()> {
         );
         if r.masses.is_empty() {
             out.push_str(&format!(
-                "\n{run} not run | – | – | – | – | – | – | – | – | – | – | – | – | {} |",
+                "\n{run} not run | – | – | – | – | – | – | – | – | – | – | – | – | – | {} |",
                 r.load
             ));
         }
@@ -1103,7 +1148,7 @@ async fn main() -> e2e::Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ");
             out.push_str(&format!(
-                "\n{run} {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {:.1} | {}{} of {} ({}) | {:.1} | {cpu} | {} |",
+                "\n{run} {} | {} / {} / {} | {:.1} | {:.1} / {:.1} | {:.1} | {} / {} | {} / {} | {} / {} | {} / {} | {:.1} | {}{} of {} ({}) | {:.1} | {cpu} | {} |",
                 if m.checked { "metric + webhook" } else { "none" },
                 p(&m.reaction, |s| s.p50, 1000.0, 1),
                 p(&m.reaction, |s| s.p99, 1000.0, 1),
@@ -1118,6 +1163,8 @@ async fn main() -> e2e::Result<()> {
                 p(&m.cluster_rollout, |s| s.p99, 1.0, 1),
                 p(&m.ratio_less_rollout, |s| s.p50, 1.0, 2),
                 p(&m.ratio_less_rollout, |s| s.p99, 1.0, 2),
+                p(&m.ratio_less_waits, |s| s.p50, 1.0, 2),
+                p(&m.ratio_less_waits, |s| s.p99, 1.0, 2),
                 m.makespan_s,
                 if m.reactions_only { "not awaited: ".to_string() } else { String::new() },
                 m.succeeded,
@@ -1171,15 +1218,26 @@ mod tests {
         ];
         let timelines = rollout_timelines(&records);
         // 10–40 (two overlapping rollouts) and 90 until the run ends at 100.
-        assert_eq!(
-            rolling_out_ms(&timelines, &["a", "a-primary"], 0.0, 100.0),
-            40.0
-        );
+        let rolling = |deployments: &[&str], from, to| {
+            rolling_out_ms(&rollout_spans(&timelines, deployments, from, to))
+        };
+        assert_eq!(rolling(&["a", "a-primary"], 0.0, 100.0), 40.0);
         // Only what falls inside the run counts.
+        assert_eq!(rolling(&["a", "a-primary"], 25.0, 95.0), 20.0);
+        assert_eq!(rolling(&["missing"], 0.0, 100.0), 0.0);
+    }
+
+    #[test]
+    fn a_rollout_within_its_interval_adds_nothing_to_the_plan_and_a_longer_one_whole_intervals() {
+        let interval = 10_000.0;
+        assert_eq!(waits_beyond_plan_ms(&[], interval), 0.0);
+        // Ready by the tick after the change: what the plan gives it.
+        assert_eq!(waits_beyond_plan_ms(&[(0.0, 9_900.0)], interval), 0.0);
+        assert_eq!(waits_beyond_plan_ms(&[(0.0, 10_000.0)], interval), 0.0);
+        // Seen ready one tick later, then two ticks later; each wait on its own.
         assert_eq!(
-            rolling_out_ms(&timelines, &["a", "a-primary"], 25.0, 95.0),
-            20.0
+            waits_beyond_plan_ms(&[(0.0, 10_001.0), (50_000.0, 75_000.0)], interval),
+            30_000.0
         );
-        assert_eq!(rolling_out_ms(&timelines, &["missing"], 0.0, 100.0), 0.0);
     }
 }
