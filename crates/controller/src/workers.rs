@@ -581,7 +581,7 @@ mod tests {
         );
         assert_eq!(count(&["--kubeconfig-qps=500"]), 300);
         assert_eq!(
-            count(&["--kubeconfig-qps=5"]),
+            count(&["--kubeconfig-qps=1"]),
             2,
             "never fewer than Flagger's default"
         );
