@@ -96,11 +96,6 @@ impl PrometheusCache {
 /// Distinct Prometheus addresses kept; past it the cache starts over (addresses come from canary specs).
 const PROMETHEUS_CACHE_MAX: usize = 64;
 
-/// How long a tick waits for the watch to bring the Canary its own write produced: the event normally
-/// arrives within milliseconds; past this the Canary is read from the API server (no stall on a lost
-/// or lagging event, and no tick on a copy the write replaced).
-pub const STALE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// A poisoned lock only means another reconcile panicked mid-update of a cache; the data is
 /// still a valid cache.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -221,12 +216,12 @@ impl Context {
     }
 
     /// Records a status write of `canary` (the copy it was decided on) that the API server answered
-    /// with the object at `written`.
-    pub fn wrote_status(&self, canary: &Canary, written: Option<String>) {
+    /// with `written`.
+    pub fn wrote_status(&self, canary: &Canary, written: Box<Canary>) {
         self.own_writes.wrote(
             &ObjectRef::from_obj(canary),
             canary.metadata.resource_version.as_deref(),
-            written,
+            Arc::from(written),
         );
     }
 

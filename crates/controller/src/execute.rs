@@ -205,12 +205,12 @@ impl<'a> Executor<'a> {
             );
             // Recorded like the tick's own status write: the version it produces is replaced by
             // that write, and a tick on it would repeat this one.
-            if let crate::status::Written::Wrote(version) =
+            if let crate::status::Written::Wrote(written) =
                 crate::status::write(&api, self.canary, &saved)
                     .await
                     .map_err(|e| kube_error(&e))?
             {
-                self.ctx.wrote_status(self.canary, version);
+                self.ctx.wrote_status(self.canary, written);
             }
         }
         self.workloads

@@ -4,9 +4,15 @@
 //! write comes back later, and until it does the cache still holds the version the write replaced.
 //! A tick that decided from that copy would decide the last tick again: react to a new revision a
 //! second time (a second Event, scale-up and alert), or repeat a step. So a tick whose copy is one
-//! its canary's own writes have replaced waits for the watch, briefly, and past that reads the Canary
-//! from the API server instead (under load the watch was measured lagging more than 5 s behind a
-//! thousand canaries' writes).
+//! its canary's own writes have replaced ticks on the API server's answer to the last of those
+//! writes instead: the Canary as that write left it, which the watch will bring later.
+//!
+//! The answer is kept only until the cache moves past the versions our writes replaced, so a
+//! canary holds it for as long as the watch lags behind its write. Reading the Canary from the API
+//! server instead, as this did first after a 5 s wait, turned a lagging watch into a storm: under
+//! the load of a thousand canaries rolling out with checks, the watch lagged past 5 s, every
+//! reconcile of a canary read it (25 GETs per canary rollout, each answered in 1.5 s on average),
+//! and the reads loaded the API server further.
 //!
 //! Versions are compared for equality only (a `resourceVersion` is opaque): every version a write
 //! replaced, and the version each earlier write produced, is remembered until the cache holds one
@@ -14,12 +20,10 @@
 //! them none of them comes back.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use flagger_api::Canary;
 use kube::runtime::reflector::ObjectRef;
-use tokio::time::Instant;
 
 use crate::context::lock;
 
@@ -29,12 +33,12 @@ use crate::context::lock;
 const REMEMBERED: usize = 16;
 
 /// What the cache's copy of a canary is, against the canary's own writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum CachedCopy {
     /// No write of ours replaced it (or none is remembered).
     Current,
-    /// A version one of our writes replaced; the last write was `since` ago.
-    Replaced { since: Duration },
+    /// A version one of our writes replaced; the Canary as our last write left it.
+    Replaced(Arc<Canary>),
 }
 
 #[derive(Default)]
@@ -42,25 +46,25 @@ pub struct OwnWrites {
     canaries: Mutex<HashMap<ObjectRef<Canary>, Replaced>>,
 }
 
+#[derive(Default)]
 struct Replaced {
     /// Versions our writes replaced, oldest first.
     versions: Vec<String>,
-    /// The version our last write produced: replaced in turn by the next write.
-    latest: Option<String>,
-    at: Instant,
+    /// The API server's answer to our last write, until the cache moves past the versions it
+    /// replaced; its version is replaced in turn by the next write.
+    latest: Option<Arc<Canary>>,
 }
 
 impl OwnWrites {
     /// Records a status write decided on the copy at `base`, which the API server answered with
-    /// the object at `written`.
-    pub fn wrote(&self, key: &ObjectRef<Canary>, base: Option<&str>, written: Option<String>) {
+    /// `written`.
+    pub fn wrote(&self, key: &ObjectRef<Canary>, base: Option<&str>, written: Arc<Canary>) {
         let mut canaries = lock(&self.canaries);
-        let replaced = canaries.entry(key.clone()).or_insert_with(|| Replaced {
-            versions: Vec::new(),
-            latest: None,
-            at: Instant::now(),
-        });
-        let earlier = replaced.latest.take();
+        let replaced = canaries.entry(key.clone()).or_default();
+        let earlier = replaced
+            .latest
+            .take()
+            .and_then(|latest| latest.metadata.resource_version.clone());
         for version in base.map(str::to_string).into_iter().chain(earlier) {
             if !replaced.versions.contains(&version) {
                 replaced.versions.push(version);
@@ -70,24 +74,25 @@ impl OwnWrites {
             let excess = replaced.versions.len() - REMEMBERED;
             replaced.versions.drain(..excess);
         }
-        replaced.latest = written;
-        replaced.at = Instant::now();
+        replaced.latest = Some(written);
     }
 
     /// Whether the copy at `version` is one our writes replaced. A copy that is not ends the
-    /// memory of the versions before it: the cache has moved past them.
+    /// memory of the versions before it and of our last write's answer: the cache has moved
+    /// past them.
     pub fn copy(&self, key: &ObjectRef<Canary>, version: Option<&str>) -> CachedCopy {
         let mut canaries = lock(&self.canaries);
         let (Some(replaced), Some(version)) = (canaries.get_mut(key), version) else {
             return CachedCopy::Current;
         };
-        if replaced.versions.iter().any(|v| v == version) {
-            return CachedCopy::Replaced {
-                since: replaced.at.elapsed(),
-            };
+        if replaced.versions.iter().any(|v| v == version)
+            && let Some(latest) = &replaced.latest
+        {
+            return CachedCopy::Replaced(latest.clone());
         }
         // Freed, not cleared: thousands of canaries at rest keep an entry each.
         replaced.versions = Vec::new();
+        replaced.latest = None;
         CachedCopy::Current
     }
 
@@ -108,8 +113,23 @@ mod tests {
         ObjectRef::new("podinfo").within("test")
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_copy_a_write_replaced_stays_replaced_until_the_cache_moves_past_it() {
+    /// The API server's answer to a write: the Canary at `version`.
+    fn at(version: &str) -> Arc<Canary> {
+        let mut canary = Canary::new("podinfo", Default::default());
+        canary.metadata.namespace = Some("test".into());
+        canary.metadata.resource_version = Some(version.into());
+        Arc::new(canary)
+    }
+
+    fn replaced_by(copy: CachedCopy) -> Option<String> {
+        match copy {
+            CachedCopy::Current => None,
+            CachedCopy::Replaced(latest) => latest.metadata.resource_version.clone(),
+        }
+    }
+
+    #[test]
+    fn a_copy_a_write_replaced_is_answered_with_the_last_write_until_the_cache_moves_past_it() {
         let writes = OwnWrites::default();
         let key = key();
         assert_eq!(
@@ -118,48 +138,47 @@ mod tests {
             "nothing written"
         );
 
-        writes.wrote(&key, Some("1"), Some("2".into()));
-        tokio::time::advance(Duration::from_secs(7)).await;
+        writes.wrote(&key, Some("1"), at("2"));
         // However late the watch is, the replaced copy is never taken for the current one.
         assert_eq!(
-            writes.copy(&key, Some("1")),
-            CachedCopy::Replaced {
-                since: Duration::from_secs(7)
-            }
+            replaced_by(writes.copy(&key, Some("1"))).as_deref(),
+            Some("2")
         );
 
-        // Written again on a copy read from the API server while the cache still lags: both the
-        // first base and what the first write produced are now behind.
-        writes.wrote(&key, Some("2"), Some("3".into()));
+        // Written again on that answer while the cache still lags: both the first base and what
+        // the first write produced are now behind, and the newest answer stands for both.
+        writes.wrote(&key, Some("2"), at("3"));
         for version in ["1", "2"] {
-            assert!(
-                matches!(
-                    writes.copy(&key, Some(version)),
-                    CachedCopy::Replaced { .. }
-                ),
+            assert_eq!(
+                replaced_by(writes.copy(&key, Some(version))).as_deref(),
+                Some("3"),
                 "{version}"
             );
         }
         assert_eq!(writes.copy(&key, Some("3")), CachedCopy::Current);
         // Once the cache has moved past them, a version is no longer remembered.
         assert_eq!(writes.copy(&key, Some("1")), CachedCopy::Current);
+        assert!(
+            lock(&writes.canaries)[&key].latest.is_none(),
+            "the answer is let go"
+        );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn someone_elses_newer_version_is_current_and_memory_is_bounded() {
+    #[test]
+    fn someone_elses_newer_version_is_current_and_memory_is_bounded() {
         let writes = OwnWrites::default();
         let key = key();
-        writes.wrote(&key, Some("1"), Some("2".into()));
+        writes.wrote(&key, Some("1"), at("2"));
         // A person edited the Canary after our write: the cache's copy is theirs.
         assert_eq!(writes.copy(&key, Some("5")), CachedCopy::Current);
 
         for n in 0..100 {
-            writes.wrote(&key, Some(&format!("b{n}")), Some(format!("w{n}")));
+            writes.wrote(&key, Some(&format!("b{n}")), at(&format!("w{n}")));
         }
-        assert!(matches!(
-            writes.copy(&key, Some("w98")),
-            CachedCopy::Replaced { .. }
-        ));
+        assert_eq!(
+            replaced_by(writes.copy(&key, Some("w98"))).as_deref(),
+            Some("w99")
+        );
         assert_eq!(
             writes.copy(&key, Some("b0")),
             CachedCopy::Current,

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cadence;
-use crate::context::{Context, STALE_FOR};
+use crate::context::Context;
 use crate::execute::Executor;
 use crate::fulfil;
 use crate::own_writes::CachedCopy;
@@ -29,8 +29,6 @@ use crate::workload::revision;
 /// How often `advance` may ask for more results within one tick before the tick is abandoned: a
 /// core that keeps asking is a bug, and must not pin a worker.
 const MAX_ROUNDS: usize = 32;
-/// Safety retry for a reconcile skipped on a cache that predates our last status write.
-const STALE_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,25 +72,18 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue
         .copy(&key, canary.metadata.resource_version.as_deref())
     {
         CachedCopy::Current => canary,
-        // The Canary's watch event for our own write is on its way and triggers the next reconcile.
-        CachedCopy::Replaced { since } if since < STALE_FOR => {
-            return Ok(Requeue::after(STALE_RETRY));
-        }
-        // The watch lags (or lost the event): the API server has the Canary our write produced.
-        // Boxed: a reconcile waiting for a worker keeps no room for this rare read.
-        CachedCopy::Replaced { since } => match Box::pin(read_canary(&ctx, &canary)).await? {
-            Some(fresh) => {
-                tracing::debug!(?since, cached = ?canary.metadata.resource_version, fresh = ?fresh.metadata.resource_version, "the Canary watch lags behind our own write; read the Canary");
-                // The runner judged the cached copy; a canary at rest whose fresh copy and reads
-                // are as its last tick found them has nothing to do either.
-                if let Some(requeue) = crate::at_rest::skip(&ctx, &key, &fresh) {
-                    return Ok(requeue);
-                }
-                Arc::new(fresh)
+        // The watch has not brought our own last write yet: its answer is the Canary as that
+        // write left it, and no copy the watch can hold now is newer than it (a later change by
+        // someone else comes after it, and its event triggers the next reconcile).
+        CachedCopy::Replaced(written) => {
+            tracing::debug!(cached = ?canary.metadata.resource_version, written = ?written.metadata.resource_version, "the Canary watch lags behind our own write; tick on the write's answer");
+            // The runner judged the cached copy; a canary at rest whose written copy and reads
+            // are as its last tick found them has nothing to do either.
+            if let Some(requeue) = crate::at_rest::skip(&ctx, &key, &written) {
+                return Ok(requeue);
             }
-            // Deleted since: its watch event forgets it.
-            None => return Ok(Requeue::after(STALE_RETRY)),
-        },
+            written
+        }
     };
     // Deciding and writing take a worker, handed out in the order canaries became due. A tick
     // that will act takes it before reading anything, so it acts on what is true when its turn
@@ -122,13 +113,6 @@ pub fn skipped(ctx: &Context, canary: &Canary) -> Option<Requeue> {
         return None;
     }
     crate::at_rest::skip(ctx, &key, canary)
-}
-
-/// The Canary as the API server has it now.
-async fn read_canary(ctx: &Context, canary: &Canary) -> Result<Option<Canary>, kube::Error> {
-    let api: Api<Canary> =
-        Api::namespaced(ctx.client.clone(), &canary.namespace().unwrap_or_default());
-    api.get_opt(&canary.name_any()).await
 }
 
 async fn tick(
@@ -188,8 +172,8 @@ async fn tick(
         tracing::info!(canary = %canary.name_any(), namespace, applied = adopted.last_applied_spec.as_deref().unwrap_or_default(), "revision hashes written by Flagger adopted");
         if spec.dry_run {
             ctx.simulated_status(&key, Some(adopted));
-        } else if let Written::Wrote(version) = status::write(&api, &canary, &adopted).await? {
-            ctx.wrote_status(&canary, version);
+        } else if let Written::Wrote(written) = status::write(&api, &canary, &adopted).await? {
+            ctx.wrote_status(&canary, written);
         }
         return Ok(Requeue::after(Duration::ZERO));
     }
@@ -294,9 +278,9 @@ async fn tick(
         if spec.dry_run {
             ctx.simulated_status(&key, Some(next.clone()));
         } else if !outcome.deleted
-            && let Written::Wrote(version) = status::write(&api, &canary, &next).await?
+            && let Written::Wrote(written) = status::write(&api, &canary, &next).await?
         {
-            ctx.wrote_status(&canary, version);
+            ctx.wrote_status(&canary, written);
             wrote = true;
         }
         // Dry-run ticks decide from a simulated status the Canary's version does not follow.
@@ -466,9 +450,9 @@ async fn invalid(
             .await;
     }
     if !ctx.flags.dry_run
-        && let Written::Wrote(version) = status::write(api, canary, &status).await?
+        && let Written::Wrote(written) = status::write(api, canary, &status).await?
     {
-        ctx.wrote_status(canary, version);
+        ctx.wrote_status(canary, written);
     }
     ctx.succeeded(key);
     // Fixing the spec is a watch event; the periodic retry covers a target that appears later.

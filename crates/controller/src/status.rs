@@ -15,8 +15,8 @@ pub const FIELD_MANAGER: &str = "flagger";
 pub enum Written {
     /// The status was already what the tick decided: nothing sent.
     Unchanged,
-    /// Written; the API server answered with the object at this `resourceVersion`.
-    Wrote(Option<String>),
+    /// Written; the API server's answer: the Canary as the write left it.
+    Wrote(Box<Canary>),
 }
 
 pub async fn write(
@@ -39,7 +39,7 @@ pub async fn write(
             &Patch::Apply(body),
         )
         .await?;
-    Ok(Written::Wrote(written.metadata.resource_version))
+    Ok(Written::Wrote(Box::new(written)))
 }
 
 /// Sets (or replaces) a condition of `type_`, keeping `lastTransitionTime` when the status value
