@@ -23,8 +23,8 @@
 //! The JSON is kept LZ4-compressed against a [`Dictionary`]: the first object the store kept.
 //! Objects of one kind share most of their text (field names, defaults, label keys, the same
 //! image and ports across a fleet), which a few-KB object compressed alone cannot use: the five
-//! objects of one canary of `hack/bench scale` are 5.8 KB of JSON, 4.2 KB compressed alone and
-//! 0.7 KB against the first canary's. Those 7 KB a canary were the largest share of a controller
+//! objects of one canary of `hack/bench scale` are 6.4 KB of JSON, 4.6 KB compressed alone and
+//! 0.9 KB against the first canary's. Those ~7 KB a canary were the largest share of a controller
 //! at rest (heaptrack, 1 000 canaries). A read decompresses them first, a microsecond beside the
 //! decoding.
 
