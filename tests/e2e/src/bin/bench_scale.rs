@@ -144,13 +144,13 @@ async fn wait_all(
     }
 }
 
-/// The planned duration of one run of the bench's canary, in seconds.
 /// The canaries' analysis interval.
 fn interval_ms() -> e2e::Result<f64> {
     let interval = flagger_api::duration::parse(INTERVAL).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(interval.as_secs_f64() * 1000.0)
 }
 
+/// The planned duration of one run of the bench's canary, in seconds.
 fn planned_seconds() -> e2e::Result<u64> {
     let mut value = blue_green_canary("plan", INTERVAL, ITERATIONS, json!([]));
     value["metadata"]["namespace"] = json!("plan");
