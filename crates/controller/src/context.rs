@@ -8,6 +8,7 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::time::Instant;
 
 use flagger_api::{Canary, CanaryStatus};
+use flagger_core::Workload;
 use flagger_providers::metrics::prometheus::{PrometheusOptions, PrometheusProvider};
 
 use crate::cache::{Cache, Stores};
@@ -62,6 +63,8 @@ struct Due {
     at: Instant,
     /// Set by a tick at rest that found nothing to do; every new due time clears it.
     at_rest: Option<crate::at_rest::Memo>,
+    /// Set by a tick that waited for a workload's rollout; every new due time clears it.
+    when_ready: Option<Workload>,
 }
 
 #[derive(Default)]
@@ -173,7 +176,27 @@ impl Context {
 
     /// Sets the next tick's due time; what a tick at rest saw before it no longer counts.
     pub fn set_due(&self, key: &ObjectRef<Canary>, at: Instant) {
-        lock(&self.schedule).insert(key.clone(), Due { at, at_rest: None });
+        lock(&self.schedule).insert(
+            key.clone(),
+            Due {
+                at,
+                at_rest: None,
+                when_ready: None,
+            },
+        );
+    }
+
+    /// Lets the readiness of `workload` bring the next tick forward, until the next due time is
+    /// set.
+    pub fn tick_when_ready(&self, key: &ObjectRef<Canary>, workload: Workload) {
+        if let Some(due) = lock(&self.schedule).get_mut(key) {
+            due.when_ready = Some(workload);
+        }
+    }
+
+    /// The workload whose readiness the last tick waited for, if it did.
+    pub fn waits_for_ready(&self, key: &ObjectRef<Canary>) -> Option<Workload> {
+        lock(&self.schedule).get(key)?.when_ready
     }
 
     /// The next due time of a canary whose last tick at rest found nothing to do, with what

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use flagger_api::analysis::HookType;
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
-use flagger_core::{Action, EventType, Outcome as RunOutcome, RolloutSpec, Routes};
+use flagger_core::{Action, EventType, Outcome as RunOutcome, RolloutSpec, Routes, Workload};
 use flagger_providers::router::{self, Router};
 use flagger_providers::wording::kube_error;
 use kube::{Api, ResourceExt};
@@ -27,6 +27,8 @@ pub struct Outcome {
     /// `Err` with a message for the Warning event when an effect failed.
     pub result: Result<(), String>,
     pub requeue: Option<Duration>,
+    /// The workload whose readiness may bring the next tick forward.
+    pub requeue_when_ready: Option<Workload>,
     /// The finaliser was removed: the object is going away and has no status to write.
     pub deleted: bool,
     /// For [`Executor::notify`] once the status is persisted, in the order the core decided them.
@@ -59,6 +61,7 @@ impl<'a> Executor<'a> {
         let mut outcome = Outcome {
             result: Ok(()),
             requeue: None,
+            requeue_when_ready: None,
             deleted: false,
             notices: Vec::new(),
         };
@@ -68,6 +71,7 @@ impl<'a> Executor<'a> {
         for action in actions {
             match action {
                 Action::RequeueAfter(d) => outcome.requeue = Some(d),
+                Action::RequeueWhenReady(w) => outcome.requeue_when_ready = Some(w),
                 Action::Event(event) => {
                     recorded.push(self.start_recording(&event));
                     outcome.notices.push(Action::Event(event));
@@ -183,6 +187,7 @@ impl<'a> Executor<'a> {
             | Action::Alert(_)
             | Action::Report(_)
             | Action::RequeueAfter(_)
+            | Action::RequeueWhenReady(_)
             | Action::RemoveFinalizer => Ok(()),
             Action::Need(_) => Ok(()),
         }

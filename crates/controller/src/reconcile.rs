@@ -266,6 +266,9 @@ async fn tick(
         record_tick_metrics(&ctx, &canary, &spec, &next, started.elapsed());
         let interval = outcome.requeue.unwrap_or(spec.interval);
         let due = schedule(&ctx, &key, tick_start, interval);
+        if let Some(workload) = outcome.requeue_when_ready {
+            ctx.tick_when_ready(&key, workload);
+        }
         if let Err(failure) = outcome.result {
             // The status stays as it was before the failed effect; the next tick retries it.
             ctx.recorder
@@ -462,6 +465,7 @@ async fn invalid(
 /// What a tick does after its reads: wait for its scheduled time, run without a worker (a
 /// canary at rest: the core ends such a tick at once, writing at most what follows an edit of the
 /// Canary itself, its finalizer or a suspend event), or run on a worker.
+#[derive(Debug, PartialEq)]
 enum Gate {
     NotYet(Duration),
     AtRest,
@@ -470,7 +474,8 @@ enum Gate {
 
 /// Watch events only start work that is safe to do at once (initialisation, run start on a
 /// new revision, deletion, a person's request: reactions); weight steps, checks and promotions
-/// wait for the scheduled tick.
+/// wait for the scheduled tick, or for the end of a rollout the last tick waited for: that tick
+/// took no step, so the step before it has lasted an interval already.
 fn gate(
     ctx: &Context,
     key: &ObjectRef<Canary>,
@@ -492,6 +497,16 @@ fn gate(
         || matches!(phase, CanaryPhase::New | CanaryPhase::Initializing)
         || (at_rest && changed);
     if reactive {
+        return Gate::Run(Turn::Reaction);
+    }
+    // A run waiting for a workload goes on when its rollout ends, not up to an interval later;
+    // its ticks are due an interval apart from there. Any other change of the workload waits for
+    // the scheduled tick.
+    if !at_rest
+        && ctx
+            .waits_for_ready(key)
+            .is_some_and(|workload| obs.done_waiting_for(workload))
+    {
         return Gate::Run(Turn::Reaction);
     }
     let wait = due_in(ctx, key, canary, spec);
@@ -612,6 +627,8 @@ fn record_tick_metrics(
 
 #[cfg(test)]
 mod tests {
+    use flagger_core::{Readiness, Workload};
+
     use super::*;
     use crate::metrics::Metrics;
 
@@ -645,5 +662,98 @@ mod tests {
             std::mem::size_of_val(&whole)
         );
         assert!(std::mem::size_of_val(&waiting) <= 512);
+    }
+
+    fn in_phase(phase: CanaryPhase) -> Canary {
+        let mut canary = Canary::new("podinfo", Default::default());
+        canary.metadata.namespace = Some("test".into());
+        canary.spec.target_ref.kind = "Deployment".into();
+        canary.spec.target_ref.name = "podinfo".into();
+        canary.spec.analysis =
+            serde_json::from_value(serde_json::json!({"interval": "10s", "iterations": 3}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        canary.status = Some(CanaryStatus {
+            phase: Some(phase),
+            last_applied_spec: Some("r2".into()),
+            ..Default::default()
+        });
+        canary
+    }
+
+    fn observed(canary: Readiness, primary: Readiness) -> Observation {
+        Observation {
+            canary,
+            primary,
+            ..Observation::ready("r2", flagger_core::RouteState::PRIMARY)
+        }
+    }
+
+    fn rolling_out() -> Readiness {
+        Readiness::Waiting {
+            message: "waiting for rollout to finish".into(),
+            since: None,
+        }
+    }
+
+    fn gate_of(ctx: &Context, canary: &Canary, obs: &Observation) -> Gate {
+        let key = ObjectRef::from_obj(canary);
+        let spec = flagger_core::normalize(canary, &ctx.core).unwrap_or_else(|e| panic!("{e}"));
+        gate(ctx, &key, canary, &spec, obs)
+    }
+
+    /// A run whose tick found its canary Deployment still rolling out goes on when the rollout
+    /// ends, not at the next interval; nothing else about the Deployment brings a tick forward.
+    #[tokio::test]
+    async fn the_end_of_a_rollout_the_last_tick_waited_for_runs_the_next_tick_at_once() {
+        let ctx = context();
+        let canary = in_phase(CanaryPhase::Progressing);
+        let key = ObjectRef::from_obj(&canary);
+        ctx.set_due(&key, Instant::now() + Duration::from_secs(10));
+        let ready = observed(Readiness::Ready, Readiness::Ready);
+        let still = observed(rolling_out(), Readiness::Ready);
+
+        // Not waited for: a ready canary waits for the scheduled tick.
+        assert!(matches!(gate_of(&ctx, &canary, &ready), Gate::NotYet(_)));
+        ctx.tick_when_ready(&key, Workload::Canary);
+        assert!(matches!(gate_of(&ctx, &canary, &still), Gate::NotYet(_)));
+        // The primary rolling out is not what the run waits for.
+        let other = observed(rolling_out(), rolling_out());
+        assert!(matches!(gate_of(&ctx, &canary, &other), Gate::NotYet(_)));
+        assert_eq!(gate_of(&ctx, &canary, &ready), Gate::Run(Turn::Reaction));
+        let failed = observed(
+            Readiness::Failed {
+                message: "exceeded its progress deadline".into(),
+            },
+            Readiness::Ready,
+        );
+        assert_eq!(gate_of(&ctx, &canary, &failed), Gate::Run(Turn::Reaction));
+        // The tick that ran scheduled the next: the wait it ended is over.
+        ctx.set_due(&key, Instant::now() + Duration::from_secs(10));
+        assert!(matches!(gate_of(&ctx, &canary, &ready), Gate::NotYet(_)));
+    }
+
+    #[tokio::test]
+    async fn a_promotion_waiting_for_its_primary_goes_on_when_the_primary_is_ready() {
+        let ctx = context();
+        let canary = in_phase(CanaryPhase::Promoting);
+        let key = ObjectRef::from_obj(&canary);
+        ctx.set_due(&key, Instant::now() + Duration::from_secs(10));
+        ctx.tick_when_ready(&key, Workload::Primary);
+        let rolling = observed(Readiness::Ready, rolling_out());
+        assert!(matches!(gate_of(&ctx, &canary, &rolling), Gate::NotYet(_)));
+        let ready = observed(Readiness::Ready, Readiness::Ready);
+        assert_eq!(gate_of(&ctx, &canary, &ready), Gate::Run(Turn::Reaction));
+    }
+
+    /// A canary at rest has no run to bring forward: its primary's readiness waits for its tick.
+    #[tokio::test]
+    async fn a_canary_at_rest_is_not_ticked_by_a_readiness_it_did_not_wait_for() {
+        let ctx = context();
+        let canary = in_phase(CanaryPhase::Succeeded);
+        let key = ObjectRef::from_obj(&canary);
+        ctx.set_due(&key, Instant::now() + Duration::from_secs(10));
+        ctx.tick_when_ready(&key, Workload::Primary);
+        let ready = observed(Readiness::Ready, Readiness::Ready);
+        assert!(matches!(gate_of(&ctx, &canary, &ready), Gate::NotYet(_)));
     }
 }

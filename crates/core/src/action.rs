@@ -46,6 +46,11 @@ pub enum Action {
     /// A run ended; drives the success/failure/rollback counters and `analysis-complete` hooks.
     Report(Outcome),
     RequeueAfter(Duration),
+    /// The run waits for this workload's rollout: the next tick may come as soon as the workload
+    /// is ready (or has failed), before the interval of [`Action::RequeueAfter`] is over. The
+    /// wait is the cluster's, not the plan's: ticking at the next interval instead would add up to
+    /// an interval to the run each time a rollout outlasts the tick before it.
+    RequeueWhenReady(Workload),
     /// Controller dry-run: what would have been done, for the log only.
     DryRun(Box<Action>),
 }
@@ -60,9 +65,20 @@ impl Action {
                 | Action::Event(_)
                 | Action::Report(_)
                 | Action::RequeueAfter(_)
+                | Action::RequeueWhenReady(_)
                 | Action::DryRun(_)
         )
     }
+}
+
+/// A workload of the canary whose readiness a run can wait on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Workload {
+    /// The `-primary` copy.
+    Primary,
+    /// The target itself.
+    Canary,
 }
 
 /// Desired routes. `mirror` is the percentage of requests mirrored to the canary (0 = no mirror).

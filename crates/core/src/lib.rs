@@ -27,7 +27,7 @@ pub mod weights;
 
 pub use action::{
     Action, Alert, Event, EventName, EventType, FailedCheck, Need, Outcome, Reason, Routes,
-    Severity,
+    Severity, Workload,
 };
 pub use checks::evaluate;
 pub use machine::advance;

@@ -4,7 +4,7 @@ use flagger_api::request::RequestAction;
 use flagger_api::status::{CanaryPhase, CanaryStatus};
 use jiff::Timestamp;
 
-use crate::action::{Action, EventName, Reason};
+use crate::action::{Action, EventName, Reason, Workload};
 use crate::normalize::RolloutSpec;
 use crate::observation::{Observation, RouteState};
 use crate::revision::{new_reset, reverted, revision_changed};
@@ -121,6 +121,14 @@ fn run(t: &mut Tick) -> Flow {
                     spec.target_name, spec.namespace
                 ),
             );
+            if !matches!(
+                phase,
+                CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed
+            ) {
+                // At rest the primary's readiness matters only with a new revision, and a new
+                // revision is acted on at once anyway.
+                t.push(Action::RequeueWhenReady(Workload::Primary));
+            }
             return Err(Stop::End);
         }
         if matches!(phase, CanaryPhase::Promoting | CanaryPhase::Finalising) {
@@ -175,6 +183,7 @@ fn run(t: &mut Tick) -> Flow {
                     EventName::Other,
                     format!("{what} {} not ready: {message}", spec.target_key()),
                 );
+                t.push(Action::RequeueWhenReady(Workload::Canary));
                 return Err(Stop::End);
             }
         }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use flagger_api::analysis::HookType;
 use jiff::Timestamp;
 
+use crate::action::Workload;
 use crate::session_affinity::FreshCookies;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +38,16 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// Whether a tick that waited for `workload`'s rollout has something new to decide: the rollout
+    /// ended, ready or failed.
+    pub fn done_waiting_for(&self, workload: Workload) -> bool {
+        let readiness = match workload {
+            Workload::Primary => &self.primary,
+            Workload::Canary => &self.canary,
+        };
+        !matches!(readiness, Readiness::Waiting { .. })
+    }
+
     /// A canary whose workloads are ready and whose routes are at `routes`; no hook or metric
     /// results yet.
     pub fn ready(revision: impl Into<String>, routes: RouteState) -> Observation {

@@ -160,7 +160,10 @@ fn s1_primary_rollout_still_in_progress_delays_finalising() {
         Promoting,
         (50, 0, 0),
         "50/50",
-        &["Warning: podinfo-primary.test not ready: waiting for rollout to finish"],
+        &[
+            "Warning: podinfo-primary.test not ready: waiting for rollout to finish",
+            "requeue when primary ready",
+        ],
     );
     h.row(
         "t10",
@@ -1057,9 +1060,12 @@ fn s12_progress_deadline() {
             Progressing,
             (0, 0, 0),
             "100/0",
-            &[leak(format!(
-                "Warning: canary deployment podinfo.test not ready: {msg}"
-            ))],
+            &[
+                leak(format!(
+                    "Warning: canary deployment podinfo.test not ready: {msg}"
+                )),
+                "requeue when canary ready",
+            ],
         );
     }
     let mut expected = vec![
@@ -1132,7 +1138,10 @@ fn s13_target_changed_during_the_analysis() {
         Progressing,
         (0, 0, 0),
         "100/0",
-        &["Warning: canary deployment podinfo.test not ready: waiting for rollout to finish"],
+        &[
+            "Warning: canary deployment podinfo.test not ready: waiting for rollout to finish",
+            "requeue when canary ready",
+        ],
     );
     h.row(
         "t7",
@@ -1364,7 +1373,10 @@ fn s16_failed_promotion_keeps_the_canary_serving() {
         Promoting,
         (50, 0, 0),
         "50/50",
-        &["Warning: podinfo-primary.test not ready: waiting for rollout to finish"],
+        &[
+            "Warning: podinfo-primary.test not ready: waiting for rollout to finish",
+            "requeue when primary ready",
+        ],
     );
     h.row(
         "t7",

@@ -212,6 +212,7 @@ pub fn summary(a: &Action) -> String {
         }
         Action::Report(Outcome::PromotionFailed { .. }) => "report promotion-failed".into(),
         Action::RequeueAfter(d) => format!("requeue {}s", d.as_secs()),
+        Action::RequeueWhenReady(w) => format!("requeue when {w:?} ready").to_lowercase(),
         Action::DryRun(inner) => format!("dry-run {}", summary(inner)),
     }
 }
