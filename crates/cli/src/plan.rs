@@ -151,7 +151,7 @@ fn render(p: &Plan) -> String {
     }
     match p.promote_after_seconds {
         Some(t) => out.push_str(&format!(
-            "Promotion after: {} (all checks passing)\n",
+            "Promotion after: {} (all checks passing; add the time the canary and the primary take to roll out)\n",
             duration(t)
         )),
         None => out.push_str("Promotion after: never (the run does not finish)\n"),

@@ -28,7 +28,9 @@ pub struct Plan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fail_at: Option<u32>,
     pub steps: Vec<PlanStep>,
-    /// From the tick that detects the new revision to `Succeeded`, all checks passing.
+    /// From the tick that detects the new revision to `Succeeded`, all checks passing and every
+    /// workload ready at once: a real run adds the time its canary and its primary take to roll
+    /// out (its ticks go on when a rollout ends, not at the next interval).
     pub promote_after_seconds: Option<u64>,
     /// From the tick that detects the new revision to the rollback, every check failing from
     /// `failAt` (default: from the first analysis tick); absent when nothing can fail.

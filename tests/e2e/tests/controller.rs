@@ -17,6 +17,7 @@ use e2e::{TestNamespace, apply, skip_unless_e2e, wait_for, with_namespace};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::DeleteParams;
 use kube::runtime::wait::conditions;
 use kube::{Api, ResourceExt as _};
@@ -323,6 +324,125 @@ async fn rollback_gate_rolls_back() -> e2e::Result<()> {
             image_of(&primary).ends_with(":6.0.0"),
             "primary image {}",
             image_of(&primary)
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// When an Event last said what it says, in whole seconds (as core/v1 Events keep it).
+fn said_at(event: &k8s_openapi::api::core::v1::Event) -> e2e::Result<i64> {
+    event
+        .last_timestamp
+        .as_ref()
+        .or(event.first_timestamp.as_ref())
+        .map(|t| t.0.as_second())
+        .with_context(|| format!("event without a timestamp: {:?}", event.message))
+}
+
+/// A run waiting for a rollout goes on when the rollout ends, not at its next interval. The
+/// target's `minReadySeconds` (copied to the primary) keeps the canary's rollout, and then the
+/// primary's, going past the tick after it began; the tick that goes on comes sooner after the
+/// waiting tick than an interval, for the canary (the analysis starts) and for the primary (the
+/// run moves on to `Finalising`).
+#[tokio::test]
+async fn a_run_goes_on_when_the_rollout_it_waited_for_ends() -> e2e::Result<()> {
+    const INTERVAL_SECONDS: i64 = 10;
+    // Longer than an interval, so each rollout outlasts the tick after it by ~2 s.
+    const MIN_READY_SECONDS: i64 = 12;
+    // The waiting tick and the next one, a rollout's end apart; an interval apart if the wait
+    // lasted until the next scheduled tick. Timestamps are whole seconds: one of slack each side.
+    const WITHIN: i64 = INTERVAL_SECONDS - 2;
+    skip_unless_e2e!();
+    with_namespace("ctl-ready", |ns| async move {
+        ctl::install_crds(&ns.client).await?;
+        let controller = start_controller(&ns.name, &[])?;
+        deploy(&ns, &App::new(APP, "6.0.0", 1), |d| {
+            d["spec"]["minReadySeconds"] = json!(MIN_READY_SECONDS);
+        })
+        .await?;
+        create_canary(
+            &ns,
+            blue_green_canary(APP, &format!("{INTERVAL_SECONDS}s"), 1, json!([])),
+        )
+        .await?;
+        let api = canaries(&ns);
+        wait_phase(&api, APP, "Initialized", INIT, &controller).await?;
+        let deployments: Api<Deployment> = ns.api();
+        set_image(&deployments, APP, "6.0.1").await?;
+
+        let key = format!("{APP}.{}", ns.name);
+        let message_starts = |prefix: String| {
+            move |e: &k8s_openapi::api::core::v1::Event| {
+                e.message.as_deref().is_some_and(|m| m.starts_with(&prefix))
+            }
+        };
+        let waited = wait_event(
+            &ns,
+            APP,
+            "the canary found rolling out",
+            RUN,
+            &controller,
+            message_starts(format!("canary deployment {key} not ready")),
+        )
+        .await?;
+        let started = wait_event(
+            &ns,
+            APP,
+            "the analysis started",
+            RUN,
+            &controller,
+            message_starts(format!("Starting canary analysis for {key}")),
+        )
+        .await?;
+        let canary_gap = said_at(&started)? - said_at(&waited)?;
+
+        let copied = wait_event(
+            &ns,
+            APP,
+            "the promotion",
+            RUN,
+            &controller,
+            message_starts(format!("Copying {key} template spec")),
+        )
+        .await?;
+        let copied_at = said_at(&copied)?;
+        // The primary was found rolling out while initialising too; this is the wait after the copy.
+        let primary_waited = wait_event(
+            &ns,
+            APP,
+            "the primary found rolling out",
+            RUN,
+            &controller,
+            |e| {
+                message_starts(format!("{APP}-primary.{} not ready", ns.name))(e)
+                    && said_at(e).is_ok_and(|at| at >= copied_at)
+            },
+        )
+        .await?;
+        let finalising = wait_canary(&api, APP, "Finalising", RUN, &controller, |o| {
+            phase(o) == "Finalising"
+        })
+        .await?;
+        let routed_at = serde_json::from_value::<Time>(
+            ctl::status(&finalising)["lastTransitionTime"].clone(),
+        )
+        .context("Finalising without a lastTransitionTime")?
+        .0
+        .as_second();
+        let primary_gap = routed_at - said_at(&primary_waited)?;
+        wait_phase(&api, APP, "Succeeded", RUN, &controller).await?;
+        eprintln!(
+            "ready-wait: the canary's rollout ended {canary_gap} s after the tick that waited for it, \
+             the primary's {primary_gap} s after (interval {INTERVAL_SECONDS} s)"
+        );
+        ensure!(
+            (0..=WITHIN).contains(&canary_gap),
+            "the analysis started {canary_gap} s after the tick that found the canary rolling out"
+        );
+        ensure!(
+            (0..=WITHIN).contains(&primary_gap),
+            "the run went on to Finalising {primary_gap} s after the tick that found the primary rolling out"
         );
         Ok(())
     })
