@@ -366,17 +366,16 @@ fn rolling_out_ms(spans: &[(f64, f64)]) -> f64 {
     spans.iter().map(|(s, e)| e - s).sum()
 }
 
-/// The whole intervals a canary's run waited for the cluster beyond its plan. The plan gives a Deployment the
-/// controller changed one interval (its readiness is asked at the next tick); one that takes longer is seen
-/// ready only at the first tick after it is, so each of its spans costs `ceil(span ÷ interval) − 1` more
-/// intervals. A span is counted from the rollout's start, which comes after the tick that wrote the change: a
-/// tick late by itself, or slow to write, is left to the controller's share.
+/// What the cluster's rollouts added to a canary's run beyond its plan. The plan gives a Deployment the
+/// controller changed one interval (its readiness is asked at the next tick); a tick that finds it still rolling
+/// out waits for it, and the run goes on when the rollout ends, so each span adds what it lasts beyond an
+/// interval. A span is counted from the rollout's start, which comes after the tick that wrote the change: a tick
+/// late by itself, or slow to write, is left to the controller's share.
 fn waits_beyond_plan_ms(spans: &[(f64, f64)], interval_ms: f64) -> f64 {
     spans
         .iter()
-        .map(|(s, e)| ((e - s) / interval_ms).ceil().max(1.0) - 1.0)
-        .sum::<f64>()
-        * interval_ms
+        .map(|(s, e)| (e - s - interval_ms).max(0.0))
+        .sum()
 }
 
 /// CPU seconds of the processes of this network namespace named in [`CLUSTER`], by name.
@@ -630,7 +629,7 @@ struct Mass {
     /// Per canary: (duration − `cluster_rollout`) ÷ plan, the share left to the controller.
     ratio_less_rollout: Vec<f64>,
     /// Per canary, from its reaction (where `plan()` starts: the tick that detects the new revision) to
-    /// Succeeded, less the whole intervals it waited for the cluster beyond its plan, ÷ plan: the controller's
+    /// Succeeded, less what the cluster's rollouts added beyond its plan, ÷ plan: the controller's
     /// lateness against the plan given the cluster's pace (see [`waits_beyond_plan_ms`]). The reaction's own
     /// delay is measured apart, against the client budget.
     ratio_less_waits: Vec<f64>,
@@ -1122,7 +1121,7 @@ async fn main() -> e2e::Result<()> {
          all patched: → Progressing p50 / p99 / max (s) | client budget for the last reaction (s): N × writes ÷ QPS + 1 | \
          writes / requests per reaction | most any canary reacted ahead of one written earlier (s) | \
          all patched: duration ÷ plan p50 / p99 | the cluster's Deployment rollouts per canary p50 / p99 (s) | \
-         duration less those ÷ plan p50 / p99 | from the reaction, less the intervals those added to the plan ÷ plan p50 / p99 | makespan (s) | Succeeded (Failed) | requests per canary rollout | \
+         duration less those ÷ plan p50 / p99 | from the reaction, less what those added beyond an interval each ÷ plan p50 / p99 | makespan (s) | Succeeded (Failed) | requests per canary rollout | \
          CPU s during the rollout | load at end |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ctl::binary()?.display(),
@@ -1236,16 +1235,17 @@ mod tests {
     }
 
     #[test]
-    fn a_rollout_within_its_interval_adds_nothing_to_the_plan_and_a_longer_one_whole_intervals() {
+    fn a_rollout_within_its_interval_adds_nothing_to_the_plan_and_a_longer_one_what_it_lasts_beyond()
+     {
         let interval = 10_000.0;
         assert_eq!(waits_beyond_plan_ms(&[], interval), 0.0);
         // Ready by the tick after the change: what the plan gives it.
         assert_eq!(waits_beyond_plan_ms(&[(0.0, 9_900.0)], interval), 0.0);
         assert_eq!(waits_beyond_plan_ms(&[(0.0, 10_000.0)], interval), 0.0);
-        // Seen ready one tick later, then two ticks later; each wait on its own.
+        // Waited for past that tick, the run going on when it ends; each wait on its own.
         assert_eq!(
-            waits_beyond_plan_ms(&[(0.0, 10_001.0), (50_000.0, 75_000.0)], interval),
-            30_000.0
+            waits_beyond_plan_ms(&[(0.0, 10_500.0), (50_000.0, 75_000.0)], interval),
+            15_500.0
         );
     }
 }
