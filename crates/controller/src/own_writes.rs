@@ -7,8 +7,10 @@
 //! its canary's own writes have replaced ticks on the API server's answer to the last of those
 //! writes instead: the Canary as that write left it, which the watch will bring later.
 //!
-//! The answer is kept only until the cache moves past the versions our writes replaced, so a
-//! canary holds it for as long as the watch lags behind its write. Reading the Canary from the API
+//! The answer is kept only until the cache moves past the versions our writes replaced, and once
+//! the watch brings the write, what is kept is the store's copy of it, not a second one: a canary
+//! holds a Canary of its own only for as long as the watch lags behind its write (otherwise every
+//! running canary holds a second whole Canary until its next tick). Reading the Canary from the API
 //! server instead, as this did first after a 5 s wait, turned a lagging watch into a storm: under
 //! the load of a thousand canaries rolling out with checks, the watch lagged past 5 s, every
 //! reconcile of a canary read it (25 GETs per canary rollout, each answered in 1.5 s on average),
@@ -94,6 +96,29 @@ impl OwnWrites {
         replaced.versions = Vec::new();
         replaced.latest = None;
         CachedCopy::Current
+    }
+
+    /// The Canary watch brought `version` of `key`, and `stored` gives the store's copy of it.
+    /// When that is our last write, the answer kept for it becomes the store's copy: the same
+    /// Canary, held once instead of twice. Ticks on a replaced copy are answered as before (a
+    /// reconcile may have taken its copy from the store just before the event).
+    pub fn caught_up(
+        &self,
+        key: &ObjectRef<Canary>,
+        version: Option<&str>,
+        stored: impl FnOnce() -> Option<Arc<Canary>>,
+    ) {
+        let mut canaries = lock(&self.canaries);
+        let Some(latest) = canaries.get_mut(key).and_then(|r| r.latest.as_mut()) else {
+            return;
+        };
+        if version.is_none() || latest.metadata.resource_version.as_deref() != version {
+            return;
+        }
+        if let Some(stored) = stored().filter(|s| s.metadata.resource_version.as_deref() == version)
+        {
+            *latest = stored;
+        }
     }
 
     pub fn forget(&self, key: &ObjectRef<Canary>) {
@@ -186,5 +211,34 @@ mod tests {
         );
         writes.forget(&key);
         assert!(writes.canaries().is_empty());
+    }
+
+    /// Once the watch brings our write, the answer kept is the store's copy of it, not a second
+    /// one; a copy the write replaced is still answered with it.
+    #[test]
+    fn the_answer_is_the_stores_copy_once_the_watch_brings_the_write() {
+        let writes = OwnWrites::default();
+        let key = key();
+        let answer = at("2");
+        writes.wrote(&key, Some("1"), answer.clone());
+        let stored = at("2");
+
+        // Another version, or no store copy of this one: the answer stays.
+        writes.caught_up(&key, Some("3"), || Some(stored.clone()));
+        writes.caught_up(&key, Some("2"), || Some(at("3")));
+        writes.caught_up(&key, Some("2"), || None);
+        assert_eq!(Arc::strong_count(&answer), 2, "still held");
+
+        writes.caught_up(&key, Some("2"), || Some(stored.clone()));
+        assert_eq!(
+            Arc::strong_count(&answer),
+            1,
+            "the write's own copy is let go"
+        );
+        match writes.copy(&key, Some("1")) {
+            CachedCopy::Replaced(latest) => assert!(Arc::ptr_eq(&latest, &stored)),
+            CachedCopy::Current => panic!("a replaced copy must be answered"),
+        }
+        assert_eq!(writes.copy(&key, Some("2")), CachedCopy::Current);
     }
 }

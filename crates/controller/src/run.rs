@@ -211,7 +211,10 @@ fn canary_watch(
         .reflect(writer)
         .inspect_ok(move |event| match event {
             watcher::Event::Apply(canary) | watcher::Event::InitApply(canary) => {
-                ctx.cache.track_targets(canary)
+                ctx.cache.track_targets(canary);
+                let key = ObjectRef::from_obj(canary);
+                let version = canary.metadata.resource_version.as_deref();
+                ctx.own_writes.caught_up(&key, version, || reader.get(&key));
             }
             // One canary gone: forgotten by name. Comparing everything remembered with the
             // store at each delete would cost N² when a namespace of N canaries goes.

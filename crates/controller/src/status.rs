@@ -32,13 +32,16 @@ pub async fn write(
         "kind": "Canary",
         "status": status,
     });
-    let written = api
+    let mut written: Canary = api
         .patch_status(
             &canary.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(body),
         )
         .await?;
+    // Kept as the Canary until the watch brings it (see `own_writes`), where nothing reads them;
+    // the watch's copies drop them too.
+    written.metadata.managed_fields = None;
     Ok(Written::Wrote(Box::new(written)))
 }
 
