@@ -732,13 +732,19 @@ mod tests {
         assert!(matches!(gate_of(&ctx, &canary, &ready), Gate::NotYet(_)));
     }
 
-    #[tokio::test]
-    async fn a_promotion_waiting_for_its_primary_goes_on_when_the_primary_is_ready() {
+    /// A canary in `phase` whose last tick waited for `workload`, its next tick due in 10 s.
+    fn waiting_for(phase: CanaryPhase, workload: Workload) -> (Arc<Context>, Canary) {
         let ctx = context();
-        let canary = in_phase(CanaryPhase::Promoting);
+        let canary = in_phase(phase);
         let key = ObjectRef::from_obj(&canary);
         ctx.set_due(&key, Instant::now() + Duration::from_secs(10));
-        ctx.tick_when_ready(&key, Workload::Primary);
+        ctx.tick_when_ready(&key, workload);
+        (ctx, canary)
+    }
+
+    #[tokio::test]
+    async fn a_promotion_waiting_for_its_primary_goes_on_when_the_primary_is_ready() {
+        let (ctx, canary) = waiting_for(CanaryPhase::Promoting, Workload::Primary);
         let rolling = observed(Readiness::Ready, rolling_out());
         assert!(matches!(gate_of(&ctx, &canary, &rolling), Gate::NotYet(_)));
         let ready = observed(Readiness::Ready, Readiness::Ready);
@@ -748,11 +754,7 @@ mod tests {
     /// A canary at rest has no run to bring forward: its primary's readiness waits for its tick.
     #[tokio::test]
     async fn a_canary_at_rest_is_not_ticked_by_a_readiness_it_did_not_wait_for() {
-        let ctx = context();
-        let canary = in_phase(CanaryPhase::Succeeded);
-        let key = ObjectRef::from_obj(&canary);
-        ctx.set_due(&key, Instant::now() + Duration::from_secs(10));
-        ctx.tick_when_ready(&key, Workload::Primary);
+        let (ctx, canary) = waiting_for(CanaryPhase::Succeeded, Workload::Primary);
         let ready = observed(Readiness::Ready, Readiness::Ready);
         assert!(matches!(gate_of(&ctx, &canary, &ready), Gate::NotYet(_)));
     }
