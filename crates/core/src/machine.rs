@@ -108,12 +108,11 @@ fn run(t: &mut Tick) -> Flow {
     // The primary must be ready (unless the analysis is skipped).
     let skipping = spec.skip_analysis || t.obs.skip_analysis_annotation;
     if !skipping && let Err((failed, message)) = t.readiness(&t.obs.primary) {
-        if !failed
-            || matches!(
-                phase,
-                CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed
-            )
-        {
+        let at_rest = matches!(
+            phase,
+            CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed
+        );
+        if !failed || at_rest {
             t.warning(
                 EventName::Other,
                 format!(
@@ -121,10 +120,7 @@ fn run(t: &mut Tick) -> Flow {
                     spec.target_name, spec.namespace
                 ),
             );
-            if !matches!(
-                phase,
-                CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed
-            ) {
+            if !at_rest {
                 // At rest the primary's readiness matters only with a new revision, and a new
                 // revision is acted on at once anyway.
                 t.push(Action::RequeueWhenReady(Workload::Primary));
